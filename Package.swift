@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Dependencies run one way: CLZ4 <- ExpertCodec <- Archive <- archive-tool.
+// The codec knows no files, the archive knows no command line.
+let package = Package(
+    name: "ExpertArchive",
+    products: [
+        .library(name: "ExpertCodec", targets: ["ExpertCodec"]),
+        .library(name: "Archive", targets: ["Archive"]),
+        .executable(name: "archive-tool", targets: ["archive-tool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        .target(name: "ExpertCodec", dependencies: ["CLZ4"]),
+        .target(name: "Archive", dependencies: ["ExpertCodec"]),
+        // Realistic generated traces: the demo's default input, test fixtures, benchmark inputs.
+        .target(name: "TraceSynth", dependencies: ["ExpertCodec"]),
+        .executableTarget(
+            name: "archive-tool",
+            dependencies: [
+                "Archive",
+                "TraceSynth",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

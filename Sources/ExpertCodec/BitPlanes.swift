@@ -1,0 +1,155 @@
+/// Bit-plane packing of one column of ids: plane `b` holds bit `b` of every id, one bit per
+/// token, least significant first (token `i` is bit `i % 8` of byte `i / 8`). Runs and skewed
+/// high bits become runs of `0x00`/`0xFF` bytes, which is what LZ4 can remove.
+///
+/// Ids live in a scratch column of `PlaneScalar` (UInt8 up to 8 bits, UInt16 up to 16), padded
+/// with zeros to a multiple of 8 so that every kernel works on whole groups of 8 tokens.
+protocol PlaneScalar: FixedWidthInteger & UnsignedInteger & Sendable {
+    /// Bits `0..<width` of the 8 ids at `values`, as `width` plane bytes, byte `b` at `planes[b * stride]`.
+    static func storePlanes(of values: UnsafePointer<Self>, width: Int,
+                            to planes: UnsafeMutablePointer<UInt8>, stride: Int)
+    /// The inverse of `storePlanes`: 8 ids from `width` plane bytes.
+    static func loadPlanes(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                           into values: UnsafeMutablePointer<Self>)
+    /// The OR and the AND of 8 ids: a plane byte is trivial (0x00 or 0xFF) where they agree.
+    static func orAnd(of values: UnsafePointer<Self>) -> (or: UInt64, and: UInt64)
+}
+
+/// Transposes an 8x8 bit matrix held as 8 bytes (bit `j` of byte `i` becomes bit `i` of byte `j`).
+@inline(__always)
+func transpose8x8(_ matrix: UInt64) -> UInt64 {
+    var x = matrix
+    var t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA
+    x ^= t ^ (t << 7)
+    t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC
+    x ^= t ^ (t << 14)
+    t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0
+    x ^= t ^ (t << 28)
+    return x
+}
+
+extension UInt8: PlaneScalar {
+    @inline(__always)
+    static func storePlanes(of values: UnsafePointer<UInt8>, width: Int,
+                            to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
+        let bits = transpose8x8(UnsafeRawPointer(values).loadUnaligned(as: UInt64.self).littleEndian)
+        for b in 0..<width { planes[b * stride] = UInt8(truncatingIfNeeded: bits >> (8 * b)) }
+    }
+
+    @inline(__always)
+    static func loadPlanes(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                           into values: UnsafeMutablePointer<UInt8>) {
+        var bits: UInt64 = 0
+        for b in 0..<width { bits |= UInt64(planes[b * stride]) << (8 * b) }
+        UnsafeMutableRawPointer(values).storeBytes(of: transpose8x8(bits).littleEndian, as: UInt64.self)
+    }
+
+    @inline(__always)
+    static func orAnd(of values: UnsafePointer<UInt8>) -> (or: UInt64, and: UInt64) {
+        let x = UnsafeRawPointer(values).loadUnaligned(as: UInt64.self)
+        var o = x | (x >> 32), a = x & (x >> 32)
+        o |= o >> 16; a &= a >> 16
+        o |= o >> 8; a &= a >> 8
+        return (o & 0xFF, a & 0xFF)
+    }
+}
+
+/// 4 UInt16 lanes -> their low bytes packed into the low 32 bits.
+@inline(__always)
+private func packLowBytes(_ lanes: UInt64) -> UInt64 {
+    var x = lanes & 0x00FF_00FF_00FF_00FF
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF
+    return (x | (x >> 16)) & 0xFFFF_FFFF
+}
+
+/// The inverse of `packLowBytes`: 4 bytes in the low 32 bits -> 4 UInt16 lanes.
+@inline(__always)
+private func spreadBytes(_ packed: UInt64) -> UInt64 {
+    var x = packed & 0xFFFF_FFFF
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF
+    return (x | (x << 8)) & 0x00FF_00FF_00FF_00FF
+}
+
+extension UInt16: PlaneScalar {
+    @inline(__always)
+    static func storePlanes(of values: UnsafePointer<UInt16>, width: Int,
+                            to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
+        let raw = UnsafeRawPointer(values)
+        let a = raw.loadUnaligned(as: UInt64.self).littleEndian
+        let b = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self).littleEndian
+        let low = transpose8x8(packLowBytes(a) | packLowBytes(b) << 32)
+        let high = transpose8x8(packLowBytes(a >> 8) | packLowBytes(b >> 8) << 32)
+        for p in 0..<Swift.min(width, 8) { planes[p * stride] = UInt8(truncatingIfNeeded: low >> (8 * p)) }
+        for p in 8..<Swift.max(width, 8) { planes[p * stride] = UInt8(truncatingIfNeeded: high >> (8 * (p - 8))) }
+    }
+
+    @inline(__always)
+    static func loadPlanes(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                           into values: UnsafeMutablePointer<UInt16>) {
+        var low: UInt64 = 0, high: UInt64 = 0
+        for p in 0..<Swift.min(width, 8) { low |= UInt64(planes[p * stride]) << (8 * p) }
+        for p in 8..<Swift.max(width, 8) { high |= UInt64(planes[p * stride]) << (8 * (p - 8)) }
+        low = transpose8x8(low)
+        high = transpose8x8(high)
+        let raw = UnsafeMutableRawPointer(values)
+        raw.storeBytes(of: (spreadBytes(low) | spreadBytes(high) << 8).littleEndian, as: UInt64.self)
+        raw.storeBytes(of: (spreadBytes(low >> 32) | spreadBytes(high >> 32) << 8).littleEndian,
+                       toByteOffset: 8, as: UInt64.self)
+    }
+
+    @inline(__always)
+    static func orAnd(of values: UnsafePointer<UInt16>) -> (or: UInt64, and: UInt64) {
+        let raw = UnsafeRawPointer(values)
+        let a = raw.loadUnaligned(as: UInt64.self), b = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        var o = a | b, n = a & b
+        o |= o >> 32; n &= n >> 32
+        o |= o >> 16; n &= n >> 16
+        return (o & 0xFFFF, n & 0xFFFF)
+    }
+}
+
+enum BitPlanes {
+    /// Bytes of one plane of `count` ids.
+    @inline(__always)
+    static func planeBytes(_ count: Int) -> Int { (count + 7) >> 3 }
+
+    /// Writes `width` planes of `count` ids (zero-padded to a multiple of 8) to `out`.
+    /// Returns the bytes written: `width * planeBytes(count)`.
+    static func store<S: PlaneScalar>(_ values: UnsafePointer<S>, count: Int, width: Int,
+                                      to out: UnsafeMutablePointer<UInt8>) -> Int {
+        let stride = planeBytes(count)
+        for group in 0..<stride {
+            S.storePlanes(of: values + 8 * group, width: width, to: out + group, stride: stride)
+        }
+        return width * stride
+    }
+
+    /// Reads groups `groups` of `width` planes of `count` ids into `values[8 * group ...]`.
+    static func load<S: PlaneScalar>(_ planes: UnsafePointer<UInt8>, count: Int, width: Int,
+                                     groups: Range<Int>, into values: UnsafeMutablePointer<S>) {
+        let stride = planeBytes(count)
+        for group in groups {
+            S.loadPlanes(from: planes + group, stride: stride, width: width, into: values + 8 * group)
+        }
+    }
+
+    /// One id, read bit by bit: for point look-ups without decoding a group.
+    @inline(__always)
+    static func value(at index: Int, in planes: UnsafePointer<UInt8>, count: Int, width: Int) -> Int {
+        let stride = planeBytes(count), byte = index >> 3, bit = index & 7
+        var v = 0
+        for p in 0..<width { v |= Int((planes[p * stride + byte] >> bit) & 1) << p }
+        return v
+    }
+
+    /// What LZ4 will roughly keep of these planes: the plane bytes that are neither 0x00 nor 0xFF.
+    static func estimatedCost<S: PlaneScalar>(_ values: UnsafePointer<S>, count: Int, width: Int) -> Int {
+        let mask: UInt64 = width >= 64 ? ~0 : (1 << UInt64(width)) - 1
+        var cost = 0
+        for group in 0..<planeBytes(count) {
+            let (or, and) = S.orAnd(of: values + 8 * group)
+            cost &+= (or & ~and & mask).nonzeroBitCount
+        }
+        return cost
+    }
+}

@@ -1,0 +1,308 @@
+/// Decodes blocks made by ``BlockEncoder``. A decoder holds one *open* block: `open` checks the
+/// frame (checksum, sizes) and the payload's structure, then `decodeRows` decodes any range of
+/// it, touching only the groups of 8 rows that hold the range. Not thread-safe: one per thread.
+public final class BlockDecoder {
+    public let schema: Schema
+    private let sourceIndex: [Int]
+    private let frames = LZ4FrameDecoder()
+    private let payload = Scratch(), columns = Scratch(), values = Scratch()
+    private var layout = PayloadLayout()
+
+    public init(schema: Schema) {
+        self.schema = schema
+        sourceIndex = schema.moeLayers.flatMap { layer in (0..<schema.topk).map { layer * schema.topk + $0 } }
+    }
+
+    /// Rows of the open block (0 before the first `open`).
+    public var rowCount: Int { layout.rows }
+
+    /// Decompresses and checks one frame, which becomes the open block. Returns its row count.
+    /// With `expectedRows`, a block of another size is refused before anything is decompressed
+    /// beyond what that many rows may need.
+    @discardableResult
+    public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws(CodecError) -> Int {
+        layout = PayloadLayout()
+        let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
+        let (size, headerBytes) = try frames.contentSize(
+            of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
+        let bytes = payload.reserve(size)
+        try frames.decompress(frame, headerBytes: headerBytes, size: size, into: bytes)
+        var parsed = PayloadLayout()
+        try parsed.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
+        if let expectedRows, parsed.rows != expectedRows {
+            throw .corruptBlock("block holds \(parsed.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
+        }
+        layout = parsed
+        return parsed.rows
+    }
+
+    /// Decodes rows `range` of the open block into `out`, token-major, `range.count * idsPerRow`
+    /// ids; dense layers get ``Schema/denseFill``.
+    public func decodeRows<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(CodecError) {
+        guard range.lowerBound >= 0, range.upperBound <= layout.rows else {
+            throw .shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
+        }
+        guard out.count == range.count * schema.idsPerRow else {
+            throw .shapeMismatch("output holds \(out.count) ids, \(range.count) rows need \(range.count * schema.idsPerRow)")
+        }
+        guard T.max >= schema.experts - 1 else {
+            throw .outputTypeTooNarrow(type: "\(T.self)", experts: schema.experts)
+        }
+        guard !range.isEmpty, let base = out.baseAddress else { return }
+        if schema.bitWidth <= 8 {
+            try decode(range, into: base, scalar: UInt8.self)
+        } else {
+            try decode(range, into: base, scalar: UInt16.self)
+        }
+    }
+
+    /// Opens `frame` and decodes all of it into `out`; returns the row count.
+    @discardableResult
+    public func decode<T: ExpertID>(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<T>) throws(CodecError) -> Int {
+        let rows = try open(frame, expectedRows: out.count / schema.idsPerRow)
+        try decodeRows(0..<rows, into: out)
+        return rows
+    }
+
+    /// Opens `frame` and returns all its rows as a new array.
+    public func decode<T: ExpertID>(_ frame: [UInt8], as type: T.Type = T.self) throws(CodecError) -> [T] {
+        var result: Result<[T], CodecError> = .success([])
+        frame.withUnsafeBytes { bytes in
+            result = Result { () throws(CodecError) -> [T] in
+                let rows = try open(bytes)
+                var ids = [T](repeating: 0, count: rows * schema.idsPerRow)
+                try ids.withUnsafeMutableBufferPointer { out throws(CodecError) in try decodeRows(0..<rows, into: out) }
+                return ids
+            }
+        }
+        return try result.get()
+    }
+
+    private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>,
+                                                      scalar: S.Type) throws(CodecError) {
+        let rows = layout.rows, padded = (rows + 7) & ~7, columnCount = sourceIndex.count
+        let cols = columns.reserve(columnCount * padded, of: S.self)
+        let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
+                                     values: values.reserve(padded, of: S.self))
+        for c in 0..<columnCount {
+            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
+            try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
+        }
+        let perRow = schema.idsPerRow
+        sourceIndex.withUnsafeBufferPointer { source in
+            let hasDense = source.count != perRow
+            for t in range {
+                let row = out + (t - range.lowerBound) * perRow
+                if hasDense { row.update(repeating: T(Schema.denseFill), count: perRow) }
+                for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: cols[c * padded + t]) }
+            }
+        }
+    }
+}
+
+/// Where each column of a checked payload lives.
+struct PayloadLayout {
+    var rows = 0
+    var codings: [ColumnCoding] = []
+    /// Per column: the constant's value, or the body's byte offset in the payload.
+    var constantOrOffset: [Int] = []
+    /// Per column with flags: how many rows are not repeats (stored values).
+    var kept: [Int] = []
+
+    /// Checks the whole structure of `payload` (header, codings, constants, every body's
+    /// length, flag and padding bits) and records where each column lives.
+    mutating func parse(_ payload: UnsafeRawBufferPointer, schema: Schema) throws(CodecError) {
+        func fail(_ why: String, _ offset: Int) -> CodecError { .corruptBlock(why, offset: offset, inPayload: true) }
+        let size = payload.count, columnCount = schema.storedIDsPerRow, width = schema.bitWidth
+        guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
+        let raw = payload.baseAddress!
+        let layoutID = raw.loadLE(UInt8.self, at: 0), storedWidth = raw.loadLE(UInt8.self, at: 1)
+        guard layoutID == BlockFormat.layout else { throw fail("unknown block layout \(layoutID)", 0) }
+        guard storedWidth == width else { throw fail("bit width \(storedWidth), the schema has \(width)", 1) }
+        guard raw.loadLE(UInt16.self, at: 2) == 0 else { throw fail("reserved field is not zero", 2) }
+        let rowCount = Int(raw.loadLE(UInt32.self, at: 4))
+        guard rowCount <= BlockFormat.maxRows(schema) else { throw fail("\(rowCount) rows exceed the block limit", 4) }
+        let storedColumns = Int(raw.loadLE(UInt32.self, at: 8))
+        guard storedColumns == columnCount else { throw fail("\(storedColumns) columns, the schema has \(columnCount)", 8) }
+        rows = rowCount
+        guard rowCount > 0 else {
+            guard size == BlockFormat.headerBytes else { throw fail("an empty block has bytes after its header", 12) }
+            return
+        }
+
+        var cursor = BlockFormat.headerBytes
+        guard size >= cursor + columnCount else { throw fail("payload ends inside the column codings", size) }
+        codings.reserveCapacity(columnCount)
+        for c in 0..<columnCount {
+            guard let coding = ColumnCoding(rawValue: raw.loadLE(UInt8.self, at: cursor + c)) else {
+                throw fail("unknown coding \(raw.loadLE(UInt8.self, at: cursor + c)) of column \(c)", cursor + c)
+            }
+            if coding.usesPreviousSlot && c % schema.topk == 0 {
+                throw fail("column \(c) is slot 0 and cannot be a slot delta", cursor + c)
+            }
+            codings.append(coding)
+        }
+        cursor += columnCount
+
+        let constants = codings.lazy.filter { $0 == .constant }.count
+        guard size >= cursor + 2 * constants else { throw fail("payload ends inside the constant table", size) }
+        var bodyCursor = cursor + 2 * constants
+        let planeBytes = BitPlanes.planeBytes(rowCount)
+        constantOrOffset = Array(repeating: 0, count: columnCount)
+        kept = Array(repeating: rowCount, count: columnCount)
+        for c in 0..<columnCount {
+            switch codings[c] {
+            case .constant:
+                let value = Int(raw.loadLE(UInt16.self, at: cursor))
+                guard value < schema.experts else { throw fail("constant \(value) of column \(c) is not below \(schema.experts)", cursor) }
+                constantOrOffset[c] = value
+                cursor += 2
+            case .plain, .slotDelta:
+                guard size - bodyCursor >= width * planeBytes else { throw fail("payload ends inside column \(c)", size) }
+                try checkPadding(raw + bodyCursor, count: rowCount, planes: width, at: bodyCursor)
+                constantOrOffset[c] = bodyCursor
+                bodyCursor += width * planeBytes
+            case .repeat, .repeatSlotDelta:
+                guard size - bodyCursor >= planeBytes else { throw fail("payload ends inside the flags of column \(c)", size) }
+                let flags = (raw + bodyCursor).assumingMemoryBound(to: UInt8.self)
+                guard flags[0] & 1 == 0 else { throw fail("row 0 of column \(c) is flagged as a repeat", bodyCursor) }
+                try checkPadding(raw + bodyCursor, count: rowCount, planes: 1, at: bodyCursor)
+                var repeats = 0
+                for i in 0..<planeBytes { repeats += flags[i].nonzeroBitCount }
+                let keptRows = rowCount - repeats
+                let valueBytes = width * BitPlanes.planeBytes(keptRows)
+                guard size - bodyCursor - planeBytes >= valueBytes else { throw fail("payload ends inside column \(c)", size) }
+                try checkPadding(raw + bodyCursor + planeBytes, count: keptRows, planes: width, at: bodyCursor + planeBytes)
+                constantOrOffset[c] = bodyCursor
+                kept[c] = keptRows
+                bodyCursor += planeBytes + valueBytes
+            }
+        }
+        guard bodyCursor == size else { throw fail("\(size - bodyCursor) bytes follow the last column", bodyCursor) }
+
+        func checkPadding(_ planes: UnsafeRawPointer, count: Int, planes planeCount: Int, at offset: Int) throws(CodecError) {
+            guard count & 7 != 0 else { return }
+            let stride = BitPlanes.planeBytes(count), mask = UInt8(0xFF) << UInt8(count & 7)
+            for p in 0..<planeCount where planes.load(fromByteOffset: p * stride + stride - 1, as: UInt8.self) & mask != 0 {
+                throw fail("padding bits are set", offset + p * stride + stride - 1)
+            }
+        }
+    }
+}
+
+/// Decodes ranges of columns of a checked payload.
+private struct ColumnReader<S: PlaneScalar> {
+    let layout: PayloadLayout
+    let payload: UnsafeRawPointer
+    let schema: Schema
+    /// Scratch for the stored values of a flagged column.
+    let values: UnsafeMutablePointer<S>
+
+    private var width: Int { schema.bitWidth }
+    private var experts: Int { schema.experts }
+
+    private func body(_ c: Int) -> UnsafePointer<UInt8> {
+        (payload + layout.constantOrOffset[c]).assumingMemoryBound(to: UInt8.self)
+    }
+
+    private func fail(_ why: String, column c: Int) -> CodecError {
+        .corruptBlock("column \(c): \(why)", offset: layout.constantOrOffset[c], inPayload: true)
+    }
+
+    /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`.
+    private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws(CodecError) {
+        guard experts < 1 << width else { return }
+        var largest: S = 0
+        for i in range { largest = max(largest, ids[i]) }
+        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+    }
+
+    /// Decodes rows `range` of column `c` into `out[range]`; `previousSlot[range]` is already decoded.
+    func decode(column c: Int, _ range: Range<Int>, into out: UnsafeMutablePointer<S>,
+                previousSlot: UnsafePointer<S>?) throws(CodecError) {
+        let rows = layout.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
+        switch layout.codings[c] {
+        case .constant:
+            (out + range.lowerBound).update(repeating: S(truncatingIfNeeded: layout.constantOrOffset[c]), count: range.count)
+        case .plain:
+            BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
+            try checkRange(out, range, column: c)
+        case .slotDelta:
+            BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
+            try checkRange(out, range, column: c)
+            let previous = previousSlot!
+            for t in range { out[t] = S(truncatingIfNeeded: addModulo(Int(out[t]), Int(previous[t]), experts)) }
+        case .repeat, .repeatSlotDelta:
+            let flags = body(c), kept = layout.kept[c]
+            let first = nonRepeatsThrough(range.lowerBound, flags) - 1
+            let end = nonRepeatsThrough(range.upperBound - 1, flags)
+            BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
+                           groups: (first >> 3)..<((end + 7) >> 3), into: values)
+            try checkRange(values, first..<end, column: c)
+            if layout.codings[c] == .repeat {
+                var j = first
+                for t in range {
+                    j += t == range.lowerBound ? 0 : 1 - flag(t, flags)
+                    out[t] = values[j]
+                }
+            } else {
+                let previous = previousSlot!
+                var j = first
+                out[range.lowerBound] = S(truncatingIfNeeded: flag(range.lowerBound, flags) == 1
+                    ? try pointValue(column: c, row: range.lowerBound)
+                    : addModulo(Int(values[j]), Int(previous[range.lowerBound]), experts))
+                for t in range.dropFirst() {
+                    let repeated = flag(t, flags)
+                    j += 1 - repeated
+                    let fresh = S(truncatingIfNeeded: addModulo(Int(values[j]), Int(previous[t]), experts))
+                    out[t] = repeated == 1 ? out[t - 1] : fresh
+                }
+            }
+        }
+    }
+
+    /// The id of one row of column `c`, read bit by bit (a slot delta reads its previous slot too).
+    func pointValue(column c: Int, row t: Int) throws(CodecError) -> Int {
+        let rows = layout.rows
+        let stored: Int, base: Int?
+        switch layout.codings[c] {
+        case .constant:
+            return layout.constantOrOffset[c]
+        case .plain, .slotDelta:
+            stored = BitPlanes.value(at: t, in: body(c), count: rows, width: width)
+            base = layout.codings[c] == .slotDelta ? try pointValue(column: c - 1, row: t) : nil
+        case .repeat, .repeatSlotDelta:
+            let flags = body(c)
+            stored = BitPlanes.value(at: nonRepeatsThrough(t, flags) - 1, in: flags + BitPlanes.planeBytes(rows),
+                                     count: layout.kept[c], width: width)
+            base = layout.codings[c] == .repeatSlotDelta
+                ? try pointValue(column: c - 1, row: lastNonRepeat(atOrBefore: t, flags)) : nil
+        }
+        guard stored < experts else { throw fail("stored value \(stored) is not below \(experts)", column: c) }
+        return base.map { addModulo(stored, $0, experts) } ?? stored
+    }
+
+    @inline(__always)
+    private func flag(_ t: Int, _ flags: UnsafePointer<UInt8>) -> Int { Int(flags[t >> 3] >> UInt8(t & 7)) & 1 }
+
+    /// Rows `0...t` whose flag is clear: the stored value of row `t` is at this count minus one.
+    private func nonRepeatsThrough(_ t: Int, _ flags: UnsafePointer<UInt8>) -> Int {
+        var repeats = 0, byte = 0
+        let fullBytes = (t + 1) >> 3
+        while byte + 8 <= fullBytes {
+            repeats += UnsafeRawPointer(flags + byte).loadUnaligned(as: UInt64.self).nonzeroBitCount
+            byte += 8
+        }
+        while byte < fullBytes { repeats += flags[byte].nonzeroBitCount; byte += 1 }
+        let tail = (t + 1) & 7
+        if tail != 0 { repeats += (flags[byte] & UInt8((1 << tail) - 1)).nonzeroBitCount }
+        return t + 1 - repeats
+    }
+
+    /// The last row at or before `t` whose flag is clear (row 0's always is).
+    private func lastNonRepeat(atOrBefore t: Int, _ flags: UnsafePointer<UInt8>) -> Int {
+        var row = t
+        while flag(row, flags) == 1 { row -= 1 }
+        return row
+    }
+}

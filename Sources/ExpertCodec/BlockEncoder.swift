@@ -1,0 +1,213 @@
+/// Encodes blocks of rows into LZ4 frames. Reuses its scratch memory from block to block:
+/// it allocates per block (the returned frame), never per row. Not thread-safe: one per thread.
+public final class BlockEncoder {
+    public let schema: Schema
+    /// For each stored column, its index inside a row (dense layers skipped).
+    private let sourceIndex: [Int]
+    private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
+
+    public init(schema: Schema) {
+        self.schema = schema
+        sourceIndex = schema.moeLayers.flatMap { layer in (0..<schema.topk).map { layer * schema.topk + $0 } }
+    }
+
+    /// Encodes `rows` (token-major `[tokens][layers][topk]`, a whole number of rows) as one frame.
+    /// Every id of a MoE layer must be in `[0, experts)`; dense layers may hold anything.
+    public func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(CodecError) -> [UInt8] {
+        let (payloadStart, payloadCount) = try encodePayload(rows)
+        return try LZ4Frame.compress(UnsafeRawBufferPointer(start: payloadStart, count: payloadCount))
+    }
+
+    public func encode<T: ExpertID>(_ rows: [T]) throws(CodecError) -> [UInt8] {
+        // `withUnsafeBufferPointer` does not forward typed throws yet; carry the error out.
+        var result: Result<[UInt8], CodecError> = .success([])
+        rows.withUnsafeBufferPointer { buffer in
+            result = Result { () throws(CodecError) in try encode(buffer) }
+        }
+        return try result.get()
+    }
+
+    /// The uncompressed payload of `rows`: what `lz4 -d` returns for the frame `encode` makes.
+    func encodePayload<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(CodecError) -> (UnsafeRawPointer, Int) {
+        let perRow = schema.idsPerRow
+        guard rows.count % perRow == 0 else {
+            throw .shapeMismatch("\(rows.count) ids are not a whole number of \(perRow)-id rows")
+        }
+        let count = rows.count / perRow
+        guard count <= BlockFormat.maxRows(schema) else {
+            throw .blockTooLarge(rows: count, limit: BlockFormat.maxIDs)
+        }
+        if schema.bitWidth <= 8 {
+            return try encodePayload(rows, count: count, scalar: UInt8.self)
+        } else {
+            return try encodePayload(rows, count: count, scalar: UInt16.self)
+        }
+    }
+
+    private func encodePayload<T: ExpertID, S: PlaneScalar>(
+        _ rows: UnsafeBufferPointer<T>, count: Int, scalar: S.Type
+    ) throws(CodecError) -> (UnsafeRawPointer, Int) {
+        let columnCount = sourceIndex.count, width = schema.bitWidth
+        let padded = (count + 7) & ~7
+        let cols = columns.reserve(columnCount * padded, of: S.self)
+        try gather(rows, count: count, padded: padded, into: cols)
+
+        let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
+        let raw = UnsafeMutableRawPointer(out)
+        raw.storeLE(BlockFormat.layout, at: 0)
+        raw.storeLE(UInt8(width), at: 1)
+        raw.storeLE(UInt16(0), at: 2)
+        raw.storeLE(UInt32(count), at: 4)
+        raw.storeLE(UInt32(columnCount), at: 8)
+        guard count > 0 else { return (UnsafeRawPointer(out), BlockFormat.headerBytes) }
+
+        // Constant columns first: their table sits between the codings and the bodies.
+        let codings = out + BlockFormat.headerBytes
+        var constantCount = 0
+        for c in 0..<columnCount {
+            let column = cols + c * padded
+            let first = column[0]
+            var constant = true
+            for t in 1..<count where column[t] != first { constant = false; break }
+            codings[c] = constant ? ColumnCoding.constant.rawValue : ColumnCoding.plain.rawValue
+            if constant {
+                raw.storeLE(UInt16(first), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
+                constantCount += 1
+            }
+        }
+
+        var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
+        let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
+                              candidates: candidates.reserve(3 * padded, of: S.self),
+                              flags: flags.reserve(padded / 8, of: UInt8.self))
+        for c in 0..<columnCount where codings[c] != ColumnCoding.constant.rawValue {
+            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
+            let (coding, written) = work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot,
+                                                to: out + cursor)
+            codings[c] = coding.rawValue
+            cursor += written
+        }
+        return (UnsafeRawPointer(out), cursor)
+    }
+
+    /// Token-major rows of `T` into layer-major scratch columns, checking every stored id.
+    private func gather<T: ExpertID, S: PlaneScalar>(
+        _ rows: UnsafeBufferPointer<T>, count: Int, padded: Int, into cols: UnsafeMutablePointer<S>
+    ) throws(CodecError) {
+        let perRow = schema.idsPerRow
+        var largest: UInt64 = 0
+        sourceIndex.withUnsafeBufferPointer { source in
+            guard let input = rows.baseAddress else { return }
+            for t in 0..<count {
+                let row = input + t * perRow
+                for c in 0..<source.count {
+                    // Negative ids wrap to huge values: one unsigned comparison catches both.
+                    let id = UInt64(truncatingIfNeeded: row[source[c]])
+                    largest = max(largest, id)
+                    cols[c * padded + t] = S(truncatingIfNeeded: id)
+                }
+            }
+            for c in 0..<source.count {
+                for t in count..<padded { cols[c * padded + t] = 0 }
+            }
+        }
+        if largest >= UInt64(schema.experts) { try reportFirstBadID(rows, count: count) }
+    }
+
+    private func reportFirstBadID<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws(CodecError) {
+        for t in 0..<count {
+            for index in sourceIndex {
+                let id = rows[t * schema.idsPerRow + index]
+                if id < 0 || UInt64(truncatingIfNeeded: id) >= UInt64(schema.experts) {
+                    throw .idOutOfRange(token: t, layer: index / schema.topk, slot: index % schema.topk,
+                                        value: Int64(truncatingIfNeeded: id), experts: schema.experts)
+                }
+            }
+        }
+    }
+}
+
+/// Chooses and writes the coding of one non-constant column, using per-block scratch.
+private struct ColumnWork<S: PlaneScalar> {
+    let count: Int, padded: Int, width: Int, experts: Int
+    /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
+    let candidates: UnsafeMutablePointer<S>
+    let flags: UnsafeMutablePointer<UInt8>
+
+    /// Picks the coding LZ4 will shrink most (by `BitPlanes.estimatedCost`, ties to the simpler
+    /// coding) and writes its body. Returns the coding and the bytes written.
+    func encode(_ ids: UnsafePointer<S>, previousSlot: UnsafePointer<S>?,
+                to out: UnsafeMutablePointer<UInt8>) -> (ColumnCoding, Int) {
+        var best = ColumnCoding.plain
+        var bestCost = BitPlanes.estimatedCost(ids, count: count, width: width)
+        let deltas = candidates, compacted = candidates + padded, compactedDeltas = candidates + 2 * padded
+
+        if let previousSlot {
+            for t in 0..<count {
+                let d = Int(ids[t]) - Int(previousSlot[t])
+                deltas[t] = S(truncatingIfNeeded: d < 0 ? d + experts : d)
+            }
+            for t in count..<padded { deltas[t] = 0 }
+            let cost = BitPlanes.estimatedCost(UnsafePointer(deltas), count: count, width: width)
+            if cost < bestCost { (best, bestCost) = (.slotDelta, cost) }
+        }
+
+        var repeats = 0
+        for t in 1..<max(count, 1) where ids[t] == ids[t - 1] { repeats += 1 }
+        // Flags cost up to a bit per row: only worth a look when repeats save more than that.
+        var kept = count
+        if repeats * width * 2 >= count {
+            kept = compactRepeats(ids, previousSlot: previousSlot, deltas: deltas,
+                                  into: compacted, compactedDeltas: compactedDeltas)
+            let flagCost = nontrivialBytes(flags, BitPlanes.planeBytes(count))
+            let cost = flagCost + BitPlanes.estimatedCost(UnsafePointer(compacted), count: kept, width: width)
+            if cost < bestCost { (best, bestCost) = (.repeat, cost) }
+            if previousSlot != nil {
+                let cost = flagCost + BitPlanes.estimatedCost(UnsafePointer(compactedDeltas), count: kept, width: width)
+                if cost < bestCost { (best, bestCost) = (.repeatSlotDelta, cost) }
+            }
+        }
+
+        switch best {
+        case .plain:
+            return (best, BitPlanes.store(ids, count: count, width: width, to: out))
+        case .slotDelta:
+            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out))
+        case .repeat, .repeatSlotDelta:
+            let flagBytes = BitPlanes.planeBytes(count)
+            out.update(from: flags, count: flagBytes)
+            let values = best == .repeat ? compacted : compactedDeltas
+            return (best, flagBytes + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + flagBytes))
+        case .constant:
+            preconditionFailure("constant columns are chosen before ColumnWork")
+        }
+    }
+
+    /// Fills `flags` (bit t: row t repeats row t-1) and the ids (and slot deltas) of the other
+    /// rows, zero-padded to a multiple of 8. Returns how many rows were kept.
+    private func compactRepeats(_ ids: UnsafePointer<S>, previousSlot: UnsafePointer<S>?,
+                                deltas: UnsafePointer<S>, into compacted: UnsafeMutablePointer<S>,
+                                compactedDeltas: UnsafeMutablePointer<S>) -> Int {
+        for g in 0..<(padded >> 3) { flags[g] = 0 }
+        var kept = 0
+        for t in 0..<count {
+            let repeated = t > 0 && ids[t] == ids[t - 1]
+            flags[t >> 3] |= UInt8(repeated ? 1 : 0) << UInt8(t & 7)
+            compacted[kept] = ids[t]
+            if previousSlot != nil { compactedDeltas[kept] = deltas[t] }
+            kept += repeated ? 0 : 1
+        }
+        for t in kept..<((kept + 7) & ~7) {
+            compacted[t] = 0
+            compactedDeltas[t] = 0
+        }
+        return kept
+    }
+
+    /// Bytes that are neither 0x00 nor 0xFF: what LZ4 cannot remove from a bitmap.
+    private func nontrivialBytes(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int {
+        var n = 0
+        for i in 0..<count where bytes[i] != 0 && bytes[i] != 0xFF { n += 1 }
+        return n
+    }
+}

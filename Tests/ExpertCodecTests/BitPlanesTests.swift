@@ -1,0 +1,50 @@
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+@Suite struct BitPlanesTests {
+    @Test func transposeMatchesTheDefinition() {
+        var random = SplitMix64(seed: 7)
+        for _ in 0..<1000 {
+            let x = random.next()
+            let y = transpose8x8(x)
+            for i in 0..<8 {
+                for j in 0..<8 {
+                    #expect((x >> UInt64(8 * i + j)) & 1 == (y >> UInt64(8 * j + i)) & 1)
+                }
+            }
+        }
+    }
+
+    @Test(arguments: 1...16)
+    func planesRoundTripAtEveryWidth(width: Int) {
+        var random = SplitMix64(seed: UInt64(width))
+        for count in [1, 7, 8, 9, 63, 64, 65, 1000] {
+            let padded = (count + 7) & ~7
+            let values = (0..<padded).map { $0 < count ? UInt16(truncatingIfNeeded: random.next()) & UInt16((1 << width) - 1) : 0 }
+            var planes = [UInt8](repeating: 0xAA, count: width * BitPlanes.planeBytes(count))
+            var decoded = [UInt16](repeating: 0xFFFF, count: padded)
+            let written = values.withUnsafeBufferPointer { v in
+                planes.withUnsafeMutableBufferPointer { p in BitPlanes.store(v.baseAddress!, count: count, width: width, to: p.baseAddress!) }
+            }
+            #expect(written == planes.count)
+            planes.withUnsafeBufferPointer { p in
+                decoded.withUnsafeMutableBufferPointer { d in
+                    BitPlanes.load(p.baseAddress!, count: count, width: width, groups: 0..<BitPlanes.planeBytes(count), into: d.baseAddress!)
+                }
+                for i in [0, count / 2, count - 1] {
+                    #expect(BitPlanes.value(at: i, in: p.baseAddress!, count: count, width: width) == Int(values[i]))
+                }
+            }
+            #expect(decoded == values)
+            if width <= 8 {
+                let narrow = values.map { UInt8($0) }
+                var narrowPlanes = [UInt8](repeating: 0, count: planes.count)
+                _ = narrow.withUnsafeBufferPointer { v in
+                    narrowPlanes.withUnsafeMutableBufferPointer { p in BitPlanes.store(v.baseAddress!, count: count, width: width, to: p.baseAddress!) }
+                }
+                #expect(narrowPlanes == planes, "UInt8 and UInt16 scratch give the same planes")
+            }
+        }
+    }
+}
