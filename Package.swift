@@ -8,6 +8,8 @@ let package = Package(
     products: [
         .library(name: "ExpertCodec", targets: ["ExpertCodec"]),
         .library(name: "Archive", targets: ["Archive"]),
+        .library(name: "TraceSynth", targets: ["TraceSynth"]),
+        .library(name: "NumpyFile", targets: ["NumpyFile"]),
         .executable(name: "archive-tool", targets: ["archive-tool"]),
     ],
     dependencies: [
@@ -32,6 +34,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth"]),
+        // The writer and reader processes of the crash and concurrency tests; not a product.
+        .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TraceSynth"]),
+        .target(name: "NumpyFile"),
+        .testTarget(name: "NumpyFileTests", dependencies: ["NumpyFile"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,6 +6,17 @@ public final class BlockEncoder {
     private let sourceIndex: [Int]
     private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
 
+    /// Fixed-width bytes a block aims for by default: small enough that reading one row
+    /// (decompressing and checking its block) stays in the tens of microseconds, large enough
+    /// for the per-block framing to cost well under 1%.
+    public static let defaultBlockBytes = 64 * 1024
+
+    /// Rows per block for `schema` at ``defaultBlockBytes``: a multiple of 8 in 64...65536.
+    public static func defaultBlockRows(for schema: Schema) -> Int {
+        let rowBits = schema.storedIDsPerRow * schema.bitWidth
+        return min(65536, max(64, defaultBlockBytes * 8 / rowBits)) & ~7
+    }
+
     public init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.moeLayers.flatMap { layer in (0..<schema.topk).map { layer * schema.topk + $0 } }

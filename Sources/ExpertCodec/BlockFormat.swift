@@ -26,6 +26,11 @@ enum BlockFormat {
     }
 }
 
+extension Schema {
+    /// The most rows one block of this schema may hold (``BlockFormat`` caps ids per block).
+    public var maxBlockRows: Int { BlockFormat.maxRows(self) }
+}
+
 /// How one column of a block is stored. Every coding keeps ids at the fixed width `w`.
 enum ColumnCoding: UInt8, CaseIterable, Sendable {
     /// `w` planes of the `n` ids.

@@ -116,3 +116,29 @@ public struct TraceSynthesizer: Sendable {
         return Int(order[layer][low])
     }
 }
+
+/// Rows whose ids depend only on `(seed, position)`: any process can regenerate and check any
+/// range of a trace another process wrote (the crash and concurrency tests do).
+public struct PositionalRows: Sendable {
+    public let schema: Schema
+    public let seed: UInt64
+
+    public init(schema: Schema, seed: UInt64) {
+        self.schema = schema
+        self.seed = seed
+    }
+
+    /// Row `position`: slot `s` keeps its id for `s + 1` positions, as routing repeats; dense layers 0.
+    public func row<T: ExpertID>(_ position: Int, as: T.Type = T.self) -> [T] {
+        (0..<schema.idsPerRow).map { i in
+            let layer = i / schema.topk, slot = i % schema.topk
+            guard !schema.isDense(layer: layer) else { return 0 }
+            var mix = SplitMix64(seed: seed ^ UInt64(position / (slot + 1)) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(i) << 40)
+            return T(truncatingIfNeeded: mix.next() % UInt64(schema.experts))
+        }
+    }
+
+    public func rows<T: ExpertID>(_ positions: Range<Int>, as: T.Type = T.self) -> [T] {
+        positions.flatMap { row($0, as: T.self) }
+    }
+}

@@ -1,0 +1,98 @@
+import ExpertCodec
+
+/// Read-only access to an archive. Any number of readers, in any process, may read while one
+/// writer appends: a reader sees a consistent prefix (the records whole when it opened or last
+/// refreshed) and never takes the writer's lock. Not thread-safe: one per thread.
+public final class ArchiveReader {
+    public let path: String
+    public let schema: Schema
+    public let metadata: [String: String]
+    /// The rows per block the writer aims for.
+    public let blockRows: Int
+
+    private let file: SegmentFile
+    private let headerEnd: Int
+    private var index: SegmentIndex
+    private let source: BlockSource
+    /// Bytes after the valid log that were ignored (a torn or in-progress write), and why.
+    public private(set) var ignoredTail: (offset: Int, reason: String)?
+
+    public init(path: String) throws(ArchiveError) {
+        let file = try SegmentFile(path: path, mode: .read)
+        let mapping = try Mapping(file: file, count: try file.size())
+        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
+        let outcome = try SegmentScanner(path: path, schema: header.schema).scan(mapping.bytes, headerEnd: headerEnd)
+        self.path = path
+        self.file = file
+        schema = header.schema
+        metadata = header.metadata
+        blockRows = header.blockRows
+        self.headerEnd = headerEnd
+        index = outcome.index
+        ignoredTail = outcome.tail
+        source = BlockSource(path: path, schema: header.schema, mapping: mapping)
+    }
+
+    /// Rows in the archive as of the last open or refresh.
+    public var count: Int { index.count }
+    public var blocks: [BlockInfo] { index.blocks }
+    /// Bytes of the file holding the valid log.
+    public var fileBytes: Int { index.end }
+
+    /// Sees what a writer flushed since; returns whether the row count changed.
+    /// A truncation the writer made shows as a smaller count.
+    @discardableResult
+    public func refresh() throws(ArchiveError) -> Bool {
+        let size = try file.size()
+        guard size != source.mapping.bytes.count else { return false }
+        let before = count
+        let mapping = try Mapping(file: file, count: size)
+        let outcome = try SegmentScanner(path: path, schema: schema).scan(mapping.bytes, headerEnd: headerEnd, continuing: index)
+        source.remap(mapping)
+        index = outcome.index
+        ignoredTail = outcome.tail
+        return count != before
+    }
+
+    /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.
+    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(ArchiveError) {
+        try checkRead(range, out.count, T.self)
+        guard let base = out.baseAddress else { return }
+        try source.read(range, from: index, into: base)
+    }
+
+    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+        var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
+        try out.withUnsafeMutableBufferPointer { buffer throws(ArchiveError) in try read(range, into: buffer) }
+        return out
+    }
+
+    public func row<T: ExpertID>(at position: Int, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+        try rows(position..<position + 1, as: type)
+    }
+
+    /// Checks every block whole: checksums, sizes, positions, every id. Stops at nothing:
+    /// each damaged block is reported with its byte range and the rows it held.
+    public func verify() -> [ArchiveError] {
+        var problems: [ArchiveError] = []
+        for block in index.blocks {
+            do { try source.check(block) } catch { problems.append(error) }
+        }
+        if let tail = ignoredTail {
+            problems.append(.corrupt(path: path, offset: tail.offset, reason: "\(tail.reason) (torn tail, \(source.mapping.bytes.count - tail.offset) bytes not part of the archive)"))
+        }
+        return problems
+    }
+
+    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type) throws(ArchiveError) {
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw .outOfRange(path: path, requested: range, count: count)
+        }
+        guard ids == range.count * schema.idsPerRow else {
+            throw .invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(schema.idsPerRow)")
+        }
+        guard T.self.max >= schema.experts - 1 else {
+            throw .invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
+        }
+    }
+}

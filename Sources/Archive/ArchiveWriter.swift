@@ -1,0 +1,386 @@
+import ExpertCodec
+
+/// What one `append` did.
+public struct AppendResult: Sendable, Equatable {
+    /// Rows stored from the batch: its uncovered tail.
+    public let appended: Int
+    /// Rows of the batch already stored, dropped (the stored ones are kept).
+    public let skipped: Int
+    /// Of the skipped rows, how many differ from the stored ones (only when asked for).
+    public let differing: Int?
+
+    public init(appended: Int, skipped: Int, differing: Int?) {
+        self.appended = appended
+        self.skipped = skipped
+        self.differing = differing
+    }
+}
+
+/// The one writer of an archive (an advisory lock refuses a second, in any process).
+///
+/// Rows are indexed by absolute position. `append(_:at:)` follows the rules of routed-expert
+/// replay: a batch that would leave a gap is refused; rows already stored are kept (first
+/// writer wins) and only the uncovered tail is appended; `truncate(to:)` is the only way rows
+/// are discarded. Rows are buffered and written a block at a time: `flush()` makes them
+/// visible to readers, `sync()` durable, `close()` does both. Not thread-safe.
+public final class ArchiveWriter {
+    public let path: String
+    public let schema: Schema
+    public let metadata: [String: String]
+    public let blockRows: Int
+    /// Bytes cut from the end of the file when it was opened (a torn write of a crashed writer).
+    public let recoveredTail: (offset: Int, bytes: Int, reason: String)?
+
+    private let file: SegmentFile
+    private var index: SegmentIndex
+    private var durableLength: Int
+    private var committed: Bool
+    private var isClosed = false
+    private let encoder: BlockEncoder
+    private let source: BlockSource
+    /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones zeroed.
+    private var pending: [UInt16]
+    private var pendingRows = 0
+
+    /// Creates an archive. Fails if `path` exists, unless `overwrite`.
+    public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
+                              blockRows: Int? = nil, overwrite: Bool = false) throws(ArchiveError) -> ArchiveWriter {
+        let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema)
+        guard (1...schema.maxBlockRows).contains(rows) else {
+            throw .invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
+        }
+        let header = ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata).encoded()
+        guard metadata.count <= SegmentFormat.maxMetadataEntries, header.count <= SegmentFormat.maxHeaderBytes else {
+            throw .invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
+        }
+        let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite))
+        try file.lockExclusive()
+        try file.truncate(to: 0)
+        try file.write(header, at: 0)
+        try file.sync()
+        try SegmentFile.syncDirectory(of: path)
+        let mapping = try Mapping(file: file, count: header.count)
+        return ArchiveWriter(path: path, file: file, header: ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata),
+                             index: SegmentIndex(headerEnd: header.count), mapping: mapping, recoveredTail: nil)
+    }
+
+    /// Opens an existing archive to append, resuming at its row count. A torn last record
+    /// (a crash during a write) is cut off; damage in synced data fails with its offset.
+    public static func open(at path: String) throws(ArchiveError) -> ArchiveWriter {
+        let file = try SegmentFile(path: path, mode: .readWrite)
+        try file.lockExclusive()
+        let size = try file.size()
+        var mapping = try Mapping(file: file, count: size)
+        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
+        let outcome = try SegmentScanner(path: path, schema: header.schema).scan(mapping.bytes, headerEnd: headerEnd)
+        var recovered: (Int, Int, String)?
+        if let tail = outcome.tail {
+            recovered = (tail.offset, size - tail.offset, tail.reason)
+            mapping = try Mapping(file: file, count: tail.offset)
+            try file.truncate(to: tail.offset)
+        }
+        // What an earlier writer left in the page cache becomes durable before new records
+        // claim it is.
+        try file.sync()
+        return ArchiveWriter(path: path, file: file, header: header, index: outcome.index, mapping: mapping,
+                             recoveredTail: recovered)
+    }
+
+    private init(path: String, file: consuming SegmentFile, header: ArchiveHeader, index: SegmentIndex,
+                 mapping: Mapping, recoveredTail: (offset: Int, bytes: Int, reason: String)?) {
+        self.path = path
+        self.file = file
+        schema = header.schema
+        metadata = header.metadata
+        blockRows = header.blockRows
+        self.index = index
+        self.recoveredTail = recoveredTail
+        durableLength = index.end
+        committed = true
+        encoder = BlockEncoder(schema: header.schema)
+        source = BlockSource(path: path, schema: header.schema, mapping: mapping)
+        pending = [UInt16](repeating: 0, count: header.blockRows * header.schema.idsPerRow)
+    }
+
+    deinit { try? close() }
+
+    /// Rows in the archive, buffered ones included: the position the next row takes.
+    public var count: Int { index.count + pendingRows }
+    /// Rows written to the file (visible to readers).
+    public var flushedCount: Int { index.count }
+    public var blocks: [BlockInfo] { index.blocks }
+    public var fileBytes: Int { index.end }
+
+    // MARK: Appending
+
+    /// Appends the batch `rows` (token-major, whole rows) whose first row is at `start`.
+    /// - `start > count`: refused (a gap), nothing stored.
+    /// - the first `count - start` rows are already stored: they are kept, the batch's are
+    ///   dropped (with `compareOverlap`, the differing ones are counted); the rest is appended.
+    /// Ids of the appended rows must be in `[0, experts)` on MoE layers; on any error nothing
+    /// is stored and the file is as before the call.
+    @discardableResult
+    public func append<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, at start: Int,
+                                    compareOverlap: Bool = false) throws(ArchiveError) -> AppendResult {
+        try checkOpen()
+        let perRow = schema.idsPerRow
+        guard rows.count % perRow == 0 else {
+            throw .invalidRows(path: path, position: start, reason: "\(rows.count) ids are not a whole number of \(perRow)-id rows")
+        }
+        guard start >= 0 else { throw .invalidArgument("\(path): batch start \(start) is negative") }
+        guard start <= count else { throw .gap(path: path, start: start, count: count) }
+        let batchRows = rows.count / perRow
+        let skipped = min(batchRows, count - start)
+        let differing = compareOverlap ? try countDiffering(rows, start: start, rows: skipped) : nil
+        let appended = batchRows - skipped
+        if appended > 0 {
+            let tail = UnsafeBufferPointer(rebasing: rows[(skipped * perRow)...])
+            try validate(tail, firstPosition: start + skipped)
+            try store(tail, rows: appended)
+        }
+        return AppendResult(appended: appended, skipped: skipped, differing: differing)
+    }
+
+    @discardableResult
+    public func append<T: ExpertID>(_ rows: [T], at start: Int, compareOverlap: Bool = false) throws(ArchiveError) -> AppendResult {
+        var result: Result<AppendResult, ArchiveError> = .failure(.closed(path: path))
+        rows.withUnsafeBufferPointer { buffer in
+            result = Result { () throws(ArchiveError) in try append(buffer, at: start, compareOverlap: compareOverlap) }
+        }
+        return try result.get()
+    }
+
+    /// Appends at the current end.
+    @discardableResult
+    public func append<T: ExpertID>(_ rows: [T]) throws(ArchiveError) -> AppendResult { try append(rows, at: count) }
+
+    private func validate<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, firstPosition: Int) throws(ArchiveError) {
+        let perRow = schema.idsPerRow, topk = schema.topk, limit = UInt64(schema.experts)
+        for t in 0..<(rows.count / perRow) {
+            for layer in schema.moeLayers {
+                for slot in 0..<topk {
+                    let id = rows[t * perRow + layer * topk + slot]
+                    if UInt64(truncatingIfNeeded: id) >= limit || id < 0 {
+                        throw .invalidRows(path: path, position: firstPosition + t,
+                                           reason: "expert id \(id) at layer \(layer), slot \(slot) is outside [0, \(schema.experts))")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Buffers `rows` and writes every block they complete in one write; on failure the file
+    /// is cut back and the buffer restored, so the call leaves no trace.
+    private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int) throws(ArchiveError) {
+        let perRow = schema.idsPerRow
+        let completesBlock = pendingRows + rowCount >= blockRows
+        let savedPending = completesBlock ? Array(pending[0..<(pendingRows * perRow)]) : []
+        let savedRows = pendingRows
+        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        var consumed = 0
+        do throws(ArchiveError) {
+            while consumed < rowCount {
+                if pendingRows == 0 && rowCount - consumed >= blockRows {
+                    // Whole blocks of a large batch are encoded straight from the caller's rows.
+                    let block = UnsafeBufferPointer(rebasing: rows[(consumed * perRow)..<((consumed + blockRows) * perRow)])
+                    batch.add(try encode(block), rows: blockRows)
+                    consumed += blockRows
+                    continue
+                }
+                let take = min(blockRows - pendingRows, rowCount - consumed)
+                pending.withUnsafeMutableBufferPointer { out in
+                    for i in 0..<(take * perRow) {
+                        out[pendingRows * perRow + i] = UInt16(truncatingIfNeeded: rows[consumed * perRow + i])
+                    }
+                }
+                pendingRows += take
+                consumed += take
+                if pendingRows == blockRows {
+                    batch.add(try encodePending(), rows: blockRows)
+                    pendingRows = 0
+                }
+            }
+            try write(batch)
+        } catch {
+            pendingRows = savedRows
+            if completesBlock { pending.replaceSubrange(0..<savedPending.count, with: savedPending) }
+            throw error
+        }
+    }
+
+    private func encodePending() throws(ArchiveError) -> [UInt8] {
+        let ids = pendingRows * schema.idsPerRow
+        var result: Result<[UInt8], ArchiveError> = .success([])
+        pending.withUnsafeBufferPointer { buffer in
+            result = Result { () throws(ArchiveError) in try encode(UnsafeBufferPointer(rebasing: buffer[..<ids])) }
+        }
+        return try result.get()
+    }
+
+    /// Ids were checked on append: a codec error here is a bug, reported, never stored.
+    private func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(ArchiveError) -> [UInt8] {
+        do { return try encoder.encode(rows) } catch {
+            throw .invalidRows(path: path, position: index.count, reason: error.description)
+        }
+    }
+
+    /// Writes the records of `batch` and applies them; cuts the file back if the write fails.
+    private func write(_ batch: RecordBatch) throws(ArchiveError) {
+        guard !batch.bytes.isEmpty else { return }
+        do throws(ArchiveError) {
+            try file.write(batch.bytes, at: index.end)
+        } catch {
+            try? file.truncate(to: index.end)
+            throw error
+        }
+        for (record, offset) in batch.records { index.apply(record, at: offset) }
+        committed = false
+    }
+
+    // MARK: Flush, sync, truncate, close
+
+    /// Writes buffered rows as a (possibly short) block: readers see them.
+    public func flush() throws(ArchiveError) {
+        try checkOpen()
+        guard pendingRows > 0 else { return }
+        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        batch.add(try encodePending(), rows: pendingRows)
+        try write(batch)
+        pendingRows = 0
+    }
+
+    /// Flushes, then makes every row durable: after `sync()` returns, a crash loses none of them.
+    public func sync() throws(ArchiveError) {
+        try flush()
+        try file.sync()
+        durableLength = index.end
+    }
+
+    /// Discards every row at position `rows` and after (a rollback). Durable when it returns;
+    /// the next append continues at `rows`.
+    public func truncate(to rows: Int) throws(ArchiveError) {
+        try checkOpen()
+        guard rows >= 0, rows <= count else {
+            throw .invalidArgument("\(path): cannot truncate to \(rows) rows, the archive holds \(count)")
+        }
+        if rows >= index.count {
+            pendingRows = rows - index.count
+            return
+        }
+        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        batch.add(marker: .truncate, position: rows)
+        let before = index.end
+        try write(batch)
+        do throws(ArchiveError) { try file.sync() } catch {
+            try? file.truncate(to: before)
+            throw error
+        }
+        durableLength = index.end
+        pendingRows = 0
+    }
+
+    /// Flushes, syncs, marks the archive cleanly closed and releases the lock. Further calls
+    /// fail with ``ArchiveError/closed(path:)``.
+    public func close() throws(ArchiveError) {
+        guard !isClosed else { return }
+        try sync()
+        if !committed {
+            var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
+            batch.add(marker: .commit, position: index.count)
+            try write(batch)
+            try file.sync()
+            durableLength = index.end
+            committed = true
+        }
+        isClosed = true
+        file.unlock()
+    }
+
+    private func checkOpen() throws(ArchiveError) {
+        if isClosed { throw .closed(path: path) }
+    }
+
+    // MARK: Reading
+
+    /// Decodes rows `range` (absolute positions, buffered rows included) into `out`.
+    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(ArchiveError) {
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw .outOfRange(path: path, requested: range, count: count)
+        }
+        let perRow = schema.idsPerRow
+        guard out.count == range.count * perRow else {
+            throw .invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
+        }
+        guard T.max >= schema.experts - 1 else {
+            throw .invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
+        }
+        guard let base = out.baseAddress else { return }
+        let flushed = range.lowerBound..<min(range.upperBound, index.count)
+        if !flushed.isEmpty {
+            if source.mapping.bytes.count < index.end { source.remap(try Mapping(file: file, count: index.end)) }
+            try source.read(flushed, from: index, into: base)
+        }
+        for position in min(max(range.lowerBound, index.count), range.upperBound)..<range.upperBound {
+            let row = base + (position - range.lowerBound) * perRow, buffered = (position - index.count) * perRow
+            for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
+            for layer in schema.denseLayers {
+                for slot in 0..<schema.topk { row[layer * schema.topk + slot] = T(Schema.denseFill) }
+            }
+        }
+    }
+
+    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+        var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
+        try out.withUnsafeMutableBufferPointer { buffer throws(ArchiveError) in try read(range, into: buffer) }
+        return out
+    }
+
+    /// Rows among the `rows` rows of `batch` (from `start`) that differ from the stored ones
+    /// on a MoE layer.
+    private func countDiffering<T: ExpertID>(_ batch: UnsafeBufferPointer<T>, start: Int, rows: Int) throws(ArchiveError) -> Int {
+        guard rows > 0 else { return 0 }
+        let stored = try self.rows(start..<start + rows, as: Int64.self)
+        let perRow = schema.idsPerRow, topk = schema.topk
+        var differing = 0
+        for t in 0..<rows {
+            let differs = schema.moeLayers.contains { layer in
+                (0..<topk).contains { slot in
+                    let i = t * perRow + layer * topk + slot
+                    return Int64(truncatingIfNeeded: batch[i]) != stored[i] || (batch[i] < 0 && stored[i] >= 0)
+                }
+            }
+            if differs { differing += 1 }
+        }
+        return differing
+    }
+}
+
+/// Records built in memory and written in one call.
+private struct RecordBatch {
+    let start: Int
+    var nextPosition: Int
+    let syncedLength: Int
+    var bytes: [UInt8] = []
+    var records: [(RecordHeader, Int)] = []
+
+    init(start: Int, firstPosition: Int, syncedLength: Int) {
+        self.start = start
+        nextPosition = firstPosition
+        self.syncedLength = syncedLength
+    }
+
+    mutating func add(_ frame: [UInt8], rows: Int) {
+        let record = RecordHeader(kind: .rows, frameLength: frame.count, position: nextPosition, rows: rows,
+                                  syncedLength: syncedLength)
+        records.append((record, start + bytes.count))
+        record.encoded(into: &bytes)
+        bytes += frame
+        nextPosition += rows
+    }
+
+    mutating func add(marker kind: RecordHeader.Kind, position: Int) {
+        let record = RecordHeader(kind: kind, frameLength: 0, position: position, rows: 0, syncedLength: syncedLength)
+        records.append((record, start + bytes.count))
+        record.encoded(into: &bytes)
+    }
+}

@@ -1,0 +1,80 @@
+import ExpertCodec
+
+/// Decodes rows straight from the file's mapping, keeping the last block it opened so that
+/// reading row after row of one block decompresses it once.
+final class BlockSource {
+    let path: String
+    private let decoder: BlockDecoder
+    private(set) var mapping: Mapping
+    /// Frame offset of the block open in `decoder`.
+    private var openFrame: Int?
+
+    init(path: String, schema: Schema, mapping: Mapping) {
+        self.path = path
+        decoder = BlockDecoder(schema: schema)
+        self.mapping = mapping
+    }
+
+    func remap(_ newMapping: Mapping) {
+        mapping = newMapping
+        openFrame = nil
+    }
+
+    /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major.
+    func read<T: ExpertID>(_ range: Range<Int>, from index: SegmentIndex, into out: UnsafeMutablePointer<T>) throws(ArchiveError) {
+        guard !range.isEmpty else { return }
+        let perRow = decoder.schema.idsPerRow
+        var position = range.lowerBound
+        var blockIndex = index.block(containing: position)
+        while position < range.upperBound {
+            let block = index.blocks[blockIndex]
+            let end = min(range.upperBound, block.position + block.rows)
+            try open(block)
+            let slice = UnsafeMutableBufferPointer(start: out + (position - range.lowerBound) * perRow, count: (end - position) * perRow)
+            do {
+                try decoder.decodeRows((position - block.position)..<(end - block.position), into: slice)
+            } catch {
+                throw damage(block, error)
+            }
+            position = end
+            blockIndex += 1
+        }
+    }
+
+    private func open(_ block: BlockInfo) throws(ArchiveError) {
+        guard openFrame != block.frameOffset else { return }
+        openFrame = nil
+        guard block.frameOffset + block.frameLength <= mapping.bytes.count else {
+            throw .corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
+        }
+        let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
+        do {
+            try decoder.open(frame, expectedRows: block.storedRows)
+        } catch {
+            throw damage(block, error)
+        }
+        openFrame = block.frameOffset
+    }
+
+    /// Checks one block whole (checksums, structure, every id): for `verify`.
+    func check(_ block: BlockInfo) throws(ArchiveError) {
+        try open(block)
+        let ids = decoder.schema.idsPerRow * block.storedRows
+        var scratch = [UInt16](repeating: 0, count: ids)
+        do {
+            try scratch.withUnsafeMutableBufferPointer { out throws(CodecError) in
+                try decoder.decodeRows(0..<block.storedRows, into: out)
+            }
+        } catch {
+            throw damage(block, error)
+        }
+    }
+
+    private func damage(_ block: BlockInfo, _ error: CodecError) -> ArchiveError {
+        openFrame = nil
+        let offset: Int
+        if case .corruptBlock(_, let at, let inPayload) = error, !inPayload { offset = block.frameOffset + at } else { offset = block.frameOffset }
+        return .corrupt(path: path, offset: offset,
+                        reason: "block of rows \(block.position)..<\(block.position + block.storedRows): \(error)")
+    }
+}

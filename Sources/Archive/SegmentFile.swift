@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Thin, typed wrappers over the system calls the archive uses, each failure an
+/// ``ArchiveError/io(path:operation:errno:message:)`` naming the file.
+struct SegmentFile: ~Copyable {
+    let path: String
+    let descriptor: Int32
+
+    enum Mode { case read, readWrite, create(overwrite: Bool) }
+
+    init(path: String, mode: Mode) throws(ArchiveError) {
+        let flags: Int32
+        switch mode {
+        case .read: flags = O_RDONLY
+        case .readWrite: flags = O_RDWR
+        // No O_TRUNC: an overwrite empties the file only once it holds the writer's lock.
+        case .create(let overwrite): flags = O_RDWR | O_CREAT | (overwrite ? 0 : O_EXCL)
+        }
+        let fd = open(path, flags | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            if errno == EEXIST { throw .exists(path: path) }
+            throw SegmentFile.error(path, "open")
+        }
+        self.path = path
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }
+
+    static func error(_ path: String, _ operation: String, _ code: Int32 = errno) -> ArchiveError {
+        .io(path: path, operation: operation, errno: code, message: String(cString: strerror(code)))
+    }
+
+    /// Takes the writer's advisory lock without waiting; a second writer gets ``ArchiveError/locked(path:)``.
+    func lockExclusive() throws(ArchiveError) {
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { throw .locked(path: path) }
+            throw SegmentFile.error(path, "flock")
+        }
+    }
+
+    /// Releases the writer's lock before the descriptor closes (a closed writer holds none).
+    func unlock() {
+        flock(descriptor, LOCK_UN)
+    }
+
+    func size() throws(ArchiveError) -> Int {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw SegmentFile.error(path, "fstat") }
+        return Int(info.st_size)
+    }
+
+    /// Writes all of `bytes` at `offset`, retrying short writes and interruptions.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(ArchiveError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SegmentFile.error(path, "write")
+            }
+            if n == 0 { throw SegmentFile.error(path, "write", EIO) }
+            done += n
+        }
+    }
+
+    func write(_ bytes: [UInt8], at offset: Int) throws(ArchiveError) {
+        var failure: ArchiveError?
+        bytes.withUnsafeBytes { raw in
+            do throws(ArchiveError) { try write(raw, at: offset) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Reads exactly `count` bytes at `offset` (for the header, before anything is mapped).
+    func read(count: Int, at offset: Int) throws(ArchiveError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SegmentFile.error(path, "read")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes[..<done])
+    }
+
+    func sync() throws(ArchiveError) {
+        if fsync(descriptor) != 0 { throw SegmentFile.error(path, "fsync") }
+    }
+
+    /// Makes the file's directory entry durable (after creating it).
+    static func syncDirectory(of path: String) throws(ArchiveError) {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw error(directory, "open directory") }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw error(directory, "fsync directory") }
+    }
+
+    func truncate(to length: Int) throws(ArchiveError) {
+        if ftruncate(descriptor, off_t(length)) != 0 { throw SegmentFile.error(path, "ftruncate") }
+    }
+}
+
+/// A read-only shared mapping of the first `count` bytes of a file, unmapped on deinit.
+/// Readers decode blocks straight from it; nothing compressed is copied through `read`.
+final class Mapping {
+    let bytes: UnsafeRawBufferPointer
+
+    init(file: borrowing SegmentFile, count: Int) throws(ArchiveError) {
+        guard count > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, count, PROT_READ, MAP_SHARED, file.descriptor, 0)
+        guard let address, address != MAP_FAILED else { throw SegmentFile.error(file.path, "mmap") }
+        bytes = UnsafeRawBufferPointer(start: address, count: count)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+    }
+}

@@ -1,0 +1,156 @@
+import ExpertCodec
+
+/// Where one block of rows lives in the file.
+public struct BlockInfo: Sendable, Equatable {
+    /// Absolute position of the block's first row.
+    public let position: Int
+    /// Rows of the block still in the archive (fewer than stored after a truncation into it).
+    public internal(set) var rows: Int
+    /// Rows the block frame holds.
+    public let storedRows: Int
+    /// Byte offset of the record frame that precedes the block frame.
+    public let recordOffset: Int
+    public let frameOffset: Int
+    public let frameLength: Int
+}
+
+/// The replayed log: live blocks ordered by position, and where the log ends.
+struct SegmentIndex {
+    private(set) var blocks: [BlockInfo] = []
+    private(set) var count = 0
+    /// Byte offset just past the last valid record: where the next record goes.
+    private(set) var end: Int
+    /// The largest synced length any record claims: bytes the writer knew durable.
+    private(set) var syncedLength: Int
+
+    init(headerEnd: Int) {
+        end = headerEnd
+        syncedLength = headerEnd
+    }
+
+    /// Why `record` cannot follow the log so far, or nil when it can.
+    func refusal(of record: RecordHeader) -> String? {
+        switch record.kind {
+        case .rows where record.position != count:
+            return "block for position \(record.position), but the archive holds \(count) rows"
+        case .truncate where record.position > count:
+            return "truncation to \(record.position) rows, but the archive holds \(count)"
+        case .commit where record.position != count:
+            return "commit of \(record.position) rows, but the archive holds \(count)"
+        default:
+            return nil
+        }
+    }
+
+    /// Applies a record the caller has checked with `refusal(of:)`.
+    mutating func apply(_ record: RecordHeader, at offset: Int) {
+        switch record.kind {
+        case .rows:
+            let frameOffset = offset + RecordHeader.frameBytes
+            blocks.append(BlockInfo(position: record.position, rows: record.rows, storedRows: record.rows,
+                                    recordOffset: offset, frameOffset: frameOffset, frameLength: record.frameLength))
+            count += record.rows
+        case .truncate:
+            truncate(to: record.position)
+        case .commit:
+            break
+        }
+        end = offset + RecordHeader.frameBytes + record.frameLength
+        syncedLength = max(syncedLength, record.syncedLength)
+    }
+
+    private mutating func truncate(to rows: Int) {
+        while let last = blocks.last, last.position >= rows { blocks.removeLast() }
+        if let last = blocks.indices.last { blocks[last].rows = min(blocks[last].rows, rows - blocks[last].position) }
+        count = rows
+    }
+
+    /// The index of the block holding row `position` (binary search; `position < count`).
+    func block(containing position: Int) -> Int {
+        var low = 0, high = blocks.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if blocks[mid].position <= position { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+}
+
+/// Replays the records of a segment file and decides where its valid log ends.
+///
+/// A record that cannot be read stops the replay. It is a torn tail, to be ignored (readers) or
+/// cut (the writer), unless a later intact record says the writer had already synced the bytes
+/// at that offset: then it is damage in durable data, and opening fails naming the offset.
+/// Blocks past the synced length were never known durable and may hold garbled bytes, so their
+/// frames are checked whole before they count.
+struct SegmentScanner {
+    let path: String
+    let schema: Schema
+
+    struct Outcome {
+        var index: SegmentIndex
+        /// Where the valid log ends if bytes follow it that are not part of it, and why.
+        var tail: (offset: Int, reason: String)?
+    }
+
+    func scan(_ file: UnsafeRawBufferPointer, headerEnd: Int, continuing previous: SegmentIndex? = nil) throws(ArchiveError) -> Outcome {
+        let first = try replayHeaders(file, from: previous ?? SegmentIndex(headerEnd: headerEnd))
+        // Only now is the synced length known: the records after it may hold garbled frames.
+        let synced = first.index.syncedLength
+        let decoder = BlockDecoder(schema: schema)
+        for block in first.index.blocks where block.recordOffset >= synced && block.recordOffset >= (previous?.end ?? 0) {
+            let frame = UnsafeRawBufferPointer(rebasing: file[block.frameOffset..<block.frameOffset + block.frameLength])
+            do {
+                try decoder.open(frame, expectedRows: block.storedRows)
+            } catch {
+                // Nothing claims these bytes synced (all claims are <= synced <= here): a torn tail.
+                let limited = UnsafeRawBufferPointer(rebasing: file[..<block.recordOffset])
+                var outcome = try replayHeaders(limited, from: previous ?? SegmentIndex(headerEnd: headerEnd))
+                outcome.tail = (block.recordOffset, "block frame damaged: \(error)")
+                return outcome
+            }
+        }
+        return first
+    }
+
+    /// Replays record headers (checksums, lengths, positions) up to the first that does not fit.
+    private func replayHeaders(_ file: UnsafeRawBufferPointer, from start: SegmentIndex) throws(ArchiveError) -> Outcome {
+        var index = start
+        var offset = index.end
+        while offset < file.count {
+            let stop: String
+            switch RecordHeader.parse(file, at: offset) {
+            case .incomplete:
+                stop = "record cut short"
+            case .invalid(let why):
+                stop = why
+            case .record(let record):
+                if file.count - offset - RecordHeader.frameBytes < record.frameLength {
+                    stop = "block frame cut short"
+                } else if let refusal = index.refusal(of: record) {
+                    stop = refusal
+                } else {
+                    index.apply(record, at: offset)
+                    offset = index.end
+                    continue
+                }
+            }
+            try checkIsTail(file, at: offset, reason: stop)
+            return Outcome(index: index, tail: (offset, stop))
+        }
+        return Outcome(index: index, tail: nil)
+    }
+
+    /// Throws when an intact record after `offset` proves the bytes there had been synced.
+    private func checkIsTail(_ file: UnsafeRawBufferPointer, at offset: Int, reason: String) throws(ArchiveError) {
+        var candidate = offset + 1
+        let magic = SegmentFormat.recordMagic
+        while candidate + RecordHeader.frameBytes <= file.count {
+            if file.loadLE(UInt32.self, at: candidate) == magic,
+               case .record(let later) = RecordHeader.parse(file, at: candidate), later.syncedLength > offset {
+                throw .corrupt(path: path, offset: offset, reason: "\(reason); the record at byte \(candidate) shows this data had been synced")
+            }
+            candidate += 1
+        }
+    }
+}

@@ -1,0 +1,197 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+#if !_endian(little)
+#error("NumpyFile hands out .npy data (little-endian) as native integers: it needs a little-endian host")
+#endif
+
+/// Reads a `.npy` file of integers without loading it into memory.
+///
+/// A regular file is memory-mapped and validated when opened: header, dtype and the exact data
+/// length (a truncated or over-long file fails here, before any data is handed out). Standard
+/// input (`"-"`), pipes and other descriptors are streamed: the header is parsed when opened,
+/// the data is read once, chunk by chunk, and its length can only be checked as it arrives.
+///
+/// `forEachChunk` works for both; `withData` only for mapped files. Data is little-endian and
+/// 16-byte aligned, so the typed variants view it as the dtype's Swift type without copying.
+public final class NumpyReader {
+    /// The path given, or `<stdin>`, or the name given for a descriptor: used in errors.
+    public let path: String
+    public let header: NumpyHeader
+
+    private enum Source {
+        case mapped(MappedFile)
+        case stream(ByteStream)
+    }
+    private let source: Source
+
+    public var dtype: NumpyDType { header.dtype }
+    public var shape: [Int] { header.shape }
+    /// True when the data is a mapping of a regular file: `withData` works and the data can
+    /// be read any number of times.
+    public var isMemoryMapped: Bool {
+        if case .mapped = source { return true }
+        return false
+    }
+
+    /// Opens `path`: memory-maps a regular file, streams anything else (a FIFO, `/dev/stdin`);
+    /// `"-"` is standard input.
+    public init(path: String) throws {
+        if path == "-" {
+            self.path = "<stdin>"
+            let stream = ByteStream(fd: STDIN_FILENO, ownsDescriptor: false)
+            header = try Self.readHeader(from: stream, path: self.path)
+            source = .stream(stream)
+            return
+        }
+        self.path = path
+        let fd = try SystemIO.openFile(path, flags: O_RDONLY, operation: "open")
+        let status: stat
+        do {
+            status = try SystemIO.fileStatus(fd, path: path)
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard SystemIO.isRegularFile(status) else {
+            let stream = ByteStream(fd: fd, ownsDescriptor: true)
+            header = try Self.readHeader(from: stream, path: path)
+            source = .stream(stream)
+            return
+        }
+        // The mapping stays valid after the descriptor is closed.
+        defer { close(fd) }
+        let size = Int(status.st_size)
+        let mapping = size > 0 ? try MappedFile(fd: fd, size: size, path: path) : nil
+        let file = mapping?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        var cursor = 0
+        header = try HeaderDecoder.decode(path: path) { count in
+            let end = min(cursor + count, file.count)
+            defer { cursor = end }
+            return Array(file[cursor..<end])
+        }
+        // A header was decoded, so the file is not empty and `mapping` exists.
+        let available = size - header.dataOffset
+        if available < header.dataByteCount {
+            throw NumpyError.truncatedData(path: path, expected: header.dataByteCount, actual: available)
+        }
+        if available > header.dataByteCount {
+            throw NumpyError.trailingData(path: path, expected: header.dataByteCount, extra: available - header.dataByteCount)
+        }
+        source = .mapped(mapping!)
+    }
+
+    /// Streams from `fileDescriptor` (a pipe, a socket, standard input), which stays the
+    /// caller's: it is not closed, and must stay open while the reader is used. The header is
+    /// read now. `path` names the input in errors.
+    public init(fileDescriptor: Int32, path: String) throws {
+        self.path = path
+        let stream = ByteStream(fd: fileDescriptor, ownsDescriptor: false)
+        header = try Self.readHeader(from: stream, path: path)
+        source = .stream(stream)
+    }
+
+    private static func readHeader(from stream: ByteStream, path: String) throws -> NumpyHeader {
+        try HeaderDecoder.decode(path: path) { count in try stream.read(count, path: path) }
+    }
+
+    /// Calls `body` with all the data bytes (little-endian, C order) of a memory-mapped file.
+    /// The buffer is valid only during the call. A stream throws `invalidUse`.
+    public func withData<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        guard case .mapped(let mapping) = source else {
+            throw NumpyError.invalidUse(path: path, reason: "input is a stream, not a file that can be mapped; read it with forEachChunk")
+        }
+        let start = header.dataOffset
+        return try body(UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<start + header.dataByteCount]))
+    }
+
+    /// `withData`, viewing the data as `T`, which must be the dtype's type.
+    public func withData<T: FixedWidthInteger, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) throws -> R {
+        try checkElementType(T.self)
+        return try withData { raw in try raw.withMemoryRebound(to: T.self, body) }
+    }
+
+    /// Calls `body` with consecutive chunks of up to `rowsPerChunk` whole rows (slices along
+    /// the first axis) and the range of rows each holds, in order; the buffer is valid only
+    /// during the call. An array with no rows makes no call. A mapped file can be read any
+    /// number of times; a stream once (a second call throws `invalidUse`).
+    ///
+    /// A stream's memory use is one chunk (`header.rowsPerChunk(maxBytes:)` picks a size). If
+    /// the stream ends early, `truncatedData` is thrown in place of the incomplete chunk; if
+    /// bytes follow the data, `trailingData` after the last chunk. Chunks already handed out
+    /// stay handed out, so treat a throw as failure of the whole read.
+    public func forEachChunk(
+        rowsPerChunk: Int, _ body: (UnsafeRawBufferPointer, Range<Int>) throws -> Void
+    ) throws {
+        guard rowsPerChunk > 0 else {
+            throw NumpyError.invalidUse(path: path, reason: "rowsPerChunk must be at least 1, not \(rowsPerChunk)")
+        }
+        switch source {
+        case .mapped(let mapping):
+            mapping.adviseSequential()
+            try withData { data in
+                try forEachRowRange(rowsPerChunk: rowsPerChunk) { rows in
+                    let bytes = rows.lowerBound * header.rowByteCount..<rows.upperBound * header.rowByteCount
+                    try body(UnsafeRawBufferPointer(rebasing: data[bytes]), rows)
+                }
+            }
+        case .stream(let stream):
+            try readChunks(of: stream, rowsPerChunk: rowsPerChunk, body)
+        }
+    }
+
+    /// `forEachChunk`, viewing each chunk as `T`, which must be the dtype's type.
+    public func forEachChunk<T: FixedWidthInteger>(
+        as type: T.Type, rowsPerChunk: Int, _ body: (UnsafeBufferPointer<T>, Range<Int>) throws -> Void
+    ) throws {
+        try checkElementType(T.self)
+        try forEachChunk(rowsPerChunk: rowsPerChunk) { raw, rows in
+            try raw.withMemoryRebound(to: T.self) { try body($0, rows) }
+        }
+    }
+
+    private func readChunks(
+        of stream: ByteStream, rowsPerChunk: Int, _ body: (UnsafeRawBufferPointer, Range<Int>) throws -> Void
+    ) throws {
+        guard !stream.isConsumed else {
+            throw NumpyError.invalidUse(path: path, reason: "the data of a stream can be read only once")
+        }
+        stream.isConsumed = true
+        let buffer = ChunkBuffer()
+        var received = 0
+        try forEachRowRange(rowsPerChunk: rowsPerChunk) { rows in
+            let wanted = rows.count * header.rowByteCount
+            let got = try buffer.fill(from: stream, count: wanted, path: path)
+            received += got
+            guard got == wanted else {
+                throw NumpyError.truncatedData(path: path, expected: header.dataByteCount, actual: received)
+            }
+            try body(UnsafeRawBufferPointer(rebasing: buffer.storage[..<wanted]), rows)
+        }
+        let extra = try stream.drain(path: path)
+        if extra > 0 {
+            throw NumpyError.trailingData(path: path, expected: header.dataByteCount, extra: extra)
+        }
+    }
+
+    /// Splits `0..<rowCount` into consecutive ranges of at most `rowsPerChunk` rows.
+    private func forEachRowRange(rowsPerChunk: Int, _ body: (Range<Int>) throws -> Void) throws {
+        var start = 0
+        while start < header.rowCount {
+            let end = start + min(rowsPerChunk, header.rowCount - start)
+            try body(start..<end)
+            start = end
+        }
+    }
+
+    private func checkElementType<T: FixedWidthInteger>(_ type: T.Type) throws {
+        guard NumpyDType(integerType: T.self) == header.dtype else {
+            throw NumpyError.typeMismatch(path: path, dtype: header.dtype, requested: "\(T.self)")
+        }
+    }
+}

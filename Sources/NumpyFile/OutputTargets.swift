@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file created next to its destination (same directory, hence same filesystem, so the
+/// final rename is atomic) and renamed over it on `commit`. Until then the destination is
+/// untouched; `discard` removes the file, so a failed write leaves nothing behind.
+final class TemporaryFile {
+    let destination: String
+    let path: String
+    private(set) var fd: Int32
+    private var isFinished = false
+
+    /// Creates `<dir>/.<name>.XXXXXX` with mode 0666 minus the umask (what `open` gives a new
+    /// file, unlike mkstemp's 0600), so the committed file has ordinary permissions.
+    init(destination: String) throws(NumpyError) {
+        self.destination = destination
+        let (directory, name) = Self.split(destination)
+        guard !name.isEmpty else {
+            throw .invalidUse(path: destination, reason: "not a file name (the path ends with '/')")
+        }
+        var attempt = 0
+        while true {
+            let candidate = directory + "." + name + "." + Self.randomSuffix()
+            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
+            if fd >= 0 {
+                self.path = candidate
+                self.fd = fd
+                return
+            }
+            let code = errno
+            attempt += 1
+            if code == EINTR || (code == EEXIST && attempt < 100) { continue }
+            throw SystemIO.failure(destination, "creating temporary file \(candidate)", errno: code)
+        }
+    }
+
+    deinit { discard() }
+
+    /// Makes the data durable, then atomically replaces the destination. With `overwrite`
+    /// false an existing destination is refused (checked again here, having been checked
+    /// before writing: something may have appeared meanwhile).
+    func commit(overwrite: Bool) throws(NumpyError) {
+        guard fsync(fd) == 0 else { throw SystemIO.failure(destination, "fsync of \(path)") }
+        let closed = close(fd)
+        fd = -1
+        guard closed == 0 else { throw SystemIO.failure(destination, "close of \(path)") }
+        if !overwrite && SystemIO.exists(destination) {
+            throw .destinationExists(path: destination)
+        }
+        guard rename(path, destination) == 0 else {
+            throw SystemIO.failure(destination, "renaming \(path) to \(destination)")
+        }
+        isFinished = true
+        syncDirectory()
+    }
+
+    /// Closes and removes the file unless it was committed. Safe to call more than once.
+    func discard() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        if !isFinished {
+            unlink(path)
+            isFinished = true
+        }
+    }
+
+    /// Persists the rename itself. Best effort: the data is already synced, and some
+    /// filesystems refuse fsync on directories.
+    private func syncDirectory() {
+        let (directory, _) = Self.split(destination)
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirFD >= 0 else { return }
+        _ = fsync(dirFD)
+        close(dirFD)
+    }
+
+    /// `"a/b/x.npy"` → (`"a/b/"`, `"x.npy"`); `"x.npy"` → (`""`, `"x.npy"`).
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[...slash]), String(path[path.index(after: slash)...]))
+    }
+
+    private static func randomSuffix() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<6).map { _ in alphabet.randomElement()! })
+    }
+}
+
+/// Collects small writes into large `write(2)` calls; large writes go straight through.
+final class OutputBuffer {
+    private let fd: Int32
+    private let path: String
+    private let storage: UnsafeMutableRawBufferPointer
+    private var used = 0
+    static let capacity = 1 << 20
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+        storage = .allocate(byteCount: Self.capacity, alignment: 16)
+    }
+
+    deinit { storage.deallocate() }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(NumpyError) {
+        if used + bytes.count > storage.count { try flush() }
+        if bytes.count >= storage.count {
+            try SystemIO.writeAll(fd, bytes, path: path)
+        } else if !bytes.isEmpty {
+            UnsafeMutableRawBufferPointer(rebasing: storage[used..<used + bytes.count]).copyMemory(from: bytes)
+            used += bytes.count
+        }
+    }
+
+    func flush() throws(NumpyError) {
+        guard used > 0 else { return }
+        let pending = UnsafeRawBufferPointer(rebasing: storage[..<used])
+        used = 0
+        try SystemIO.writeAll(fd, pending, path: path)
+    }
+}

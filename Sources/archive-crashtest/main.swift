@@ -1,0 +1,76 @@
+// archive-crashtest: the writer and reader processes of the archive's crash and concurrency
+// tests (and of the soak script). Not a user tool.
+//
+//   archive-crashtest write PATH SEED      append deterministic rows forever, printing
+//                                          "synced N" after each completed sync()
+//   archive-crashtest flush PATH SEED ROWS append ROWS rows, flushing often ("flushed N"), then close
+//   archive-crashtest check PATH SEED      exit 0 if every row equals the deterministic one
+//
+// Row p's ids depend only on (SEED, p) (TraceSynth's PositionalRows): any process can check any prefix.
+import Archive
+import Foundation
+import TraceSynth
+
+let schema = try! Schema(layers: 6, topk: 4, experts: 100, denseLayers: [0])
+
+func rows(_ positions: Range<Int>, seed: UInt64) -> [Int32] {
+    PositionalRows(schema: schema, seed: seed).rows(positions)
+}
+
+func openOrCreate(_ path: String) throws -> ArchiveWriter {
+    FileManager.default.fileExists(atPath: path)
+        ? try ArchiveWriter.open(at: path)
+        : try ArchiveWriter.create(at: path, schema: schema, blockRows: 64)
+}
+
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 4, let seed = UInt64(arguments[3]) else {
+    FileHandle.standardError.write(Data("usage: archive-crashtest write|flush|check PATH SEED [ROWS]\n".utf8))
+    exit(2)
+}
+let path = arguments[2]
+do {
+    switch arguments[1] {
+    case "write":
+        let writer = try openOrCreate(path)
+        var generator = SystemRandomNumberGenerator()
+        var batches = 0
+        while true {
+            let start = writer.count
+            // Re-send a little history now and then, as a re-prefill after eviction does.
+            let from = Int.random(in: 0..<10, using: &generator) == 0 ? max(0, start - 50) : start
+            let size = Int.random(in: 1...40, using: &generator)
+            try writer.append(rows(from..<start + size, seed: seed), at: from)
+            batches += 1
+            if batches % 5 == 0 {
+                try writer.sync()
+                say("synced \(writer.count)")
+            }
+        }
+    case "flush":
+        let total = Int(arguments[4])!
+        let writer = try openOrCreate(path)
+        while writer.count < total {
+            try writer.append(rows(writer.count..<min(total, writer.count + 7), seed: seed))
+            if writer.count % 21 == 0 { try writer.flush(); say("flushed \(writer.count)") }
+        }
+        try writer.close()
+        say("closed \(writer.count)")
+    case "check":
+        let reader = try ArchiveReader(path: path)
+        for p in 0..<reader.count where try reader.row(at: p, as: Int32.self) != rows(p..<p + 1, seed: seed) {
+            FileHandle.standardError.write(Data("row \(p) differs\n".utf8))
+            exit(1)
+        }
+        say("rows \(reader.count)")
+    default:
+        exit(2)
+    }
+} catch {
+    FileHandle.standardError.write(Data("archive-crashtest: \(error)\n".utf8))
+    exit(1)
+}

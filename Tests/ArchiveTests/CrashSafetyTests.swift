@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+import Archive
+import TraceSynth
+
+/// The schema and seed the `archive-crashtest` processes write with.
+let crashSchema = try! Schema(layers: 6, topk: 4, experts: 100, denseLayers: [0])
+
+/// The `archive-crashtest` binary, built beside the test bundle.
+func crashTestTool() -> URL {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("archive-crashtest")
+}
+
+/// Runs `archive-crashtest` with `arguments`; returns the process (running) and its stdout pipe.
+func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
+    let process = Process(), output = Pipe()
+    process.executableURL = crashTestTool()
+    process.arguments = arguments
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return (process, output)
+}
+
+@Suite(.serialized) struct CrashSafetyTests {
+    /// A writer process killed with SIGKILL at random moments, 50 times, each restart appending
+    /// to what the last left: the archive always opens, holds exactly the deterministic rows
+    /// (a prefix of what was appended), and keeps every row a completed sync() covered.
+    @Test func sigkillWhileAppending() throws {
+        let dir = TemporaryDirectory(), path = dir.path("killed")
+        var random = SplitMix64(seed: 50)
+        let truth = PositionalRows(schema: crashSchema, seed: 7)
+        var survived = 0
+        for _ in 0..<50 {
+            let (process, output) = try launchCrashTest(["write", path, "7"])
+            usleep(UInt32.random(in: 30_000...120_000, using: &random))
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+            let synced = lines.compactMap { $0.hasPrefix("synced ") ? Int($0.dropFirst(7)) : nil }.max() ?? 0
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            let writer = try ArchiveWriter.open(at: path)
+            #expect(writer.count >= synced, "rows covered by a completed sync survive")
+            let count = writer.count
+            try writer.close()
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == count)
+            #expect(try reader.rows(0..<count, as: Int32.self) == truth.rows(0..<count, as: Int32.self))
+            survived += 1
+        }
+        #expect(survived >= 45)
+    }
+
+    /// A reader in this process refreshes while a writer process appends and flushes: it sees
+    /// a growing, consistent prefix and never a torn record.
+    @Test func readerSeesAConsistentPrefixWhileAnotherProcessWrites() throws {
+        let dir = TemporaryDirectory(), path = dir.path("shared")
+        let truth = PositionalRows(schema: crashSchema, seed: 3)
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 64)
+        try writer.close()
+        let (process, _) = try launchCrashTest(["flush", path, "3", "20000"])
+        let reader = try ArchiveReader(path: path)
+        var seen = 0, refreshes = 0
+        while process.isRunning || seen < 20000 {
+            try reader.refresh()
+            #expect(reader.count >= seen)
+            if reader.count > seen {
+                #expect(try reader.rows(seen..<reader.count, as: Int32.self) == truth.rows(seen..<reader.count, as: Int32.self))
+                seen = reader.count
+                refreshes += 1
+            }
+            if !process.isRunning && reader.count == seen { try reader.refresh(); if reader.count == seen { break } }
+        }
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(seen == 20000)
+        #expect(refreshes > 1, "the reader saw the archive grow")
+    }
+
+    /// An archive whose last record is cut at every byte opens with exactly the rows before it.
+    @Test func cutAtEveryByteOfTheLastRecord() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let truth = PositionalRows(schema: crashSchema, seed: 1)
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 32)
+        try writer.append(truth.rows(0..<100, as: Int32.self))
+        try writer.sync()
+        let before = writer.fileBytes, kept = writer.flushedCount
+        try writer.append(truth.rows(100..<132, as: Int32.self))
+        try writer.flush()
+        let whole = fileBytes(path)
+        try writer.close()
+        for length in before..<whole.count {
+            let cut = dir.path("cut")
+            writeFile(cut, Array(whole[..<length]))
+            let reader = try ArchiveReader(path: cut)
+            #expect(reader.count == kept, "cut at \(length)")
+            let recovered = try ArchiveWriter.open(at: cut)
+            #expect(recovered.count == kept && recovered.fileBytes == before)
+            #expect((recovered.recoveredTail != nil) == (length > before))
+            try recovered.append(truth.rows(kept..<kept + 5, as: Int32.self))
+            try recovered.close()
+            let reopened = try ArchiveReader(path: cut)
+            #expect(try reopened.rows(0..<reopened.count, as: Int32.self) == truth.rows(0..<kept + 5, as: Int32.self))
+        }
+    }
+
+    /// Unsynced writes garbled by a crash (a zeroed page in the middle of them) are cut, even
+    /// when intact records follow; synced rows stay.
+    @Test func garbledUnsyncedWritesAreCut() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let truth = PositionalRows(schema: crashSchema, seed: 2)
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
+        try writer.append(truth.rows(0..<64, as: Int32.self))
+        try writer.sync()
+        let synced = writer.fileBytes
+        try writer.append(truth.rows(64..<200, as: Int32.self))
+        try writer.flush()
+        var bytes = fileBytes(path)
+        try writer.close()
+        for i in synced + 10..<synced + 60 { bytes[i] = 0 }
+        writeFile(path, bytes)
+        let recovered = try ArchiveWriter.open(at: path)
+        #expect(recovered.count == 64)
+        #expect(try recovered.rows(0..<64, as: Int32.self) == truth.rows(0..<64, as: Int32.self))
+    }
+
+    /// Damage in synced data is never dropped silently: opening fails naming the offset, and
+    /// verify names the damaged block and its rows.
+    @Test func damageBeforeTheTailFailsWithItsOffset() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let truth = PositionalRows(schema: crashSchema, seed: 4)
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
+        for start in stride(from: 0, to: 160, by: 16) {
+            try writer.append(truth.rows(start..<start + 16, as: Int32.self))
+            try writer.sync()
+        }
+        try writer.close()
+        let clean = fileBytes(path)
+        let blocks = try ArchiveReader(path: path).blocks
+        // A flipped bit in a record header: the log cannot be replayed past it.
+        var damaged = clean
+        damaged[blocks[3].recordOffset + 12] ^= 0x10
+        writeFile(path, damaged)
+        #expect(throws: ArchiveError.corrupt(path: path, offset: blocks[3].recordOffset,
+                                             reason: "record checksum mismatch; the record at byte \(blocks[4].recordOffset) shows this data had been synced")) {
+            try ArchiveWriter.open(at: path)
+        }
+        #expect(fileBytes(path) == damaged, "a failed open changes nothing")
+        // A flipped bit inside a block frame: reads of that block fail naming it; others work.
+        damaged = clean
+        damaged[blocks[5].frameOffset + blocks[5].frameLength / 2] ^= 0x01
+        writeFile(path, damaged)
+        let reader = try ArchiveReader(path: path)
+        #expect(throws: ArchiveError.self) { try reader.rows(80..<81, as: Int32.self) }
+        #expect(try reader.rows(0..<80, as: Int32.self) == truth.rows(0..<80, as: Int32.self))
+        #expect(try reader.rows(96..<160, as: Int32.self) == truth.rows(96..<160, as: Int32.self))
+        let problems = reader.verify()
+        #expect(problems.count == 1)
+        #expect("\(problems.first!)".contains("rows 80..<96"))
+    }
+
+    @Test func hostileHeadersAreRefused() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, metadata: ["k": "v"])
+        try writer.append(PositionalRows(schema: crashSchema, seed: 5).rows(0..<10, as: Int32.self))
+        try writer.close() // the last record is the commit
+        let clean = fileBytes(path)
+        func refuses(_ bytes: [UInt8], _ why: String) {
+            writeFile(path, bytes)
+            #expect(throws: ArchiveError.self, "\(why)") { try ArchiveReader(path: path) }
+        }
+        refuses([], "empty file")
+        refuses(Array(clean[..<7]), "short")
+        var b = clean; b[0] = 0x51; refuses(b, "magic")
+        b = clean; b[4...7] = [0xFF, 0xFF, 0xFF, 0x7F]; refuses(b, "header size near 2^31")
+        b = clean; b[12] ^= 1; refuses(b, "header checksum")
+        b = clean; b[b.count - 1] ^= 1
+        writeFile(path, b)
+        #expect(try ArchiveReader(path: path).ignoredTail != nil, "a damaged last record is a torn tail")
+    }
+}
