@@ -296,6 +296,36 @@ public final class ArchiveWriter {
         file.unlock()
     }
 
+    /// The writer's state at one moment, to return to with ``rollback(to:)``.
+    public struct Checkpoint {
+        fileprivate let index: SegmentIndex
+        fileprivate let pending: [UInt16]
+        fileprivate let pendingRows: Int
+        fileprivate let committed: Bool
+    }
+
+    /// Marks the current state so that a multi-call operation (a `pack --append` of a large
+    /// input) can be undone whole if one of its calls fails.
+    public func checkpoint() -> Checkpoint {
+        Checkpoint(index: index, pending: Array(pending[0..<(pendingRows * schema.idsPerRow)]),
+                   pendingRows: pendingRows, committed: committed)
+    }
+
+    /// Returns the archive to `checkpoint`: the file is cut back to its length then (every byte
+    /// before it is untouched, as records are only appended) and made durable. Readers that
+    /// mapped the cut bytes must not be running (a failed import has none).
+    public func rollback(to checkpoint: Checkpoint) throws(ArchiveError) {
+        try checkOpen()
+        try file.truncate(to: checkpoint.index.end)
+        try file.sync()
+        index = checkpoint.index
+        durableLength = min(durableLength, index.end)
+        committed = checkpoint.committed
+        pendingRows = checkpoint.pendingRows
+        pending.replaceSubrange(0..<checkpoint.pending.count, with: checkpoint.pending)
+        source.remap(try Mapping(file: file, count: index.end))
+    }
+
     private func checkOpen() throws(ArchiveError) {
         if isClosed { throw .closed(path: path) }
     }

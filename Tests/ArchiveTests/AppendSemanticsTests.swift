@@ -186,3 +186,26 @@ import TraceSynth
         #expect(reader.verify().isEmpty)
     }
 }
+
+@Suite struct CheckpointTests {
+    @Test func rollbackRestoresTheFileByteForByte() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let schema = try Schema(layers: 2, topk: 2, experts: 16)
+        let truth = PositionalRows(schema: schema, seed: 1)
+        let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 8)
+        try writer.append(truth.rows(0..<13, as: Int32.self))
+        try writer.sync()
+        try writer.append(truth.rows(13..<15, as: Int32.self)) // buffered
+        let before = fileBytes(path)
+        let mark = writer.checkpoint()
+        try writer.append(truth.rows(15..<40, as: Int32.self))
+        try writer.flush()
+        try writer.rollback(to: mark)
+        #expect(fileBytes(path) == before)
+        #expect(writer.count == 15)
+        #expect(try writer.rows(0..<15, as: Int32.self) == truth.rows(0..<15, as: Int32.self))
+        try writer.append(truth.rows(15..<20, as: Int32.self))
+        try writer.close()
+        #expect(try ArchiveReader(path: path).rows(0..<20, as: Int32.self) == truth.rows(0..<20, as: Int32.self))
+    }
+}
