@@ -21,6 +21,12 @@ public enum ArchiveError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The writer was closed.
     case closed(path: String)
 
+    /// `error` as an ArchiveError: itself, or a system or codec error as I/O trouble at `path`.
+    static func wrapping(_ error: any Error, path: String) -> ArchiveError {
+        if let error = error as? ArchiveError { return error }
+        return .corrupt(path: path, offset: 0, reason: "\(error)")
+    }
+
     public var description: String {
         switch self {
         case let .gap(path, start, count):

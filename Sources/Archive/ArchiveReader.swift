@@ -17,7 +17,7 @@ public final class ArchiveReader {
     /// Bytes after the valid log that were ignored (a torn or in-progress write), and why.
     public private(set) var ignoredTail: (offset: Int, reason: String)?
 
-    public init(path: String) throws(ArchiveError) {
+    public init(path: String) throws {
         let file = try SegmentFile(path: path, mode: .read)
         let mapping = try Mapping(file: file, count: try file.size())
         let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
@@ -42,7 +42,7 @@ public final class ArchiveReader {
     /// Sees what a writer flushed since; returns whether the row count changed.
     /// A truncation the writer made shows as a smaller count.
     @discardableResult
-    public func refresh() throws(ArchiveError) -> Bool {
+    public func refresh() throws -> Bool {
         let size = try file.size()
         guard size != source.mapping.bytes.count else { return false }
         let before = count
@@ -55,19 +55,19 @@ public final class ArchiveReader {
     }
 
     /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.
-    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(ArchiveError) {
+    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         try checkRead(range, out.count, T.self)
         guard let base = out.baseAddress else { return }
         try source.read(range, from: index, into: base)
     }
 
-    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
         var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
-        try out.withUnsafeMutableBufferPointer { buffer throws(ArchiveError) in try read(range, into: buffer) }
+        try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
         return out
     }
 
-    public func row<T: ExpertID>(at position: Int, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+    public func row<T: ExpertID>(at position: Int, as type: T.Type = T.self) throws -> [T] {
         try rows(position..<position + 1, as: type)
     }
 
@@ -76,7 +76,7 @@ public final class ArchiveReader {
     public func verify() -> [ArchiveError] {
         var problems: [ArchiveError] = []
         for block in index.blocks {
-            do { try source.check(block) } catch { problems.append(error) }
+            do { try source.check(block) } catch { problems.append(ArchiveError.wrapping(error, path: path)) }
         }
         if let tail = ignoredTail {
             problems.append(.corrupt(path: path, offset: tail.offset, reason: "\(tail.reason) (torn tail, \(source.mapping.bytes.count - tail.offset) bytes not part of the archive)"))
@@ -84,15 +84,15 @@ public final class ArchiveReader {
         return problems
     }
 
-    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type) throws(ArchiveError) {
+    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type) throws {
         guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw .outOfRange(path: path, requested: range, count: count)
+            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
         guard ids == range.count * schema.idsPerRow else {
-            throw .invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(schema.idsPerRow)")
+            throw ArchiveError.invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(schema.idsPerRow)")
         }
         guard T.self.max >= schema.experts - 1 else {
-            throw .invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
+            throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
         }
     }
 }

@@ -44,14 +44,14 @@ public final class ArchiveWriter {
 
     /// Creates an archive. Fails if `path` exists, unless `overwrite`.
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
-                              blockRows: Int? = nil, overwrite: Bool = false) throws(ArchiveError) -> ArchiveWriter {
+                              blockRows: Int? = nil, overwrite: Bool = false) throws -> ArchiveWriter {
         let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema)
         guard (1...schema.maxBlockRows).contains(rows) else {
-            throw .invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
+            throw ArchiveError.invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
         }
         let header = ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata).encoded()
         guard metadata.count <= SegmentFormat.maxMetadataEntries, header.count <= SegmentFormat.maxHeaderBytes else {
-            throw .invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
+            throw ArchiveError.invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
         }
         let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite))
         try file.lockExclusive()
@@ -66,7 +66,7 @@ public final class ArchiveWriter {
 
     /// Opens an existing archive to append, resuming at its row count. A torn last record
     /// (a crash during a write) is cut off; damage in synced data fails with its offset.
-    public static func open(at path: String) throws(ArchiveError) -> ArchiveWriter {
+    public static func open(at path: String) throws -> ArchiveWriter {
         let file = try SegmentFile(path: path, mode: .readWrite)
         try file.lockExclusive()
         let size = try file.size()
@@ -121,14 +121,14 @@ public final class ArchiveWriter {
     /// is stored and the file is as before the call.
     @discardableResult
     public func append<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, at start: Int,
-                                    compareOverlap: Bool = false) throws(ArchiveError) -> AppendResult {
+                                    compareOverlap: Bool = false) throws -> AppendResult {
         try checkOpen()
         let perRow = schema.idsPerRow
         guard rows.count % perRow == 0 else {
-            throw .invalidRows(path: path, position: start, reason: "\(rows.count) ids are not a whole number of \(perRow)-id rows")
+            throw ArchiveError.invalidRows(path: path, position: start, reason: "\(rows.count) ids are not a whole number of \(perRow)-id rows")
         }
-        guard start >= 0 else { throw .invalidArgument("\(path): batch start \(start) is negative") }
-        guard start <= count else { throw .gap(path: path, start: start, count: count) }
+        guard start >= 0 else { throw ArchiveError.invalidArgument("\(path): batch start \(start) is negative") }
+        guard start <= count else { throw ArchiveError.gap(path: path, start: start, count: count) }
         let batchRows = rows.count / perRow
         let skipped = min(batchRows, count - start)
         let differing = compareOverlap ? try countDiffering(rows, start: start, rows: skipped) : nil
@@ -142,26 +142,22 @@ public final class ArchiveWriter {
     }
 
     @discardableResult
-    public func append<T: ExpertID>(_ rows: [T], at start: Int, compareOverlap: Bool = false) throws(ArchiveError) -> AppendResult {
-        var result: Result<AppendResult, ArchiveError> = .failure(.closed(path: path))
-        rows.withUnsafeBufferPointer { buffer in
-            result = Result { () throws(ArchiveError) in try append(buffer, at: start, compareOverlap: compareOverlap) }
-        }
-        return try result.get()
+    public func append<T: ExpertID>(_ rows: [T], at start: Int, compareOverlap: Bool = false) throws -> AppendResult {
+        try rows.withUnsafeBufferPointer { try append($0, at: start, compareOverlap: compareOverlap) }
     }
 
     /// Appends at the current end.
     @discardableResult
-    public func append<T: ExpertID>(_ rows: [T]) throws(ArchiveError) -> AppendResult { try append(rows, at: count) }
+    public func append<T: ExpertID>(_ rows: [T]) throws -> AppendResult { try append(rows, at: count) }
 
-    private func validate<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, firstPosition: Int) throws(ArchiveError) {
+    private func validate<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, firstPosition: Int) throws {
         let perRow = schema.idsPerRow, topk = schema.topk, limit = UInt64(schema.experts)
         for t in 0..<(rows.count / perRow) {
             for layer in schema.moeLayers {
                 for slot in 0..<topk {
                     let id = rows[t * perRow + layer * topk + slot]
                     if UInt64(truncatingIfNeeded: id) >= limit || id < 0 {
-                        throw .invalidRows(path: path, position: firstPosition + t,
+                        throw ArchiveError.invalidRows(path: path, position: firstPosition + t,
                                            reason: "expert id \(id) at layer \(layer), slot \(slot) is outside [0, \(schema.experts))")
                     }
                 }
@@ -171,14 +167,14 @@ public final class ArchiveWriter {
 
     /// Buffers `rows` and writes every block they complete in one write; on failure the file
     /// is cut back and the buffer restored, so the call leaves no trace.
-    private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int) throws(ArchiveError) {
+    private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int) throws {
         let perRow = schema.idsPerRow
         let completesBlock = pendingRows + rowCount >= blockRows
         let savedPending = completesBlock ? Array(pending[0..<(pendingRows * perRow)]) : []
         let savedRows = pendingRows
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
         var consumed = 0
-        do throws(ArchiveError) {
+        do throws {
             while consumed < rowCount {
                 if pendingRows == 0 && rowCount - consumed >= blockRows {
                     // Whole blocks of a large batch are encoded straight from the caller's rows.
@@ -208,26 +204,22 @@ public final class ArchiveWriter {
         }
     }
 
-    private func encodePending() throws(ArchiveError) -> [UInt8] {
+    private func encodePending() throws -> [UInt8] {
         let ids = pendingRows * schema.idsPerRow
-        var result: Result<[UInt8], ArchiveError> = .success([])
-        pending.withUnsafeBufferPointer { buffer in
-            result = Result { () throws(ArchiveError) in try encode(UnsafeBufferPointer(rebasing: buffer[..<ids])) }
-        }
-        return try result.get()
+        return try pending.withUnsafeBufferPointer { try encode(UnsafeBufferPointer(rebasing: $0[..<ids])) }
     }
 
     /// Ids were checked on append: a codec error here is a bug, reported, never stored.
-    private func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(ArchiveError) -> [UInt8] {
+    private func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws -> [UInt8] {
         do { return try encoder.encode(rows) } catch {
-            throw .invalidRows(path: path, position: index.count, reason: error.description)
+            throw ArchiveError.invalidRows(path: path, position: index.count, reason: "\(error)")
         }
     }
 
     /// Writes the records of `batch` and applies them; cuts the file back if the write fails.
-    private func write(_ batch: RecordBatch) throws(ArchiveError) {
+    private func write(_ batch: RecordBatch) throws {
         guard !batch.bytes.isEmpty else { return }
-        do throws(ArchiveError) {
+        do throws {
             try file.write(batch.bytes, at: index.end)
         } catch {
             try? file.truncate(to: index.end)
@@ -240,7 +232,7 @@ public final class ArchiveWriter {
     // MARK: Flush, sync, truncate, close
 
     /// Writes buffered rows as a (possibly short) block: readers see them.
-    public func flush() throws(ArchiveError) {
+    public func flush() throws {
         try checkOpen()
         guard pendingRows > 0 else { return }
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
@@ -250,7 +242,7 @@ public final class ArchiveWriter {
     }
 
     /// Flushes, then makes every row durable: after `sync()` returns, a crash loses none of them.
-    public func sync() throws(ArchiveError) {
+    public func sync() throws {
         try flush()
         try file.sync()
         durableLength = index.end
@@ -258,10 +250,10 @@ public final class ArchiveWriter {
 
     /// Discards every row at position `rows` and after (a rollback). Durable when it returns;
     /// the next append continues at `rows`.
-    public func truncate(to rows: Int) throws(ArchiveError) {
+    public func truncate(to rows: Int) throws {
         try checkOpen()
         guard rows >= 0, rows <= count else {
-            throw .invalidArgument("\(path): cannot truncate to \(rows) rows, the archive holds \(count)")
+            throw ArchiveError.invalidArgument("\(path): cannot truncate to \(rows) rows, the archive holds \(count)")
         }
         if rows >= index.count {
             pendingRows = rows - index.count
@@ -271,7 +263,7 @@ public final class ArchiveWriter {
         batch.add(marker: .truncate, position: rows)
         let before = index.end
         try write(batch)
-        do throws(ArchiveError) { try file.sync() } catch {
+        do throws { try file.sync() } catch {
             try? file.truncate(to: before)
             throw error
         }
@@ -281,7 +273,7 @@ public final class ArchiveWriter {
 
     /// Flushes, syncs, marks the archive cleanly closed and releases the lock. Further calls
     /// fail with ``ArchiveError/closed(path:)``.
-    public func close() throws(ArchiveError) {
+    public func close() throws {
         guard !isClosed else { return }
         try sync()
         if !committed {
@@ -314,7 +306,7 @@ public final class ArchiveWriter {
     /// Returns the archive to `checkpoint`: the file is cut back to its length then (every byte
     /// before it is untouched, as records are only appended) and made durable. Readers that
     /// mapped the cut bytes must not be running (a failed import has none).
-    public func rollback(to checkpoint: Checkpoint) throws(ArchiveError) {
+    public func rollback(to checkpoint: Checkpoint) throws {
         try checkOpen()
         try file.truncate(to: checkpoint.index.end)
         try file.sync()
@@ -326,23 +318,23 @@ public final class ArchiveWriter {
         source.remap(try Mapping(file: file, count: index.end))
     }
 
-    private func checkOpen() throws(ArchiveError) {
-        if isClosed { throw .closed(path: path) }
+    private func checkOpen() throws {
+        if isClosed { throw ArchiveError.closed(path: path) }
     }
 
     // MARK: Reading
 
     /// Decodes rows `range` (absolute positions, buffered rows included) into `out`.
-    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(ArchiveError) {
+    public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw .outOfRange(path: path, requested: range, count: count)
+            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
         let perRow = schema.idsPerRow
         guard out.count == range.count * perRow else {
-            throw .invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
+            throw ArchiveError.invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
         }
         guard T.max >= schema.experts - 1 else {
-            throw .invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
+            throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
         }
         guard let base = out.baseAddress else { return }
         let flushed = range.lowerBound..<min(range.upperBound, index.count)
@@ -359,15 +351,15 @@ public final class ArchiveWriter {
         }
     }
 
-    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws(ArchiveError) -> [T] {
+    public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
         var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
-        try out.withUnsafeMutableBufferPointer { buffer throws(ArchiveError) in try read(range, into: buffer) }
+        try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
         return out
     }
 
     /// Rows among the `rows` rows of `batch` (from `start`) that differ from the stored ones
     /// on a MoE layer.
-    private func countDiffering<T: ExpertID>(_ batch: UnsafeBufferPointer<T>, start: Int, rows: Int) throws(ArchiveError) -> Int {
+    private func countDiffering<T: ExpertID>(_ batch: UnsafeBufferPointer<T>, start: Int, rows: Int) throws -> Int {
         guard rows > 0 else { return 0 }
         let stored = try self.rows(start..<start + rows, as: Int64.self)
         let perRow = schema.idsPerRow, topk = schema.topk

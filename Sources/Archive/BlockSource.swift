@@ -21,7 +21,7 @@ final class BlockSource {
     }
 
     /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major.
-    func read<T: ExpertID>(_ range: Range<Int>, from index: SegmentIndex, into out: UnsafeMutablePointer<T>) throws(ArchiveError) {
+    func read<T: ExpertID>(_ range: Range<Int>, from index: SegmentIndex, into out: UnsafeMutablePointer<T>) throws {
         guard !range.isEmpty else { return }
         let perRow = decoder.schema.idsPerRow
         var position = range.lowerBound
@@ -41,11 +41,11 @@ final class BlockSource {
         }
     }
 
-    private func open(_ block: BlockInfo) throws(ArchiveError) {
+    private func open(_ block: BlockInfo) throws {
         guard openFrame != block.frameOffset else { return }
         openFrame = nil
         guard block.frameOffset + block.frameLength <= mapping.bytes.count else {
-            throw .corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
+            throw ArchiveError.corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
         }
         let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
         do {
@@ -57,23 +57,25 @@ final class BlockSource {
     }
 
     /// Checks one block whole (checksums, structure, every id): for `verify`.
-    func check(_ block: BlockInfo) throws(ArchiveError) {
+    func check(_ block: BlockInfo) throws {
         try open(block)
         let ids = decoder.schema.idsPerRow * block.storedRows
         var scratch = [UInt16](repeating: 0, count: ids)
         do {
-            try scratch.withUnsafeMutableBufferPointer { out throws(CodecError) in
-                try decoder.decodeRows(0..<block.storedRows, into: out)
-            }
+            try scratch.withUnsafeMutableBufferPointer { try decoder.decodeRows(0..<block.storedRows, into: $0) }
         } catch {
             throw damage(block, error)
         }
     }
 
-    private func damage(_ block: BlockInfo, _ error: CodecError) -> ArchiveError {
+    private func damage(_ block: BlockInfo, _ error: any Error) -> ArchiveError {
         openFrame = nil
         let offset: Int
-        if case .corruptBlock(_, let at, let inPayload) = error, !inPayload { offset = block.frameOffset + at } else { offset = block.frameOffset }
+        if case .corruptBlock(_, let at, let inPayload)? = error as? CodecError, !inPayload {
+            offset = block.frameOffset + at
+        } else {
+            offset = block.frameOffset
+        }
         return .corrupt(path: path, offset: offset,
                         reason: "block of rows \(block.position)..<\(block.position + block.storedRows): \(error)")
     }

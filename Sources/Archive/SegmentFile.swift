@@ -12,7 +12,7 @@ struct SegmentFile: ~Copyable {
 
     enum Mode { case read, readWrite, create(overwrite: Bool) }
 
-    init(path: String, mode: Mode) throws(ArchiveError) {
+    init(path: String, mode: Mode) throws {
         let flags: Int32
         switch mode {
         case .read: flags = O_RDONLY
@@ -22,7 +22,7 @@ struct SegmentFile: ~Copyable {
         }
         let fd = open(path, flags | O_CLOEXEC, 0o644)
         if fd < 0 {
-            if errno == EEXIST { throw .exists(path: path) }
+            if errno == EEXIST { throw ArchiveError.exists(path: path) }
             throw SegmentFile.error(path, "open")
         }
         self.path = path
@@ -36,9 +36,9 @@ struct SegmentFile: ~Copyable {
     }
 
     /// Takes the writer's advisory lock without waiting; a second writer gets ``ArchiveError/locked(path:)``.
-    func lockExclusive() throws(ArchiveError) {
+    func lockExclusive() throws {
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EWOULDBLOCK { throw .locked(path: path) }
+            if errno == EWOULDBLOCK { throw ArchiveError.locked(path: path) }
             throw SegmentFile.error(path, "flock")
         }
     }
@@ -48,14 +48,14 @@ struct SegmentFile: ~Copyable {
         flock(descriptor, LOCK_UN)
     }
 
-    func size() throws(ArchiveError) -> Int {
+    func size() throws -> Int {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw SegmentFile.error(path, "fstat") }
         return Int(info.st_size)
     }
 
     /// Writes all of `bytes` at `offset`, retrying short writes and interruptions.
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(ArchiveError) {
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         var done = 0
         while done < bytes.count {
             let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -68,16 +68,12 @@ struct SegmentFile: ~Copyable {
         }
     }
 
-    func write(_ bytes: [UInt8], at offset: Int) throws(ArchiveError) {
-        var failure: ArchiveError?
-        bytes.withUnsafeBytes { raw in
-            do throws(ArchiveError) { try write(raw, at: offset) } catch { failure = error }
-        }
-        if let failure { throw failure }
+    func write(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
     /// Reads exactly `count` bytes at `offset` (for the header, before anything is mapped).
-    func read(count: Int, at offset: Int) throws(ArchiveError) -> [UInt8] {
+    func read(count: Int, at offset: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -92,12 +88,12 @@ struct SegmentFile: ~Copyable {
         return Array(bytes[..<done])
     }
 
-    func sync() throws(ArchiveError) {
+    func sync() throws {
         if fsync(descriptor) != 0 { throw SegmentFile.error(path, "fsync") }
     }
 
     /// Makes the file's directory entry durable (after creating it).
-    static func syncDirectory(of path: String) throws(ArchiveError) {
+    static func syncDirectory(of path: String) throws {
         let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw error(directory, "open directory") }
@@ -105,7 +101,7 @@ struct SegmentFile: ~Copyable {
         if fsync(fd) != 0 { throw error(directory, "fsync directory") }
     }
 
-    func truncate(to length: Int) throws(ArchiveError) {
+    func truncate(to length: Int) throws {
         if ftruncate(descriptor, off_t(length)) != 0 { throw SegmentFile.error(path, "ftruncate") }
     }
 }
@@ -115,7 +111,7 @@ struct SegmentFile: ~Copyable {
 final class Mapping {
     let bytes: UnsafeRawBufferPointer
 
-    init(file: borrowing SegmentFile, count: Int) throws(ArchiveError) {
+    init(file: borrowing SegmentFile, count: Int) throws {
         guard count > 0 else {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
             return

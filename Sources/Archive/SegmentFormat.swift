@@ -61,7 +61,7 @@ struct ArchiveHeader: Equatable {
 
     /// Parses and checks the header frame at the start of `file`; returns it and its length.
     /// Every length is checked against the bytes present before it is used.
-    static func parse(_ file: UnsafeRawBufferPointer, path: String) throws(ArchiveError) -> (ArchiveHeader, Int) {
+    static func parse(_ file: UnsafeRawBufferPointer, path: String) throws -> (ArchiveHeader, Int) {
         func fail(_ offset: Int, _ why: String) -> ArchiveError { .corrupt(path: path, offset: offset, reason: why) }
         guard file.count >= SegmentFormat.skippableHeaderBytes else {
             throw fail(0, "file of \(file.count) bytes is too short for an archive header")
@@ -98,7 +98,7 @@ struct ArchiveHeader: Equatable {
         guard dense == dense.sorted(), Set(dense).count == dense.count else { throw fail(base + 32, "dense layers are not ascending") }
         let schema: Schema
         do { schema = try Schema(layers: layers, topk: topk, experts: experts, denseLayers: dense) } catch {
-            throw fail(base + 12, error.description)
+            throw fail(base + 12, "\(error)")
         }
         guard (1...schema.maxBlockRows).contains(blockRows) else {
             throw fail(base + 24, "block rows \(blockRows) outside 1...\(schema.maxBlockRows)")
@@ -203,22 +203,22 @@ struct ByteReader {
     var offset: Int { base + position }
     var remaining: Int { bytes.count - position }
 
-    mutating func bytes(_ count: Int, _ path: String) throws(ArchiveError) -> UnsafeRawBufferPointer {
+    mutating func bytes(_ count: Int, _ path: String) throws -> UnsafeRawBufferPointer {
         guard count >= 0, remaining >= count else {
-            throw .corrupt(path: path, offset: offset, reason: "header field of \(count) bytes runs past the header")
+            throw ArchiveError.corrupt(path: path, offset: offset, reason: "header field of \(count) bytes runs past the header")
         }
         defer { position += count }
         return UnsafeRawBufferPointer(rebasing: bytes[position..<position + count])
     }
 
-    mutating func read<I: FixedWidthInteger>(_: I.Type, _ path: String) throws(ArchiveError) -> I {
+    mutating func read<I: FixedWidthInteger>(_: I.Type, _ path: String) throws -> I {
         try bytes(MemoryLayout<I>.size, path).loadLE(I.self, at: 0)
     }
 
-    mutating func string(_ path: String) throws(ArchiveError) -> String {
+    mutating func string(_ path: String) throws -> String {
         let length = Int(try read(UInt32.self, path)), at = offset
         guard let text = String(validating: try bytes(length, path), as: UTF8.self) else {
-            throw .corrupt(path: path, offset: at, reason: "metadata is not valid UTF-8")
+            throw ArchiveError.corrupt(path: path, offset: at, reason: "metadata is not valid UTF-8")
         }
         return text
     }

@@ -93,7 +93,7 @@ struct SegmentScanner {
         var tail: (offset: Int, reason: String)?
     }
 
-    func scan(_ file: UnsafeRawBufferPointer, headerEnd: Int, continuing previous: SegmentIndex? = nil) throws(ArchiveError) -> Outcome {
+    func scan(_ file: UnsafeRawBufferPointer, headerEnd: Int, continuing previous: SegmentIndex? = nil) throws -> Outcome {
         let first = try replayHeaders(file, from: previous ?? SegmentIndex(headerEnd: headerEnd))
         // Only now is the synced length known: the records after it may hold garbled frames.
         let synced = first.index.syncedLength
@@ -114,7 +114,7 @@ struct SegmentScanner {
     }
 
     /// Replays record headers (checksums, lengths, positions) up to the first that does not fit.
-    private func replayHeaders(_ file: UnsafeRawBufferPointer, from start: SegmentIndex) throws(ArchiveError) -> Outcome {
+    private func replayHeaders(_ file: UnsafeRawBufferPointer, from start: SegmentIndex) throws -> Outcome {
         var index = start
         var offset = index.end
         while offset < file.count {
@@ -142,13 +142,13 @@ struct SegmentScanner {
     }
 
     /// Throws when an intact record after `offset` proves the bytes there had been synced.
-    private func checkIsTail(_ file: UnsafeRawBufferPointer, at offset: Int, reason: String) throws(ArchiveError) {
+    private func checkIsTail(_ file: UnsafeRawBufferPointer, at offset: Int, reason: String) throws {
         var candidate = offset + 1
         let magic = SegmentFormat.recordMagic
         while candidate + RecordHeader.frameBytes <= file.count {
             if file.loadLE(UInt32.self, at: candidate) == magic,
                case .record(let later) = RecordHeader.parse(file, at: candidate), later.syncedLength > offset {
-                throw .corrupt(path: path, offset: offset, reason: "\(reason); the record at byte \(candidate) shows this data had been synced")
+                throw ArchiveError.corrupt(path: path, offset: offset, reason: "\(reason); the record at byte \(candidate) shows this data had been synced")
             }
             candidate += 1
         }

@@ -20,7 +20,7 @@ public final class BlockDecoder {
     /// With `expectedRows`, a block of another size is refused before anything is decompressed
     /// beyond what that many rows may need.
     @discardableResult
-    public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws(CodecError) -> Int {
+    public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws -> Int {
         layout = PayloadLayout()
         let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
         let (size, headerBytes) = try frames.contentSize(
@@ -30,7 +30,7 @@ public final class BlockDecoder {
         var parsed = PayloadLayout()
         try parsed.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
         if let expectedRows, parsed.rows != expectedRows {
-            throw .corruptBlock("block holds \(parsed.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
+            throw CodecError.corruptBlock("block holds \(parsed.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
         }
         layout = parsed
         return parsed.rows
@@ -38,48 +38,64 @@ public final class BlockDecoder {
 
     /// Decodes rows `range` of the open block into `out`, token-major, `range.count * idsPerRow`
     /// ids; dense layers get ``Schema/denseFill``.
-    public func decodeRows<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws(CodecError) {
+    public func decodeRows<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         guard range.lowerBound >= 0, range.upperBound <= layout.rows else {
-            throw .shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
+            throw CodecError.shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
         }
         guard out.count == range.count * schema.idsPerRow else {
-            throw .shapeMismatch("output holds \(out.count) ids, \(range.count) rows need \(range.count * schema.idsPerRow)")
+            throw CodecError.shapeMismatch("output holds \(out.count) ids, \(range.count) rows need \(range.count * schema.idsPerRow)")
         }
         guard T.max >= schema.experts - 1 else {
-            throw .outputTypeTooNarrow(type: "\(T.self)", experts: schema.experts)
+            throw CodecError.outputTypeTooNarrow(type: "\(T.self)", experts: schema.experts)
         }
-        guard !range.isEmpty, let base = out.baseAddress else { return }
-        if schema.bitWidth <= 8 {
-            try decode(range, into: base, scalar: UInt8.self)
-        } else {
-            try decode(range, into: base, scalar: UInt16.self)
+        guard !range.isEmpty else { return }
+        let decoding = RowDecoding(decoder: self, range: range)
+        out.withConcreteIDType(decoding)
+        if let failure = decoding.failure { throw failure }
+    }
+
+    /// `decodeRows` for the concrete id type.
+    private final class RowDecoding: ConcreteMutableIDBody {
+        let decoder: BlockDecoder
+        let range: Range<Int>
+        var failure: (any Error)?
+        init(decoder: BlockDecoder, range: Range<Int>) {
+            self.decoder = decoder
+            self.range = range
+        }
+        func callAsFunction<U: ExpertID>(_ out: UnsafeMutableBufferPointer<U>) {
+            do {
+                if decoder.schema.bitWidth <= 8 {
+                    try decoder.decode(range, into: out.baseAddress!, scalar: UInt8.self)
+                } else {
+                    try decoder.decode(range, into: out.baseAddress!, scalar: UInt16.self)
+                }
+            } catch {
+                failure = error
+            }
         }
     }
 
     /// Opens `frame` and decodes all of it into `out`; returns the row count.
     @discardableResult
-    public func decode<T: ExpertID>(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<T>) throws(CodecError) -> Int {
+    public func decode<T: ExpertID>(_ frame: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<T>) throws -> Int {
         let rows = try open(frame, expectedRows: out.count / schema.idsPerRow)
         try decodeRows(0..<rows, into: out)
         return rows
     }
 
     /// Opens `frame` and returns all its rows as a new array.
-    public func decode<T: ExpertID>(_ frame: [UInt8], as type: T.Type = T.self) throws(CodecError) -> [T] {
-        var result: Result<[T], CodecError> = .success([])
-        frame.withUnsafeBytes { bytes in
-            result = Result { () throws(CodecError) -> [T] in
-                let rows = try open(bytes)
-                var ids = [T](repeating: 0, count: rows * schema.idsPerRow)
-                try ids.withUnsafeMutableBufferPointer { out throws(CodecError) in try decodeRows(0..<rows, into: out) }
-                return ids
-            }
+    public func decode<T: ExpertID>(_ frame: [UInt8], as type: T.Type = T.self) throws -> [T] {
+        try frame.withUnsafeBytes { bytes in
+            let rows = try open(bytes)
+            var ids = [T](repeating: 0, count: rows * schema.idsPerRow)
+            try ids.withUnsafeMutableBufferPointer { try decodeRows(0..<rows, into: $0) }
+            return ids
         }
-        return try result.get()
     }
 
     private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>,
-                                                      scalar: S.Type) throws(CodecError) {
+                                                      scalar: S.Type) throws {
         let rows = layout.rows, padded = (rows + 7) & ~7, columnCount = sourceIndex.count
         let cols = columns.reserve(columnCount * padded, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
@@ -111,7 +127,7 @@ struct PayloadLayout {
 
     /// Checks the whole structure of `payload` (header, codings, constants, every body's
     /// length, flag and padding bits) and records where each column lives.
-    mutating func parse(_ payload: UnsafeRawBufferPointer, schema: Schema) throws(CodecError) {
+    mutating func parse(_ payload: UnsafeRawBufferPointer, schema: Schema) throws {
         func fail(_ why: String, _ offset: Int) -> CodecError { .corruptBlock(why, offset: offset, inPayload: true) }
         let size = payload.count, columnCount = schema.storedIDsPerRow, width = schema.bitWidth
         guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
@@ -180,7 +196,7 @@ struct PayloadLayout {
         }
         guard bodyCursor == size else { throw fail("\(size - bodyCursor) bytes follow the last column", bodyCursor) }
 
-        func checkPadding(_ planes: UnsafeRawPointer, count: Int, planes planeCount: Int, at offset: Int) throws(CodecError) {
+        func checkPadding(_ planes: UnsafeRawPointer, count: Int, planes planeCount: Int, at offset: Int) throws {
             guard count & 7 != 0 else { return }
             let stride = BitPlanes.planeBytes(count), mask = UInt8(0xFF) << UInt8(count & 7)
             for p in 0..<planeCount where planes.load(fromByteOffset: p * stride + stride - 1, as: UInt8.self) & mask != 0 {
@@ -210,7 +226,7 @@ private struct ColumnReader<S: PlaneScalar> {
     }
 
     /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`.
-    private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws(CodecError) {
+    private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws {
         guard experts < 1 << width else { return }
         var largest: S = 0
         for i in range { largest = max(largest, ids[i]) }
@@ -219,7 +235,7 @@ private struct ColumnReader<S: PlaneScalar> {
 
     /// Decodes rows `range` of column `c` into `out[range]`; `previousSlot[range]` is already decoded.
     func decode(column c: Int, _ range: Range<Int>, into out: UnsafeMutablePointer<S>,
-                previousSlot: UnsafePointer<S>?) throws(CodecError) {
+                previousSlot: UnsafePointer<S>?) throws {
         let rows = layout.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
         switch layout.codings[c] {
         case .constant:
@@ -262,7 +278,7 @@ private struct ColumnReader<S: PlaneScalar> {
     }
 
     /// The id of one row of column `c`, read bit by bit (a slot delta reads its previous slot too).
-    func pointValue(column c: Int, row t: Int) throws(CodecError) -> Int {
+    func pointValue(column c: Int, row t: Int) throws -> Int {
         let rows = layout.rows
         let stored: Int, base: Int?
         switch layout.codings[c] {

@@ -24,29 +24,26 @@ public final class BlockEncoder {
 
     /// Encodes `rows` (token-major `[tokens][layers][topk]`, a whole number of rows) as one frame.
     /// Every id of a MoE layer must be in `[0, experts)`; dense layers may hold anything.
-    public func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(CodecError) -> [UInt8] {
-        let (payloadStart, payloadCount) = try encodePayload(rows)
+    public func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws -> [UInt8] {
+        let encoding = PayloadEncoding(encoder: self)
+        rows.withConcreteIDType(encoding)
+        let (payloadStart, payloadCount) = try encoding.result.get()
         return try LZ4Frame.compress(UnsafeRawBufferPointer(start: payloadStart, count: payloadCount))
     }
 
-    public func encode<T: ExpertID>(_ rows: [T]) throws(CodecError) -> [UInt8] {
-        // `withUnsafeBufferPointer` does not forward typed throws yet; carry the error out.
-        var result: Result<[UInt8], CodecError> = .success([])
-        rows.withUnsafeBufferPointer { buffer in
-            result = Result { () throws(CodecError) in try encode(buffer) }
-        }
-        return try result.get()
+    public func encode<T: ExpertID>(_ rows: [T]) throws -> [UInt8] {
+        try rows.withUnsafeBufferPointer { try encode($0) }
     }
 
     /// The uncompressed payload of `rows`: what `lz4 -d` returns for the frame `encode` makes.
-    func encodePayload<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws(CodecError) -> (UnsafeRawPointer, Int) {
+    func encodePayload<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws -> (UnsafeRawPointer, Int) {
         let perRow = schema.idsPerRow
         guard rows.count % perRow == 0 else {
-            throw .shapeMismatch("\(rows.count) ids are not a whole number of \(perRow)-id rows")
+            throw CodecError.shapeMismatch("\(rows.count) ids are not a whole number of \(perRow)-id rows")
         }
         let count = rows.count / perRow
         guard count <= BlockFormat.maxRows(schema) else {
-            throw .blockTooLarge(rows: count, limit: BlockFormat.maxIDs)
+            throw CodecError.blockTooLarge(rows: count, limit: BlockFormat.maxIDs)
         }
         if schema.bitWidth <= 8 {
             return try encodePayload(rows, count: count, scalar: UInt8.self)
@@ -57,7 +54,7 @@ public final class BlockEncoder {
 
     private func encodePayload<T: ExpertID, S: PlaneScalar>(
         _ rows: UnsafeBufferPointer<T>, count: Int, scalar: S.Type
-    ) throws(CodecError) -> (UnsafeRawPointer, Int) {
+    ) throws -> (UnsafeRawPointer, Int) {
         let columnCount = sourceIndex.count, width = schema.bitWidth
         let padded = (count + 7) & ~7
         let cols = columns.reserve(columnCount * padded, of: S.self)
@@ -104,7 +101,7 @@ public final class BlockEncoder {
     /// Token-major rows of `T` into layer-major scratch columns, checking every stored id.
     private func gather<T: ExpertID, S: PlaneScalar>(
         _ rows: UnsafeBufferPointer<T>, count: Int, padded: Int, into cols: UnsafeMutablePointer<S>
-    ) throws(CodecError) {
+    ) throws {
         let perRow = schema.idsPerRow
         var largest: UInt64 = 0
         sourceIndex.withUnsafeBufferPointer { source in
@@ -125,16 +122,26 @@ public final class BlockEncoder {
         if largest >= UInt64(schema.experts) { try reportFirstBadID(rows, count: count) }
     }
 
-    private func reportFirstBadID<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws(CodecError) {
+    private func reportFirstBadID<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws {
         for t in 0..<count {
             for index in sourceIndex {
                 let id = rows[t * schema.idsPerRow + index]
                 if id < 0 || UInt64(truncatingIfNeeded: id) >= UInt64(schema.experts) {
-                    throw .idOutOfRange(token: t, layer: index / schema.topk, slot: index % schema.topk,
+                    throw CodecError.idOutOfRange(token: t, layer: index / schema.topk, slot: index % schema.topk,
                                         value: Int64(truncatingIfNeeded: id), experts: schema.experts)
                 }
             }
         }
+    }
+}
+
+/// `encodePayload` for the concrete id type.
+private final class PayloadEncoding: ConcreteIDBody {
+    let encoder: BlockEncoder
+    var result: Result<(UnsafeRawPointer, Int), any Error> = .failure(CodecError.shapeMismatch("not encoded"))
+    init(encoder: BlockEncoder) { self.encoder = encoder }
+    func callAsFunction<U: ExpertID>(_ ids: UnsafeBufferPointer<U>) {
+        do { result = .success(try encoder.encodePayload(ids)) } catch { result = .failure(error) }
     }
 }
 

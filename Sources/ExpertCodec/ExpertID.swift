@@ -10,3 +10,61 @@ extension UInt32: ExpertID {}
 extension Int32: ExpertID {}
 extension UInt64: ExpertID {}
 extension Int64: ExpertID {}
+
+/// Generic code over id buffers that must run specialized for the concrete id type: hot loops
+/// over `T` are slow when the compiler cannot see `T` (calls from another module).
+/// ``Swift/UnsafeBufferPointer/withConcreteIDType(_:)`` calls it with the concrete type.
+/// It neither throws nor returns: a body keeps its outcome itself (a class with a stored
+/// result). Errors and generic results passed back through the inlined dispatch were
+/// miscompiled in release builds of Swift 6.3 (garbage `Result.failure` values).
+public protocol ConcreteIDBody: AnyObject {
+    func callAsFunction<U: ExpertID>(_ ids: UnsafeBufferPointer<U>)
+}
+
+/// As ``ConcreteIDBody``, for output buffers.
+public protocol ConcreteMutableIDBody: AnyObject {
+    func callAsFunction<U: ExpertID>(_ ids: UnsafeMutableBufferPointer<U>)
+}
+
+extension UnsafeBufferPointer where Element: ExpertID {
+    /// Calls `body` with this buffer typed as its concrete integer type. Inlined, so that each
+    /// branch calls `body` with a type the optimizer knows and specializes for.
+    @inlinable @inline(__always)
+    public func withConcreteIDType<Body: ConcreteIDBody>(_ body: Body) {
+        let start = UnsafeRawPointer(baseAddress)
+        func typed<U>(_: U.Type) -> UnsafeBufferPointer<U> {
+            UnsafeBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
+        }
+        switch Element.self {
+        case is UInt8.Type: body(typed(UInt8.self))
+        case is Int8.Type: body(typed(Int8.self))
+        case is UInt16.Type: body(typed(UInt16.self))
+        case is Int16.Type: body(typed(Int16.self))
+        case is UInt32.Type: body(typed(UInt32.self))
+        case is Int32.Type: body(typed(Int32.self))
+        case is UInt64.Type: body(typed(UInt64.self))
+        default: body(typed(Int64.self))
+        }
+    }
+}
+
+extension UnsafeMutableBufferPointer where Element: ExpertID {
+    /// As ``Swift/UnsafeBufferPointer/withConcreteIDType(_:)``, for output buffers.
+    @inlinable @inline(__always)
+    public func withConcreteIDType<Body: ConcreteMutableIDBody>(_ body: Body) {
+        let start = UnsafeMutableRawPointer(baseAddress)
+        func typed<U>(_: U.Type) -> UnsafeMutableBufferPointer<U> {
+            UnsafeMutableBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
+        }
+        switch Element.self {
+        case is UInt8.Type: body(typed(UInt8.self))
+        case is Int8.Type: body(typed(Int8.self))
+        case is UInt16.Type: body(typed(UInt16.self))
+        case is Int16.Type: body(typed(Int16.self))
+        case is UInt32.Type: body(typed(UInt32.self))
+        case is Int32.Type: body(typed(Int32.self))
+        case is UInt64.Type: body(typed(UInt64.self))
+        default: body(typed(Int64.self))
+        }
+    }
+}

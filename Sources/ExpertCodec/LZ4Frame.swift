@@ -7,7 +7,7 @@ enum LZ4Frame {
     static let magic: UInt32 = 0x184D_2204
 
     /// Compresses `payload` into one frame.
-    static func compress(_ payload: UnsafeRawBufferPointer) throws(CodecError) -> [UInt8] {
+    static func compress(_ payload: UnsafeRawBufferPointer) throws -> [UInt8] {
         var prefs = LZ4F_preferences_t()
         prefs.frameInfo.blockMode = LZ4F_blockIndependent
         prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
@@ -27,7 +27,7 @@ enum LZ4Frame {
                 count = result
             }
         }
-        if let failure { throw .compressionFailed(failure) }
+        if let failure { throw CodecError.compressionFailed(failure) }
         return frame
     }
 }
@@ -46,30 +46,30 @@ final class LZ4FrameDecoder {
 
     /// Reads the frame header and returns the declared content size, refusing frames that are
     /// not LZ4 frames, lack a content size or content checksum, or declare more than `limit` bytes.
-    func contentSize(of frame: UnsafeRawBufferPointer, limit: Int) throws(CodecError) -> (size: Int, headerBytes: Int) {
-        guard frame.count >= 4 else { throw .corruptBlock("frame of \(frame.count) bytes is too short", offset: 0, inPayload: false) }
+    func contentSize(of frame: UnsafeRawBufferPointer, limit: Int) throws -> (size: Int, headerBytes: Int) {
+        guard frame.count >= 4 else { throw CodecError.corruptBlock("frame of \(frame.count) bytes is too short", offset: 0, inPayload: false) }
         let magic = frame.loadUnaligned(as: UInt32.self).littleEndian
         guard magic == LZ4Frame.magic else {
-            throw .corruptBlock("not an LZ4 frame (magic 0x\(String(magic, radix: 16)))", offset: 0, inPayload: false)
+            throw CodecError.corruptBlock("not an LZ4 frame (magic 0x\(String(magic, radix: 16)))", offset: 0, inPayload: false)
         }
         LZ4F_resetDecompressionContext(context)
         var info = LZ4F_frameInfo_t()
         var consumed = frame.count
         let result = LZ4F_getFrameInfo(context, &info, frame.baseAddress, &consumed)
         if LZ4F_isError(result) != 0 {
-            throw .corruptBlock("bad frame header: \(String(cString: LZ4F_getErrorName(result)))", offset: 4, inPayload: false)
+            throw CodecError.corruptBlock("bad frame header: \(String(cString: LZ4F_getErrorName(result)))", offset: 4, inPayload: false)
         }
         guard info.contentChecksumFlag == LZ4F_contentChecksumEnabled else {
-            throw .corruptBlock("frame has no content checksum", offset: 4, inPayload: false)
+            throw CodecError.corruptBlock("frame has no content checksum", offset: 4, inPayload: false)
         }
         guard info.blockChecksumFlag == LZ4F_blockChecksumEnabled else {
-            throw .corruptBlock("frame has no block checksums", offset: 4, inPayload: false)
+            throw CodecError.corruptBlock("frame has no block checksums", offset: 4, inPayload: false)
         }
         guard info.contentSize > 0 else {
-            throw .corruptBlock("frame has no content size", offset: 4, inPayload: false)
+            throw CodecError.corruptBlock("frame has no content size", offset: 4, inPayload: false)
         }
         guard info.contentSize <= UInt64(limit) else {
-            throw .corruptBlock("frame declares \(info.contentSize) bytes, more than the \(limit) a block can hold",
+            throw CodecError.corruptBlock("frame declares \(info.contentSize) bytes, more than the \(limit) a block can hold",
                                 offset: 6, inPayload: false)
         }
         return (Int(info.contentSize), consumed)
@@ -78,28 +78,28 @@ final class LZ4FrameDecoder {
     /// Decompresses the whole frame into `destination` (exactly `size` bytes, from `contentSize`),
     /// verifying the content checksum, the content size and that no byte follows the frame.
     func decompress(_ frame: UnsafeRawBufferPointer, headerBytes: Int, size: Int,
-                    into destination: UnsafeMutableRawPointer) throws(CodecError) {
+                    into destination: UnsafeMutableRawPointer) throws {
         var written = 0, read = headerBytes
         while true {
             var outBytes = size - written, inBytes = frame.count - read
             let hint = LZ4F_decompress(context, destination + written, &outBytes,
                                        frame.baseAddress! + read, &inBytes, nil)
             if LZ4F_isError(hint) != 0 {
-                throw .corruptBlock(String(cString: LZ4F_getErrorName(hint)), offset: read, inPayload: false)
+                throw CodecError.corruptBlock(String(cString: LZ4F_getErrorName(hint)), offset: read, inPayload: false)
             }
             written += outBytes
             read += inBytes
             if hint == 0 { break }
             if outBytes == 0 && inBytes == 0 {
-                throw .corruptBlock("frame ends early (\(frame.count) bytes, \(written) of \(size) decoded)",
+                throw CodecError.corruptBlock("frame ends early (\(frame.count) bytes, \(written) of \(size) decoded)",
                                     offset: frame.count, inPayload: false)
             }
         }
         guard written == size else {
-            throw .corruptBlock("frame decoded to \(written) bytes, its header says \(size)", offset: 6, inPayload: false)
+            throw CodecError.corruptBlock("frame decoded to \(written) bytes, its header says \(size)", offset: 6, inPayload: false)
         }
         guard read == frame.count else {
-            throw .corruptBlock("\(frame.count - read) bytes follow the end of the frame", offset: read, inPayload: false)
+            throw CodecError.corruptBlock("\(frame.count - read) bytes follow the end of the frame", offset: read, inPayload: false)
         }
     }
 }

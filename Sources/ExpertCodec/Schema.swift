@@ -19,22 +19,22 @@ public struct Schema: Sendable, Hashable, CustomStringConvertible {
     /// The MoE layer indices, ascending: the layers whose ids are stored.
     public let moeLayers: [Int]
 
-    public init(layers: Int, topk: Int, experts: Int, denseLayers: some Sequence<Int> = [Int]()) throws(CodecError) {
+    public init(layers: Int, topk: Int, experts: Int, denseLayers: some Sequence<Int> = [Int]()) throws {
         guard Schema.layerLimits.contains(layers) else {
-            throw .invalidSchema("layers must be in \(Schema.layerLimits), got \(layers)")
+            throw CodecError.invalidSchema("layers must be in \(Schema.layerLimits), got \(layers)")
         }
         guard Schema.topkLimits.contains(topk) else {
-            throw .invalidSchema("topk must be in \(Schema.topkLimits), got \(topk)")
+            throw CodecError.invalidSchema("topk must be in \(Schema.topkLimits), got \(topk)")
         }
         guard Schema.expertLimits.contains(experts) else {
-            throw .invalidSchema("experts must be in \(Schema.expertLimits), got \(experts)")
+            throw CodecError.invalidSchema("experts must be in \(Schema.expertLimits), got \(experts)")
         }
         let dense = Array(Set(denseLayers)).sorted()
         if let bad = dense.first(where: { !(0..<layers).contains($0) }) {
-            throw .invalidSchema("dense layer \(bad) is outside 0..<\(layers)")
+            throw CodecError.invalidSchema("dense layer \(bad) is outside 0..<\(layers)")
         }
         guard dense.count < layers else {
-            throw .invalidSchema("all \(layers) layers are dense: nothing is routed")
+            throw CodecError.invalidSchema("all \(layers) layers are dense: nothing is routed")
         }
         self.layers = layers
         self.topk = topk

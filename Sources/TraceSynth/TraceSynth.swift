@@ -34,7 +34,7 @@ public struct ModelShape: Sendable, Hashable {
 
     public static func named(_ name: String) -> ModelShape? { all.first { $0.name == name.lowercased() } }
 
-    public func schema() throws(CodecError) -> Schema {
+    public func schema() throws -> Schema {
         try Schema(layers: layers, topk: topk, experts: experts, denseLayers: denseLayers)
     }
 }

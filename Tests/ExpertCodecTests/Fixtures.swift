@@ -53,7 +53,7 @@ enum Fixtures {
 }
 
 extension BlockEncoder {
-    func encode<T: ExpertID>(converting rows: [Int64], as: T.Type) throws(CodecError) -> [UInt8] {
+    func encode<T: ExpertID>(converting rows: [Int64], as: T.Type) throws -> [UInt8] {
         try encode(rows.map { T(truncatingIfNeeded: $0) })
     }
 }

@@ -1,0 +1,192 @@
+// codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
+// liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
+//
+// usage: codec-bench [--block-rows N] [--repeats R] [TRACE.npy | MODEL:TOKENS]...
+// Without traces: ../shared/data's traces when present, and generated model shapes.
+import ExpertCodec
+import Foundation
+import LZ4Reference
+import NumpyFile
+import TraceSynth
+
+struct Trace {
+    let name: String
+    let schema: Schema
+    let rows: [Int32]
+    var count: Int { rows.count / schema.idsPerRow }
+    var int32Bytes: Int { rows.count * 4 }
+}
+
+/// Widens any integer `.npy` to Int32, the layout SGLang hands out.
+struct WidenToInt32: NumpyIntegerVisitor {
+    let reader: NumpyReader
+    func visit<T: FixedWidthInteger & Sendable>(_ type: T.Type) throws -> [Int32] {
+        try reader.withData(as: T.self) { $0.map { Int32(truncatingIfNeeded: $0) } }
+    }
+}
+
+func loadTrace(_ path: String) throws -> Trace {
+    let reader = try NumpyReader(path: path)
+    let shape = reader.header.shape
+    guard shape.count == 3 else { throw CodecError.shapeMismatch("\(path): expected [tokens, layers, topk], got \(shape)") }
+    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil { FileHandle.standardError.write(Data("header \(shape)\n".utf8)) }
+    let rows = try reader.header.dtype.accept(WidenToInt32(reader: reader))
+    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil { FileHandle.standardError.write(Data("rows \(rows.count)\n".utf8)) }
+    let experts = max(2, Int(rows.max() ?? 0) + 1)
+    let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+    return Trace(name: name, schema: try Schema(layers: shape[1], topk: shape[2], experts: experts), rows: rows)
+}
+
+func synthesize(_ model: ModelShape, tokens: Int) throws -> Trace {
+    var synth = TraceSynthesizer(schema: try model.schema(), seed: 1)
+    return Trace(name: "synth \(model.name)", schema: try model.schema(), rows: synth.rows(tokens, as: Int32.self))
+}
+
+/// Best wall time of `repeats` runs of `body`, in seconds.
+func bestTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return best
+}
+
+struct Measurement {
+    let method: String
+    let bytes: Int
+    let encodeSeconds: Double
+    let decodeSeconds: Double
+}
+
+func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measurement {
+    let encoder = BlockEncoder(schema: trace.schema), decoder = BlockDecoder(schema: trace.schema)
+    let perRow = trace.schema.idsPerRow
+    var frames: [[UInt8]] = []
+    let encode = try trace.rows.withUnsafeBufferPointer { rows in
+        try bestTime(repeats) {
+            frames.removeAll(keepingCapacity: true)
+            for start in stride(from: 0, to: trace.count, by: blockRows) {
+                let end = min(trace.count, start + blockRows)
+                do { frames.append(try encoder.encode(UnsafeBufferPointer(rebasing: rows[start * perRow..<end * perRow]))) } catch {
+                    FileHandle.standardError.write(Data("encode: \(error)\n".utf8)); throw error
+                }
+            }
+        }
+    }
+    var output = [Int32](repeating: -1, count: trace.rows.count)
+    let decode = try output.withUnsafeMutableBufferPointer { out in
+        try bestTime(repeats) {
+            var start = 0
+            for frame in frames {
+                let rows: Int
+                do { rows = try frame.withUnsafeBytes { bytes in try decoder.open(bytes) } } catch {
+                    FileHandle.standardError.write(Data("open: \(error)\n".utf8)); throw error
+                }
+                do { try decoder.decodeRows(0..<rows, into: UnsafeMutableBufferPointer(rebasing: out[start * perRow..<(start + rows) * perRow])) } catch {
+                    FileHandle.standardError.write(Data("decodeRows: \(error)\n".utf8)); throw error
+                }
+                start += rows
+            }
+        }
+    }
+    guard output == trace.rows else { throw CodecError.shapeMismatch("\(trace.name): round trip differs") }
+    return Measurement(method: "ExpertCodec, \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
+                       encodeSeconds: encode, decodeSeconds: decode)
+}
+
+/// liblz4's frame format at its default level on the raw int32 array: what `lz4` does.
+func measureLZ4(_ trace: Trace, repeats: Int) -> Measurement {
+    let source = trace.rows.withUnsafeBytes { Array($0) }
+    var prefs = LZ4F_preferences_t()
+    prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
+    let bound = LZ4F_compressFrameBound(source.count, &prefs)
+    var compressed = [UInt8](repeating: 0, count: bound)
+    var size = 0
+    let encode = bestTime(repeats) {
+        size = LZ4F_compressFrame(&compressed, bound, source, source.count, &prefs)
+    }
+    var restored = [UInt8](repeating: 0, count: source.count)
+    var context: OpaquePointer?
+    LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))
+    let decode = bestTime(repeats) {
+        LZ4F_resetDecompressionContext(context)
+        var outSize = restored.count, inSize = size
+        _ = LZ4F_decompress(context, &restored, &outSize, compressed, &inSize, nil)
+    }
+    LZ4F_freeDecompressionContext(context)
+    precondition(restored == source, "lz4 round trip differs")
+    return Measurement(method: "lz4 frame on int32 (liblz4 default)", bytes: size, encodeSeconds: encode, decodeSeconds: decode)
+}
+
+func report(_ trace: Trace, _ rows: [Measurement]) {
+    let fixed = Double(trace.int32Bytes) / Double((trace.count * trace.schema.storedIDsPerRow * trace.schema.bitWidth + 7) / 8)
+    print("\n\(trace.name): \(trace.count) rows, \(trace.schema); int32 = \(trace.int32Bytes) bytes; fixed width alone \(String(format: "%.2f", fixed))x")
+    print("method".padding(toLength: 44, withPad: " ", startingAt: 0) + "   bytes      ratio  enc GB/s  dec GB/s")
+    let reference = rows.last!
+    for m in rows {
+        let enc = Double(trace.int32Bytes) / m.encodeSeconds / 1e9, dec = Double(trace.int32Bytes) / m.decodeSeconds / 1e9
+        print(m.method.padding(toLength: 44, withPad: " ", startingAt: 0)
+              + String(format: "%10d %8.2f %8.2f %9.2f", m.bytes, Double(trace.int32Bytes) / Double(m.bytes), enc, dec))
+        if m.method != reference.method {
+            print("  vs lz4 on int32: ratio x\(String(format: "%.2f", Double(reference.bytes) / Double(m.bytes)))"
+                  + ", encode x\(String(format: "%.2f", reference.encodeSeconds / m.encodeSeconds))"
+                  + ", decode x\(String(format: "%.2f", reference.decodeSeconds / m.decodeSeconds))")
+        }
+    }
+}
+
+final class TypeProbe: ConcreteMutableIDBody {
+    var name = ""
+    func callAsFunction<U: ExpertID>(_ ids: UnsafeMutableBufferPointer<U>) { name = "\(U.self) x\(ids.count)" }
+}
+if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil {
+    var probe = [Int32](repeating: 0, count: 10)
+    let p = TypeProbe()
+    probe.withUnsafeMutableBufferPointer { $0.withConcreteIDType(p) }
+    FileHandle.standardError.write(Data("probe Int32 -> \(p.name)\n".utf8))
+}
+
+var blockRows: Int?
+var repeats = 5
+var inputs: [String] = []
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
+    case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
+    default: inputs.append(argument)
+    }
+}
+if inputs.isEmpty {
+    let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../../shared/data").standardized.path
+    for name in ["llama4-maverick-mmlu", "deepseek-v2-lite-prefill"] where FileManager.default.fileExists(atPath: "\(shared)/\(name).npy") {
+        inputs.append("\(shared)/\(name).npy")
+    }
+    inputs += ["qwen3-30b-a3b:50000", "kimi-k2:20000", "mixtral-8x7b:200000"]
+}
+for input in inputs {
+  do {
+    let trace: Trace
+    if input.hasSuffix(".npy") {
+        trace = try loadTrace(input)
+    } else {
+        let parts = input.split(separator: ":")
+        guard let model = ModelShape.named(String(parts[0])) else { fatalError("unknown model \(parts[0])") }
+        trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
+    }
+    let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)
+    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil {
+        let e = BlockEncoder(schema: trace.schema)
+        FileHandle.standardError.write(Data("enc\n".utf8))
+        let r = Array(trace.rows[0..<rows * trace.schema.idsPerRow])
+        do { let f = try e.encode(r); FileHandle.standardError.write(Data("frame \(f.count)\n".utf8)) } catch { FileHandle.standardError.write(Data("E: \(error)\n".utf8)) }
+    }
+    report(trace, [try measureCodec(trace, blockRows: rows, repeats: repeats), measureLZ4(trace, repeats: repeats)])
+  } catch let error as CodecError {
+    print("codec error: \(error.description)")
+  } catch {
+    print("error: \(type(of: error))")
+  }
+}

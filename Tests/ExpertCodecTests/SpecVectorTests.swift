@@ -1,0 +1,511 @@
+import Foundation
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+/// The test vectors of `spec/vectors` (see its README and `spec/FORMAT.md`), checked both ways:
+/// the encoder must produce exactly the stored payload and frame, the decoder must return exactly
+/// the stored rows, and an independent decoder written from `spec/FORMAT.md` alone must agree.
+///
+/// To regenerate the files after an intended format or encoder change (then review the diff and
+/// rerun `lz4 -t` / `lz4 -dc` as the README says):
+///
+///     SPEC_VECTORS_WRITE=1 swift test --filter SpecVectorTests/writeVectors
+@Suite struct SpecVectorTests {
+    /// Every vector the spec ships. A missing file of any of them fails the suite.
+    static let names = ["mixed_e6", "empty_e384", "one_row_e65536", "kimi_e384", "wide_e65536", "sorted_e128"]
+
+    /// The column codings as `spec/FORMAT.md` numbers them.
+    static let codingNumbers: [String: UInt8] = [
+        "plain": 0, "constant": 1, "slotDelta": 2, "repeat": 3, "repeatSlotDelta": 4,
+    ]
+
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent() // ExpertCodecTests
+        .deletingLastPathComponent() // Tests
+        .deletingLastPathComponent() // package root
+        .appendingPathComponent("spec/vectors", isDirectory: true)
+
+    // MARK: - The vectors, both ways
+
+    @Test(arguments: names)
+    func encodingGivesTheStoredPayloadAndFrame(name: String) throws {
+        let vector = try Vector.load(name)
+        let encoder = BlockEncoder(schema: vector.schema)
+        #expect(try payloadBytes(encoder, vector.rows) == vector.payload, "payload of \(name)")
+        #expect(try encoder.encode(vector.rows) == vector.frame, "frame of \(name)")
+        // The input integer type does not matter: every value of every vector fits in a UInt16.
+        #expect(try encoder.encode(vector.rows.map { UInt16($0) }) == vector.frame, "frame of \(name) from UInt16 rows")
+    }
+
+    @Test(arguments: names)
+    func decodingGivesTheStoredRows(name: String) throws {
+        let vector = try Vector.load(name)
+        let decoder = BlockDecoder(schema: vector.schema)
+        #expect(try decoder.decode(vector.frame, as: Int64.self) == vector.decoded, "rows of \(name).lz4")
+        // The frame's content is the stored payload (what `lz4 -dc` returns).
+        #expect(try frameContent(vector.frame, vector.schema) == vector.payload, "content of \(name).lz4")
+        // The payload in a fresh frame (another compressor's output) decodes the same.
+        let fresh = try vector.payload.withUnsafeBytes { try LZ4Frame.compress($0) }
+        #expect(try decoder.decode(fresh, as: Int64.self) == vector.decoded, "rows of \(name).payload in a fresh frame")
+        // Row ranges decode the same as the whole block.
+        let perRow = vector.schema.idsPerRow
+        _ = try vector.frame.withUnsafeBytes { frame in try decoder.open(frame, expectedRows: vector.rowCount) }
+        for start in 0..<vector.rowCount {
+            var out = [Int64](repeating: -1, count: (vector.rowCount - start) * perRow)
+            try out.withUnsafeMutableBufferPointer { try decoder.decodeRows(start..<vector.rowCount, into: $0) }
+            #expect(out == Array(vector.decoded[(start * perRow)...]), "rows \(start)... of \(name)")
+        }
+    }
+
+    /// The frame is the one `spec/FORMAT.md` describes: magic, FLG 0x7C (version 01, independent
+    /// blocks, block checksums, content size, content checksum, no dictionary), content size.
+    @Test(arguments: names)
+    func frameHeaderIsTheDocumentedOne(name: String) throws {
+        let vector = try Vector.load(name)
+        let frame = vector.frame
+        try #require(frame.count >= 15 + 4 + 4)
+        #expect(Array(frame[0..<4]) == [0x04, 0x22, 0x4D, 0x18], "magic")
+        #expect(frame[4] == 0x7C, "FLG")
+        #expect(frame[5] == 0x40, "BD: 64 KiB blocks, liblz4's default")
+        let contentSize = (0..<8).reduce(UInt64(0)) { $0 | UInt64(frame[6 + $1]) << (8 * $1) }
+        #expect(contentSize == UInt64(vector.payload.count), "content size")
+        #expect(UInt32(frame[14]) == (frameXXH32(Array(frame[4..<14])) >> 8) & 0xFF, "header checksum")
+        #expect(Array(frame[(frame.count - 8)..<(frame.count - 4)]) == [0, 0, 0, 0], "end mark")
+        let checksum = (0..<4).reduce(UInt32(0)) { $0 | UInt32(frame[frame.count - 4 + $1]) << (8 * $1) }
+        #expect(checksum == frameXXH32(vector.payload), "content checksum")
+    }
+
+    /// The payload's header and coding bytes are the documented ones, so that the vectors keep
+    /// covering every coding.
+    @Test(arguments: names)
+    func payloadHeaderAndCodingsAreTheDocumentedOnes(name: String) throws {
+        let vector = try Vector.load(name)
+        let p = vector.payload, schema = vector.schema
+        try #require(p.count >= 12)
+        #expect(p[0] == 1, "layout")
+        #expect(Int(p[1]) == schema.bitWidth, "bit width")
+        #expect(p[2] == 0 && p[3] == 0, "reserved")
+        #expect(Int(le32(p, 4)) == vector.rowCount, "rows")
+        #expect(Int(le32(p, 8)) == schema.storedIDsPerRow, "stored columns")
+        let expected = try vector.codings.map { name in try #require(Self.codingNumbers[name], "unknown coding name \(name)") }
+        if vector.rowCount == 0 {
+            #expect(expected.isEmpty && p.count == 12, "an empty block is its header")
+        } else {
+            #expect(Array(p[12..<(12 + schema.storedIDsPerRow)]) == expected, "coding bytes of \(name)")
+        }
+    }
+
+    /// An independent decoder written from `spec/FORMAT.md` alone reads every payload.
+    @Test(arguments: names)
+    func specDecoderReadsThePayload(name: String) throws {
+        let vector = try Vector.load(name)
+        let rows = try #require(SpecDecoder.decode(vector.payload, vector.schema), "the spec decoder rejects \(name)")
+        #expect(rows == vector.decoded)
+    }
+
+    /// The spec decoder and the codec agree on generated blocks across the schema range...
+    @Test(arguments: 0..<30)
+    func specDecoderAgreesOnGeneratedBlocks(seed: UInt64) throws {
+        var random = SplitMix64(seed: 7000 + seed)
+        let schema = Fixtures.schema(&random, maxLayers: 40, maxTopk: 8)
+        let count = [0, 1, 2, 7, 8, 9, 33, 200].randomElement(using: &random)!
+        let rows = Fixtures.rows(schema, count: count, &random)
+        let payload = try payloadBytes(BlockEncoder(schema: schema), rows)
+        #expect(SpecDecoder.decode(payload, schema) == Fixtures.expected(rows, schema), "\(schema), \(count) rows")
+    }
+
+    /// ...and on every damaged payload: each byte of the worked example set to every value, cut
+    /// short, or extended. Both accept and return the same rows, or both reject.
+    @Test func specDecoderAndCodecRejectTheSamePayloads() throws {
+        let vector = try Vector.load("mixed_e6")
+        let decoder = BlockDecoder(schema: vector.schema)
+        var variants = [[UInt8]]()
+        for i in vector.payload.indices {
+            for value in 0...255 where value != vector.payload[i] {
+                var p = vector.payload
+                p[i] = UInt8(value)
+                variants.append(p)
+            }
+            variants.append(Array(vector.payload[..<i]))
+        }
+        variants.append(vector.payload + [0])
+        var accepted = 0
+        for payload in variants {
+            let frame = try payload.withUnsafeBytes { try LZ4Frame.compress($0) }
+            let codec = try? decoder.decode(frame, as: Int64.self)
+            let spec = SpecDecoder.decode(payload, vector.schema)
+            #expect(codec == spec, "payload \(payload.map { String($0, radix: 16) })")
+            accepted += spec == nil ? 0 : 1
+        }
+        // Some damage is undetectable by design (a plane bit inside the range changes an id).
+        #expect(accepted > 0 && accepted < variants.count / 2)
+    }
+
+    /// Together the vectors cover every coding and every edge the README promises.
+    @Test func vectorsCoverEveryCodingAndEdge() throws {
+        let vectors = try Self.names.map { try Vector.load($0) }
+        let used = Set(vectors.flatMap(\.codings))
+        #expect(used == Set(Self.codingNumbers.keys), "codings covered: \(used.sorted())")
+        #expect(vectors.contains { $0.rowCount == 0 }, "an empty block")
+        #expect(vectors.contains { $0.rowCount == 1 }, "a one-row block")
+        #expect(vectors.contains { $0.rowCount > 8 && $0.rowCount % 8 != 0 }, "padding bits")
+        #expect(vectors.contains { $0.rowCount >= 8 && $0.rowCount % 8 == 0 }, "no padding bits")
+        #expect(vectors.contains { $0.schema.bitWidth > 8 && $0.codings.contains("repeatSlotDelta") }, "w > 8")
+        #expect(vectors.contains { $0.schema.bitWidth == 16 && $0.rowCount > 1 }, "w = 16")
+        #expect(vectors.contains { !$0.schema.denseLayers.isEmpty && $0.rows != $0.decoded }, "a dense layer")
+        #expect(vectors.contains { $0.schema.experts & ($0.schema.experts - 1) != 0 }, "experts not a power of two")
+        // A frame whose block liblz4 actually compressed (block size high bit clear).
+        #expect(vectors.contains { $0.frame.count > 19 && $0.frame[18] & 0x80 == 0 }, "a compressed LZ4 block")
+        // No stray vector file that this suite does not check.
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path)
+        let stray = files.filter { $0.hasSuffix(".json") && !Self.names.contains(String($0.dropLast(5))) }
+        #expect(stray.isEmpty, "vectors not listed in SpecVectorTests.names: \(stray)")
+    }
+
+    /// Rewrites `spec/vectors/NAME.{json,payload,lz4}` from the row generators below. Off unless
+    /// `SPEC_VECTORS_WRITE=1`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
+    func writeVectors() throws {
+        for source in VectorSource.all {
+            let schema = try Schema(layers: source.layers, topk: source.topk, experts: source.experts,
+                                    denseLayers: source.dense)
+            let flat = source.rows.flatMap { $0.flatMap { $0 } }
+            let encoder = BlockEncoder(schema: schema)
+            let payload = try payloadBytes(encoder, flat)
+            let frame = try encoder.encode(flat)
+            let codings = source.rows.isEmpty ? [] : payload[12..<(12 + schema.storedIDsPerRow)].map { byte in
+                Self.codingNumbers.first { $0.value == byte }!.key
+            }
+            #expect(codings == source.intended, "\(source.name): the encoder chose \(codings)")
+            let decoded = source.rows.map { row in
+                row.enumerated().map { layer, ids in schema.isDense(layer: layer) ? ids.map { _ in Int64(Schema.denseFill) } : ids }
+            }
+            try Data(payload).write(to: Self.directory.appendingPathComponent("\(source.name).payload"))
+            try Data(frame).write(to: Self.directory.appendingPathComponent("\(source.name).lz4"))
+            try Data(source.json(codings: codings, decoded: decoded).utf8)
+                .write(to: Self.directory.appendingPathComponent("\(source.name).json"))
+        }
+    }
+}
+
+// MARK: - Loading
+
+/// One vector as stored: the JSON's schema and rows, the payload and the frame.
+private struct Vector {
+    let name: String
+    let schema: Schema
+    let codings: [String]
+    /// Flat token-major ids as an engine hands them over, and as a decoder returns them.
+    let rows: [Int64], decoded: [Int64]
+    let rowCount: Int
+    let payload: [UInt8], frame: [UInt8]
+
+    private struct File: Decodable {
+        struct SchemaFields: Decodable {
+            let layers: Int, topk: Int, experts: Int
+            let dense_layers: [Int]
+        }
+        let name: String
+        let schema: SchemaFields
+        let codings: [String]
+        let rows: [[[Int64]]]
+        let decoded: [[[Int64]]]?
+    }
+
+    static func load(_ name: String) throws -> Vector {
+        func read(_ ext: String) throws -> Data {
+            let url = SpecVectorTests.directory.appendingPathComponent("\(name).\(ext)")
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                Issue.record("missing vector file \(url.path)")
+                throw CocoaError(.fileNoSuchFile)
+            }
+            return data
+        }
+        let file = try JSONDecoder().decode(File.self, from: read("json"))
+        #expect(file.name == name)
+        let schema = try Schema(layers: file.schema.layers, topk: file.schema.topk, experts: file.schema.experts,
+                                denseLayers: file.schema.dense_layers)
+        let shapeOK = (file.rows + (file.decoded ?? [])).allSatisfy { row in
+            row.count == schema.layers && row.allSatisfy { $0.count == schema.topk }
+        }
+        try #require(shapeOK, "\(name).json: every row must be [layers][topk]")
+        let rows = file.rows.flatMap { $0.flatMap { $0 } }
+        return Vector(name: name, schema: schema, codings: file.codings, rows: rows,
+                      decoded: file.decoded.map { $0.flatMap { $0.flatMap { $0 } } } ?? rows,
+                      rowCount: file.rows.count, payload: Array(try read("payload")), frame: Array(try read("lz4")))
+    }
+}
+
+/// A copy of the payload `encoder` makes of `rows` (it points into the encoder's scratch memory).
+private func payloadBytes(_ encoder: BlockEncoder, _ rows: [Int64]) throws -> [UInt8] {
+    try withExtendedLifetime(encoder) {
+        let (start, count) = try rows.withUnsafeBufferPointer { rows in try encoder.encodePayload(rows) }
+        return Array(UnsafeRawBufferPointer(start: start, count: count))
+    }
+}
+
+/// The content of a frame, through the decoder's own LZ4 layer (what `lz4 -dc` prints).
+private func frameContent(_ frame: [UInt8], _ schema: Schema) throws -> [UInt8] {
+    let lz4 = LZ4FrameDecoder()
+    return try frame.withUnsafeBytes { bytes in
+        let (size, header) = try lz4.contentSize(of: bytes, limit: BlockFormat.maxPayloadBytes(schema, rows: BlockFormat.maxRows(schema)))
+        var out = [UInt8](repeating: 0, count: size)
+        try out.withUnsafeMutableBytes { try lz4.decompress(bytes, headerBytes: header, size: size, into: $0.baseAddress!) }
+        return out
+    }
+}
+
+private func le32(_ p: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(p[at]) | UInt32(p[at + 1]) << 8 | UInt32(p[at + 2]) << 16 | UInt32(p[at + 3]) << 24
+}
+
+// MARK: - A decoder written from spec/FORMAT.md alone
+
+/// Straight from the text of `spec/FORMAT.md` part 1, bit by bit, sharing no code with the codec:
+/// returns the rows (token-major, dense layers 0), or nil where the text says a reader must reject.
+private enum SpecDecoder {
+    static func decode(_ p: [UInt8], _ schema: Schema) -> [Int64]? {
+        let E = schema.experts, topk = schema.topk
+        var w = 1
+        while (1 << w) < E { w += 1 }
+        let moe = (0..<schema.layers).filter { !schema.denseLayers.contains($0) }
+        let C = moe.count * topk
+        guard p.count >= 12, p[0] == 1, Int(p[1]) == w, p[2] == 0, p[3] == 0 else { return nil }
+        let n = Int(le32(p, 4))
+        guard Int(le32(p, 8)) == C, n <= (1 << 26) / C else { return nil }
+        if n == 0 { return p.count == 12 ? [] : nil }
+        guard p.count >= 12 + C else { return nil }
+        let codings = Array(p[12..<(12 + C)])
+        for c in 0..<C {
+            guard codings[c] <= 4 else { return nil }
+            if (codings[c] == 2 || codings[c] == 4) && c % topk == 0 { return nil }
+        }
+        var pos = 12 + C
+        var constants = [Int: Int]()
+        for c in 0..<C where codings[c] == 1 {
+            guard pos + 2 <= p.count else { return nil }
+            let v = Int(p[pos]) | Int(p[pos + 1]) << 8
+            guard v < E else { return nil }
+            constants[c] = v
+            pos += 2
+        }
+        /// `w` bit planes of `m` values at `pos`; padding bits must be 0, values below E.
+        func planes(_ m: Int, width: Int, checkRange: Bool) -> [Int]? {
+            let stride = (m + 7) / 8
+            guard pos + width * stride <= p.count else { return nil }
+            var values = [Int](repeating: 0, count: m)
+            for b in 0..<width {
+                for i in 0..<(8 * stride) {
+                    let bit = Int(p[pos + b * stride + i / 8] >> (i % 8)) & 1
+                    if i >= m { if bit != 0 { return nil } } else { values[i] |= bit << b }
+                }
+            }
+            pos += width * stride
+            if checkRange && values.contains(where: { $0 >= E }) { return nil }
+            return values
+        }
+        var columns = [[Int]]()
+        for c in 0..<C {
+            var column = [Int](repeating: 0, count: n)
+            switch codings[c] {
+            case 1:
+                column = [Int](repeating: constants[c]!, count: n)
+            case 0, 2:
+                guard let v = planes(n, width: w, checkRange: true) else { return nil }
+                for t in 0..<n { column[t] = codings[c] == 0 ? v[t] : (v[t] + columns[c - 1][t]) % E }
+            default: // 3, 4
+                guard let f = planes(n, width: 1, checkRange: false), f[0] == 0 else { return nil }
+                let m = n - f.reduce(0, +)
+                guard let v = planes(m, width: w, checkRange: true) else { return nil }
+                var j = -1
+                for t in 0..<n {
+                    if f[t] == 1 { column[t] = column[t - 1]; continue }
+                    j += 1
+                    column[t] = codings[c] == 3 ? v[j] : (v[j] + columns[c - 1][t]) % E
+                }
+            }
+            columns.append(column)
+        }
+        guard pos == p.count else { return nil }
+        var rows = [Int64](repeating: 0, count: n * schema.layers * topk)
+        for (k, layer) in moe.enumerated() {
+            for s in 0..<topk {
+                for t in 0..<n { rows[(t * schema.layers + layer) * topk + s] = Int64(columns[k * topk + s][t]) }
+            }
+        }
+        return rows
+    }
+}
+
+// MARK: - How the vectors were made
+
+/// The rows of each vector and the coding the encoder is meant to pick for each stored column.
+private struct VectorSource {
+    let name: String, description: String
+    let layers: Int, topk: Int, experts: Int, dense: [Int]
+    /// `[tokens][layers][topk]`.
+    let rows: [[[Int64]]]
+    let intended: [String]
+
+    /// A fixed 64-bit LCG, so the generated rows never change.
+    struct LCG {
+        var x: UInt64
+        mutating func next(_ bound: Int) -> Int64 {
+            x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int64((x >> 33) % UInt64(bound))
+        }
+    }
+
+    /// `columns[layer][slot]` of `n` values each into `[n][layers][topk]` rows.
+    static func rows(_ columns: [[[Int64]]], _ n: Int) -> [[[Int64]]] {
+        (0..<n).map { t in columns.map { layer in layer.map { $0[t] } } }
+    }
+
+    /// Each value that repeats the previous one except at rows where `keep(t)`, which take `fresh(t)`.
+    static func held(_ n: Int, keep: (Int) -> Bool, fresh: (Int) -> Int64) -> [Int64] {
+        var out = [Int64]()
+        for t in 0..<n { out.append(t == 0 || keep(t) ? fresh(t) : out[t - 1]) }
+        return out
+    }
+
+    static let all: [VectorSource] = [mixed, empty, oneRow, kimi, wide, sorted]
+
+    /// The worked example of FORMAT.md: every coding, a dense layer, 6 experts in 3 bits.
+    static let mixed: VectorSource = {
+        let n = 12
+        let c0: [Int64] = [0, 3, 1, 4, 2, 5, 0, 3, 1, 4, 2, 5]
+        let c1 = c0.map { ($0 + 2) % 6 }
+        let c3: [Int64] = [5, 5, 5, 5, 2, 2, 2, 2, 5, 5, 2, 2]
+        let c4: [Int64] = [0, 0, 0, 0, 0, 3, 3, 3, 3, 0, 0, 3]
+        let dense = [Int64](repeating: 0xFFFF, count: n)
+        return VectorSource(
+            name: "mixed_e6",
+            description: "FORMAT.md worked example: 3 layers (layer 1 dense, 0xFFFF), top-3 of 6 experts (w 3), 12 rows; every coding",
+            layers: 3, topk: 3, experts: 6, dense: [1],
+            rows: rows([[c0, c1, [Int64](repeating: 4, count: n)], [dense, dense, dense],
+                        [c3, c4, [Int64](repeating: 5, count: n)]], n),
+            intended: ["plain", "slotDelta", "constant", "repeat", "repeatSlotDelta", "constant"])
+    }()
+
+    static let empty = VectorSource(
+        name: "empty_e384",
+        description: "An empty block: 4 layers (0 and 3 dense), top-2 of 384 experts (w 9), no rows; the payload is its 12-byte header",
+        layers: 4, topk: 2, experts: 384, dense: [0, 3], rows: [], intended: [])
+
+    static let oneRow = VectorSource(
+        name: "one_row_e65536",
+        description: "One row: 2 layers, top-3 of 65536 experts (w 16); every column of a one-row block is constant, values up to 65535",
+        layers: 2, topk: 3, experts: 65536, dense: [],
+        rows: [[[65535, 0, 256], [1, 32768, 65535]]],
+        intended: Array(repeating: "constant", count: 6))
+
+    /// Kimi-K2-like: 384 experts need 9 bits, so every plane coding crosses the byte boundary.
+    static let kimi: VectorSource = {
+        let n = 21, e = 384
+        var random = LCG(x: 384)
+        let l1s0 = (0..<n).map { _ in random.next(e) }
+        let l1s1 = l1s0.map { ($0 + 1 + random.next(3)) % Int64(e) }
+        let l1s3 = (0..<n).map { _ in random.next(e) }
+        let l2s0 = (0..<n).map { t -> Int64 in (t / 4) % 2 == 0 ? 383 : 128 }
+        let l2s1 = held(n, keep: { $0 % 4 == 2 }, fresh: { (l2s0[$0] + 5) % Int64(e) })
+        let l2s2 = l2s1.map { ($0 - 10 - random.next(4) + Int64(e)) % Int64(e) }
+        let l2s3 = (0..<n).map { _ in random.next(e) }
+        let dense = [Int64](repeating: 0xFFFF, count: n)
+        return VectorSource(
+            name: "kimi_e384",
+            description: "3 layers (layer 0 dense, 0xFFFF), top-4 of 384 experts (w 9), 21 rows; every coding at a width above 8, slot deltas that wrap",
+            layers: 3, topk: 4, experts: e, dense: [0],
+            rows: rows([[dense, dense, dense, dense], [l1s0, l1s1, [Int64](repeating: 383, count: n), l1s3],
+                        [l2s0, l2s1, l2s2, l2s3]], n),
+            intended: ["plain", "slotDelta", "constant", "plain", "repeat", "repeatSlotDelta", "slotDelta", "plain"])
+    }()
+
+    /// 65536 experts: all 16 planes, slot deltas that wrap around 2^16.
+    static let wide: VectorSource = {
+        let n = 13, e = 65536
+        var random = LCG(x: 65536)
+        let a = (0..<n).map { _ in random.next(e) }
+        let b = a.map { ($0 + 40000 + random.next(3)) % Int64(e) }
+        let c: [Int64] = [65535, 65535, 65535, 65535, 0, 0, 0, 32768, 32768, 32768, 32768, 12345, 12345]
+        let d = held(n, keep: { $0 % 3 == 0 }, fresh: { (c[$0] + 65000) % Int64(e) })
+        return VectorSource(
+            name: "wide_e65536",
+            description: "2 layers, top-2 of 65536 experts (w 16), 13 rows; plain, slot deltas wrapping mod 65536, repeats",
+            layers: 2, topk: 2, experts: e, dense: [],
+            rows: rows([[a, b], [c, d]], n),
+            intended: ["plain", "slotDelta", "repeat", "repeatSlotDelta"])
+    }()
+
+    /// Router-like rows: 8 distinct sorted experts per layer that drift from token to token.
+    static let sorted: VectorSource = {
+        let n = 64, e = 128
+        var random = LCG(x: 128)
+        var sets = (0..<2).map { layer in Array(Set((0..<8).map { Int64((layer * 37 + $0 * 13) % e) })).sorted() }
+        var out = [[[Int64]]]()
+        for _ in 0..<n {
+            var row = [[Int64]]()
+            for layer in 0..<2 {
+                if random.next(100) < (layer == 0 ? 15 : 70) {
+                    var set = sets[layer]
+                    let slot = Int(random.next(8))
+                    var fresh: Int64
+                    repeat { fresh = random.next(e) } while set.contains(fresh)
+                    set.remove(at: slot)
+                    set.append(fresh)
+                    sets[layer] = set.sorted()
+                }
+                row.append(sets[layer])
+            }
+            out.append(row)
+        }
+        return VectorSource(
+            name: "sorted_e128",
+            description: "2 layers, top-8 of 128 experts (w 7), 64 rows (no padding bits) of sorted, drifting expert sets; the encoder's own mix of codings, an LZ4-compressed block",
+            layers: 2, topk: 8, experts: e, dense: [], rows: out,
+            intended: ["plain", "slotDelta", "slotDelta", "repeatSlotDelta", "repeatSlotDelta", "slotDelta", "plain", "plain",
+                       "plain", "repeatSlotDelta", "repeatSlotDelta", "repeatSlotDelta", "slotDelta", "repeatSlotDelta",
+                       "repeatSlotDelta", "repeatSlotDelta"])
+    }()
+
+    /// The JSON file: one token per line, dense layers as the engine wrote them.
+    func json(codings: [String], decoded: [[[Int64]]]) -> String {
+        func list(_ rows: [[[Int64]]]) -> String {
+            if rows.isEmpty { return "[]" }
+            let lines = rows.map { row in "    [" + row.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]" }
+            return "[\n" + lines.joined(separator: ",\n") + "\n  ]"
+        }
+        var text = "{\n"
+        text += "  \"name\": \"\(name)\",\n"
+        text += "  \"description\": \"\(description)\",\n"
+        text += "  \"schema\": {\"layers\": \(layers), \"topk\": \(topk), \"experts\": \(experts), \"dense_layers\": [\(dense.map(String.init).joined(separator: ", "))]},\n"
+        text += "  \"codings\": [\(codings.map { "\"\($0)\"" }.joined(separator: ", "))],\n"
+        text += "  \"rows\": \(list(rows))"
+        if decoded != rows { text += ",\n  \"decoded\": \(list(decoded))" }
+        return text + "\n}\n"
+    }
+}
+
+/// xxHash32 with seed 0, for the frame's header and content checksums (liblz4 does not export it).
+private func frameXXH32(_ data: [UInt8]) -> UInt32 {
+    let p1: UInt32 = 2_654_435_761, p2: UInt32 = 2_246_822_519, p3: UInt32 = 3_266_489_917
+    let p4: UInt32 = 668_265_263, p5: UInt32 = 374_761_393
+    func rotl(_ x: UInt32, _ r: UInt32) -> UInt32 { (x << r) | (x >> (32 - r)) }
+    func word(_ i: Int) -> UInt32 { le32(data, i) }
+    var i = 0, h: UInt32
+    if data.count >= 16 {
+        var v = [p1 &+ p2, p2, 0, 0 &- p1]
+        while i + 16 <= data.count {
+            for k in 0..<4 { v[k] = rotl(v[k] &+ word(i + 4 * k) &* p2, 13) &* p1 }
+            i += 16
+        }
+        h = rotl(v[0], 1) &+ rotl(v[1], 7) &+ rotl(v[2], 12) &+ rotl(v[3], 18)
+    } else {
+        h = p5
+    }
+    h = h &+ UInt32(truncatingIfNeeded: data.count)
+    while i + 4 <= data.count { h = rotl(h &+ word(i) &* p3, 17) &* p4; i += 4 }
+    while i < data.count { h = rotl(h &+ UInt32(data[i]) &* p5, 11) &* p1; i += 1 }
+    h ^= h >> 15; h = h &* p2; h ^= h >> 13; h = h &* p3; h ^= h >> 16
+    return h
+}
