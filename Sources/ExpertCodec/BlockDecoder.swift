@@ -106,11 +106,17 @@ public final class BlockDecoder {
         }
         let perRow = schema.idsPerRow
         sourceIndex.withUnsafeBufferPointer { source in
-            let hasDense = source.count != perRow
-            for t in range {
-                let row = out + (t - range.lowerBound) * perRow
-                if hasDense { row.update(repeating: T(Schema.denseFill), count: perRow) }
-                for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: cols[c * padded + t]) }
+            if source.count == perRow { // no dense layer: column c is row index c
+                for t in range {
+                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
+                    for c in 0..<perRow { row[c] = T(truncatingIfNeeded: column[c &* padded]) }
+                }
+            } else {
+                for t in range {
+                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
+                    row.update(repeating: T(Schema.denseFill), count: perRow)
+                    for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: column[c &* padded]) }
+                }
             }
         }
     }

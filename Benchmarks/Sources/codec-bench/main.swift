@@ -29,9 +29,7 @@ func loadTrace(_ path: String) throws -> Trace {
     let reader = try NumpyReader(path: path)
     let shape = reader.header.shape
     guard shape.count == 3 else { throw CodecError.shapeMismatch("\(path): expected [tokens, layers, topk], got \(shape)") }
-    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil { FileHandle.standardError.write(Data("header \(shape)\n".utf8)) }
     let rows = try reader.header.dtype.accept(WidenToInt32(reader: reader))
-    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil { FileHandle.standardError.write(Data("rows \(rows.count)\n".utf8)) }
     let experts = max(2, Int(rows.max() ?? 0) + 1)
     let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
     return Trace(name: name, schema: try Schema(layers: shape[1], topk: shape[2], experts: experts), rows: rows)
@@ -69,9 +67,7 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measur
             frames.removeAll(keepingCapacity: true)
             for start in stride(from: 0, to: trace.count, by: blockRows) {
                 let end = min(trace.count, start + blockRows)
-                do { frames.append(try encoder.encode(UnsafeBufferPointer(rebasing: rows[start * perRow..<end * perRow]))) } catch {
-                    FileHandle.standardError.write(Data("encode: \(error)\n".utf8)); throw error
-                }
+                frames.append(try encoder.encode(UnsafeBufferPointer(rebasing: rows[start * perRow..<end * perRow])))
             }
         }
     }
@@ -80,13 +76,8 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measur
         try bestTime(repeats) {
             var start = 0
             for frame in frames {
-                let rows: Int
-                do { rows = try frame.withUnsafeBytes { bytes in try decoder.open(bytes) } } catch {
-                    FileHandle.standardError.write(Data("open: \(error)\n".utf8)); throw error
-                }
-                do { try decoder.decodeRows(0..<rows, into: UnsafeMutableBufferPointer(rebasing: out[start * perRow..<(start + rows) * perRow])) } catch {
-                    FileHandle.standardError.write(Data("decodeRows: \(error)\n".utf8)); throw error
-                }
+                let rows = try frame.withUnsafeBytes { try decoder.open($0) }
+                try decoder.decodeRows(0..<rows, into: UnsafeMutableBufferPointer(rebasing: out[start * perRow..<(start + rows) * perRow]))
                 start += rows
             }
         }
@@ -137,17 +128,6 @@ func report(_ trace: Trace, _ rows: [Measurement]) {
     }
 }
 
-final class TypeProbe: ConcreteMutableIDBody {
-    var name = ""
-    func callAsFunction<U: ExpertID>(_ ids: UnsafeMutableBufferPointer<U>) { name = "\(U.self) x\(ids.count)" }
-}
-if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil {
-    var probe = [Int32](repeating: 0, count: 10)
-    let p = TypeProbe()
-    probe.withUnsafeMutableBufferPointer { $0.withConcreteIDType(p) }
-    FileHandle.standardError.write(Data("probe Int32 -> \(p.name)\n".utf8))
-}
-
 var blockRows: Int?
 var repeats = 5
 var inputs: [String] = []
@@ -177,16 +157,9 @@ for input in inputs {
         trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
     }
     let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)
-    if ProcessInfo.processInfo.environment["BENCH_DEBUG"] != nil {
-        let e = BlockEncoder(schema: trace.schema)
-        FileHandle.standardError.write(Data("enc\n".utf8))
-        let r = Array(trace.rows[0..<rows * trace.schema.idsPerRow])
-        do { let f = try e.encode(r); FileHandle.standardError.write(Data("frame \(f.count)\n".utf8)) } catch { FileHandle.standardError.write(Data("E: \(error)\n".utf8)) }
-    }
     report(trace, [try measureCodec(trace, blockRows: rows, repeats: repeats), measureLZ4(trace, repeats: repeats)])
-  } catch let error as CodecError {
-    print("codec error: \(error.description)")
   } catch {
-    print("error: \(type(of: error))")
+    print("\(input): \(error)")
+    exit(1)
   }
 }
