@@ -19,6 +19,13 @@ let package = Package(
                 "LZ4Reference",
             ]
         ),
+        .executableTarget(
+            name: "archive-bench",
+            dependencies: [
+                .product(name: "Archive", package: "ExpertArchive"),
+                .product(name: "TraceSynth", package: "ExpertArchive"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -122,6 +122,29 @@ public final class ArchiveWriter {
     @discardableResult
     public func append<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, at start: Int,
                                     compareOverlap: Bool = false) throws -> AppendResult {
+        let call = ConcreteAppend(writer: self, start: start, compareOverlap: compareOverlap)
+        rows.withConcreteIDType(call)
+        return try call.result.get()
+    }
+
+    /// `append` for the concrete id type: its loops run specialized.
+    private final class ConcreteAppend: ConcreteIDBody {
+        let writer: ArchiveWriter, start: Int, compareOverlap: Bool
+        var result: Result<AppendResult, any Error> = .failure(ArchiveError.invalidArgument("append did not run"))
+
+        init(writer: ArchiveWriter, start: Int, compareOverlap: Bool) {
+            self.writer = writer
+            self.start = start
+            self.compareOverlap = compareOverlap
+        }
+
+        func callAsFunction<U: ExpertID>(_ ids: UnsafeBufferPointer<U>) {
+            result = Result { try writer.appendConcrete(ids, at: start, compareOverlap: compareOverlap) }
+        }
+    }
+
+    private func appendConcrete<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, at start: Int,
+                                             compareOverlap: Bool) throws -> AppendResult {
         try checkOpen()
         let perRow = schema.idsPerRow
         guard rows.count % perRow == 0 else {

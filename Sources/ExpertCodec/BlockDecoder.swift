@@ -235,7 +235,7 @@ private struct ColumnReader<S: PlaneScalar> {
     private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws {
         guard experts < 1 << width else { return }
         var largest: S = 0
-        for i in range { largest = max(largest, ids[i]) }
+        for i in range { largest = Swift.max(largest, ids[i]) }
         if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
     }
 
@@ -252,8 +252,8 @@ private struct ColumnReader<S: PlaneScalar> {
         case .slotDelta:
             BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
             try checkRange(out, range, column: c)
-            let previous = previousSlot!
-            for t in range { out[t] = S(truncatingIfNeeded: addModulo(Int(out[t]), Int(previous[t]), experts)) }
+            let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
+            for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
         case .repeat, .repeatSlotDelta:
             let flags = body(c), kept = layout.kept[c]
             let first = nonRepeatsThrough(range.lowerBound, flags) - 1
@@ -263,21 +263,22 @@ private struct ColumnReader<S: PlaneScalar> {
             try checkRange(values, first..<end, column: c)
             if layout.codings[c] == .repeat {
                 var j = first
-                for t in range {
-                    j += t == range.lowerBound ? 0 : 1 - flag(t, flags)
+                out[range.lowerBound] = values[j]
+                for t in range.dropFirst() {
+                    j &+= 1 &- flag(t, flags)
                     out[t] = values[j]
                 }
             } else {
-                let previous = previousSlot!
+                let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
                 var j = first
-                out[range.lowerBound] = S(truncatingIfNeeded: flag(range.lowerBound, flags) == 1
-                    ? try pointValue(column: c, row: range.lowerBound)
-                    : addModulo(Int(values[j]), Int(previous[range.lowerBound]), experts))
+                out[range.lowerBound] = flag(range.lowerBound, flags) == 1
+                    ? S(truncatingIfNeeded: try pointValue(column: c, row: range.lowerBound))
+                    : addModulo(values[j], previous[range.lowerBound], modulus)
                 for t in range.dropFirst() {
                     let repeated = flag(t, flags)
-                    j += 1 - repeated
-                    let fresh = S(truncatingIfNeeded: addModulo(Int(values[j]), Int(previous[t]), experts))
-                    out[t] = repeated == 1 ? out[t - 1] : fresh
+                    j &+= 1 &- repeated
+                    let fresh = addModulo(values[j], previous[t], modulus)
+                    out[t] = repeated == 1 ? out[t &- 1] : fresh
                 }
             }
         }

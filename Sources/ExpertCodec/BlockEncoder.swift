@@ -5,6 +5,9 @@ public final class BlockEncoder {
     /// For each stored column, its index inside a row (dense layers skipped).
     private let sourceIndex: [Int]
     private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
+    private let frames = LZ4FrameWriter()
+    /// The payload's runs worth compressing or not, from the last `encodePayload`.
+    private var segments: [PayloadSegment] = []
 
     /// Fixed-width bytes a block aims for by default: small enough that reading one row
     /// (decompressing and checking its block) stays in the tens of microseconds, large enough
@@ -28,7 +31,7 @@ public final class BlockEncoder {
         let encoding = PayloadEncoding(encoder: self)
         rows.withConcreteIDType(encoding)
         let (payloadStart, payloadCount) = try encoding.result.get()
-        return try LZ4Frame.compress(UnsafeRawBufferPointer(start: payloadStart, count: payloadCount))
+        return frames.frame(UnsafeRawBufferPointer(start: payloadStart, count: payloadCount), segments: segments)
     }
 
     public func encode<T: ExpertID>(_ rows: [T]) throws -> [UInt8] {
@@ -67,7 +70,11 @@ public final class BlockEncoder {
         raw.storeLE(UInt16(0), at: 2)
         raw.storeLE(UInt32(count), at: 4)
         raw.storeLE(UInt32(columnCount), at: 8)
-        guard count > 0 else { return (UnsafeRawPointer(out), BlockFormat.headerBytes) }
+        segments.removeAll(keepingCapacity: true)
+        guard count > 0 else {
+            segments.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
+            return (UnsafeRawPointer(out), BlockFormat.headerBytes)
+        }
 
         // Constant columns first: their table sits between the codings and the bodies.
         let codings = out + BlockFormat.headerBytes
@@ -85,17 +92,31 @@ public final class BlockEncoder {
         }
 
         var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
+        segments.append(PayloadSegment(range: 0..<cursor, compress: true))
         let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                               candidates: candidates.reserve(3 * padded, of: S.self),
                               flags: flags.reserve(padded / 8, of: UInt8.self))
         for c in 0..<columnCount where codings[c] != ColumnCoding.constant.rawValue {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
-            let (coding, written) = work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot,
-                                                to: out + cursor)
+            let (coding, written, cost) = work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot,
+                                                      to: out + cursor)
             codings[c] = coding.rawValue
+            // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
+            addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9)
             cursor += written
         }
         return (UnsafeRawPointer(out), cursor)
+    }
+
+    /// Extends the last segment when it is of the same kind or either is too small to be worth
+    /// a block of its own (each block costs 8 bytes of framing).
+    private func addSegment(_ range: Range<Int>, compress: Bool) {
+        let last = segments.count - 1
+        if segments[last].compress == compress || range.count < 1024 || segments[last].range.count < 1024 {
+            segments[last].range = segments[last].range.lowerBound..<range.upperBound
+        } else {
+            segments.append(PayloadSegment(range: range, compress: compress))
+        }
     }
 
     /// Token-major rows of `T` into layer-major scratch columns, checking every stored id.
@@ -153,17 +174,19 @@ private struct ColumnWork<S: PlaneScalar> {
     let flags: UnsafeMutablePointer<UInt8>
 
     /// Picks the coding LZ4 will shrink most (by `BitPlanes.estimatedCost`, ties to the simpler
-    /// coding) and writes its body. Returns the coding and the bytes written.
+    /// coding) and writes its body. Returns the coding, the bytes written and their estimated cost.
     func encode(_ ids: UnsafePointer<S>, previousSlot: UnsafePointer<S>?,
-                to out: UnsafeMutablePointer<UInt8>) -> (ColumnCoding, Int) {
+                to out: UnsafeMutablePointer<UInt8>) -> (ColumnCoding, Int, Int) {
         var best = ColumnCoding.plain
         var bestCost = BitPlanes.estimatedCost(ids, count: count, width: width)
         let deltas = candidates, compacted = candidates + padded, compactedDeltas = candidates + 2 * padded
 
+        // Wrapping arithmetic throughout these loops: no overflow traps, so they vectorize.
+        let modulus = S(truncatingIfNeeded: experts) // 0 when experts is 2^bitWidth of S: wraps by itself
         if let previousSlot {
             for t in 0..<count {
-                let d = Int(ids[t]) - Int(previousSlot[t])
-                deltas[t] = S(truncatingIfNeeded: d < 0 ? d + experts : d)
+                let id = ids[t], base = previousSlot[t], wrapped = id &- base
+                deltas[t] = id < base ? wrapped &+ modulus : wrapped
             }
             for t in count..<padded { deltas[t] = 0 }
             let cost = BitPlanes.estimatedCost(UnsafePointer(deltas), count: count, width: width)
@@ -171,7 +194,7 @@ private struct ColumnWork<S: PlaneScalar> {
         }
 
         var repeats = 0
-        for t in 1..<max(count, 1) where ids[t] == ids[t - 1] { repeats += 1 }
+        for t in 1..<max(count, 1) { repeats &+= ids[t] == ids[t &- 1] ? 1 : 0 }
         // Flags cost up to a bit per row: only worth a look when repeats save more than that.
         var kept = count
         if repeats * width * 2 >= count {
@@ -188,14 +211,14 @@ private struct ColumnWork<S: PlaneScalar> {
 
         switch best {
         case .plain:
-            return (best, BitPlanes.store(ids, count: count, width: width, to: out))
+            return (best, BitPlanes.store(ids, count: count, width: width, to: out), bestCost)
         case .slotDelta:
-            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out))
+            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out), bestCost)
         case .repeat, .repeatSlotDelta:
             let flagBytes = BitPlanes.planeBytes(count)
             out.update(from: flags, count: flagBytes)
             let values = best == .repeat ? compacted : compactedDeltas
-            return (best, flagBytes + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + flagBytes))
+            return (best, flagBytes + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + flagBytes), bestCost)
         case .constant:
             preconditionFailure("constant columns are chosen before ColumnWork")
         }
@@ -206,14 +229,18 @@ private struct ColumnWork<S: PlaneScalar> {
     private func compactRepeats(_ ids: UnsafePointer<S>, previousSlot: UnsafePointer<S>?,
                                 deltas: UnsafePointer<S>, into compacted: UnsafeMutablePointer<S>,
                                 compactedDeltas: UnsafeMutablePointer<S>) -> Int {
-        for g in 0..<(padded >> 3) { flags[g] = 0 }
         var kept = 0
-        for t in 0..<count {
-            let repeated = t > 0 && ids[t] == ids[t - 1]
-            flags[t >> 3] |= UInt8(repeated ? 1 : 0) << UInt8(t & 7)
-            compacted[kept] = ids[t]
-            if previousSlot != nil { compactedDeltas[kept] = deltas[t] }
-            kept += repeated ? 0 : 1
+        for group in 0..<(padded >> 3) {
+            var bits: UInt8 = 0
+            for i in 0..<8 {
+                let t = group &* 8 &+ i
+                let repeated = t > 0 && t < count && ids[t] == ids[t &- 1]
+                bits |= (repeated ? 1 : 0) << UInt8(i)
+                compacted[kept] = ids[t]
+                compactedDeltas[kept] = deltas[t]
+                kept &+= repeated || t >= count ? 0 : 1
+            }
+            flags[group] = bits
         }
         for t in kept..<((kept + 7) & ~7) {
             compacted[t] = 0

@@ -1,34 +1,86 @@
 import CLZ4
 
-/// The standard LZ4 frame around a block payload (liblz4's frame API): content size, block and content
-/// checksums always present, so `lz4 -t` checks a block and `lz4 -d` returns its payload.
+/// The standard LZ4 frame around a block payload: content size, block and content checksums
+/// always present, so `lz4 -t` checks a block and `lz4 -d` returns its payload.
 enum LZ4Frame {
     /// The frame magic number, little-endian on disk.
     static let magic: UInt32 = 0x184D_2204
+    /// FLG: version 01, independent blocks, block checksums, content size, content checksum.
+    static let flags: UInt8 = 0x7C
+    /// BD: 64 KiB block maximum size.
+    static let blockDescriptor: UInt8 = 0x40
+    static let maxBlockBytes = 64 * 1024
 
-    /// Compresses `payload` into one frame.
+    /// `payload` in one frame, every block compressed where LZ4 shrinks it.
     static func compress(_ payload: UnsafeRawBufferPointer) throws -> [UInt8] {
-        var prefs = LZ4F_preferences_t()
-        prefs.frameInfo.blockMode = LZ4F_blockIndependent
-        prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
-        // Block checksums too: a flipped match offset can point at equal bytes and decode
-        // to the same content; damage must still be detected.
-        prefs.frameInfo.blockChecksumFlag = LZ4F_blockChecksumEnabled
-        prefs.frameInfo.contentSize = UInt64(payload.count)
-        prefs.compressionLevel = 0
-        let bound = LZ4F_compressFrameBound(payload.count, &prefs)
-        var failure: String?
-        let frame = [UInt8](unsafeUninitializedCapacity: bound) { out, count in
-            let result = LZ4F_compressFrame(out.baseAddress, bound, payload.baseAddress, payload.count, &prefs)
-            if LZ4F_isError(result) != 0 {
-                failure = String(cString: LZ4F_getErrorName(result))
-                count = 0
-            } else {
-                count = result
-            }
+        LZ4FrameWriter().frame(payload, segments: [PayloadSegment(range: 0..<payload.count, compress: true)])
+    }
+}
+
+/// A run of payload bytes and whether LZ4 should try to compress it. The encoder knows which
+/// columns are random bits: storing those as uncompressed blocks saves LZ4's futile search.
+struct PayloadSegment {
+    var range: Range<Int>
+    var compress: Bool
+}
+
+/// Writes LZ4 frames itself (liblz4's block compressor inside), one reusable state per encoder.
+final class LZ4FrameWriter {
+    private let state: UnsafeMutableRawPointer
+
+    init() {
+        state = .allocate(byteCount: Int(LZ4_sizeofState()), alignment: 16)
+    }
+
+    deinit { state.deallocate() }
+
+    /// The frame of `payload`; each segment becomes blocks of at most 64 KiB, compressed when
+    /// it asks for it and LZ4 shrinks it, stored otherwise.
+    func frame(_ payload: UnsafeRawBufferPointer, segments: [PayloadSegment]) -> [UInt8] {
+        var bound = 15 + 8
+        for segment in segments {
+            let blocks = (segment.range.count + LZ4Frame.maxBlockBytes - 1) / LZ4Frame.maxBlockBytes
+            bound += blocks * 8 + (segment.compress ? Int(LZ4_compressBound(Int32(segment.range.count))) + blocks * 16 : segment.range.count)
         }
-        if let failure { throw CodecError.compressionFailed(failure) }
-        return frame
+        return [UInt8](unsafeUninitializedCapacity: bound) { buffer, count in
+            let out = UnsafeMutableRawPointer(buffer.baseAddress!)
+            out.storeLE(LZ4Frame.magic, at: 0)
+            out.storeLE(LZ4Frame.flags, at: 4)
+            out.storeLE(LZ4Frame.blockDescriptor, at: 5)
+            out.storeLE(UInt64(payload.count), at: 6)
+            out.storeLE(UInt8(truncatingIfNeeded: XXH32.hash(UnsafeRawBufferPointer(start: out + 4, count: 10)) >> 8), at: 14)
+            var cursor = 15
+            for segment in segments {
+                var start = segment.range.lowerBound
+                while start < segment.range.upperBound {
+                    let length = min(LZ4Frame.maxBlockBytes, segment.range.upperBound - start)
+                    cursor += writeBlock(payload.baseAddress! + start, length, compress: segment.compress, to: out + cursor)
+                    start += length
+                }
+            }
+            out.storeLE(UInt32(0), at: cursor)
+            out.storeLE(XXH32.hash(payload), at: cursor + 4)
+            count = cursor + 8
+        }
+    }
+
+    /// One data block: size, data, checksum. Returns the bytes written.
+    private func writeBlock(_ source: UnsafeRawPointer, _ length: Int, compress: Bool,
+                            to out: UnsafeMutableRawPointer) -> Int {
+        var stored = 0
+        if compress {
+            let capacity = Int(LZ4_compressBound(Int32(length)))
+            stored = Int(LZ4_compress_fast_extState(state, source, out + 4, Int32(length), Int32(capacity), 1))
+        }
+        let data = UnsafeRawBufferPointer(start: out + 4, count: stored > 0 && stored < length ? stored : length)
+        if stored > 0 && stored < length {
+            out.storeLE(UInt32(stored), at: 0)
+        } else {
+            (out + 4).copyMemory(from: source, byteCount: length)
+            out.storeLE(UInt32(length) | 0x8000_0000, at: 0)
+        }
+        out.storeLE(XXH32.hash(data), at: 4 + data.count)
+        return 8 + data.count
     }
 }
 
@@ -64,6 +116,9 @@ final class LZ4FrameDecoder {
         }
         guard info.blockChecksumFlag == LZ4F_blockChecksumEnabled else {
             throw CodecError.corruptBlock("frame has no block checksums", offset: 4, inPayload: false)
+        }
+        guard info.dictID == 0, frame.count > 4, frame.load(fromByteOffset: 4, as: UInt8.self) & 0x01 == 0 else {
+            throw CodecError.corruptBlock("frame names a dictionary", offset: 4, inPayload: false)
         }
         guard info.contentSize > 0 else {
             throw CodecError.corruptBlock("frame has no content size", offset: 4, inPayload: false)

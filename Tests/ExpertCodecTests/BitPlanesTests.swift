@@ -48,3 +48,16 @@ import TraceSynth
         }
     }
 }
+
+@Suite struct XXH32Tests {
+    /// The codec's xxHash32 against the reference values and an independent implementation.
+    @Test func matchesTheReference() {
+        #expect([UInt8]().withUnsafeBytes { XXH32.hash($0) } == 0x02CC_5D05)
+        #expect(Array("abc".utf8).withUnsafeBytes { XXH32.hash($0) } == 0x32D1_53FF)
+        var random = SplitMix64(seed: 4)
+        for length in [1, 3, 4, 15, 16, 17, 31, 64, 1000, 65537] {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            #expect(bytes.withUnsafeBytes { XXH32.hash($0) } == xxh32(bytes), "length \(length)")
+        }
+    }
+}
