@@ -193,8 +193,7 @@ private struct ColumnWork<S: PlaneScalar> {
             if cost < bestCost { (best, bestCost) = (.slotDelta, cost) }
         }
 
-        var repeats = 0
-        for t in 1..<max(count, 1) { repeats &+= ids[t] == ids[t &- 1] ? 1 : 0 }
+        let repeats = countRepeats(ids, count: count)
         // Flags cost up to a bit per row: only worth a look when repeats save more than that.
         var kept = count
         if repeats * width * 2 >= count {

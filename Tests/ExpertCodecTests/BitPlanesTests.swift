@@ -61,3 +61,16 @@ import TraceSynth
         }
     }
 }
+
+@Suite struct RepeatCountTests {
+    @Test func countsEqualNeighboursInBothScalarTypes() {
+        var random = SplitMix64(seed: 8)
+        for count in [0, 1, 2, 7, 8, 9, 17, 100, 1001] {
+            let wide = (0..<count + 8).map { _ in UInt16(random.next() % 3) }
+            let narrow = wide.map { UInt8($0) }
+            let expected = count < 2 ? 0 : (1..<count).filter { wide[$0] == wide[$0 - 1] }.count
+            #expect(wide.withUnsafeBufferPointer { countRepeats($0.baseAddress!, count: count) } == expected)
+            #expect(narrow.withUnsafeBufferPointer { countRepeats($0.baseAddress!, count: count) } == expected)
+        }
+    }
+}
