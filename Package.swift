@@ -29,6 +29,7 @@ let package = Package(
             name: "archive-tool",
             dependencies: [
                 "Archive",
+                "NumpyFile",
                 "TraceSynth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -39,6 +40,7 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TraceSynth"]),
         .target(name: "NumpyFile"),
         .testTarget(name: "NumpyFileTests", dependencies: ["NumpyFile"]),
+        .testTarget(name: "ArchiveToolTests", dependencies: ["Archive", "NumpyFile", "TraceSynth"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -174,6 +174,22 @@ public final class ArchiveWriter {
     public func append<T: ExpertID>(_ rows: [T]) throws -> AppendResult { try append(rows, at: count) }
 
     private func validate<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, firstPosition: Int) throws {
+        // One unsigned maximum over the stored ids (negative ids wrap to huge values): a loop
+        // that vectorizes; the slow scan below only runs to name the first bad id.
+        var largest: UInt64 = 0
+        if schema.denseLayers.isEmpty {
+            for id in rows { largest = max(largest, UInt64(truncatingIfNeeded: id)) }
+        } else {
+            let perRow = schema.idsPerRow, topk = schema.topk
+            for row in stride(from: 0, to: rows.count, by: perRow) {
+                for layer in schema.moeLayers {
+                    for i in (row + layer * topk)..<(row + (layer + 1) * topk) {
+                        largest = max(largest, UInt64(truncatingIfNeeded: rows[i]))
+                    }
+                }
+            }
+        }
+        guard largest >= UInt64(schema.experts) else { return }
         let perRow = schema.idsPerRow, topk = schema.topk, limit = UInt64(schema.experts)
         for t in 0..<(rows.count / perRow) {
             for layer in schema.moeLayers {
@@ -187,6 +203,7 @@ public final class ArchiveWriter {
             }
         }
     }
+
 
     /// Buffers `rows` and writes every block they complete in one write; on failure the file
     /// is cut back and the buffer restored, so the call leaves no trace.

@@ -21,19 +21,22 @@ public final class BlockDecoder {
     /// beyond what that many rows may need.
     @discardableResult
     public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws -> Int {
-        layout = PayloadLayout()
+        layout.clear()
         let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
         let (size, headerBytes) = try frames.contentSize(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
         let bytes = payload.reserve(size)
         try frames.decompress(frame, headerBytes: headerBytes, size: size, into: bytes)
-        var parsed = PayloadLayout()
-        try parsed.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
-        if let expectedRows, parsed.rows != expectedRows {
-            throw CodecError.corruptBlock("block holds \(parsed.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
+        do {
+            try layout.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
+            if let expectedRows, layout.rows != expectedRows {
+                throw CodecError.corruptBlock("block holds \(layout.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
+            }
+        } catch {
+            layout.clear()
+            throw error
         }
-        layout = parsed
-        return parsed.rows
+        return layout.rows
     }
 
     /// Decodes rows `range` of the open block into `out`, token-major, `range.count * idsPerRow`
@@ -131,6 +134,14 @@ struct PayloadLayout {
     /// Per column with flags: how many rows are not repeats (stored values).
     var kept: [Int] = []
 
+    /// Forgets the last block, keeping the arrays' storage for the next.
+    mutating func clear() {
+        rows = 0
+        codings.removeAll(keepingCapacity: true)
+        constantOrOffset.removeAll(keepingCapacity: true)
+        kept.removeAll(keepingCapacity: true)
+    }
+
     /// Checks the whole structure of `payload` (header, codings, constants, every body's
     /// length, flag and padding bits) and records where each column lives.
     mutating func parse(_ payload: UnsafeRawBufferPointer, schema: Schema) throws {
@@ -170,8 +181,8 @@ struct PayloadLayout {
         guard size >= cursor + 2 * constants else { throw fail("payload ends inside the constant table", size) }
         var bodyCursor = cursor + 2 * constants
         let planeBytes = BitPlanes.planeBytes(rowCount)
-        constantOrOffset = Array(repeating: 0, count: columnCount)
-        kept = Array(repeating: rowCount, count: columnCount)
+        constantOrOffset.append(contentsOf: repeatElement(0, count: columnCount))
+        kept.append(contentsOf: repeatElement(rowCount, count: columnCount))
         for c in 0..<columnCount {
             switch codings[c] {
             case .constant:

@@ -3,7 +3,7 @@
 // resident memory while appending. LMDeploy's grow-by-np.pad history is measured beside it by
 // Benchmarks/run (lmdeploy_growth.py), in the same run.
 //
-// usage: archive-bench [--rows N] [--dir DIR]
+// usage: archive-bench [--rows N] [--block-rows N] [--dir DIR] [--only-append]
 import Archive
 import Foundation
 import TraceSynth
@@ -20,12 +20,14 @@ func residentMiB() -> Double {
 var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
+var blockRows: Int?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--rows": totalRows = arguments.next().flatMap(Int.init) ?? totalRows
     case "--dir": directory = arguments.next() ?? directory
     case "--only-append": onlyAppend = true
+    case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     default: fatalError("unknown argument \(argument)")
     }
 }
@@ -46,7 +48,7 @@ defer { try? FileManager.default.removeItem(atPath: path) }
 // 1. One-row appends, as a decode loop makes them, up to 128K rows.
 let appendRows = min(totalRows, 131_072)
 do {
-    let writer = try ArchiveWriter.create(at: path, schema: schema, overwrite: true)
+    let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: blockRows, overwrite: true)
     let start = now()
     for position in 0..<appendRows {
         try sourceRows(position..<position + 1).withUnsafeBufferPointer { _ = try writer.append($0, at: position) }
@@ -61,7 +63,8 @@ if onlyAppend { exit(0) }
 
 // 2. Memory while appending 1M rows in decode-sized batches, then the archive's figures.
 do {
-    let writer = try ArchiveWriter.create(at: path, schema: schema, overwrite: true)
+    let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: blockRows, overwrite: true)
+    print("block rows: \(writer.blockRows)")
     var samples: [Double] = []
     let start = now()
     var position = 0

@@ -1,0 +1,421 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Archive
+import ArgumentParser
+import Foundation
+import NumpyFile
+
+struct Pack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Store a .npy trace in a new archive, or append it to an existing one.",
+        discussion: """
+            The input is a .npy array of integer expert ids (|u1 <u2 <u4 <u8 |i1 <i2 <i4 <i8, \
+            versions 1.0 to 3.0, C order) shaped [tokens, layers, topk], or [tokens, \
+            layers*topk] with --layers. Row i of the input is the token at absolute position \
+            --start + i. A regular file is memory-mapped, standard input (-) streamed: memory \
+            use stays around 16 MiB whatever the input size.
+
+            A new archive is written under a temporary name beside OUTPUT and renamed onto it \
+            when complete: a failed pack leaves no file behind. Without --experts the count is \
+            inferred from the data (largest id on a MoE layer + 1, at least 2): the input is \
+            read twice, so standard input needs --experts.
+
+            With --append the rows go to an existing archive by the replay rules: rows it \
+            already holds are kept and skipped (the report counts those that differ), a start \
+            past its end (a gap) is refused. A failed append leaves the archive byte for byte \
+            as it was.
+
+            EXAMPLES:
+              archive-tool pack trace.npy -o trace.arch
+              archive-tool pack trace.npy -o trace.arch --experts 256 \\
+                  --dense-layers 0,1,2 --meta model=deepseek-v3 --meta run=42
+              archive-tool pack flat.npy -o trace.arch --layers 48        # [tokens, 48*8]
+              archive-tool pack next.npy -o trace.arch --append           # at the end
+              archive-tool pack reprefill.npy -o trace.arch --append --start 0
+              python3 -c 'import numpy,sys; numpy.save(sys.stdout.buffer, a)' | \\
+                  archive-tool pack - -o trace.arch --experts 64
+
+            \(ExitStatus.helpSection)
+            """
+    )
+
+    @Argument(help: ArgumentHelp(
+        "The .npy trace: [tokens, layers, topk], or [tokens, layers*topk] with --layers; - reads standard input.",
+        valueName: "input.npy"))
+    var input: String
+
+    @Option(name: [.customShort("o"), .customLong("output")],
+            help: ArgumentHelp("The archive to create, or to append to with --append.", valueName: "archive"))
+    var output: String
+
+    @Option(help: ArgumentHelp(
+        "Expert count E: ids are in [0, E). Default: the largest id + 1 (at least 2); required when reading standard input. With --append it must equal the archive's.",
+        valueName: "E"))
+    var experts: Int?
+
+    @Flag(help: "Append to an existing archive instead of creating one.")
+    var append = false
+
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "With --append: the absolute position of the input's first row (default: the archive's row count). Rows the archive already holds are skipped; a start past its end is refused.",
+        valueName: "N"))
+    var start: Int?
+
+    @Option(name: .customLong("meta"), help: ArgumentHelp(
+        "Metadata of a new archive (repeatable). 'source' defaults to the input's file name.", valueName: "key=value"))
+    var meta: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "Layers per row: reads a 2-D input [tokens, layers*topk] (with --append the default is the archive's).",
+        valueName: "L"))
+    var layers: Int?
+
+    @Option(name: .customLong("dense-layers"), help: ArgumentHelp(
+        "Dense (non-MoE) layers, comma-separated: their values are not stored and read back as 0. With --append they must be the archive's.",
+        valueName: "0,1,2"), transform: parseLayerList)
+    var denseLayers: [Int]?
+
+    @Option(name: .customLong("block-rows"), help: ArgumentHelp(
+        "Rows per block of a new archive (default: about \(BlockEncoder.defaultBlockBytes / 1024) KiB of fixed-width ids, a multiple of 8 in 64...65536).",
+        valueName: "N"))
+    var blockRows: Int?
+
+    @Flag(help: "Replace an existing output (a new archive only; --append never overwrites).")
+    var force = false
+
+    @Flag(help: "Print nothing but errors (no progress, no report).")
+    var quiet = false
+
+    func validate() throws {
+        if output == "-" { throw ValidationError("an archive cannot be written to standard output; give a file with -o") }
+        if let experts, !Schema.expertLimits.contains(experts) {
+            throw ValidationError("--experts must be in \(Schema.expertLimits), got \(experts)")
+        }
+        if let layers, !Schema.layerLimits.contains(layers) {
+            throw ValidationError("--layers must be in \(Schema.layerLimits), got \(layers)")
+        }
+        if let start {
+            guard start >= 0 else { throw ValidationError("--start must be a position (0 or more), got \(start)") }
+            guard append || start == 0 else {
+                throw ValidationError("--start applies to --append: a new archive starts at position 0")
+            }
+        }
+        if let blockRows, blockRows < 1 { throw ValidationError("--block-rows must be at least 1, got \(blockRows)") }
+        if append {
+            if force { throw ValidationError("--force replaces a new archive's destination; --append never overwrites") }
+            if !meta.isEmpty { throw ValidationError("--meta sets the metadata of a new archive; an existing archive's cannot change") }
+            if blockRows != nil { throw ValidationError("--block-rows is fixed when an archive is created; it cannot change with --append") }
+        }
+        _ = try parseMetadata(meta)
+        if input == "-" && experts == nil && !append {
+            throw ValidationError("reading standard input needs --experts: a stream cannot be scanned for the largest id before it is stored")
+        }
+    }
+
+    func run() throws {
+        try reportingFailures {
+            Interrupt.install()
+            if input == "-" && Console.stdinIsTerminal {
+                throw ToolFailure(.usage, "standard input is a terminal; pipe a .npy file into it, or name the file")
+            }
+            let reader = try NumpyReader(path: input)
+            if append {
+                try appendRows(from: reader)
+            } else {
+                try createArchive(from: reader)
+            }
+        }
+    }
+
+    // MARK: A new archive
+
+    private func createArchive(from reader: NumpyReader) throws {
+        if fileExists(output) {
+            guard force else {
+                throw ToolFailure(.conflict, "\(output): already exists; pass --force to replace it, or --append to add rows to it")
+            }
+            try Self.checkNotLocked(output)
+        }
+        let (layers, topk) = try rowShape(of: reader, archiveLayers: nil)
+        let dense = denseLayers ?? []
+        // Layers, top-k and dense layers are checked before the data is scanned.
+        _ = try makeSchema(layers: layers, topk: topk, experts: Schema.expertLimits.lowerBound, dense: dense, input: reader.path)
+        let experts: Int
+        if let given = self.experts {
+            experts = given
+        } else {
+            guard reader.isMemoryMapped else {
+                throw ToolFailure(.usage, "\(reader.path) is a stream, which cannot be scanned for the largest id before it is stored; pass --experts")
+            }
+            experts = try inferExperts(reader, layers: layers, topk: topk, dense: dense)
+        }
+        let schema = try makeSchema(layers: layers, topk: topk, experts: experts, dense: dense, input: reader.path)
+        var metadata = try parseMetadata(meta)
+        if metadata["source"] == nil { metadata["source"] = sourceName }
+
+        let temporary = Self.temporaryPath(for: output)
+        let progress = ProgressLine("packing", total: reader.header.rowCount, quiet: quiet)
+        let totals: CopyTotals, fileBytes: Int
+        do {
+            let created = try ArchiveWriter.create(at: temporary, schema: schema, metadata: metadata,
+                                                   blockRows: blockRows, overwrite: true)
+            totals = try reader.dtype.withExpertIDType(
+                CopyRows(reader: reader, writer: created, start: 0, compareOverlap: false, archive: output, progress: progress))
+            try created.close()
+            fileBytes = created.fileBytes
+            try Self.install(temporary, at: output, replacing: force)
+        } catch {
+            progress.finish()
+            unlink(temporary)
+            throw ToolFailure(error).replacingPath(temporary, with: output)
+        }
+        progress.finish()
+        let int32Bytes = totals.appended * schema.idsPerRow * 4
+        Console.info("packed \(Units.grouped(totals.appended)) rows of \(reader.path) into \(output): \(schema); "
+                     + "\(Units.bytesExact(fileBytes)), ratio \(Units.ratio(Double(int32Bytes) / Double(fileBytes))) vs int32",
+                     quiet: quiet)
+    }
+
+    /// The input's name for the `source` metadata.
+    private var sourceName: String {
+        input == "-" ? "<stdin>" : URL(fileURLWithPath: input).lastPathComponent
+    }
+
+    /// `dir/.NAME.packing-PID`: beside the destination, so the final rename stays on one filesystem.
+    static func temporaryPath(for destination: String) -> String {
+        let url = URL(fileURLWithPath: destination)
+        let directory = destination.contains("/") ? String(destination[...destination.lastIndex(of: "/")!]) : ""
+        return directory + "." + url.lastPathComponent + ".packing-\(getpid())"
+    }
+
+    /// Moves the complete archive onto its destination: rename(2) when replacing, else a hard
+    /// link, which fails if the destination appeared meanwhile (no silent overwrite).
+    static func install(_ temporary: String, at destination: String, replacing: Bool) throws {
+        func failure(_ operation: String, _ code: Int32) -> ToolFailure {
+            ToolFailure(.io, "\(destination): \(operation) failed: \(String(cString: strerror(code))) (errno \(code))")
+        }
+        if replacing {
+            guard rename(temporary, destination) == 0 else { throw failure("renaming \(temporary) onto it", errno) }
+        } else if link(temporary, destination) == 0 {
+            unlink(temporary)
+        } else {
+            let code = errno
+            if code == EEXIST {
+                throw ToolFailure(.conflict, "\(destination): already exists (it appeared while packing); pass --force to replace it")
+            }
+            // A filesystem without hard links: check, then rename.
+            guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
+                throw failure("linking \(temporary) to it", code)
+            }
+            if fileExists(destination) {
+                throw ToolFailure(.conflict, "\(destination): already exists (it appeared while packing); pass --force to replace it")
+            }
+            guard rename(temporary, destination) == 0 else { throw failure("renaming \(temporary) onto it", errno) }
+        }
+        syncDirectory(of: destination)
+    }
+
+    /// Refuses to replace an archive a writer has open (its rows would go to the replaced
+    /// file): the writer's advisory lock is an flock(2) on the file.
+    static func checkNotLocked(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK {
+                throw ToolFailure(.conflict, "\(path): another writer has the archive open; not replacing it")
+            }
+            return
+        }
+        flock(fd, LOCK_UN)
+    }
+
+    /// Makes the rename durable. Best effort: the archive itself is already synced.
+    private static func syncDirectory(of path: String) {
+        let directory = path.contains("/") ? String(path[...path.lastIndex(of: "/")!]) : "."
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
+    // MARK: Appending
+
+    private func appendRows(from reader: NumpyReader) throws {
+        guard fileExists(output) else {
+            throw ToolFailure(.io, "\(output): no such archive; pack without --append to create it")
+        }
+        let writer = try ArchiveWriter.open(at: output)
+        if let tail = writer.recoveredTail {
+            Console.warning("\(output): cut \(tail.bytes) bytes at byte \(tail.offset) that an interrupted writer left (\(tail.reason))")
+        }
+        let schema = writer.schema
+        let (layers, topk) = try rowShape(of: reader, archiveLayers: schema.layers)
+        guard layers == schema.layers, topk == schema.topk else {
+            throw ToolFailure(.conflict, "\(reader.path): rows of \(layers) layers x top-\(topk) do not match the schema of \(output): \(schema)")
+        }
+        if let experts, experts != schema.experts {
+            throw ToolFailure(.conflict, "--experts \(experts) does not match the schema of \(output): \(schema)")
+        }
+        if let denseLayers, Set(denseLayers) != Set(schema.denseLayers) {
+            throw ToolFailure(.conflict, "--dense-layers \(Units.list(denseLayers)) does not match the schema of \(output): \(schema)")
+        }
+        let start = self.start ?? writer.count
+        let before = writer.count
+        let checkpoint = writer.checkpoint()
+        let progress = ProgressLine("appending", total: reader.header.rowCount, quiet: quiet)
+        let totals: CopyTotals
+        do {
+            // Refuses a gap before anything is read.
+            try writer.append([UInt8](), at: start)
+            totals = try reader.dtype.withExpertIDType(
+                CopyRows(reader: reader, writer: writer, start: start, compareOverlap: true, archive: output, progress: progress))
+            try writer.close()
+        } catch {
+            progress.finish()
+            let failure = ToolFailure(error)
+            do {
+                try writer.rollback(to: checkpoint)
+                try writer.close()
+            } catch {
+                throw ToolFailure(failure.status, failure.message + "; undoing the append also failed: \(error)")
+            }
+            throw failure
+        }
+        progress.finish()
+        var report = "\(output): appended \(Units.grouped(totals.appended)) rows of \(reader.path) at position \(start + totals.skipped)"
+        if totals.skipped > 0 {
+            report += ", skipped \(Units.grouped(totals.skipped)) already stored (\(Units.grouped(totals.differing)) of them differ; the stored rows are kept)"
+        }
+        report += "; now \(Units.grouped(writer.count)) rows (was \(Units.grouped(before))), \(Units.bytesExact(writer.fileBytes))"
+        Console.info(report, quiet: quiet)
+    }
+
+    // MARK: Shape and schema
+
+    /// Layers and top-k of the input's rows.
+    private func rowShape(of reader: NumpyReader, archiveLayers: Int?) throws -> (layers: Int, topk: Int) {
+        let shape = reader.shape, name = reader.path, text = reader.header.shapeDescription
+        switch shape.count {
+        case 3:
+            if let layers, layers != shape[1] {
+                throw ToolFailure(.badInput, "\(name): shape \(text) has \(shape[1]) layers, --layers says \(layers)")
+            }
+            return (shape[1], shape[2])
+        case 2:
+            guard let layers = layers ?? archiveLayers else {
+                throw ToolFailure(.usage, "\(name): shape \(text) is 2-D; pass --layers L to read each row as L layers x \(shape[1])/L slots")
+            }
+            guard shape[1] > 0, shape[1] % layers == 0 else {
+                throw ToolFailure(.badInput, "\(name): shape \(text): a row of \(shape[1]) ids is not \(layers) layers of equal top-k")
+            }
+            return (layers, shape[1] / layers)
+        default:
+            throw ToolFailure(.badInput, "\(name): shape \(text) is not [tokens, layers, topk] (or [tokens, layers*topk] with --layers)")
+        }
+    }
+
+    private func makeSchema(layers: Int, topk: Int, experts: Int, dense: [Int], input: String) throws -> Schema {
+        do {
+            return try Schema(layers: layers, topk: topk, experts: experts, denseLayers: dense)
+        } catch {
+            throw ToolFailure(.badInput, "\(input): \(error)")
+        }
+    }
+
+    /// The largest id on a MoE layer + 1 (at least 2), said on stderr.
+    private func inferExperts(_ reader: NumpyReader, layers: Int, topk: Int, dense: [Int]) throws -> Int {
+        let denseSet = Set(dense)
+        let columns = (0..<layers).filter { !denseSet.contains($0) }.flatMap { layer in (0..<topk).map { layer * topk + $0 } }
+        let progress = ProgressLine("scanning for the largest id", total: reader.header.rowCount, quiet: quiet)
+        defer { progress.finish() }
+        let largest = try reader.dtype.withExpertIDType(
+            LargestID(reader: reader, columns: columns, idsPerRow: layers * topk, progress: progress))
+        let limit = UInt64(Schema.expertLimits.upperBound)
+        guard let largest else {
+            Console.info("no ids to infer --experts from: using 2; pass --experts to set it", quiet: quiet)
+            return 2
+        }
+        let layer = largest.column / topk, slot = largest.column % topk
+        guard largest.value < limit else {
+            throw ToolFailure(.badInput, "\(reader.path) row \(largest.row): expert id \(largest.value) at layer \(layer), slot \(slot) is outside [0, \(limit)), the ids an archive can hold")
+        }
+        let experts = max(2, Int(largest.value) + 1)
+        Console.info("inferred --experts \(experts) from the data; pass --experts to set it (largest id \(largest.value) at row \(largest.row), layer \(layer), slot \(slot))",
+                     quiet: quiet)
+        return experts
+    }
+}
+
+/// What the appends of one pack did.
+struct CopyTotals {
+    var appended = 0, skipped = 0, differing = 0
+}
+
+/// Appends the input chunk by chunk, chunk k at `start` + the rows before it.
+private struct CopyRows: ExpertIDOperation {
+    let reader: NumpyReader
+    let writer: ArchiveWriter
+    let start: Int
+    let compareOverlap: Bool
+    let archive: String
+    let progress: ProgressLine
+
+    func run<T: ExpertID>(_ type: T.Type) throws -> CopyTotals {
+        var totals = CopyTotals()
+        let rowsPerChunk = reader.header.rowsPerChunk(maxBytes: 16 << 20)
+        try reader.forEachChunk(as: T.self, rowsPerChunk: rowsPerChunk) { chunk, rows in
+            try Interrupt.check()
+            let result: AppendResult
+            do {
+                result = try writer.append(chunk, at: start + rows.lowerBound, compareOverlap: compareOverlap)
+            } catch let ArchiveError.invalidRows(_, position, reason) {
+                // Name the input's row (and the archive's position when they differ).
+                let row = (position ?? start + rows.lowerBound) - start
+                let where_ = start == 0 ? "" : " (position \(row + start) of \(archive))"
+                throw ToolFailure(.badInput, "\(reader.path) row \(row): \(reason)\(where_)")
+            }
+            totals.appended += result.appended
+            totals.skipped += result.skipped
+            totals.differing += result.differing ?? 0
+            progress.update(rows.upperBound)
+        }
+        return totals
+    }
+}
+
+/// The largest non-negative id in the MoE columns, with its row and column.
+private struct LargestID: ExpertIDOperation {
+    let reader: NumpyReader
+    let columns: [Int]
+    let idsPerRow: Int
+    let progress: ProgressLine
+
+    func run<T: ExpertID>(_ type: T.Type) throws -> (value: UInt64, row: Int, column: Int)? {
+        var largest: (value: UInt64, row: Int, column: Int)?
+        var best: T = -1 < (0 as T) ? -1 : 0
+        var found = false
+        let rowsPerChunk = reader.header.rowsPerChunk(maxBytes: 16 << 20)
+        try reader.forEachChunk(as: T.self, rowsPerChunk: rowsPerChunk) { chunk, rows in
+            try Interrupt.check()
+            for r in 0..<rows.count {
+                let base = r * idsPerRow
+                for column in columns {
+                    let id = chunk[base + column]
+                    if id > best || (!found && id >= 0) {
+                        best = id
+                        found = true
+                        largest = (UInt64(id), rows.lowerBound + r, column)
+                    }
+                }
+            }
+            progress.update(rows.upperBound)
+        }
+        return largest
+    }
+}

@@ -1,0 +1,113 @@
+import Archive
+import ArgumentParser
+import NumpyFile
+
+struct Unpack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the rows of an archive (or a range of them) to a .npy file.",
+        discussion: """
+            Writes a .npy (format 1.0, C order) of shape [rows, layers, topk] that numpy.load \
+            opens, also with mmap_mode='r'. Dense layers read back as 0. The default dtype is \
+            the narrowest holding every id: uint8 up to 256 experts, else uint16. Rows are \
+            decoded in chunks of at most 64Ki rows: memory use stays small whatever the archive \
+            size.
+
+            The output is written under a temporary name and renamed into place when complete: \
+            a failed unpack leaves no partial file (on standard output, -, nothing can be taken \
+            back: check the exit status).
+
+            EXAMPLES:
+              archive-tool unpack trace.arch -o trace.npy
+              archive-tool unpack trace.arch -o head.npy --rows :1000 --dtype int32
+              archive-tool unpack trace.arch -o tail.npy --rows=-100: --force
+              archive-tool unpack trace.arch -o - --rows :4096 | ssh gpu1 'cat > t.npy'
+
+            \(ExitStatus.helpSection)
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The archive to read.", valueName: "archive"))
+    var archive: String
+
+    @Option(name: [.customShort("o"), .customLong("output")],
+            help: ArgumentHelp("The .npy file to write; - writes standard output.", valueName: "output.npy"))
+    var output: String
+
+    @Option(help: ArgumentHelp(
+        "Element type: uint8, uint16, int32, int64 (or int8, int16, uint32, uint64). Default: uint8 up to 256 experts, else uint16.",
+        valueName: "dtype"), transform: parseDType)
+    var dtype: NumpyDType?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Half-open range of absolute positions A:B, either side optional (:100, 5:); a negative side counts from the end.",
+        valueName: "A:B"))
+    var rows: RowSelection?
+
+    @Flag(help: "Replace an existing output file.")
+    var force = false
+
+    @Flag(help: "Print nothing but errors (no progress, no report).")
+    var quiet = false
+
+    func run() throws {
+        try reportingFailures {
+            Interrupt.install()
+            let reader = try ArchiveReader(path: archive)
+            if let tail = reader.ignoredTail {
+                Console.warning("\(archive): ignoring the bytes from byte \(tail.offset) on: \(tail.reason)")
+            }
+            let schema = reader.schema
+            let range = try rows?.resolve(count: reader.count, archive: archive) ?? 0..<reader.count
+            let narrowest = NumpyDType.narrowest(experts: schema.experts)
+            let dtype = self.dtype ?? narrowest
+            guard dtype.holds(experts: schema.experts) else {
+                throw ToolFailure(.badInput, "\(archive): --dtype \(dtype.name) cannot hold its expert ids (up to \(schema.experts - 1)); use \(narrowest.name) or wider")
+            }
+            if output == "-" && Console.stdoutIsTerminal {
+                throw ToolFailure(.usage, "standard output is a terminal; redirect it to a file or a pipe, or write a file with -o")
+            }
+            let writer = try NumpyWriter(path: output, dtype: dtype, shape: [range.count, schema.layers, schema.topk],
+                                         overwrite: force)
+            let progress = ProgressLine("unpacking", total: range.count, quiet: quiet)
+            do {
+                try dtype.withExpertIDType(CopyOut(reader: reader, writer: writer, range: range, progress: progress))
+                try writer.commit()
+            } catch {
+                progress.finish()
+                writer.abort()
+                throw error
+            }
+            progress.finish()
+            let bytes = writer.header.dataOffset + writer.header.dataByteCount
+            Console.info("unpacked rows \(range.lowerBound)..<\(range.upperBound) of \(archive) into \(writer.path): "
+                         + "\(writer.header.shapeDescription) \(dtype.name), \(Units.bytesExact(bytes))", quiet: quiet)
+        }
+    }
+}
+
+/// Decodes `range` in chunks into a reused buffer and writes each to the .npy.
+private struct CopyOut: ExpertIDOperation {
+    let reader: ArchiveReader
+    let writer: NumpyWriter
+    let range: Range<Int>
+    let progress: ProgressLine
+
+    func run<T: ExpertID>(_ type: T.Type) throws {
+        let perRow = reader.schema.idsPerRow
+        let chunkRows = max(1, min(65536, (16 << 20) / (perRow * MemoryLayout<T>.size)))
+        var buffer = [T](repeating: 0, count: min(chunkRows, max(range.count, 1)) * perRow)
+        var position = range.lowerBound
+        while position < range.upperBound {
+            try Interrupt.check()
+            let end = min(range.upperBound, position + chunkRows)
+            let ids = (end - position) * perRow
+            try buffer.withUnsafeMutableBufferPointer { all in
+                let out = UnsafeMutableBufferPointer(rebasing: all[..<ids])
+                try reader.read(position..<end, into: out)
+                try writer.write(UnsafeBufferPointer(out))
+            }
+            position = end
+            progress.update(position - range.lowerBound)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import Archive
-print("archive-tool")

@@ -1,0 +1,665 @@
+import Foundation
+import Testing
+@testable import Archive
+
+/// The archive test vector of `spec/vectors/archive/` (see `spec/FORMAT.md` Part 2), checked
+/// against the library and against a minimal reader written from Part 2 alone (`SpecArchive`
+/// below: it uses nothing of `Archive` but Part 1's `BlockDecoder` to check block frames).
+///
+/// To regenerate the files after an intended format change (then review the diff, rerun
+/// `lz4 -t spec/vectors/archive/small.archive` and update the worked example in FORMAT.md 2.9):
+///
+///     SPEC_VECTORS_WRITE=1 swift test --filter ArchiveSpecTests/writeVector
+@Suite struct ArchiveSpecTests {
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent() // ArchiveTests
+        .deletingLastPathComponent() // Tests
+        .deletingLastPathComponent() // package root
+        .appendingPathComponent("spec/vectors/archive", isDirectory: true)
+
+    // MARK: - The vector's recipe
+
+    static let schema = try! Schema(layers: 2, topk: 2, experts: 16)
+    static let metadata = ["model": "demo"]
+    static let blockRows = 4
+    /// Rows 0-5 as first appended: row p is `[[p, p+1], [3p+2, 3p+5]]` (mod 16).
+    static let firstRows: [[[Int64]]] = [
+        [[0, 1], [2, 5]], [[1, 2], [5, 8]], [[2, 3], [8, 11]],
+        [[3, 4], [11, 14]], [[4, 5], [14, 1]], [[5, 6], [1, 4]],
+    ]
+    /// The row appended at position 5 after the truncation, replacing the dropped one.
+    static let lastRow: [[Int64]] = [[7, 15], [0, 9]]
+    static let operations = [
+        "create(schema: 2 layers x top-2 of 16 experts, metadata: {model: demo}, blockRows: 4)",
+        "append(rows 0..<6, at: 0)   -> record A: rows 0..<4 (a full block); rows 4, 5 stay buffered",
+        "sync()                      -> record B: rows 4..<6 (a short block), then fsync",
+        "truncate(to: 5)             -> record C: truncate to 5 (drops row 5), then fsync",
+        "append(1 row, at: 5)        -> buffered",
+        "close()                     -> record D: row 5 (fsync), record E: commit of 6 rows (fsync)",
+    ]
+    static var expectedRows: [[[Int64]]] { Array(firstRows[0..<5]) + [lastRow] }
+
+    /// Writes the vector's archive at `path` with the library, as the recipe above says.
+    static func build(at path: String) throws {
+        let writer = try ArchiveWriter.create(at: path, schema: schema, metadata: metadata, blockRows: blockRows)
+        try writer.append(firstRows.flatMap { $0.flatMap { $0 } }, at: 0)
+        try writer.sync()
+        try writer.truncate(to: 5)
+        try writer.append(lastRow.flatMap { $0 }, at: 5)
+        try writer.close()
+    }
+
+    // MARK: - The vector through the library
+
+    @Test func vectorOpensWithTheExpectedRowsSchemaAndMetadata() throws {
+        let vector = try ArchiveVector.load()
+        let reader = try ArchiveReader(path: vector.archivePath)
+        #expect(reader.schema == vector.schema)
+        #expect(reader.schema == Self.schema)
+        #expect(reader.metadata == vector.metadata)
+        #expect(reader.blockRows == vector.blockRows)
+        #expect(reader.count == vector.rows.count)
+        #expect(try reader.rows(0..<reader.count, as: Int64.self) == vector.rows.flatMap { $0.flatMap { $0 } })
+        #expect(vector.rows == Self.expectedRows, "the JSON's rows are the recipe's")
+        #expect(reader.ignoredTail == nil)
+        #expect(reader.fileBytes == vector.bytes.count)
+        #expect(reader.verify().isEmpty)
+        // Every row alone, through the row index (binary search over the live blocks).
+        for p in 0..<reader.count {
+            #expect(try reader.row(at: p, as: Int64.self) == vector.rows[p].flatMap { $0 }, "row \(p)")
+        }
+        #expect(reader.blocks.map(BlockSpec.init) == vector.blocks)
+    }
+
+    // MARK: - The vector through a reader written from the spec
+
+    @Test func specReaderAgreesWithArchiveReader() throws {
+        let vector = try ArchiveVector.load()
+        let spec = try SpecArchive(vector.bytes)
+        let reader = try ArchiveReader(path: vector.archivePath)
+        #expect(spec.header.layers == 2 && spec.header.topk == 2 && spec.header.experts == 16)
+        #expect(spec.header.dense.isEmpty)
+        #expect(spec.header.blockRows == reader.blockRows)
+        #expect(spec.header.metadata.map { "\($0.key)=\($0.value)" } == ["model=demo"])
+        #expect(spec.header.end == vector.headerBytes)
+        #expect(spec.outcome == .complete)
+        #expect(spec.count == reader.count)
+        #expect(spec.end == reader.fileBytes)
+        #expect(spec.blocks == reader.blocks.map(BlockSpec.init))
+        #expect(spec.records == vector.records)
+        #expect(spec.records.map(\.kind) == [1, 1, 2, 1, 3])
+        // Rows decoded block by block with Part 1, cut to each block's live rows, give the rows.
+        var rows: [Int64] = []
+        for block in spec.blocks {
+            let frame = Array(vector.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
+            let ids = try BlockDecoder(schema: Self.schema).decode(frame, as: Int64.self)
+            #expect(ids.count == block.storedRows * Self.schema.idsPerRow)
+            rows += ids[0..<(block.rows * Self.schema.idsPerRow)]
+        }
+        #expect(rows == vector.rows.flatMap { $0.flatMap { $0 } })
+        // The row index: the block holding row p is the last live block with position <= p.
+        for p in 0..<spec.count {
+            let block = spec.blocks.last { $0.position <= p }!
+            #expect(p < block.position + block.rows)
+        }
+    }
+
+    /// The header bytes follow from the spec: a header written from FORMAT.md 2.3 alone equals the
+    /// vector's, and equals what the library writes for another schema with dense layers and
+    /// several metadata entries (sorted by key).
+    @Test func headerWrittenFromTheSpecMatches() throws {
+        let vector = try ArchiveVector.load()
+        let small = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+                                            metadata: [("model", "demo")])
+        #expect(small == Array(vector.bytes[0..<vector.headerBytes]))
+
+        let dir = SpecTemporaryDirectory(), path = dir.path("dense")
+        let schema = try Schema(layers: 5, topk: 3, experts: 384, denseLayers: [0, 3])
+        let metadata = ["model": "kimi", "engine": "sglang", "note": "", "größe": "8×", "Z": "upper"]
+        try ArchiveWriter.create(at: path, schema: schema, metadata: metadata, blockRows: 100).close()
+        let written = Array(FileManager.default.contents(atPath: path)!)
+        // Keys sorted by their UTF-8 bytes: "Z" < "engine" < "größe" < "model" < "note".
+        let expected = SpecArchive.headerFrame(layers: 5, topk: 3, experts: 384, blockRows: 100, dense: [0, 3],
+                                               metadata: [("Z", "upper"), ("engine", "sglang"), ("größe", "8×"),
+                                                          ("model", "kimi"), ("note", "")])
+        #expect(written == expected, "an archive closed without rows is its header frame alone")
+        let spec = try SpecArchive(written)
+        #expect(spec.header.dense == [0, 3])
+        #expect(spec.count == 0 && spec.records.isEmpty && spec.outcome == .complete)
+        let reader = try ArchiveReader(path: path)
+        #expect(reader.schema == schema && reader.metadata == metadata && reader.blockRows == 100)
+    }
+
+    /// Keys are compared as Swift strings, under Unicode canonical equivalence: "é" (C3 A9) and
+    /// "e" + U+0301 (65 CC 81) are the same key, so a header holding both is refused (FORMAT.md 2.3).
+    @Test func canonicallyEquivalentKeysAreDuplicates() throws {
+        let dir = SpecTemporaryDirectory(), path = dir.path("dup")
+        let frame = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+                                            metadata: [("e\u{301}", "1"), ("\u{E9}", "2")])
+        try Data(frame).write(to: URL(fileURLWithPath: path))
+        #expect(throws: ArchiveError.self) { try ArchiveReader(path: path) }
+        // The same two keys spelled apart are fine.
+        let distinct = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+                                               metadata: [("e", "1"), ("\u{E9}", "2")])
+        try Data(distinct).write(to: URL(fileURLWithPath: path))
+        #expect(try ArchiveReader(path: path).metadata == ["e": "1", "\u{E9}": "2"])
+    }
+
+    // MARK: - CRC-32C
+
+    @Test func crc32cCheckValueAndStoredChecksums() throws {
+        let check = Array("123456789".utf8)
+        #expect(SpecArchive.crc32c(check) == 0xE306_9283)
+        #expect(CRC32C.checksum(check) == 0xE306_9283, "the library's table-driven CRC")
+        #expect(SpecArchive.crc32c([]) == 0)
+        #expect(SpecArchive.crc32c([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA, "RFC 3720 B.4: 32 bytes of zeros")
+        #expect(SpecArchive.crc32c([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43, "RFC 3720 B.4: 32 bytes of ones")
+        let vector = try ArchiveVector.load()
+        let bytes = vector.bytes
+        let size = Int(LE.u32(bytes, 4))
+        let stored = LE.u32(bytes, 8 + size - 4)
+        #expect(stored == SpecArchive.crc32c(bytes[8..<(8 + size - 4)]))
+        #expect(stored == vector.headerCRC)
+        for record in vector.records {
+            let content = record.offset + 8
+            #expect(LE.u32(bytes, content + 32) == SpecArchive.crc32c(bytes[content..<content + 32]), "record at \(record.offset)")
+        }
+    }
+
+    // MARK: - The format has not changed
+
+    /// The library writes today exactly the bytes of `small.archive`. Fails on any change of the
+    /// on-disk format (or of the encoder's coding choices, or of liblz4's output: see Part 1 1.9).
+    @Test func rebuildingGivesTheSameBytes() throws {
+        let vector = try ArchiveVector.load()
+        let dir = SpecTemporaryDirectory(), path = dir.path("small.archive")
+        try Self.build(at: path)
+        let rebuilt = Array(FileManager.default.contents(atPath: path)!)
+        #expect(rebuilt.count == vector.bytes.count)
+        if let first = (0..<min(rebuilt.count, vector.bytes.count)).first(where: { rebuilt[$0] != vector.bytes[$0] }) {
+            Issue.record("small.archive differs from the library's output first at byte \(first)")
+        }
+        #expect(rebuilt == vector.bytes)
+    }
+
+    // MARK: - Tail or damage: the spec's replay decides as the library does
+
+    /// Every cut of the vector, and every one-bit change of it: the spec reader and ArchiveReader
+    /// both refuse the file, or both replay the same rows and ignore the same tail. A refusal of
+    /// the log (damage) names the same offset.
+    @Test func specReplayDecidesTailAndDamageAsTheLibrary() throws {
+        let vector = try ArchiveVector.load()
+        let dir = SpecTemporaryDirectory(), path = dir.path("variant")
+        var variants: [(String, [UInt8])] = (0..<vector.bytes.count).map { ("cut at \($0)", Array(vector.bytes[..<$0])) }
+        // The whole file, and two prefixes whose last blocks lie past every synced claim (so that
+        // step 3 of the replay checks them): without the commit (D claims 322, D's record is at
+        // 322) and with records A and B only (both claim 65).
+        for length in [vector.bytes.count, 421, 278] {
+            for offset in 0..<length {
+                for bit in [0, 7] {
+                    var bytes = Array(vector.bytes[..<length])
+                    bytes[offset] ^= UInt8(1 << bit)
+                    variants.append(("bit \(bit) of byte \(offset) of the first \(length)", bytes))
+                }
+            }
+        }
+        var outcomes: [String: Int] = [:]
+        for (name, bytes) in variants {
+            replaceFile(path, bytes)
+            let library: String
+            let headerValid = bytes.withUnsafeBytes { (try? ArchiveHeader.parse($0, path: path)) != nil }
+            do {
+                let reader = try ArchiveReader(path: path)
+                library = "rows \(reader.count), blocks \(reader.blocks.map(BlockSpec.init)), tail \(reader.ignoredTail?.offset ?? -1)"
+            } catch let ArchiveError.corrupt(_, offset, _) where headerValid {
+                library = "damage at \(offset)"
+            } catch {
+                library = "refused header"
+            }
+            let spec: String
+            do {
+                let archive = try SpecArchive(bytes)
+                var tail = -1
+                if case .tail(let at) = archive.outcome { tail = at }
+                spec = "rows \(archive.count), blocks \(archive.blocks), tail \(tail)"
+            } catch SpecArchive.Failure.damage(let offset) {
+                spec = "damage at \(offset)"
+            } catch {
+                spec = "refused header"
+            }
+            #expect(library == spec, "\(name)")
+            outcomes[String(spec.prefix(4)), default: 0] += 1
+        }
+        // The sweep reaches all three outcomes.
+        #expect((outcomes["dama"] ?? 0) > 0 && (outcomes["refu"] ?? 0) > 0 && (outcomes["rows"] ?? 0) > 0, "\(outcomes)")
+    }
+
+    /// The outcomes FORMAT.md 2.9 states for damaged copies of the vector.
+    @Test func workedExampleOutcomes() throws {
+        let vector = try ArchiveVector.load()
+        let records = vector.records, blocks = vector.blocks
+        try #require(records.map(\.offset) == [65, 171, 278, 322, 421] && blocks.count == 3)
+        let dir = SpecTemporaryDirectory(), path = dir.path("variant")
+        func write(_ bytes: [UInt8]) throws { replaceFile(path, bytes) }
+        let all = vector.rows.flatMap { $0.flatMap { $0 } }, perRow = Self.schema.idsPerRow
+        // Cut inside the commit record: 6 rows and a torn tail at 421; a writer cuts it there.
+        for length in 422..<vector.bytes.count {
+            try write(Array(vector.bytes[..<length]))
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 6 && reader.ignoredTail?.offset == 421, "cut at \(length)")
+        }
+        try write(Array(vector.bytes[..<440]))
+        let writer = try ArchiveWriter.open(at: path)
+        #expect(writer.recoveredTail?.offset == 421 && writer.recoveredTail?.bytes == 19)
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 421)
+        try writer.close()
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 421, "nothing written, no commit")
+        // Cut inside D's block frame: the 5 rows before D.
+        for length in 367..<421 {
+            try write(Array(vector.bytes[..<length]))
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 5 && reader.ignoredTail?.offset == 322, "cut at \(length)")
+        }
+        // A bit of record C: damage at 278 (D and E claim 322 and 421). Of E: a torn tail at 421.
+        for offset in 278..<322 {
+            var bytes = vector.bytes
+            bytes[offset] ^= 0x04
+            try write(bytes)
+            #expect {
+                try ArchiveReader(path: path)
+            } throws: { error in
+                guard case .corrupt(_, let at, _)? = error as? ArchiveError else { return false }
+                return at == 278
+            }
+        }
+        for offset in 421..<vector.bytes.count {
+            var bytes = vector.bytes
+            bytes[offset] ^= 0x04
+            try write(bytes)
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 6 && reader.ignoredTail?.offset == 421, "bit of byte \(offset)")
+        }
+        // Past every claim, a damaged block frame ends the log at its record (2.5 step 3).
+        var noCommit = Array(vector.bytes[..<421])
+        noCommit[blocks[2].frameOffset + 30] ^= 0x04
+        try write(noCommit)
+        var reader = try ArchiveReader(path: path)
+        #expect(reader.count == 5 && reader.ignoredTail?.offset == 322)
+        var onlyAB = Array(vector.bytes[..<278])
+        onlyAB[blocks[0].frameOffset + 20] ^= 0x04
+        try write(onlyAB)
+        reader = try ArchiveReader(path: path)
+        #expect(reader.count == 0 && reader.ignoredTail?.offset == 65)
+        // A bit of A's block frame (before every claim): opens; rows 0-3 fail, rows 4-5 read.
+        for offset in blocks[0].frameOffset..<blocks[0].frameOffset + blocks[0].frameLength {
+            var bytes = vector.bytes
+            bytes[offset] ^= 0x04
+            try write(bytes)
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 6 && reader.ignoredTail == nil)
+            #expect(throws: ArchiveError.self, "bit of byte \(offset)") { try reader.rows(0..<4, as: Int64.self) }
+            #expect(try reader.rows(4..<6, as: Int64.self) == Array(all[(4 * perRow)...]))
+            #expect(reader.verify().count == 1)
+        }
+    }
+
+    // MARK: - Writing the vector
+
+    /// Rewrites `spec/vectors/archive/small.{archive,json}` with the library. Off unless
+    /// `SPEC_VECTORS_WRITE=1`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
+    func writeVector() throws {
+        try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+        // Built aside, then written atomically: the other tests of the suite may be reading.
+        let scratch = SpecTemporaryDirectory(), path = scratch.path("small.archive")
+        try Self.build(at: path)
+        let bytes = Array(FileManager.default.contents(atPath: path)!)
+        try Data(bytes).write(to: Self.directory.appendingPathComponent("small.archive"), options: .atomic)
+        let spec = try SpecArchive(bytes)
+        let reader = try ArchiveReader(path: path)
+        #expect(spec.blocks == reader.blocks.map(BlockSpec.init))
+        #expect(try reader.rows(0..<reader.count, as: Int64.self) == Self.expectedRows.flatMap { $0.flatMap { $0 } })
+        let headerCRC = LE.u32(bytes, spec.header.end - 4)
+        func row(_ r: [[Int64]]) -> String { "[" + r.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]" }
+        let recordKinds = [1: "rows", 2: "truncate", 3: "commit"]
+        var json = """
+        {
+          "name": "small",
+          "description": "FORMAT.md 2.9 worked example: 2 layers x top-2 of 16 experts, 4-row blocks; 6 rows appended, truncated to 5, 1 row appended, closed",
+          "schema": {"layers": 2, "topk": 2, "experts": 16, "dense_layers": []},
+          "metadata": {"model": "demo"},
+          "block_rows": 4,
+          "operations": [
+        \(Self.operations.map { "    \"\($0)\"" }.joined(separator: ",\n"))
+          ],
+          "file_bytes": \(bytes.count),
+          "header_bytes": \(spec.header.end),
+          "header_crc": \(headerCRC),
+          "records": [
+
+        """
+        json += spec.records.map { r in
+            "    {\"offset\": \(r.offset), \"kind\": \(r.kind), \"kind_name\": \"\(recordKinds[r.kind]!)\", \"frame_length\": \(r.frameLength), "
+                + "\"position\": \(r.position), \"rows\": \(r.rows), \"synced_length\": \(r.syncedLength)}"
+        }.joined(separator: ",\n")
+        json += "\n  ],\n  \"blocks\": [\n"
+        json += spec.blocks.map { b in
+            "    {\"position\": \(b.position), \"rows\": \(b.rows), \"stored_rows\": \(b.storedRows), \"record_offset\": \(b.recordOffset), "
+                + "\"frame_offset\": \(b.frameOffset), \"frame_length\": \(b.frameLength)}"
+        }.joined(separator: ",\n")
+        json += "\n  ],\n  \"rows\": [\n"
+        json += Self.expectedRows.map { "    " + row($0) }.joined(separator: ",\n")
+        json += "\n  ]\n}\n"
+        try Data(json.utf8).write(to: Self.directory.appendingPathComponent("small.json"), options: .atomic)
+    }
+}
+
+// MARK: - The vector as stored
+
+/// One record as `small.json` lists it (and as the spec reader reports it).
+private struct RecordSpec: Equatable, Decodable, CustomStringConvertible {
+    let offset: Int, kind: Int, frameLength: Int, position: Int, rows: Int, syncedLength: Int
+
+    enum CodingKeys: String, CodingKey {
+        case offset, kind, position, rows
+        case frameLength = "frame_length", syncedLength = "synced_length"
+    }
+
+    init(offset: Int, kind: Int, frameLength: Int, position: Int, rows: Int, syncedLength: Int) {
+        (self.offset, self.kind, self.frameLength, self.position, self.rows, self.syncedLength) =
+            (offset, kind, frameLength, position, rows, syncedLength)
+    }
+
+    var description: String { "record(\(offset): kind \(kind), position \(position), rows \(rows), frame \(frameLength), synced \(syncedLength))" }
+}
+
+/// One live block: `BlockInfo`'s fields, comparable between the library and the spec reader.
+private struct BlockSpec: Equatable, Decodable, CustomStringConvertible {
+    let position: Int, rows: Int, storedRows: Int, recordOffset: Int, frameOffset: Int, frameLength: Int
+
+    enum CodingKeys: String, CodingKey {
+        case position, rows
+        case storedRows = "stored_rows", recordOffset = "record_offset", frameOffset = "frame_offset", frameLength = "frame_length"
+    }
+
+    init(position: Int, rows: Int, storedRows: Int, recordOffset: Int, frameOffset: Int, frameLength: Int) {
+        (self.position, self.rows, self.storedRows, self.recordOffset, self.frameOffset, self.frameLength) =
+            (position, rows, storedRows, recordOffset, frameOffset, frameLength)
+    }
+
+    init(_ info: BlockInfo) {
+        self.init(position: info.position, rows: info.rows, storedRows: info.storedRows, recordOffset: info.recordOffset,
+                  frameOffset: info.frameOffset, frameLength: info.frameLength)
+    }
+
+    var description: String { "block(\(position)+\(rows)/\(storedRows) @\(recordOffset),\(frameOffset)+\(frameLength))" }
+}
+
+private struct ArchiveVector {
+    let archivePath: String
+    let bytes: [UInt8]
+    let schema: Schema
+    let metadata: [String: String]
+    let blockRows: Int
+    let headerBytes: Int
+    let headerCRC: UInt32
+    let records: [RecordSpec]
+    let blocks: [BlockSpec]
+    let rows: [[[Int64]]]
+
+    private struct File: Decodable {
+        struct SchemaFields: Decodable {
+            let layers: Int, topk: Int, experts: Int
+            let dense_layers: [Int]
+        }
+        let name: String
+        let schema: SchemaFields
+        let metadata: [String: String]
+        let block_rows: Int
+        let file_bytes: Int
+        let header_bytes: Int
+        let header_crc: UInt32
+        let records: [RecordSpec]
+        let blocks: [BlockSpec]
+        let rows: [[[Int64]]]
+    }
+
+    static func load() throws -> ArchiveVector {
+        let directory = ArchiveSpecTests.directory
+        let archive = directory.appendingPathComponent("small.archive").path
+        guard let data = FileManager.default.contents(atPath: archive),
+              let json = FileManager.default.contents(atPath: directory.appendingPathComponent("small.json").path) else {
+            Issue.record("missing spec/vectors/archive/small.archive or small.json")
+            throw CocoaError(.fileNoSuchFile)
+        }
+        let file = try JSONDecoder().decode(File.self, from: json)
+        #expect(file.name == "small")
+        #expect(file.file_bytes == data.count)
+        let schema = try Schema(layers: file.schema.layers, topk: file.schema.topk, experts: file.schema.experts,
+                                denseLayers: file.schema.dense_layers)
+        return ArchiveVector(archivePath: archive, bytes: Array(data), schema: schema, metadata: file.metadata,
+                             blockRows: file.block_rows, headerBytes: file.header_bytes, headerCRC: file.header_crc,
+                             records: file.records, blocks: file.blocks, rows: file.rows)
+    }
+}
+
+// MARK: - A reader written from FORMAT.md Part 2 alone
+
+/// Parses an archive as FORMAT.md Part 2 says: the header (2.3), the records (2.4), the log
+/// replay with its tail-or-damage decision (2.5). Blocks are checked with Part 1's decoder.
+private struct SpecArchive {
+    struct Header {
+        var layers = 0, topk = 0, experts = 0, blockRows = 0
+        var dense: [Int] = []
+        var metadata: [(key: String, value: String)] = []
+        /// File offset just past the header frame.
+        var end = 0
+    }
+
+    enum Failure: Error { case header(String), damage(offset: Int) }
+    enum Outcome: Equatable { case complete, tail(Int) }
+
+    let header: Header
+    private(set) var records: [RecordSpec] = []
+    private(set) var blocks: [BlockSpec] = []
+    private(set) var count = 0
+    private(set) var end = 0
+    private(set) var outcome = Outcome.complete
+
+    init(_ file: [UInt8]) throws {
+        header = try Self.parseHeader(file)
+        let schema = try Schema(layers: header.layers, topk: header.topk, experts: header.experts, denseLayers: header.dense)
+        // 2.5 step 1-2: replay, then decide whether a stop is a tail or damage.
+        var replay = Self.replay(file, limit: file.count, from: header.end)
+        if let stop = replay.stop {
+            var candidate = stop + 1
+            while candidate + 44 <= file.count {
+                if let later = Self.parseRecord(file, at: candidate), later.syncedLength > stop { throw Failure.damage(offset: stop) }
+                candidate += 1
+            }
+        }
+        // 2.5 step 3: live blocks at or past the largest claimed synced length are checked whole.
+        let synced = replay.records.map(\.syncedLength).max().map { max($0, header.end) } ?? header.end
+        let decoder = BlockDecoder(schema: schema)
+        for block in replay.blocks where block.recordOffset >= synced {
+            let valid = file[block.frameOffset..<block.frameOffset + block.frameLength].withUnsafeBytes { frame in
+                (try? decoder.open(frame, expectedRows: block.storedRows)) != nil
+            }
+            if !valid {
+                replay = Self.replay(file, limit: block.recordOffset, from: header.end)
+                replay.stop = block.recordOffset
+                break
+            }
+        }
+        records = replay.records
+        blocks = replay.blocks
+        count = replay.count
+        end = replay.end
+        outcome = replay.stop.map { .tail($0) } ?? .complete
+    }
+
+    // 2.3
+    static func parseHeader(_ f: [UInt8]) throws -> Header {
+        func fail(_ why: String) -> Failure { .header(why) }
+        guard f.count >= 8, LE.u32(f, 0) == 0x184D_2A5E else { throw fail("no header frame") }
+        let size = Int(LE.u32(f, 4))
+        guard size <= 1 << 20, size >= 40, f.count - 8 >= size else { throw fail("header size \(size)") }
+        let content = Array(f[8..<(8 + size)])
+        guard crc32c(content[..<(size - 4)]) == LE.u32(content, size - 4) else { throw fail("header CRC") }
+        guard Array(content[0..<8]) == Array("MOEROUTE".utf8), LE.u16(content, 8) == 1, LE.u16(content, 10) == 1 else {
+            throw fail("magic, version or codec")
+        }
+        var h = Header()
+        h.layers = Int(LE.u32(content, 12)); h.topk = Int(LE.u32(content, 16)); h.experts = Int(LE.u32(content, 20))
+        h.blockRows = Int(LE.u32(content, 24))
+        guard (1...4096).contains(h.layers), (1...64).contains(h.topk), (2...65536).contains(h.experts) else { throw fail("schema") }
+        var at = 28
+        let body = size - 4
+        func u32() throws -> Int {
+            guard body - at >= 4 else { throw fail("field past the header") }
+            defer { at += 4 }
+            return Int(LE.u32(content, at))
+        }
+        func string() throws -> String {
+            let n = try u32()
+            guard body - at >= n, let s = String(validating: content[at..<at + n], as: UTF8.self) else { throw fail("string") }
+            at += n
+            return s
+        }
+        let denseCount = try u32()
+        guard denseCount < h.layers else { throw fail("dense count") }
+        for _ in 0..<denseCount {
+            let layer = try u32()
+            guard layer < h.layers, h.dense.last.map({ $0 < layer }) ?? true else { throw fail("dense layers") }
+            h.dense.append(layer)
+        }
+        let maxRows = (1 << 26) / ((h.layers - h.dense.count) * h.topk)
+        guard (1...maxRows).contains(h.blockRows) else { throw fail("block rows") }
+        let entries = try u32()
+        guard entries <= 4096 else { throw fail("metadata entries") }
+        for _ in 0..<entries {
+            let key = try string(), value = try string()
+            guard !h.metadata.contains(where: { $0.key == key }) else { throw fail("duplicate key") }
+            h.metadata.append((key, value))
+        }
+        guard at == body else { throw fail("bytes after the metadata") }
+        h.end = 8 + size
+        return h
+    }
+
+    // 2.4: a record frame at `offset`, or nil if it is incomplete or fails a check.
+    static func parseRecord(_ f: [UInt8], at offset: Int) -> RecordSpec? {
+        guard f.count - offset >= 44, LE.u32(f, offset) == 0x184D_2A5F, LE.u32(f, offset + 4) == 36 else { return nil }
+        let c = offset + 8
+        guard crc32c(f[c..<c + 32]) == LE.u32(f, c + 32) else { return nil }
+        let kind = Int(f[c])
+        guard (1...3).contains(kind), f[c + 1] == 0, f[c + 2] == 0, f[c + 3] == 0, LE.u32(f, c + 20) == 0 else { return nil }
+        let position = LE.u64(f, c + 8), synced = LE.u64(f, c + 24)
+        guard position < 1 << 62, synced < 1 << 62 else { return nil }
+        let record = RecordSpec(offset: offset, kind: kind, frameLength: Int(LE.u32(f, c + 4)), position: Int(position),
+                                rows: Int(LE.u32(f, c + 16)), syncedLength: Int(synced))
+        let isRows = kind == 1
+        guard isRows == (record.rows > 0), isRows == (record.frameLength > 0) else { return nil }
+        return record
+    }
+
+    struct Replay {
+        var records: [RecordSpec] = []
+        var blocks: [BlockSpec] = []
+        var count = 0
+        var end = 0
+        var stop: Int?
+    }
+
+    // 2.5 step 1: the records that chain, from `from` up to `limit`.
+    static func replay(_ f: [UInt8], limit: Int, from: Int) -> Replay {
+        let file = Array(f[..<limit])
+        var r = Replay(end: from)
+        var offset = from
+        while offset < file.count {
+            guard let record = parseRecord(file, at: offset), file.count - offset - 44 >= record.frameLength else {
+                r.stop = offset
+                return r
+            }
+            switch record.kind {
+            case 1:
+                guard record.position == r.count else { r.stop = offset; return r }
+                r.blocks.append(BlockSpec(position: record.position, rows: record.rows, storedRows: record.rows,
+                                          recordOffset: offset, frameOffset: offset + 44, frameLength: record.frameLength))
+                r.count += record.rows
+            case 2:
+                guard record.position <= r.count else { r.stop = offset; return r }
+                while let last = r.blocks.last, last.position >= record.position { r.blocks.removeLast() }
+                if let last = r.blocks.last, last.position + last.rows > record.position {
+                    r.blocks[r.blocks.count - 1] = BlockSpec(
+                        position: last.position, rows: record.position - last.position, storedRows: last.storedRows,
+                        recordOffset: last.recordOffset, frameOffset: last.frameOffset, frameLength: last.frameLength)
+                }
+                r.count = record.position
+            default:
+                guard record.position == r.count else { r.stop = offset; return r }
+            }
+            r.records.append(record)
+            offset += 44 + record.frameLength
+            r.end = offset
+        }
+        return r
+    }
+
+    // 2.2: CRC-32C bit by bit.
+    static func crc32c(_ bytes: some Collection<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    /// A header frame written from 2.3 alone; `metadata` in the order given.
+    static func headerFrame(layers: Int, topk: Int, experts: Int, blockRows: Int, dense: [Int],
+                            metadata: [(String, String)]) -> [UInt8] {
+        var c = Array("MOEROUTE".utf8)
+        c += LE.put16(1) + LE.put16(1)
+        for v in [layers, topk, experts, blockRows, dense.count] + dense + [metadata.count] { c += LE.put32(v) }
+        for (key, value) in metadata {
+            c += LE.put32(key.utf8.count) + Array(key.utf8) + LE.put32(value.utf8.count) + Array(value.utf8)
+        }
+        c += LE.put32(Int(crc32c(c)))
+        return LE.put32(0x184D_2A5E) + LE.put32(c.count) + c
+    }
+}
+
+// MARK: - Helpers
+
+/// Little-endian reads and writes.
+private enum LE {
+    static func u16(_ p: [UInt8], _ at: Int) -> UInt16 { UInt16(p[at]) | UInt16(p[at + 1]) << 8 }
+    static func u32(_ p: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(p[at]) | UInt32(p[at + 1]) << 8 | UInt32(p[at + 2]) << 16 | UInt32(p[at + 3]) << 24
+    }
+    static func u64(_ p: [UInt8], _ at: Int) -> UInt64 { UInt64(u32(p, at)) | UInt64(u32(p, at + 4)) << 32 }
+    static func put16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    static func put32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(v >> (8 * $0) & 0xFF) } }
+}
+
+/// Replaces the file at `path` with `bytes`, overwriting in place: `Data.write` (and `O_TRUNC`)
+/// makes ext4 flush the file on close, a millisecond per variant.
+private func replaceFile(_ path: String, _ bytes: [UInt8]) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    precondition(fd >= 0, "cannot write \(path)")
+    defer { close(fd) }
+    let written = bytes.withUnsafeBytes { $0.isEmpty ? 0 : pwrite(fd, $0.baseAddress, $0.count, 0) }
+    precondition(written == bytes.count && ftruncate(fd, off_t(bytes.count)) == 0, "cannot write \(path)")
+}
+
+/// A fresh temporary directory, removed when the value is released.
+private final class SpecTemporaryDirectory {
+    let url: URL
+    init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("archive-spec-tests-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+}
