@@ -50,7 +50,8 @@ public final class ArchiveWriter {
             throw ArchiveError.invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
         }
         let header = ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata).encoded()
-        guard metadata.count <= SegmentFormat.maxMetadataEntries, header.count <= SegmentFormat.maxHeaderBytes else {
+        guard metadata.count <= SegmentFormat.maxMetadataEntries,
+              header.count - SegmentFormat.skippableHeaderBytes <= SegmentFormat.maxHeaderBytes else {
             throw ArchiveError.invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
         }
         let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite))
@@ -281,49 +282,59 @@ public final class ArchiveWriter {
         pendingRows = 0
     }
 
-    /// Flushes, then makes every row durable: after `sync()` returns, a crash loses none of them.
+    /// Flushes, then makes every row durable: after `sync()` returns, a crash loses none of
+    /// them, and damage to them later is reported rather than taken for a torn write.
     public func sync() throws {
         try flush()
+        try commit()
+    }
+
+    /// fsyncs, then appends a commit record that vouches for every byte before it (its synced
+    /// length is its own offset) and fsyncs that too. Without it nothing would vouch for the
+    /// last synced records, and damage to them would look like a torn tail.
+    private func commit() throws {
         try file.sync()
         durableLength = index.end
+        guard !committed else { return }
+        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
+        batch.add(marker: .commit, position: index.count)
+        try write(batch)
+        try file.sync()
+        durableLength = index.end
+        committed = true
     }
 
     /// Discards every row at position `rows` and after (a rollback). Durable when it returns;
-    /// the next append continues at `rows`.
+    /// the next append continues at `rows`. On failure the archive is as before the call.
     public func truncate(to rows: Int) throws {
         try checkOpen()
         guard rows >= 0, rows <= count else {
             throw ArchiveError.invalidArgument("\(path): cannot truncate to \(rows) rows, the archive holds \(count)")
         }
-        if rows >= index.count {
+        if rows >= index.count { // only buffered rows go: nothing on disk holds them
             pendingRows = rows - index.count
             return
         }
+        let before = index, wasCommitted = committed
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
         batch.add(marker: .truncate, position: rows)
-        let before = index.end
         try write(batch)
-        do throws { try file.sync() } catch {
-            try? file.truncate(to: before)
+        do {
+            try commit()
+        } catch {
+            try? file.truncate(to: before.end)
+            index = before
+            committed = wasCommitted
+            durableLength = min(durableLength, before.end)
             throw error
         }
-        durableLength = index.end
         pendingRows = 0
     }
 
-    /// Flushes, syncs, marks the archive cleanly closed and releases the lock. Further calls
-    /// fail with ``ArchiveError/closed(path:)``.
+    /// Flushes, syncs and releases the lock. Further calls fail with ``ArchiveError/closed(path:)``.
     public func close() throws {
         guard !isClosed else { return }
         try sync()
-        if !committed {
-            var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
-            batch.add(marker: .commit, position: index.count)
-            try write(batch)
-            try file.sync()
-            durableLength = index.end
-            committed = true
-        }
         isClosed = true
         file.unlock()
     }

@@ -8,6 +8,8 @@ final class BlockSource {
     private(set) var mapping: Mapping
     /// Frame offset of the block open in `decoder`.
     private var openFrame: Int?
+    /// File range of the block open in `decoder`, record included.
+    private var openEnd: (start: Int, end: Int)?
 
     init(path: String, schema: Schema, mapping: Mapping) {
         self.path = path
@@ -18,6 +20,7 @@ final class BlockSource {
     func remap(_ newMapping: Mapping) {
         mapping = newMapping
         openFrame = nil
+        openEnd = nil
     }
 
     /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major.
@@ -43,7 +46,11 @@ final class BlockSource {
 
     private func open(_ block: BlockInfo) throws {
         guard openFrame != block.frameOffset else { return }
+        if let previous = openEnd, previous.end == block.recordOffset {
+            mapping.release(previous.start..<previous.end) // reading front to back
+        }
         openFrame = nil
+        openEnd = nil
         guard block.frameOffset + block.frameLength <= mapping.bytes.count else {
             throw ArchiveError.corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
         }
@@ -54,6 +61,7 @@ final class BlockSource {
             throw damage(block, error)
         }
         openFrame = block.frameOffset
+        openEnd = (block.recordOffset, block.frameOffset + block.frameLength)
     }
 
     /// Checks one block whole (checksums, structure, every id): for `verify`.
@@ -70,6 +78,7 @@ final class BlockSource {
 
     private func damage(_ block: BlockInfo, _ error: any Error) -> ArchiveError {
         openFrame = nil
+        openEnd = nil
         let offset: Int
         if case .corruptBlock(_, let at, let inPayload)? = error as? CodecError, !inPayload {
             offset = block.frameOffset + at

@@ -26,6 +26,16 @@ final class MappedFile {
         munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
     }
 
+    /// Drops the whole pages of `range` (byte offsets) from this process's resident memory:
+    /// a front-to-back reader calls it behind itself so that reading a 2 GB file does not
+    /// count 2 GB resident. The pages stay in the page cache; touching them again is a minor fault.
+    func release(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
+        guard end > start, let base = bytes.baseAddress else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// Tells the kernel we read front to back: more read-ahead, pages dropped sooner.
     func adviseSequential() {
         _ = madvise(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, MADV_SEQUENTIAL)

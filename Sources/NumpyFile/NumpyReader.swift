@@ -138,6 +138,7 @@ public final class NumpyReader {
                 try forEachRowRange(rowsPerChunk: rowsPerChunk) { rows in
                     let bytes = rows.lowerBound * header.rowByteCount..<rows.upperBound * header.rowByteCount
                     try body(UnsafeRawBufferPointer(rebasing: data[bytes]), rows)
+                    mapping.release(header.dataOffset + bytes.lowerBound..<header.dataOffset + bytes.upperBound)
                 }
             }
         case .stream(let stream):

@@ -76,15 +76,22 @@ public struct TraceSynthesizer: Sendable {
         previous = Array(repeating: 0, count: schema.idsPerRow)
     }
 
-    /// The next `count` rows, token-major, as `T`.
+    /// The next `count` rows, token-major, as `T`. Inlined so that the conversion runs
+    /// specialized in the caller; the generation itself is not generic.
+    @inlinable
     public mutating func rows<T: ExpertID>(_ count: Int, as: T.Type = T.self) -> [T] {
-        var out = [T]()
+        nextRows(count).map { T(truncatingIfNeeded: $0) }
+    }
+
+    /// The next `count` rows, token-major.
+    public mutating func nextRows(_ count: Int) -> [Int32] {
+        var out = [Int32]()
         out.reserveCapacity(count * schema.idsPerRow)
         for _ in 0..<count { appendRow(to: &out) }
         return out
     }
 
-    private mutating func appendRow<T: ExpertID>(to out: inout [T]) {
+    private mutating func appendRow(to out: inout [Int32]) {
         let topk = schema.topk
         for layer in 0..<schema.layers {
             let base = layer * topk
@@ -101,7 +108,7 @@ public struct TraceSynthesizer: Sendable {
                     previous[base + slot] = id
                 }
             }
-            for slot in 0..<topk { out.append(T(truncatingIfNeeded: previous[base + slot])) }
+            for slot in 0..<topk { out.append(Int32(truncatingIfNeeded: previous[base + slot])) }
         }
     }
 

@@ -137,12 +137,13 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         try writer.close()
         let clean = fileBytes(path)
         let blocks = try ArchiveReader(path: path).blocks
-        // A flipped bit in a record header: the log cannot be replayed past it.
+        // A flipped bit in a record header: the log cannot be replayed past it; the commit
+        // record sync() wrote right after the block vouches that it had been synced.
         var damaged = clean
         damaged[blocks[3].recordOffset + 12] ^= 0x10
         writeFile(path, damaged)
         #expect(throws: ArchiveError.corrupt(path: path, offset: blocks[3].recordOffset,
-                                             reason: "record checksum mismatch; the record at byte \(blocks[4].recordOffset) shows this data had been synced")) {
+                                             reason: "record checksum mismatch; the record at byte \(blocks[3].frameOffset + blocks[3].frameLength) shows this data had been synced")) {
             try ArchiveWriter.open(at: path)
         }
         #expect(fileBytes(path) == damaged, "a failed open changes nothing")
