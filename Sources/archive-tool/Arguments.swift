@@ -87,10 +87,21 @@ extension NumpyDType {
     /// The narrowest unsigned dtype holding every id: uint8 up to 256 experts, else uint16.
     static func narrowest(experts: Int) -> NumpyDType { experts <= 256 ? .uint8 : .uint16 }
 
-    /// Runs `operation` with the Swift type of this dtype as an ``ExpertID``: NumpyFile's
-    /// visitor hands out `FixedWidthInteger` types, the archive takes `ExpertID` ones.
+    /// Runs `operation` with the Swift type of this dtype as an ``ExpertID`` (NumpyFile's
+    /// visitor hands out `FixedWidthInteger` types, the archive takes `ExpertID` ones).
     func withExpertIDType<Operation: ExpertIDOperation>(_ operation: Operation) throws -> Operation.Result {
-        try accept(ExpertIDVisitor(operation: operation))
+        // A switch, not NumpyFile's visitor: each branch names a concrete type, so the
+        // operation's loops run specialized (through an existential they crawl).
+        switch self {
+        case .uint8: return try operation.run(UInt8.self)
+        case .int8: return try operation.run(Int8.self)
+        case .uint16: return try operation.run(UInt16.self)
+        case .int16: return try operation.run(Int16.self)
+        case .uint32: return try operation.run(UInt32.self)
+        case .int32: return try operation.run(Int32.self)
+        case .uint64: return try operation.run(UInt64.self)
+        case .int64: return try operation.run(Int64.self)
+        }
     }
 }
 
@@ -104,15 +115,3 @@ protocol ExpertIDOperation {
     func run<T: ExpertID>(_ type: T.Type) throws -> Result
 }
 
-private struct ExpertIDVisitor<Operation: ExpertIDOperation>: NumpyIntegerVisitor {
-    let operation: Operation
-
-    func visit<T: FixedWidthInteger & Sendable>(_ type: T.Type) throws -> Operation.Result {
-        guard let idType = type as? any ExpertID.Type else {
-            throw ToolFailure(.badInput, "\(T.self) is not an integer type the archive accepts")
-        }
-        return try run(idType)
-    }
-
-    private func run<T: ExpertID>(_ type: T.Type) throws -> Operation.Result { try operation.run(type) }
-}

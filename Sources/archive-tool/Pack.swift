@@ -401,16 +401,24 @@ private struct LargestID: ExpertIDOperation {
         var best: T = -1 < (0 as T) ? -1 : 0
         var found = false
         let rowsPerChunk = reader.header.rowsPerChunk(maxBytes: 16 << 20)
+        let allColumns = columns.count == idsPerRow
         try reader.forEachChunk(as: T.self, rowsPerChunk: rowsPerChunk) { chunk, rows in
             try Interrupt.check()
-            for r in 0..<rows.count {
-                let base = r * idsPerRow
-                for column in columns {
-                    let id = chunk[base + column]
-                    if id > best || (!found && id >= 0) {
-                        best = id
+            // The chunk's maximum first (a loop that vectorizes); the row and column are only
+            // looked for in a chunk that holds a new maximum.
+            var chunkMax: T = T.min
+            if allColumns {
+                for id in chunk { chunkMax = Swift.max(chunkMax, id) }
+            } else {
+                for r in 0..<rows.count { for column in columns { chunkMax = Swift.max(chunkMax, chunk[r * idsPerRow + column]) } }
+            }
+            if chunkMax >= 0 && (chunkMax > best || !found) {
+                search: for r in 0..<rows.count {
+                    for column in columns where chunk[r * idsPerRow + column] == chunkMax {
+                        best = chunkMax
                         found = true
-                        largest = (UInt64(id), rows.lowerBound + r, column)
+                        largest = (UInt64(chunkMax), rows.lowerBound + r, column)
+                        break search
                     }
                 }
             }
