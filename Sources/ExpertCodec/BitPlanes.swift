@@ -13,6 +13,41 @@ protocol PlaneScalar: FixedWidthInteger & UnsignedInteger & Sendable {
                            into values: UnsafeMutablePointer<Self>)
     /// The OR and the AND of 8 ids: a plane byte is trivial (0x00 or 0xFF) where they agree.
     static func orAnd(of values: UnsafePointer<Self>) -> (or: UInt64, and: UInt64)
+
+    /// `storePlanes` for 64 ids (8 groups): plane `b`'s 8 bytes at `planes[b * stride]`.
+    static func storePlanes64(of values: UnsafePointer<Self>, width: Int,
+                              to planes: UnsafeMutablePointer<UInt8>, stride: Int)
+    /// `loadPlanes` for 64 ids (8 groups).
+    static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                             into values: UnsafeMutablePointer<Self>)
+}
+
+extension PlaneScalar {
+    static func storePlanes64(of values: UnsafePointer<Self>, width: Int,
+                              to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
+        for group in 0..<8 { storePlanes(of: values + 8 * group, width: width, to: planes + group, stride: stride) }
+    }
+
+    static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                             into values: UnsafeMutablePointer<Self>) {
+        for group in 0..<8 { loadPlanes(from: planes + group, stride: stride, width: width, into: values + 8 * group) }
+    }
+}
+
+/// Transposes an 8x8 byte matrix held as 8 words (byte `j` of `rows[i]` becomes byte `i` of `rows[j]`).
+@inline(__always)
+func transposeBytes(_ r: inout (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)) {
+    @inline(__always) func swap(_ a: inout UInt64, _ b: inout UInt64, _ shift: UInt64, _ mask: UInt64) {
+        let t = ((a >> shift) ^ b) & mask
+        b ^= t
+        a ^= t << shift
+    }
+    swap(&r.0, &r.1, 8, 0x00FF_00FF_00FF_00FF); swap(&r.2, &r.3, 8, 0x00FF_00FF_00FF_00FF)
+    swap(&r.4, &r.5, 8, 0x00FF_00FF_00FF_00FF); swap(&r.6, &r.7, 8, 0x00FF_00FF_00FF_00FF)
+    swap(&r.0, &r.2, 16, 0x0000_FFFF_0000_FFFF); swap(&r.1, &r.3, 16, 0x0000_FFFF_0000_FFFF)
+    swap(&r.4, &r.6, 16, 0x0000_FFFF_0000_FFFF); swap(&r.5, &r.7, 16, 0x0000_FFFF_0000_FFFF)
+    swap(&r.0, &r.4, 32, 0x0000_0000_FFFF_FFFF); swap(&r.1, &r.5, 32, 0x0000_0000_FFFF_FFFF)
+    swap(&r.2, &r.6, 32, 0x0000_0000_FFFF_FFFF); swap(&r.3, &r.7, 32, 0x0000_0000_FFFF_FFFF)
 }
 
 /// Transposes an 8x8 bit matrix held as 8 bytes (bit `j` of byte `i` becomes bit `i` of byte `j`).
@@ -42,6 +77,43 @@ extension UInt8: PlaneScalar {
         var bits: UInt64 = 0
         for b in 0..<width { bits |= UInt64(planes[b * stride]) << (8 * b) }
         UnsafeMutableRawPointer(values).storeBytes(of: transpose8x8(bits).littleEndian, as: UInt64.self)
+    }
+
+    /// 8 groups at once: a bit transpose per group gives each group's plane bytes in one word;
+    /// a byte transpose across the 8 words gives each plane's 8 bytes in one word.
+    @inline(__always)
+    static func storePlanes64(of values: UnsafePointer<UInt8>, width: Int,
+                              to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
+        let raw = UnsafeRawPointer(values)
+        @inline(__always) func group(_ g: Int) -> UInt64 { transpose8x8(raw.loadUnaligned(fromByteOffset: 8 * g, as: UInt64.self).littleEndian) }
+        var rows = (group(0), group(1), group(2), group(3), group(4), group(5), group(6), group(7))
+        transposeBytes(&rows)
+        withUnsafeBytes(of: &rows) { words in
+            for b in 0..<width {
+                UnsafeMutableRawPointer(planes + b * stride).storeBytes(of: words.load(fromByteOffset: 8 * b, as: UInt64.self), as: UInt64.self)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                             into values: UnsafeMutablePointer<UInt8>) {
+        var rows: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &rows) { words in
+            for b in 0..<width {
+                words.storeBytes(of: UnsafeRawPointer(planes + b * stride).loadUnaligned(as: UInt64.self), toByteOffset: 8 * b, as: UInt64.self)
+            }
+        }
+        transposeBytes(&rows)
+        let out = UnsafeMutableRawPointer(values)
+        out.storeBytes(of: transpose8x8(rows.0).littleEndian, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.1).littleEndian, toByteOffset: 8, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.2).littleEndian, toByteOffset: 16, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.3).littleEndian, toByteOffset: 24, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.4).littleEndian, toByteOffset: 32, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.5).littleEndian, toByteOffset: 40, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.6).littleEndian, toByteOffset: 48, as: UInt64.self)
+        out.storeBytes(of: transpose8x8(rows.7).littleEndian, toByteOffset: 56, as: UInt64.self)
     }
 
     @inline(__always)
@@ -141,8 +213,14 @@ enum BitPlanes {
     static func store<S: PlaneScalar>(_ values: UnsafePointer<S>, count: Int, width: Int,
                                       to out: UnsafeMutablePointer<UInt8>) -> Int {
         let stride = planeBytes(count)
-        for group in 0..<stride {
+        var group = 0
+        while group + 8 <= stride {
+            S.storePlanes64(of: values + 8 * group, width: width, to: out + group, stride: stride)
+            group += 8
+        }
+        while group < stride {
             S.storePlanes(of: values + 8 * group, width: width, to: out + group, stride: stride)
+            group += 1
         }
         return width * stride
     }
@@ -151,8 +229,14 @@ enum BitPlanes {
     static func load<S: PlaneScalar>(_ planes: UnsafePointer<UInt8>, count: Int, width: Int,
                                      groups: Range<Int>, into values: UnsafeMutablePointer<S>) {
         let stride = planeBytes(count)
-        for group in groups {
+        var group = groups.lowerBound
+        while group + 8 <= groups.upperBound {
+            S.loadPlanes64(from: planes + group, stride: stride, width: width, into: values + 8 * group)
+            group += 8
+        }
+        while group < groups.upperBound {
             S.loadPlanes(from: planes + group, stride: stride, width: width, into: values + 8 * group)
+            group += 1
         }
     }
 
