@@ -36,6 +36,8 @@ public final class ArchiveWriter {
     private var durableLength: Int
     private var committed: Bool
     private var isClosed = false
+    /// Set when an fsync failed: the writer refuses every further call.
+    private var syncFailure: ArchiveError?
     private let encoder: BlockEncoder
     private let source: BlockSource
     /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones zeroed.
@@ -293,15 +295,26 @@ public final class ArchiveWriter {
     /// length is its own offset) and fsyncs that too. Without it nothing would vouch for the
     /// last synced records, and damage to them would look like a torn tail.
     private func commit() throws {
-        try file.sync()
+        try syncFile()
         durableLength = index.end
         guard !committed else { return }
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
         batch.add(marker: .commit, position: index.count)
         try write(batch)
-        try file.sync()
+        try syncFile()
         durableLength = index.end
         committed = true
+    }
+
+    /// fsync, and after a failed one refuse to go on: Linux may drop the dirty pages of a failed
+    /// fsync and report success on the next, so a later commit record would vouch for lost bytes.
+    private func syncFile() throws {
+        do {
+            try file.sync()
+        } catch {
+            syncFailure = ArchiveError.wrapping(error, path: path)
+            throw error
+        }
     }
 
     /// Discards every row at position `rows` and after (a rollback). Durable when it returns;
@@ -371,6 +384,9 @@ public final class ArchiveWriter {
 
     private func checkOpen() throws {
         if isClosed { throw ArchiveError.closed(path: path) }
+        if let syncFailure {
+            throw ArchiveError.invalidArgument("\(path): an earlier fsync failed (\(syncFailure)); reopen the archive to go on from what is durable")
+        }
     }
 
     // MARK: Reading

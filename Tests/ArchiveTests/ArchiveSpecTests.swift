@@ -32,10 +32,10 @@ import Testing
     static let operations = [
         "create(schema: 2 layers x top-2 of 16 experts, metadata: {model: demo}, blockRows: 4)",
         "append(rows 0..<6, at: 0)   -> record A: rows 0..<4 (a full block); rows 4, 5 stay buffered",
-        "sync()                      -> record B: rows 4..<6 (a short block), then fsync",
-        "truncate(to: 5)             -> record C: truncate to 5 (drops row 5), then fsync",
+        "sync()                      -> record B: rows 4..<6 (a short block), fsync; record C: commit of 6 rows, fsync",
+        "truncate(to: 5)             -> record D: truncate to 5 (drops row 5), fsync; record E: commit of 5 rows, fsync",
         "append(1 row, at: 5)        -> buffered",
-        "close()                     -> record D: row 5 (fsync), record E: commit of 6 rows (fsync)",
+        "close()                     -> record F: row 5 (a short block), fsync; record G: commit of 6 rows, fsync",
     ]
     static var expectedRows: [[[Int64]]] { Array(firstRows[0..<5]) + [lastRow] }
 
@@ -87,7 +87,7 @@ import Testing
         #expect(spec.end == reader.fileBytes)
         #expect(spec.blocks == reader.blocks.map(BlockSpec.init))
         #expect(spec.records == vector.records)
-        #expect(spec.records.map(\.kind) == [1, 1, 2, 1, 3])
+        #expect(spec.records.map(\.kind) == [1, 1, 3, 2, 3, 1, 3])
         // Rows decoded block by block with Part 1, cut to each block's live rows, give the rows.
         var rows: [Int64] = []
         for block in spec.blocks {
@@ -192,9 +192,9 @@ import Testing
         let dir = SpecTemporaryDirectory(), path = dir.path("variant")
         var variants: [(String, [UInt8])] = (0..<vector.bytes.count).map { ("cut at \($0)", Array(vector.bytes[..<$0])) }
         // The whole file, and two prefixes whose last blocks lie past every synced claim (so that
-        // step 3 of the replay checks them): without the commit (D claims 322, D's record is at
-        // 322) and with records A and B only (both claim 65).
-        for length in [vector.bytes.count, 421, 278] {
+        // step 3 of the replay checks them): without the last commit (F claims 410, F's record is
+        // at 410) and with records A and B only (both claim 65).
+        for length in [vector.bytes.count, 509, 278] {
             for offset in 0..<length {
                 for bit in [0, 7] {
                     var bytes = Array(vector.bytes[..<length])
@@ -234,57 +234,95 @@ import Testing
         #expect((outcomes["dama"] ?? 0) > 0 && (outcomes["refu"] ?? 0) > 0 && (outcomes["rows"] ?? 0) > 0, "\(outcomes)")
     }
 
-    /// The outcomes FORMAT.md 2.9 states for damaged copies of the vector.
+    /// The outcomes FORMAT.md 2.9 states for damaged and cut copies of the vector.
     @Test func workedExampleOutcomes() throws {
         let vector = try ArchiveVector.load()
         let records = vector.records, blocks = vector.blocks
-        try #require(records.map(\.offset) == [65, 171, 278, 322, 421] && blocks.count == 3)
+        try #require(records.map(\.offset) == [65, 171, 278, 322, 366, 410, 509] && blocks.count == 3)
+        try #require(records.map(\.syncedLength) == [65, 65, 278, 322, 366, 410, 509])
+        try #require(vector.bytes.count == 553)
         let dir = SpecTemporaryDirectory(), path = dir.path("variant")
         func write(_ bytes: [UInt8]) throws { replaceFile(path, bytes) }
-        let all = vector.rows.flatMap { $0.flatMap { $0 } }, perRow = Self.schema.idsPerRow
-        // Cut inside the commit record: 6 rows and a torn tail at 421; a writer cuts it there.
-        for length in 422..<vector.bytes.count {
-            try write(Array(vector.bytes[..<length]))
-            let reader = try ArchiveReader(path: path)
-            #expect(reader.count == 6 && reader.ignoredTail?.offset == 421, "cut at \(length)")
-        }
-        try write(Array(vector.bytes[..<440]))
-        let writer = try ArchiveWriter.open(at: path)
-        #expect(writer.recoveredTail?.offset == 421 && writer.recoveredTail?.bytes == 19)
-        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 421)
-        try writer.close()
-        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 421, "nothing written, no commit")
-        // Cut inside D's block frame: the 5 rows before D.
-        for length in 367..<421 {
-            try write(Array(vector.bytes[..<length]))
-            let reader = try ArchiveReader(path: path)
-            #expect(reader.count == 5 && reader.ignoredTail?.offset == 322, "cut at \(length)")
-        }
-        // A bit of record C: damage at 278 (D and E claim 322 and 421). Of E: a torn tail at 421.
-        for offset in 278..<322 {
-            var bytes = vector.bytes
-            bytes[offset] ^= 0x04
+        func size() throws -> Int? { try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int }
+        func expectDamage(at offset: Int, _ bytes: [UInt8], _ comment: Comment) throws {
             try write(bytes)
-            #expect {
-                try ArchiveReader(path: path)
-            } throws: { error in
-                guard case .corrupt(_, let at, _)? = error as? ArchiveError else { return false }
-                return at == 278
+            let error = #expect(throws: ArchiveError.self, comment) { try ArchiveReader(path: path) }
+            guard case .corrupt(_, let at, _)? = error else {
+                Issue.record("\(comment): expected damage at \(offset), got \(String(describing: error))")
+                return
+            }
+            #expect(at == offset, comment)
+        }
+        let all = vector.rows.flatMap { $0.flatMap { $0 } }, perRow = Self.schema.idsPerRow
+        // Cut inside the last commit record G: 6 rows and a torn tail at 509; a writer cuts it there.
+        for length in 510..<vector.bytes.count {
+            try write(Array(vector.bytes[..<length]))
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 6 && reader.ignoredTail?.offset == 509, "cut at \(length)")
+        }
+        try write(Array(vector.bytes[..<528]))
+        let writer = try ArchiveWriter.open(at: path)
+        #expect(writer.recoveredTail?.offset == 509 && writer.recoveredTail?.bytes == 19)
+        #expect(try size() == 509)
+        try writer.close()
+        #expect(try size() == 509, "nothing written, no commit")
+        // Cut inside record F or its block frame: the 5 rows before F.
+        for length in 411..<509 {
+            try write(Array(vector.bytes[..<length]))
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 5 && reader.ignoredTail?.offset == 410, "cut at \(length)")
+        }
+        // Cut at a record boundary: a shorter archive, no tail.
+        for (length, rows) in [(65, 0), (171, 4), (278, 6), (322, 6), (366, 5), (410, 5)] {
+            try write(Array(vector.bytes[..<length]))
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == rows && reader.ignoredTail == nil, "cut at \(length)")
+        }
+        // A bit of any record A-F: damage at its offset (a later record claims past it). Of G: a
+        // torn tail at 509.
+        for record in records.dropLast() {
+            for offset in record.offset..<record.offset + 44 {
+                var bytes = vector.bytes
+                bytes[offset] ^= 0x04
+                try expectDamage(at: record.offset, bytes, "bit of byte \(offset)")
             }
         }
-        for offset in 421..<vector.bytes.count {
+        for offset in 509..<vector.bytes.count {
             var bytes = vector.bytes
             bytes[offset] ^= 0x04
             try write(bytes)
             let reader = try ArchiveReader(path: path)
-            #expect(reader.count == 6 && reader.ignoredTail?.offset == 421, "bit of byte \(offset)")
+            #expect(reader.count == 6 && reader.ignoredTail?.offset == 509, "bit of byte \(offset)")
+        }
+        // The file as a crash right after `sync()` leaves it (A, B, C: 322 bytes). C vouches for A
+        // and B: a bit of record B is damage at 171; a bit of B's block frame fails reads of rows
+        // 4-5. Without C (278 bytes: a crash between B's fsync and C), the same bit of B is a
+        // torn tail at 171, and the next writer would cut rows 4-5.
+        let afterSync = Array(vector.bytes[..<322])
+        for offset in 171..<215 {
+            var bytes = afterSync
+            bytes[offset] ^= 0x04
+            try expectDamage(at: 171, bytes, "after sync, bit of byte \(offset)")
+            try write(Array(bytes[..<278])) // the same damage, without C
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 4 && reader.ignoredTail?.offset == 171, "without C, bit of byte \(offset)")
+        }
+        for offset in blocks[1].frameOffset..<blocks[1].frameOffset + blocks[1].frameLength {
+            var bytes = afterSync
+            bytes[offset] ^= 0x04
+            try write(bytes)
+            let reader = try ArchiveReader(path: path)
+            #expect(reader.count == 6 && reader.ignoredTail == nil, "after sync, bit of byte \(offset)")
+            #expect(throws: ArchiveError.self, "bit of byte \(offset)") { try reader.rows(4..<6, as: Int64.self) }
+            #expect(try reader.rows(0..<4, as: Int64.self) == Array(all[..<(4 * perRow)]))
+            #expect(reader.verify().count == 1)
         }
         // Past every claim, a damaged block frame ends the log at its record (2.5 step 3).
-        var noCommit = Array(vector.bytes[..<421])
+        var noCommit = Array(vector.bytes[..<509])
         noCommit[blocks[2].frameOffset + 30] ^= 0x04
         try write(noCommit)
         var reader = try ArchiveReader(path: path)
-        #expect(reader.count == 5 && reader.ignoredTail?.offset == 322)
+        #expect(reader.count == 5 && reader.ignoredTail?.offset == 410)
         var onlyAB = Array(vector.bytes[..<278])
         onlyAB[blocks[0].frameOffset + 20] ^= 0x04
         try write(onlyAB)

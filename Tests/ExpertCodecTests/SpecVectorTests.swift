@@ -70,10 +70,10 @@ import TraceSynth
         #expect(frame[5] == 0x40, "BD: 64 KiB blocks, liblz4's default")
         let contentSize = (0..<8).reduce(UInt64(0)) { $0 | UInt64(frame[6 + $1]) << (8 * $1) }
         #expect(contentSize == UInt64(vector.payload.count), "content size")
-        #expect(UInt32(frame[14]) == (frameXXH32(Array(frame[4..<14])) >> 8) & 0xFF, "header checksum")
+        #expect(UInt32(frame[14]) == (xxh32(Array(frame[4..<14])) >> 8) & 0xFF, "header checksum")
         #expect(Array(frame[(frame.count - 8)..<(frame.count - 4)]) == [0, 0, 0, 0], "end mark")
         let checksum = (0..<4).reduce(UInt32(0)) { $0 | UInt32(frame[frame.count - 4 + $1]) << (8 * $1) }
-        #expect(checksum == frameXXH32(vector.payload), "content checksum")
+        #expect(checksum == xxh32(vector.payload), "content checksum")
     }
 
     /// The payload's header and coding bytes are the documented ones, so that the vectors keep
@@ -486,26 +486,3 @@ private struct VectorSource {
     }
 }
 
-/// xxHash32 with seed 0, for the frame's header and content checksums (liblz4 does not export it).
-private func frameXXH32(_ data: [UInt8]) -> UInt32 {
-    let p1: UInt32 = 2_654_435_761, p2: UInt32 = 2_246_822_519, p3: UInt32 = 3_266_489_917
-    let p4: UInt32 = 668_265_263, p5: UInt32 = 374_761_393
-    func rotl(_ x: UInt32, _ r: UInt32) -> UInt32 { (x << r) | (x >> (32 - r)) }
-    func word(_ i: Int) -> UInt32 { le32(data, i) }
-    var i = 0, h: UInt32
-    if data.count >= 16 {
-        var v = [p1 &+ p2, p2, 0, 0 &- p1]
-        while i + 16 <= data.count {
-            for k in 0..<4 { v[k] = rotl(v[k] &+ word(i + 4 * k) &* p2, 13) &* p1 }
-            i += 16
-        }
-        h = rotl(v[0], 1) &+ rotl(v[1], 7) &+ rotl(v[2], 12) &+ rotl(v[3], 18)
-    } else {
-        h = p5
-    }
-    h = h &+ UInt32(truncatingIfNeeded: data.count)
-    while i + 4 <= data.count { h = rotl(h &+ word(i) &* p3, 17) &* p4; i += 4 }
-    while i < data.count { h = rotl(h &+ UInt32(data[i]) &* p5, 11) &* p1; i += 1 }
-    h ^= h >> 15; h = h &* p2; h ^= h >> 13; h = h &* p3; h ^= h >> 16
-    return h
-}
