@@ -34,7 +34,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth"]),
+        .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth", "NumpyFile"]),
         // The writer and reader processes of the crash and concurrency tests; not a product.
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TraceSynth"]),

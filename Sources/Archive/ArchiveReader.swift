@@ -71,6 +71,27 @@ public final class ArchiveReader {
         try rows(position..<position + 1, as: type)
     }
 
+    /// Decodes rows `range` (all rows by default) block by block into one reusable buffer:
+    /// `body` gets each piece's positions and ids (valid during the call). Memory: one block.
+    public func forEachBlock<T: ExpertID>(in range: Range<Int>? = nil, as type: T.Type = T.self,
+                                          _ body: (Range<Int>, UnsafeBufferPointer<T>) throws -> Void) throws {
+        let range = range ?? 0..<count
+        try checkRead(range, range.count * schema.idsPerRow, T.self)
+        guard !range.isEmpty else { return }
+        let largest = index.blocks.map(\.storedRows).max() ?? 0
+        var buffer = [T](repeating: 0, count: largest * schema.idsPerRow)
+        var position = range.lowerBound
+        for block in index.blocks[index.block(containing: position)...] {
+            let piece = position..<min(range.upperBound, block.position + block.rows)
+            try buffer.withUnsafeMutableBufferPointer { out in
+                try source.read(piece, from: index, into: out.baseAddress!)
+                try body(piece, UnsafeBufferPointer(rebasing: out[..<(piece.count * schema.idsPerRow)]))
+            }
+            position = piece.upperBound
+            if position == range.upperBound { break }
+        }
+    }
+
     /// Checks every block whole: checksums, sizes, positions, every id. Stops at nothing:
     /// each damaged block is reported with its byte range and the rows it held.
     public func verify() -> [ArchiveError] {

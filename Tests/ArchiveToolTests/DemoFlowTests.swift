@@ -131,6 +131,26 @@ import TraceSynth
         expectFailure(try tool(["pack", input, "-o", archive, "--append", "--start", "0"]), status: 3, "t.arch")
     }
 
+    /// A damaged record header makes the archive unopenable; salvage reports the damaged
+    /// bytes and lost rows, exits 3, and writes the whole rows before the hole to a new archive.
+    @Test func salvageAfterADamagedRecordHeader() throws {
+        let dir = TemporaryDirectory(), input = dir.file("t.npy"), archive = dir.file("t.arch")
+        let values = smallTrace(rows: 1000)
+        try writeNpy(input, values, shape: [1000, 4, 2], dtype: .uint8)
+        expectSuccess(try tool(["pack", input, "-o", archive, "--experts", "16", "--block-rows", "64"]))
+        let block = try #require(try ArchiveReader(path: archive).blocks.dropFirst(3).first)
+        var bytes = try #require(fileBytes(archive))
+        bytes[block.recordOffset + 16] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: archive))
+        expectFailure(try tool(["unpack", archive, "-o", dir.file("x.npy")]), status: 3, "t.arch: damaged at byte \(block.recordOffset)")
+
+        let salvage = try tool(["salvage", archive, "-o", dir.file("saved.arch")])
+        expectFailure(salvage, status: 3, "t.arch: 1 damaged range, 64 rows lost")
+        #expect(salvage.stdoutText.contains("rows 192..<256 lost"), "\(salvage.stdoutText)")
+        #expect(salvage.stdoutText.contains("wrote \(dir.file("saved.arch")): 192 rows"), "\(salvage.stdoutText)")
+        #expect(try archiveRows(dir.file("saved.arch")) == slice(values, rows: 0..<192, perRow: 8))
+    }
+
     /// Bytes after the last record (a crashed writer's torn write): verify exits 3 saying no
     /// stored row is affected; the next append cuts them (with a warning) and verify passes.
     @Test func tornTail() throws {
