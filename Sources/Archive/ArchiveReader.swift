@@ -21,7 +21,8 @@ public final class ArchiveReader {
         let file = try SegmentFile(path: path, mode: .read)
         let mapping = try Mapping(file: file, count: try file.size())
         let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema).scan(mapping.bytes, headerEnd: headerEnd)
+        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
+            .scan(mapping.bytes, headerEnd: headerEnd)
         self.path = path
         self.file = file
         schema = header.schema
@@ -47,7 +48,8 @@ public final class ArchiveReader {
         guard size != source.mapping.bytes.count else { return false }
         let before = count
         let mapping = try Mapping(file: file, count: size)
-        let outcome = try SegmentScanner(path: path, schema: schema).scan(mapping.bytes, headerEnd: headerEnd, continuing: index)
+        let outcome = try SegmentScanner(path: path, schema: schema, releaseBehind: mapping.release)
+            .scan(mapping.bytes, headerEnd: headerEnd, continuing: index)
         source.remap(mapping)
         index = outcome.index
         ignoredTail = outcome.tail

@@ -40,7 +40,8 @@ public final class ArchiveWriter {
     private var syncFailure: ArchiveError?
     private let encoder: BlockEncoder
     private let source: BlockSource
-    /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones zeroed.
+    /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones kept as
+    /// they came (the encoder skips them, reads give the dense fill).
     private var pending: [UInt16]
     private var pendingRows = 0
 
@@ -75,7 +76,8 @@ public final class ArchiveWriter {
         let size = try file.size()
         var mapping = try Mapping(file: file, count: size)
         let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema).scan(mapping.bytes, headerEnd: headerEnd)
+        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
+            .scan(mapping.bytes, headerEnd: headerEnd)
         var recovered: (Int, Int, String)?
         if let tail = outcome.tail {
             recovered = (tail.offset, size - tail.offset, tail.reason)

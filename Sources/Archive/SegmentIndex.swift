@@ -86,6 +86,9 @@ struct SegmentIndex {
 struct SegmentScanner {
     let path: String
     let schema: Schema
+    /// Called with the bytes the replay has passed, every few MiB: a mapping drops them from
+    /// resident memory (the kernel maps pages around each record header it faults in).
+    var releaseBehind: ((Range<Int>) -> Void)? = nil
 
     struct Outcome {
         var index: SegmentIndex
@@ -116,8 +119,13 @@ struct SegmentScanner {
     /// Replays record headers (checksums, lengths, positions) up to the first that does not fit.
     private func replayHeaders(_ file: UnsafeRawBufferPointer, from start: SegmentIndex) throws -> Outcome {
         var index = start
-        var offset = index.end
+        var offset = index.end, released = offset
+        defer { releaseBehind?(released..<offset) }
         while offset < file.count {
+            if offset - released >= 8 << 20 {
+                releaseBehind?(released..<offset)
+                released = offset
+            }
             let stop: String
             switch RecordHeader.parse(file, at: offset) {
             case .incomplete:
