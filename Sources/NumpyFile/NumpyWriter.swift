@@ -29,11 +29,16 @@ public final class NumpyWriter {
     private var state = State.open
     private let temporaryFile: TemporaryFile?
     private let overwrite: Bool
+    private let durable: Bool
     private let output: OutputBuffer
 
     /// Starts writing `path` (`"-"` for standard output). With `overwrite` false an existing
-    /// destination is refused with `destinationExists` before anything is written.
-    public convenience init(path: String, dtype: NumpyDType, shape: [Int], overwrite: Bool = false) throws {
+    /// destination is refused with `destinationExists` before anything is written. With
+    /// `durable`, `commit()` fsyncs the data and the directory before and after the rename;
+    /// without, it only renames (as `cp` and `lz4 -d` write): atomic, but a power cut soon
+    /// after may lose the file.
+    public convenience init(path: String, dtype: NumpyDType, shape: [Int], overwrite: Bool = false,
+                            durable: Bool = true) throws {
         if path == "-" {
             try self.init(fileDescriptor: STDOUT_FILENO, path: "<stdout>", dtype: dtype, shape: shape)
             return
@@ -43,21 +48,22 @@ public final class NumpyWriter {
             throw NumpyError.destinationExists(path: path)
         }
         let file = try TemporaryFile(destination: path)
-        try self.init(path: path, encoded: encoded, fd: file.fd, temporaryFile: file, overwrite: overwrite)
+        try self.init(path: path, encoded: encoded, fd: file.fd, temporaryFile: file, overwrite: overwrite, durable: durable)
     }
 
     /// Writes to `fileDescriptor` (standard output, a pipe), which stays the caller's: it is
     /// flushed on `commit()` but not closed. `path` names the output in errors.
     public convenience init(fileDescriptor: Int32, path: String, dtype: NumpyDType, shape: [Int]) throws {
         let encoded = try HeaderEncoder.encode(dtype: dtype, shape: shape, path: path)
-        try self.init(path: path, encoded: encoded, fd: fileDescriptor, temporaryFile: nil, overwrite: true)
+        try self.init(path: path, encoded: encoded, fd: fileDescriptor, temporaryFile: nil, overwrite: true, durable: false)
     }
 
     private init(
         path: String, encoded: (header: NumpyHeader, bytes: [UInt8]), fd: Int32,
-        temporaryFile: TemporaryFile?, overwrite: Bool
+        temporaryFile: TemporaryFile?, overwrite: Bool, durable: Bool
     ) throws {
         self.path = path
+        self.durable = durable
         self.header = encoded.header
         self.overwrite = overwrite
         self.temporaryFile = temporaryFile
@@ -112,7 +118,7 @@ public final class NumpyWriter {
         }
         try failing {
             try output.flush()
-            try temporaryFile?.commit(overwrite: overwrite)
+            try temporaryFile?.commit(overwrite: overwrite, durable: durable)
         }
         state = .committed
     }

@@ -41,11 +41,13 @@ final class TemporaryFile {
 
     deinit { discard() }
 
-    /// Makes the data durable, then atomically replaces the destination. With `overwrite`
-    /// false an existing destination is refused (checked again here, having been checked
-    /// before writing: something may have appeared meanwhile).
-    func commit(overwrite: Bool) throws(NumpyError) {
-        guard fsync(fd) == 0 else { throw SystemIO.failure(destination, "fsync of \(path)") }
+    /// Atomically replaces the destination, first making the data durable when `durable`.
+    /// With `overwrite` false an existing destination is refused (checked again here, having
+    /// been checked before writing: something may have appeared meanwhile).
+    func commit(overwrite: Bool, durable: Bool) throws(NumpyError) {
+        if durable {
+            guard fsync(fd) == 0 else { throw SystemIO.failure(destination, "fsync of \(path)") }
+        }
         let closed = close(fd)
         fd = -1
         guard closed == 0 else { throw SystemIO.failure(destination, "close of \(path)") }
@@ -56,7 +58,7 @@ final class TemporaryFile {
             throw SystemIO.failure(destination, "renaming \(path) to \(destination)")
         }
         isFinished = true
-        syncDirectory()
+        if durable { syncDirectory() }
     }
 
     /// Closes and removes the file unless it was committed. Safe to call more than once.

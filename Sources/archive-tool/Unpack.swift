@@ -46,6 +46,9 @@ struct Unpack: ParsableCommand {
     @Flag(help: "Replace an existing output file.")
     var force = false
 
+    @Flag(help: "fsync the output before renaming it into place (durable across a power cut; slower).")
+    var sync = false
+
     @Flag(help: "Print nothing but errors (no progress, no report).")
     var quiet = false
 
@@ -67,7 +70,7 @@ struct Unpack: ParsableCommand {
                 throw ToolFailure(.usage, "standard output is a terminal; redirect it to a file or a pipe, or write a file with -o")
             }
             let writer = try NumpyWriter(path: output, dtype: dtype, shape: [range.count, schema.layers, schema.topk],
-                                         overwrite: force)
+                                         overwrite: force, durable: sync)
             let progress = ProgressLine("unpacking", total: range.count, quiet: quiet)
             do {
                 try dtype.withExpertIDType(CopyOut(reader: reader, writer: writer, range: range, progress: progress))

@@ -55,7 +55,7 @@ import TraceSynth
         expectSuccess(verify)
         #expect(verify.stdoutText == "\(archive): 5,000 rows in \(blocks) blocks, all checksums good\n")
 
-        expectSuccess(try tool(["unpack", archive, "-o", back]))
+        expectSuccess(try tool(["unpack", archive, "-o", back, "--sync"]))
         #expect(try readNpy(back) == generated)
     }
 
@@ -89,7 +89,7 @@ import TraceSynth
 
     /// Every command's help has examples and the exit status table.
     @Test func help() throws {
-        for command in ["pack", "unpack", "stat", "verify", "rows", "synth", "models"] {
+        for command in ["pack", "unpack", "stat", "verify", "salvage", "rows", "synth", "models"] {
             let result = try tool([command, "--help"])
             expectSuccess(result)
             #expect(result.stdoutText.contains("EXAMPLES:"), "\(command) --help has examples")
