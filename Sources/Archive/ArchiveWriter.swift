@@ -1,3 +1,4 @@
+import Dispatch
 import ExpertCodec
 
 /// What one `append` did.
@@ -39,6 +40,11 @@ public final class ArchiveWriter {
     /// Set when an fsync failed: the writer refuses every further call.
     private var syncFailure: ArchiveError?
     private let encoder: BlockEncoder
+    /// One encoder per extra thread of ``encodingThreads``, made when first needed.
+    private var encoders: [BlockEncoder] = []
+    /// Threads that encode the whole blocks of one large `append` (a prefill, an import) in
+    /// parallel; 1 keeps all work on the caller's thread. Small appends always use one.
+    public var encodingThreads = 1
     private let source: BlockSource
     /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones kept as
     /// they came (the encoder skips them, reads give the dense fill).
@@ -222,10 +228,14 @@ public final class ArchiveWriter {
         do throws {
             while consumed < rowCount {
                 if pendingRows == 0 && rowCount - consumed >= blockRows {
-                    // Whole blocks of a large batch are encoded straight from the caller's rows.
-                    let block = UnsafeBufferPointer(rebasing: rows[(consumed * perRow)..<((consumed + blockRows) * perRow)])
-                    batch.add(try encode(block), rows: blockRows)
-                    consumed += blockRows
+                    // Whole blocks of a large batch are encoded straight from the caller's rows,
+                    // on several threads when there are several blocks and threads.
+                    let blocks = (rowCount - consumed) / blockRows
+                    let start = consumed * perRow
+                    for frame in try encodeBlocks(UnsafeBufferPointer(rebasing: rows[start..<(start + blocks * blockRows * perRow)]), count: blocks) {
+                        batch.add(frame, rows: blockRows)
+                    }
+                    consumed += blocks * blockRows
                     continue
                 }
                 let take = min(blockRows - pendingRows, rowCount - consumed)
@@ -247,6 +257,24 @@ public final class ArchiveWriter {
             if completesBlock { pending.replaceSubrange(0..<savedPending.count, with: savedPending) }
             throw error
         }
+    }
+
+    /// Encodes `count` whole blocks of `rows`, split between ``encodingThreads`` encoders.
+    private func encodeBlocks<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws -> [[UInt8]] {
+        let threads = min(encodingThreads, count)
+        guard threads > 1 else {
+            return try (0..<count).map { b in
+                try encode(UnsafeBufferPointer(rebasing: rows[(b * blockRows * schema.idsPerRow)..<((b + 1) * blockRows * schema.idsPerRow)]))
+            }
+        }
+        while encoders.count < threads { encoders.append(BlockEncoder(schema: schema)) }
+        let work = ParallelEncoding(rows: rows, blockIDs: blockRows * schema.idsPerRow, count: count,
+                                    threads: threads, encoders: Array(encoders[..<threads]))
+        DispatchQueue.concurrentPerform(iterations: threads) { work.run(worker: $0) }
+        if let failure = work.failures.compactMap({ $0 }).first {
+            throw ArchiveError.invalidRows(path: path, position: index.count, reason: "\(failure)")
+        }
+        return work.frames
     }
 
     private func encodePending() throws -> [UInt8] {
@@ -473,5 +501,52 @@ private struct RecordBatch {
         let record = RecordHeader(kind: kind, frameLength: 0, position: position, rows: 0, syncedLength: syncedLength)
         records.append((record, start + bytes.count))
         record.encoded(into: &bytes)
+    }
+}
+
+/// The blocks of one batch split between threads: worker `w` encodes a contiguous run of them
+/// with its own encoder and stores the frames at their own indices of preallocated storage, so
+/// no memory is written by two threads and nothing is shared but read-only inputs.
+private final class ParallelEncoding: @unchecked Sendable {
+    let rows: UnsafeRawPointer, stride: Int, blockIDs: Int, count: Int, threads: Int
+    let encoders: [BlockEncoder]
+    let encode: (BlockEncoder, UnsafeRawPointer, Int) throws -> [UInt8]
+    private let frameSlots: UnsafeMutableBufferPointer<[UInt8]>
+    private let failureSlots: UnsafeMutableBufferPointer<(any Error)?>
+
+    init<T: ExpertID>(rows: UnsafeBufferPointer<T>, blockIDs: Int, count: Int, threads: Int, encoders: [BlockEncoder]) {
+        self.rows = UnsafeRawPointer(rows.baseAddress!)
+        stride = MemoryLayout<T>.stride
+        self.blockIDs = blockIDs
+        self.count = count
+        self.threads = threads
+        self.encoders = encoders
+        encode = { encoder, start, ids in
+            try encoder.encode(UnsafeBufferPointer(start: start.assumingMemoryBound(to: T.self), count: ids))
+        }
+        frameSlots = .allocate(capacity: count)
+        frameSlots.initialize(repeating: [])
+        failureSlots = .allocate(capacity: threads)
+        failureSlots.initialize(repeating: nil)
+    }
+
+    deinit {
+        frameSlots.deinitialize().deallocate()
+        failureSlots.deinitialize().deallocate()
+    }
+
+    var frames: [[UInt8]] { Array(frameSlots) }
+    var failures: [(any Error)?] { Array(failureSlots) }
+
+    func run(worker: Int) {
+        let first = count * worker / threads, end = count * (worker + 1) / threads
+        for block in first..<end {
+            do {
+                frameSlots[block] = try encode(encoders[worker], rows + block * blockIDs * stride, blockIDs)
+            } catch {
+                failureSlots[worker] = error
+                return
+            }
+        }
     }
 }

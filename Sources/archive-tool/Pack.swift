@@ -91,7 +91,11 @@ struct Pack: ParsableCommand {
     @Flag(help: "Print nothing but errors (no progress, no report).")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Threads that encode blocks (default: the processors available).", valueName: "N"))
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
     func validate() throws {
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
         if output == "-" { throw ValidationError("an archive cannot be written to standard output; give a file with -o") }
         if let experts, !Schema.expertLimits.contains(experts) {
             throw ValidationError("--experts must be in \(Schema.expertLimits), got \(experts)")
@@ -164,6 +168,7 @@ struct Pack: ParsableCommand {
         do {
             let created = try ArchiveWriter.create(at: temporary, schema: schema, metadata: metadata,
                                                    blockRows: blockRows, overwrite: true)
+            created.encodingThreads = threads
             totals = try reader.dtype.withExpertIDType(
                 CopyRows(reader: reader, writer: created, start: 0, compareOverlap: false, archive: output, progress: progress))
             try created.close()
@@ -251,6 +256,7 @@ struct Pack: ParsableCommand {
             throw ToolFailure(.io, "\(output): no such archive; pack without --append to create it")
         }
         let writer = try ArchiveWriter.open(at: output)
+        writer.encodingThreads = threads
         if let tail = writer.recoveredTail {
             Console.warning("\(output): cut \(tail.bytes) bytes at byte \(tail.offset) that an interrupted writer left (\(tail.reason))")
         }

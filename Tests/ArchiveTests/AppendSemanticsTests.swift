@@ -209,3 +209,32 @@ import TraceSynth
         #expect(try ArchiveReader(path: path).rows(0..<20, as: Int32.self) == truth.rows(0..<20, as: Int32.self))
     }
 }
+
+@Suite struct ParallelEncodingTests {
+    /// Blocks encoded on several threads give the same file as on one, and a bad id anywhere
+    /// in a large batch still stores nothing.
+    @Test func threadsChangeNothingButSpeed() throws {
+        let dir = TemporaryDirectory()
+        let schema = try Schema(layers: 8, topk: 4, experts: 64)
+        var synth = TraceSynthesizer(schema: schema, seed: 4)
+        let rows = synth.rows(20_000, as: Int32.self)
+        var files: [[UInt8]] = []
+        for threads in [1, 2, 3] {
+            let path = dir.path("t\(threads)")
+            let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 256)
+            writer.encodingThreads = threads
+            try writer.append(Array(rows[..<(100 * 32)]), at: 0)     // some rows buffered first
+            try writer.append(Array(rows[(100 * 32)...]), at: 100)
+            var bad = Array(rows[..<(10_000 * 32)])
+            bad[7_000 * 32 + 5] = 64
+            #expect(throws: ArchiveError.invalidRows(path: path, position: 27_000, reason: "expert id 64 at layer 1, slot 1 is outside [0, 64)")) {
+                try writer.append(bad, at: 20_000)
+            }
+            #expect(writer.count == 20_000)
+            try writer.close()
+            files.append(fileBytes(path))
+            #expect(try ArchiveReader(path: path).rows(0..<20_000, as: Int32.self) == rows)
+        }
+        #expect(files[0] == files[1] && files[1] == files[2])
+    }
+}
