@@ -75,6 +75,16 @@ import TraceSynth
         #expect(throws: CodecError.self) { try decoder.decode(plainLZ4Frame([1, 2, 3], contentSize: 1 << 40, checksum: true), as: Int64.self) }
     }
 
+    /// A frame that names a dictionary is not a block, even with valid checksums.
+    @Test func dictionaryFramesAreRejected() throws {
+        let (frame, _) = try sampleFrame()
+        var descriptor = [UInt8](frame[4..<14])
+        descriptor[0] |= 0x01
+        descriptor += [1, 0, 0, 0]
+        let withDictionary = Array(frame[0..<4]) + descriptor + [UInt8((xxh32(descriptor) >> 8) & 0xFF)] + Array(frame[15...])
+        #expect(throws: CodecError.self) { try BlockDecoder(schema: schema).decode(withDictionary, as: Int64.self) }
+    }
+
     /// Payloads that pass every checksum but lie: built by hand, wrapped in valid frames.
     @Test func hostilePayloadsAreRejected() throws {
         let decoder = BlockDecoder(schema: schema)
