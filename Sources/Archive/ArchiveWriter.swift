@@ -189,7 +189,7 @@ public final class ArchiveWriter {
         // that vectorizes; the slow scan below only runs to name the first bad id.
         var largest: UInt64 = 0
         if schema.denseLayers.isEmpty {
-            for id in rows { largest = max(largest, UInt64(truncatingIfNeeded: id)) }
+            largest = largestUnsignedID(rows, threads: encodingThreads)
         } else {
             let perRow = schema.idsPerRow, topk = schema.topk
             for row in stride(from: 0, to: rows.count, by: perRow) {

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// An integer type rows can be handed over in or decoded into: the numpy dtypes engines use
 /// (`|u1 <u2 <i4 <i8` and the other fixed-width integers).
 public protocol ExpertID: FixedWidthInteger & Sendable {}
@@ -67,4 +69,63 @@ extension UnsafeMutableBufferPointer where Element: ExpertID {
         default: body(typed(Int64.self))
         }
     }
+}
+
+/// The largest id of `ids` read as unsigned, so that a negative id counts as huge: one pass
+/// that vectorizes, split over `threads` threads for large buffers. An id is valid for a
+/// schema exactly when this is below its expert count.
+public func largestUnsignedID<T: ExpertID>(_ ids: UnsafeBufferPointer<T>, threads: Int = 1) -> UInt64 {
+    let body = LargestUnsigned(threads: threads)
+    ids.withConcreteIDType(body)
+    return body.result
+}
+
+/// `largestUnsignedID` for the concrete id type.
+private final class LargestUnsigned: ConcreteIDBody {
+    let threads: Int
+    var result: UInt64 = 0
+
+    init(threads: Int) { self.threads = threads }
+
+    func callAsFunction<U: ExpertID>(_ ids: UnsafeBufferPointer<U>) {
+        let parts = ids.count >= 1 << 20 ? max(1, min(threads, 16)) : 1
+        guard parts > 1 else {
+            result = largestBitPattern(ids)
+            return
+        }
+        let work = ParallelMaximum(ids, parts: parts)
+        DispatchQueue.concurrentPerform(iterations: parts) { work.run(part: $0) }
+        result = work.result
+    }
+}
+
+/// Each part's maximum in its own slot: nothing is written by two threads.
+private final class ParallelMaximum<T: ExpertID>: @unchecked Sendable {
+    let ids: UnsafeBufferPointer<T>, parts: Int
+    private let maxima: UnsafeMutableBufferPointer<UInt64>
+
+    init(_ ids: UnsafeBufferPointer<T>, parts: Int) {
+        self.ids = ids
+        self.parts = parts
+        maxima = .allocate(capacity: parts)
+        maxima.initialize(repeating: 0)
+    }
+
+    deinit { maxima.deallocate() }
+
+    var result: UInt64 { maxima.max() ?? 0 }
+
+    func run(part: Int) {
+        let range = ids.count * part / parts..<ids.count * (part + 1) / parts
+        maxima[part] = largestBitPattern(UnsafeBufferPointer(rebasing: ids[range]))
+    }
+}
+
+/// The largest id read as an unsigned integer of its own width (lanes as wide as the data, so
+/// the loop vectorizes well); a negative id, above `T.max` that way, reads as `UInt64.max`.
+@inline(__always)
+private func largestBitPattern<T: ExpertID>(_ ids: UnsafeBufferPointer<T>) -> UInt64 {
+    var largest: T.Magnitude = 0
+    for id in ids { largest = max(largest, T.Magnitude(truncatingIfNeeded: id)) }
+    return T.isSigned && largest > T.Magnitude(T.max) ? UInt64.max : UInt64(largest)
 }

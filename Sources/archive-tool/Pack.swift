@@ -341,7 +341,7 @@ struct Pack: ParsableCommand {
         let progress = ProgressLine("scanning for the largest id", total: reader.header.rowCount, quiet: quiet)
         defer { progress.finish() }
         let largest = try reader.dtype.withExpertIDType(
-            LargestID(reader: reader, columns: columns, idsPerRow: layers * topk, progress: progress))
+            LargestID(reader: reader, columns: columns, idsPerRow: layers * topk, threads: threads, progress: progress))
         let limit = UInt64(Schema.expertLimits.upperBound)
         guard let largest else {
             Console.info("no ids to infer --experts from: using 2; pass --experts to set it", quiet: quiet)
@@ -400,6 +400,7 @@ private struct LargestID: ExpertIDOperation {
     let reader: NumpyReader
     let columns: [Int]
     let idsPerRow: Int
+    let threads: Int
     let progress: ProgressLine
 
     func run<T: ExpertID>(_ type: T.Type) throws -> (value: UInt64, row: Int, column: Int)? {
@@ -413,7 +414,10 @@ private struct LargestID: ExpertIDOperation {
             // The chunk's maximum first (a loop that vectorizes); the row and column are only
             // looked for in a chunk that holds a new maximum.
             var chunkMax: T = T.min
-            if allColumns {
+            let unsigned = allColumns ? largestUnsignedID(chunk, threads: threads) : UInt64.max
+            if unsigned <= UInt64(Int64.max) {
+                chunkMax = T(truncatingIfNeeded: unsigned) // no negative id: the unsigned maximum is the maximum
+            } else if allColumns {
                 for id in chunk { chunkMax = Swift.max(chunkMax, id) }
             } else {
                 for r in 0..<rows.count { for column in columns { chunkMax = Swift.max(chunkMax, chunk[r * idsPerRow + column]) } }

@@ -74,3 +74,24 @@ import TraceSynth
         }
     }
 }
+
+@Suite struct LargestIDTests {
+    /// The largest id, serial and on threads; a negative id reads as huge in every type.
+    @Test func largestUnsignedIDFindsTheMaximumAndNegatives() {
+        var random = SplitMix64(seed: 11)
+        for count in [0, 1, 1000, 1 << 20 | 3] {
+            var ids = (0..<count).map { _ in Int32(random.next() % 5000) }
+            let expected = UInt64(ids.max() ?? 0)
+            for threads in [1, 2, 3] {
+                #expect(ids.withUnsafeBufferPointer { largestUnsignedID($0, threads: threads) } == expected)
+            }
+            guard count > 0 else { continue }
+            ids[count - 1] = -1
+            #expect(ids.withUnsafeBufferPointer { largestUnsignedID($0, threads: 2) } == UInt64.max)
+        }
+        #expect([UInt8(255), 3].withUnsafeBufferPointer { largestUnsignedID($0) } == 255)
+        #expect([Int8(-128), 3].withUnsafeBufferPointer { largestUnsignedID($0) } == UInt64.max)
+        #expect([UInt64.max - 1].withUnsafeBufferPointer { largestUnsignedID($0) } == UInt64.max - 1)
+        #expect([Int64(1 << 40)].withUnsafeBufferPointer { largestUnsignedID($0) } == 1 << 40)
+    }
+}
