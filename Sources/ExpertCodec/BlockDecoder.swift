@@ -10,7 +10,7 @@ public final class BlockDecoder {
 
     public init(schema: Schema) {
         self.schema = schema
-        sourceIndex = schema.moeLayers.flatMap { layer in (0..<schema.topk).map { layer * schema.topk + $0 } }
+        sourceIndex = schema.storedIndices
     }
 
     /// Rows of the open block (0 before the first `open`).

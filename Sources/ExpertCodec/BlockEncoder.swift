@@ -22,7 +22,7 @@ public final class BlockEncoder {
 
     public init(schema: Schema) {
         self.schema = schema
-        sourceIndex = schema.moeLayers.flatMap { layer in (0..<schema.topk).map { layer * schema.topk + $0 } }
+        sourceIndex = schema.storedIndices
     }
 
     /// Encodes `rows` (token-major `[tokens][layers][topk]`, a whole number of rows) as one frame.

@@ -55,6 +55,9 @@ public struct Schema: Sendable, Hashable, CustomStringConvertible {
 
     public func isDense(layer: Int) -> Bool { denseLayers.contains(layer) }
 
+    /// For each stored column (MoE layer, then slot), its index inside a row.
+    public var storedIndices: [Int] { moeLayers.flatMap { layer in (0..<topk).map { layer * topk + $0 } } }
+
     public var description: String {
         var text = "\(layers) layers x top-\(topk) of \(experts) experts (\(bitWidth) bit)"
         if !denseLayers.isEmpty { text += ", dense layers \(denseLayers)" }

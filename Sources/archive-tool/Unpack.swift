@@ -97,7 +97,8 @@ private struct CopyOut: ExpertIDOperation {
 
     func run<T: ExpertID>(_ type: T.Type) throws {
         let perRow = reader.schema.idsPerRow
-        let chunkRows = max(1, min(65536, (16 << 20) / (perRow * MemoryLayout<T>.size)))
+        // 1 MiB pieces: decoded into a buffer that stays in cache until write() copies it out.
+        let chunkRows = max(1, min(65536, (1 << 20) / (perRow * MemoryLayout<T>.size)))
         var buffer = [T](repeating: 0, count: min(chunkRows, max(range.count, 1)) * perRow)
         var position = range.lowerBound
         while position < range.upperBound {
