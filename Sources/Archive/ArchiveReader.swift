@@ -19,19 +19,16 @@ public final class ArchiveReader {
 
     public init(path: String) throws {
         let file = try SegmentFile(path: path, mode: .read)
-        let mapping = try Mapping(file: file, count: try file.size())
-        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
-            .scan(mapping.bytes, headerEnd: headerEnd)
+        let replay = try SegmentScanner.replay(file, path: path)
         self.path = path
         self.file = file
-        schema = header.schema
-        metadata = header.metadata
-        blockRows = header.blockRows
-        self.headerEnd = headerEnd
-        index = outcome.index
-        ignoredTail = outcome.tail
-        source = BlockSource(path: path, schema: header.schema, mapping: mapping)
+        schema = replay.header.schema
+        metadata = replay.header.metadata
+        blockRows = replay.header.blockRows
+        headerEnd = replay.headerEnd
+        index = replay.outcome.index
+        ignoredTail = replay.outcome.tail
+        source = BlockSource(path: path, schema: replay.header.schema, mapping: replay.mapping)
     }
 
     /// Rows in the archive as of the last open or refresh.

@@ -79,21 +79,18 @@ public final class ArchiveWriter {
     public static func open(at path: String) throws -> ArchiveWriter {
         let file = try SegmentFile(path: path, mode: .readWrite)
         try file.lockExclusive()
-        let size = try file.size()
-        var mapping = try Mapping(file: file, count: size)
-        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
-            .scan(mapping.bytes, headerEnd: headerEnd)
+        let replay = try SegmentScanner.replay(file, path: path)
+        var mapping = replay.mapping
         var recovered: (Int, Int, String)?
-        if let tail = outcome.tail {
-            recovered = (tail.offset, size - tail.offset, tail.reason)
+        if let tail = replay.outcome.tail {
+            recovered = (tail.offset, mapping.bytes.count - tail.offset, tail.reason)
             mapping = try Mapping(file: file, count: tail.offset)
             try file.truncate(to: tail.offset)
         }
         // What an earlier writer left in the page cache becomes durable before new records
         // claim it is.
         try file.sync()
-        return ArchiveWriter(path: path, file: file, header: header, index: outcome.index, mapping: mapping,
+        return ArchiveWriter(path: path, file: file, header: replay.header, index: replay.outcome.index, mapping: mapping,
                              recoveredTail: recovered)
     }
 

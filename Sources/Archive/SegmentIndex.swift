@@ -96,6 +96,23 @@ struct SegmentScanner {
         var tail: (offset: Int, reason: String)?
     }
 
+    /// A whole file opened: mapped, its header parsed and its log replayed.
+    struct Replay {
+        let mapping: Mapping
+        let header: ArchiveHeader
+        let headerEnd: Int
+        let outcome: Outcome
+    }
+
+    /// Maps `file` and replays it from its header, dropping the pages it passes from resident memory.
+    static func replay(_ file: borrowing SegmentFile, path: String) throws -> Replay {
+        let mapping = try Mapping(file: file, count: try file.size())
+        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
+        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
+            .scan(mapping.bytes, headerEnd: headerEnd)
+        return Replay(mapping: mapping, header: header, headerEnd: headerEnd, outcome: outcome)
+    }
+
     func scan(_ file: UnsafeRawBufferPointer, headerEnd: Int, continuing previous: SegmentIndex? = nil) throws -> Outcome {
         let first = try replayHeaders(file, from: previous ?? SegmentIndex(headerEnd: headerEnd))
         // Only now is the synced length known: the records after it may hold garbled frames.
