@@ -69,16 +69,7 @@ struct Synth: ParsableCommand {
             }
             let writer = try NumpyWriter(path: output, dtype: dtype, shape: [tokens, schema.layers, schema.topk], overwrite: force)
             let progress = ProgressLine("generating", total: tokens, quiet: quiet)
-            do {
-                try dtype.withExpertIDType(Generate(schema: schema, seed: seed, tokens: tokens, writer: writer, progress: progress))
-                try writer.commit()
-            } catch {
-                progress.finish()
-                writer.abort()
-                throw error
-            }
-            progress.finish()
-            let bytes = writer.header.dataOffset + writer.header.dataByteCount
+            let bytes = try writer.fill(dtype, with: Generate(schema: schema, seed: seed, tokens: tokens, writer: writer, progress: progress), progress: progress)
             Console.info("wrote \(writer.path): \(Units.grouped(tokens)) tokens of \(shape.name) (\(schema)), \(dtype.name), \(Units.bytesExact(bytes))",
                          quiet: quiet)
             var hint = "--experts \(schema.experts)"

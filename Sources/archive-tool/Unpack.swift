@@ -72,16 +72,7 @@ struct Unpack: ParsableCommand {
             let writer = try NumpyWriter(path: output, dtype: dtype, shape: [range.count, schema.layers, schema.topk],
                                          overwrite: force, durable: sync)
             let progress = ProgressLine("unpacking", total: range.count, quiet: quiet)
-            do {
-                try dtype.withExpertIDType(CopyOut(reader: reader, writer: writer, range: range, progress: progress))
-                try writer.commit()
-            } catch {
-                progress.finish()
-                writer.abort()
-                throw error
-            }
-            progress.finish()
-            let bytes = writer.header.dataOffset + writer.header.dataByteCount
+            let bytes = try writer.fill(dtype, with: CopyOut(reader: reader, writer: writer, range: range, progress: progress), progress: progress)
             Console.info("unpacked rows \(range.lowerBound)..<\(range.upperBound) of \(archive) into \(writer.path): "
                          + "\(writer.header.shapeDescription) \(dtype.name), \(Units.bytesExact(bytes))", quiet: quiet)
         }
