@@ -54,6 +54,14 @@ public final class ArchiveWriter {
     /// Creates an archive. Fails if `path` exists, unless `overwrite`.
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
                               blockRows: Int? = nil, overwrite: Bool = false) throws -> ArchiveWriter {
+        try create(at: path, schema: schema, metadata: metadata, blockRows: blockRows, overwrite: overwrite, faults: nil)
+    }
+
+    /// `create`, with every write, fsync and truncation of the file passed through `faults` first.
+    @_spi(Faults)
+    public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
+                              blockRows: Int? = nil, overwrite: Bool = false,
+                              faults: (any FileFaults)?) throws -> ArchiveWriter {
         let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema)
         guard (1...schema.maxBlockRows).contains(rows) else {
             throw ArchiveError.invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
@@ -63,7 +71,7 @@ public final class ArchiveWriter {
               header.count - SegmentFormat.skippableHeaderBytes <= SegmentFormat.maxHeaderBytes else {
             throw ArchiveError.invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
         }
-        let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite))
+        let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite), faults: faults)
         try file.lockExclusive()
         try file.truncate(to: 0)
         try file.write(header, at: 0)
@@ -77,7 +85,13 @@ public final class ArchiveWriter {
     /// Opens an existing archive to append, resuming at its row count. A torn last record
     /// (a crash during a write) is cut off; damage in synced data fails with its offset.
     public static func open(at path: String) throws -> ArchiveWriter {
-        let file = try SegmentFile(path: path, mode: .readWrite)
+        try open(at: path, faults: nil)
+    }
+
+    /// `open`, with every write, fsync and truncation of the file passed through `faults` first.
+    @_spi(Faults)
+    public static func open(at path: String, faults: (any FileFaults)?) throws -> ArchiveWriter {
+        let file = try SegmentFile(path: path, mode: .readWrite, faults: faults)
         try file.lockExclusive()
         let replay = try SegmentScanner.replay(file, path: path)
         var mapping = replay.mapping
@@ -314,8 +328,17 @@ public final class ArchiveWriter {
     /// Flushes, then makes every row durable: after `sync()` returns, a crash loses none of
     /// them, and damage to them later is reported rather than taken for a torn write.
     public func sync() throws {
+        try checkOpen()
+        let before = checkpoint()
         try flush()
-        try commit()
+        do {
+            try commit()
+        } catch {
+            // A failed write leaves the archive as before the call; a failed fsync stops the
+            // writer (see syncFile), and reopening shows what reached the file.
+            if syncFailure == nil { try? rollback(to: before) }
+            throw error
+        }
     }
 
     /// fsyncs, then appends a commit record that vouches for every byte before it (its synced
@@ -400,13 +423,16 @@ public final class ArchiveWriter {
     public func rollback(to checkpoint: Checkpoint) throws {
         try checkOpen()
         try file.truncate(to: checkpoint.index.end)
-        try file.sync()
+        // The index follows the file at once: a failed fsync below must not leave it naming
+        // bytes that are gone.
         index = checkpoint.index
         durableLength = min(durableLength, index.end)
         committed = checkpoint.committed
         pendingRows = checkpoint.pendingRows
         pending.replaceSubrange(0..<checkpoint.pending.count, with: checkpoint.pending)
-        source.remap(try Mapping(file: file, count: index.end))
+        source.forgetOpenBlock()
+        if let mapping = try? Mapping(file: file, count: index.end) { source.remap(mapping) }
+        try syncFile()
     }
 
     private func checkOpen() throws {

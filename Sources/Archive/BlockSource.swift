@@ -19,6 +19,11 @@ final class BlockSource {
 
     func remap(_ newMapping: Mapping) {
         mapping = newMapping
+        forgetOpenBlock()
+    }
+
+    /// Forgets the open block: after a rollback, another block may come at its offset.
+    func forgetOpenBlock() {
         openFrame = nil
         openEnd = nil
     }

@@ -9,10 +9,12 @@ import Darwin
 struct SegmentFile: ~Copyable {
     let path: String
     let descriptor: Int32
+    /// Sees writes, syncs and truncations first (tests only; nil otherwise).
+    private let faults: (any FileFaults)?
 
     enum Mode { case read, readWrite, create(overwrite: Bool) }
 
-    init(path: String, mode: Mode) throws {
+    init(path: String, mode: Mode, faults: (any FileFaults)? = nil) throws {
         let flags: Int32
         switch mode {
         case .read: flags = O_RDONLY
@@ -27,6 +29,7 @@ struct SegmentFile: ~Copyable {
         }
         self.path = path
         descriptor = fd
+        self.faults = faults
     }
 
     deinit { close(descriptor) }
@@ -54,8 +57,20 @@ struct SegmentFile: ~Copyable {
         return Int(info.st_size)
     }
 
+    /// Lets the fault hook see `operation` first; an injected failure becomes the error the
+    /// system call would have given.
+    private func check(_ operation: FileOperation, _ name: String) throws {
+        guard let faults else { return }
+        do {
+            try faults.before(operation)
+        } catch let failure as InjectedFailure {
+            throw SegmentFile.error(path, name, failure.errno)
+        }
+    }
+
     /// Writes all of `bytes` at `offset`, retrying short writes and interruptions.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        try check(.write(offset: offset, bytes: bytes), "write")
         var done = 0
         while done < bytes.count {
             let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -89,6 +104,7 @@ struct SegmentFile: ~Copyable {
     }
 
     func sync() throws {
+        try check(.sync, "fsync")
         if fsync(descriptor) != 0 { throw SegmentFile.error(path, "fsync") }
     }
 
@@ -102,6 +118,7 @@ struct SegmentFile: ~Copyable {
     }
 
     func truncate(to length: Int) throws {
+        try check(.truncate(length: length), "ftruncate")
         if ftruncate(descriptor, off_t(length)) != 0 { throw SegmentFile.error(path, "ftruncate") }
     }
 }
