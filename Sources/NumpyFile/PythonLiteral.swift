@@ -205,7 +205,7 @@ struct PythonLiteralParser {
         let start = index
         if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
         while let c = current {
-            let previous = bytes[index - 1]
+            let previous = index > start ? bytes[index - 1] : 0 // a number may start the header
             let exponentSign = (c == UInt8(ascii: "+") || c == UInt8(ascii: "-"))
                 && (previous == UInt8(ascii: "e") || previous == UInt8(ascii: "E"))
             guard Self.isIdentifierByte(c) || c == UInt8(ascii: ".") || exponentSign else { break }

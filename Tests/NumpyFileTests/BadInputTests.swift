@@ -142,6 +142,11 @@ let badInputs: [BadInput] = [
     BadInput("deep nesting", npy("{'descr': " + String(repeating: "[", count: 100) + "}"), contains: "nested deeper") {
         $0.isMalformed
     },
+    // Found by the npy-reader fuzzer (Fuzz/): a number at the very start of the header trapped.
+    BadInput("header that is a number", npy("1"), contains: "not a dict") { $0.isMalformed },
+    BadInput("number before the header dict", npy("1" + dict(), data: pattern(20)), contains: "after the header dict") {
+        $0.isMalformed
+    },
     BadInput("truncated data", npy(dict(), data: pattern(15))) { .truncatedData(path: $0, expected: 20, actual: 15) },
     BadInput("no data at all", npy(dict())) { .truncatedData(path: $0, expected: 20, actual: 0) },
     BadInput("trailing bytes", npy(dict(), data: pattern(25))) { .trailingData(path: $0, expected: 20, extra: 5) },
