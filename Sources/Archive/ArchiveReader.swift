@@ -98,6 +98,12 @@ public final class ArchiveReader {
         for block in index.blocks {
             do { try source.check(block) } catch { problems.append(ArchiveError.wrapping(error, path: path)) }
         }
+        for block in index.discarded {
+            do { try source.check(block) } catch {
+                problems.append(.corrupt(path: path, offset: block.frameOffset,
+                                         reason: "the block of discarded rows \(block.position)..<\(block.position + block.storedRows) is damaged: \(error)"))
+            }
+        }
         if let tail = ignoredTail {
             problems.append(.corrupt(path: path, offset: tail.offset, reason: "\(tail.reason) (torn tail, \(source.mapping.bytes.count - tail.offset) bytes not part of the archive)"))
         }

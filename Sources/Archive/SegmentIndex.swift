@@ -17,6 +17,9 @@ public struct BlockInfo: Sendable, Equatable {
 /// The replayed log: live blocks ordered by position, and where the log ends.
 struct SegmentIndex {
     private(set) var blocks: [BlockInfo] = []
+    /// Blocks whose rows a truncation discarded: no read reaches them, but `verify()` still
+    /// checks them, so that damage anywhere in the file is found.
+    private(set) var discarded: [BlockInfo] = []
     private(set) var count = 0
     /// Byte offset just past the last valid record: where the next record goes.
     private(set) var end: Int
@@ -60,7 +63,7 @@ struct SegmentIndex {
     }
 
     private mutating func truncate(to rows: Int) {
-        while let last = blocks.last, last.position >= rows { blocks.removeLast() }
+        while let last = blocks.last, last.position >= rows { discarded.append(blocks.removeLast()) }
         if let last = blocks.indices.last { blocks[last].rows = min(blocks[last].rows, rows - blocks[last].position) }
         count = rows
     }
