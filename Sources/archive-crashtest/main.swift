@@ -4,6 +4,8 @@
 //   archive-crashtest write PATH SEED      append deterministic rows forever, printing
 //                                          "synced N" after each completed sync()
 //   archive-crashtest flush PATH SEED ROWS append ROWS rows, flushing often ("flushed N"), then close
+//   archive-crashtest churn PATH SEED ROWS as flush, but every few flushes truncate some rows
+//                                          away (a rollback) and append them again
 //   archive-crashtest check PATH SEED      exit 0 if every row equals the deterministic one
 //
 // Row p's ids depend only on (SEED, p) (TraceSynth's PositionalRows): any process can check any prefix.
@@ -57,6 +59,24 @@ do {
         while writer.count < total {
             try writer.append(rows(writer.count..<min(total, writer.count + 7), seed: seed))
             if writer.count % 21 == 0 { try writer.flush(); say("flushed \(writer.count)") }
+        }
+        try writer.close()
+        say("closed \(writer.count)")
+    case "churn":
+        let total = Int(arguments[4])!
+        let writer = try openOrCreate(path)
+        var generator = SystemRandomNumberGenerator()
+        var flushes = 0
+        while writer.count < total {
+            try writer.append(rows(writer.count..<min(total, writer.count + 5), seed: seed))
+            guard Int.random(in: 0..<4, using: &generator) == 0 else { continue }
+            try writer.flush()
+            flushes += 1
+            usleep(1000) // paced, so that the reader in the other process sees the steps
+            if flushes % 3 == 0 {
+                try writer.truncate(to: max(0, writer.count - Int.random(in: 1...40, using: &generator)))
+                say("truncated \(writer.count)")
+            }
         }
         try writer.close()
         say("closed \(writer.count)")
