@@ -45,7 +45,7 @@ public final class ArchiveReader {
         guard size != source.mapping.bytes.count else { return false }
         let before = count
         let mapping = try Mapping(file: file, count: size)
-        let outcome = try SegmentScanner(path: path, schema: schema, releaseBehind: mapping.release)
+        let outcome = try SegmentScanner(path: path, schema: schema, blockRows: blockRows, releaseBehind: mapping.release)
             .scan(mapping.bytes, headerEnd: headerEnd, continuing: index)
         source.remap(mapping)
         index = outcome.index

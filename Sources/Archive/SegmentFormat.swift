@@ -177,6 +177,8 @@ struct RecordHeader: Equatable {
               file.loadLE(UInt32.self, at: content + 20) == 0 else { return .invalid("reserved record bytes are not zero") }
         let position = file.loadLE(UInt64.self, at: content + 8), synced = file.loadLE(UInt64.self, at: content + 24)
         guard position < 1 << 62, synced < 1 << 62 else { return .invalid("record position out of range") }
+        // A writer can only vouch for bytes before the record it is writing.
+        guard synced <= UInt64(offset) else { return .invalid("record claims \(synced) synced bytes, past its own offset") }
         let header = RecordHeader(kind: kind, frameLength: Int(file.loadLE(UInt32.self, at: content + 4)),
                                   position: Int(position), rows: Int(file.loadLE(UInt32.self, at: content + 16)),
                                   syncedLength: Int(synced))

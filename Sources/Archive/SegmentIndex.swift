@@ -89,6 +89,8 @@ struct SegmentIndex {
 struct SegmentScanner {
     let path: String
     let schema: Schema
+    /// The header's block rows: no rows record holds more (nothing is sized from a larger claim).
+    let blockRows: Int
     /// Called with the bytes the replay has passed, every few MiB: a mapping drops them from
     /// resident memory (the kernel maps pages around each record header it faults in).
     var releaseBehind: ((Range<Int>) -> Void)? = nil
@@ -111,7 +113,7 @@ struct SegmentScanner {
     static func replay(_ file: borrowing SegmentFile, path: String) throws -> Replay {
         let mapping = try Mapping(file: file, count: try file.size())
         let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema, releaseBehind: mapping.release)
+        let outcome = try SegmentScanner(path: path, schema: header.schema, blockRows: header.blockRows, releaseBehind: mapping.release)
             .scan(mapping.bytes, headerEnd: headerEnd)
         return Replay(mapping: mapping, header: header, headerEnd: headerEnd, outcome: outcome)
     }
@@ -155,6 +157,8 @@ struct SegmentScanner {
             case .record(let record):
                 if file.count - offset - RecordHeader.frameBytes < record.frameLength {
                     stop = "block frame cut short"
+                } else if record.rows > blockRows {
+                    stop = "block of \(record.rows) rows, more than the archive's \(blockRows) rows per block"
                 } else if let refusal = index.refusal(of: record) {
                     stop = refusal
                 } else {

@@ -508,7 +508,7 @@ private struct SpecArchive {
         header = try Self.parseHeader(file)
         let schema = try Schema(layers: header.layers, topk: header.topk, experts: header.experts, denseLayers: header.dense)
         // 2.5 step 1-2: replay, then decide whether a stop is a tail or damage.
-        var replay = Self.replay(file, limit: file.count, from: header.end)
+        var replay = Self.replay(file, limit: file.count, from: header.end, blockRows: header.blockRows)
         if let stop = replay.stop {
             var candidate = stop + 1
             while candidate + 44 <= file.count {
@@ -524,7 +524,7 @@ private struct SpecArchive {
                 (try? decoder.open(frame, expectedRows: block.storedRows)) != nil
             }
             if !valid {
-                replay = Self.replay(file, limit: block.recordOffset, from: header.end)
+                replay = Self.replay(file, limit: block.recordOffset, from: header.end, blockRows: header.blockRows)
                 replay.stop = block.recordOffset
                 break
             }
@@ -593,7 +593,7 @@ private struct SpecArchive {
         let kind = Int(f[c])
         guard (1...3).contains(kind), f[c + 1] == 0, f[c + 2] == 0, f[c + 3] == 0, LE.u32(f, c + 20) == 0 else { return nil }
         let position = LE.u64(f, c + 8), synced = LE.u64(f, c + 24)
-        guard position < 1 << 62, synced < 1 << 62 else { return nil }
+        guard position < 1 << 62, synced < 1 << 62, synced <= offset else { return nil }
         let record = RecordSpec(offset: offset, kind: kind, frameLength: Int(LE.u32(f, c + 4)), position: Int(position),
                                 rows: Int(LE.u32(f, c + 16)), syncedLength: Int(synced))
         let isRows = kind == 1
@@ -610,7 +610,7 @@ private struct SpecArchive {
     }
 
     // 2.5 step 1: the records that chain, from `from` up to `limit`.
-    static func replay(_ f: [UInt8], limit: Int, from: Int) -> Replay {
+    static func replay(_ f: [UInt8], limit: Int, from: Int, blockRows: Int) -> Replay {
         let file = Array(f[..<limit])
         var r = Replay(end: from)
         var offset = from
@@ -621,7 +621,7 @@ private struct SpecArchive {
             }
             switch record.kind {
             case 1:
-                guard record.position == r.count else { r.stop = offset; return r }
+                guard record.position == r.count, record.rows <= blockRows else { r.stop = offset; return r }
                 r.blocks.append(BlockSpec(position: record.position, rows: record.rows, storedRows: record.rows,
                                           recordOffset: offset, frameOffset: offset + 44, frameLength: record.frameLength))
                 r.count += record.rows
