@@ -6,6 +6,9 @@
 //   archive-crashtest flush PATH SEED ROWS append ROWS rows, flushing often ("flushed N"), then close
 //   archive-crashtest churn PATH SEED ROWS as flush, but every few flushes truncate some rows
 //                                          away (a rollback) and append them again
+//   archive-crashtest limit PATH SEED BYTES under a file-size limit of BYTES (RLIMIT_FSIZE), append
+//                                          and sync until a write fails: prints "synced N" after each
+//                                          sync, then "failed after N: ERROR" and exits 3
 //   archive-crashtest check PATH SEED      exit 0 if every row equals the deterministic one
 //
 // Row p's ids depend only on (SEED, p) (TraceSynth's PositionalRows): any process can check any prefix.
@@ -72,14 +75,29 @@ do {
             guard Int.random(in: 0..<4, using: &generator) == 0 else { continue }
             try writer.flush()
             flushes += 1
-            usleep(1000) // paced, so that the reader in the other process sees the steps
-            if flushes % 3 == 0 {
+            usleep(2000) // paced, so that the reader in the other process sees the steps
+            if flushes % 2 == 0 {
                 try writer.truncate(to: max(0, writer.count - Int.random(in: 1...40, using: &generator)))
                 say("truncated \(writer.count)")
             }
         }
         try writer.close()
         say("closed \(writer.count)")
+    case "limit":
+        var limit = rlimit(rlim_cur: rlim_t(arguments[4])!, rlim_max: rlim_t(arguments[4])!)
+        signal(SIGXFSZ, SIG_IGN) // a write past the limit fails with EFBIG instead of killing us
+        guard setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit) == 0 else { exit(2) }
+        let writer = try openOrCreate(path)
+        do {
+            while true {
+                try writer.append(rows(writer.count..<writer.count + 37, seed: seed))
+                try writer.sync()
+                say("synced \(writer.count)")
+            }
+        } catch {
+            say("failed after \(writer.count): \(error)")
+            exit(3)
+        }
     case "check":
         let reader = try ArchiveReader(path: path)
         for p in 0..<reader.count where try reader.row(at: p, as: Int32.self) != rows(p..<p + 1, seed: seed) {

@@ -109,6 +109,31 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         print("concurrency: a reader refreshed \(refreshes) times (\(shrinks) after a truncation) while another process wrote")
     }
 
+    /// A real file-size limit (RLIMIT_FSIZE) in a writer process: the write that crosses it fails
+    /// with EFBIG and a clear error, the archive keeps every synced row and nothing else changed,
+    /// and a writer without the limit goes on from there.
+    @Test func fileSizeLimitFailsCleanly() throws {
+        let dir = TemporaryDirectory(), path = dir.path("limited")
+        let truth = PositionalRows(schema: crashSchema, seed: 12)
+        let (process, output) = try launchCrashTest(["limit", path, "12", "20000"])
+        process.waitUntilExit()
+        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        #expect(process.terminationStatus == 3)
+        let synced = lines.compactMap { $0.hasPrefix("synced ") ? Int($0.dropFirst(7)) : nil }.max() ?? 0
+        let failure = try #require(lines.last)
+        #expect(failure.hasPrefix("failed after ") && failure.contains(path) && failure.contains("File too large"), "\(failure)")
+        #expect(synced > 0)
+        let bytes = fileBytes(path)
+        #expect(bytes.count <= 20000)
+        let writer = try ArchiveWriter.open(at: path)
+        #expect(writer.recoveredTail == nil, "the failed write was cut back")
+        #expect(writer.count == synced)
+        #expect(try writer.rows(0..<synced, as: Int32.self) == truth.rows(0..<synced, as: Int32.self))
+        try writer.append(truth.rows(synced..<synced + 500, as: Int32.self))
+        try writer.close()
+        #expect(try ArchiveReader(path: path).rows(0..<synced + 500, as: Int32.self) == truth.rows(0..<synced + 500, as: Int32.self))
+    }
+
     /// An archive whose last record is cut at every byte opens with exactly the rows before it.
     @Test func cutAtEveryByteOfTheLastRecord() throws {
         let dir = TemporaryDirectory(), path = dir.path("a")
