@@ -13,9 +13,11 @@ let package = Package(
     ],
     targets: [
         .target(name: "FuzzSupport"),
+        // liblz4 itself, to wrap fuzzed payloads in valid frames.
+        .systemLibrary(name: "FuzzLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .executableTarget(
             name: "fuzz-block-decoder",
-            dependencies: [.product(name: "ExpertCodec", package: "ExpertArchive")],
+            dependencies: [.product(name: "ExpertCodec", package: "ExpertArchive"), "FuzzLZ4"],
             swiftSettings: fuzzing
         ),
         .executableTarget(

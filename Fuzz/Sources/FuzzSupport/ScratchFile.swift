@@ -34,6 +34,11 @@ public func writeScratch(_ path: String, _ data: UnsafePointer<UInt8>, _ size: I
     close(fd)
 }
 
+public func writeScratch(_ path: String, _ bytes: [UInt8]) {
+    let padded = bytes + [0] // a non-nil base address for an empty input too
+    padded.withUnsafeBufferPointer { writeScratch(path, $0.baseAddress!, bytes.count) }
+}
+
 /// Removes `path` if it exists.
 public func removeScratch(_ path: String) {
     unlink(path)

@@ -4,13 +4,23 @@ import FuzzSupport
 let archivePath = scratchPath("input.moe")
 let salvagedPath = scratchPath("salvaged.moe")
 
-/// Input: an archive file. It is opened, every row is read block by block and row by row at
-/// the ends, every block verified, then scanned by `Salvage.scan` and the recoverable rows
-/// copied into a new archive, which must open with exactly those rows. Any error is fine; a
-/// trap, an overflow, a memory error or a broken promise is a finding.
+/// Input: an archive file, read as it is and, when its header or record checksums do not match,
+/// again with them made to match (so that mutations reach the log replay; see
+/// `fixArchiveChecksums`). Any error is fine; a trap, an overflow, a memory error or a broken
+/// promise is a finding.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzArchiveReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    writeScratch(archivePath, data, size)
+    var file = Array(UnsafeBufferPointer(start: data, count: size))
+    exercise(file)
+    if fixArchiveChecksums(&file) { exercise(file) }
+    return 0
+}
+
+/// Opens the archive, reads every row block by block and rows at both ends, verifies every
+/// block, then scans it with `Salvage.scan` and copies the recoverable rows into a new archive,
+/// which must open with exactly those rows and verify.
+func exercise(_ file: [UInt8]) {
+    writeScratch(archivePath, file)
     defer { removeScratch(archivePath) }
     if let reader = try? ArchiveReader(path: archivePath) {
         var rowsRead = 0
@@ -36,5 +46,4 @@ public func fuzzArchiveReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
             precondition(salvaged?.verify().isEmpty == true, "the salvaged archive does not verify")
         }
     }
-    return 0
 }
