@@ -80,16 +80,22 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
     }
 
     /// The same while the writer also truncates (rolls back) and appends the rows again: every
-    /// refresh shows a prefix of the same rows, never a torn or stale record.
+    /// refresh shows a prefix of the same rows, never a torn or stale record; and a second
+    /// writer meanwhile is refused.
     @Test func readerSeesAConsistentPrefixWhileAnotherProcessTruncates() throws {
         let dir = TemporaryDirectory(), path = dir.path("churned")
         let truth = PositionalRows(schema: crashSchema, seed: 8)
         try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16).close()
         let (process, output) = try launchCrashTest(["churn", path, "8", "6000"])
         let reader = try ArchiveReader(path: path)
-        var shrinks = 0, refreshes = 0, last = 0
+        var shrinks = 0, refreshes = 0, last = 0, refusedWriters = 0
         repeat {
             let running = process.isRunning
+            if running && refusedWriters == 0 && reader.count > 0 {
+                // A second writer, in this process, while the other process writes: refused.
+                #expect(throws: ArchiveError.locked(path: path)) { try ArchiveWriter.open(at: path) }
+                refusedWriters += 1
+            }
             try reader.refresh()
             if reader.count != last {
                 refreshes += 1
@@ -106,6 +112,7 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         try reader.refresh()
         #expect(reader.count == 6000 && refreshes > 1)
         #expect(shrinks > 0, "the reader saw a truncation")
+        #expect(refusedWriters == 1, "a second writer was tried while the first wrote")
         print("concurrency: a reader refreshed \(refreshes) times (\(shrinks) after a truncation) while another process wrote")
     }
 

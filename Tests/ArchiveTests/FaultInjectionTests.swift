@@ -268,7 +268,7 @@ final class FaultWorkload {
 @Suite struct FaultInjectionTests {
     static let steps = 150
 
-    /// The snapshots of the workload run to the end without a fault (cached per seed), and the
+    /// The snapshots of the workload run to the end without a fault, and the
     /// operations it made.
     static func cleanRun(seed: UInt64, in dir: TemporaryDirectory) throws -> (snapshots: [Snapshot], operations: Int) {
         let disk = SimulatedDisk(), workload = FaultWorkload(seed: seed, path: dir.path("clean-\(seed)"), disk: disk)
