@@ -123,7 +123,12 @@ struct SegmentScanner {
         // Only now is the synced length known: the records after it may hold garbled frames.
         let synced = first.index.syncedLength
         let decoder = BlockDecoder(schema: schema)
-        for block in first.index.blocks where block.recordOffset >= synced && block.recordOffset >= (previous?.end ?? 0) {
+        // Blocks a later truncation dropped count too: a garbled one means the records after it
+        // may not have reached the disk in order either.
+        func isUnvouched(_ block: BlockInfo) -> Bool { block.recordOffset >= synced && block.recordOffset >= (previous?.end ?? 0) }
+        let unvouched = (first.index.blocks.filter(isUnvouched) + first.index.discarded.filter(isUnvouched))
+            .sorted { $0.recordOffset < $1.recordOffset }
+        for block in unvouched {
             let frame = UnsafeRawBufferPointer(rebasing: file[block.frameOffset..<block.frameOffset + block.frameLength])
             do {
                 try decoder.open(frame, expectedRows: block.storedRows)

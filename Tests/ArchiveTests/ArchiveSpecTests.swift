@@ -519,7 +519,7 @@ private struct SpecArchive {
         // 2.5 step 3: live blocks at or past the largest claimed synced length are checked whole.
         let synced = replay.records.map(\.syncedLength).max().map { max($0, header.end) } ?? header.end
         let decoder = BlockDecoder(schema: schema)
-        for block in replay.blocks where block.recordOffset >= synced {
+        for block in (replay.blocks + replay.dropped).sorted(by: { $0.recordOffset < $1.recordOffset }) where block.recordOffset >= synced {
             let valid = file[block.frameOffset..<block.frameOffset + block.frameLength].withUnsafeBytes { frame in
                 (try? decoder.open(frame, expectedRows: block.storedRows)) != nil
             }
@@ -604,6 +604,8 @@ private struct SpecArchive {
     struct Replay {
         var records: [RecordSpec] = []
         var blocks: [BlockSpec] = []
+        /// Blocks a truncation dropped (step 3 checks them too).
+        var dropped: [BlockSpec] = []
         var count = 0
         var end = 0
         var stop: Int?
@@ -627,7 +629,7 @@ private struct SpecArchive {
                 r.count += record.rows
             case 2:
                 guard record.position <= r.count else { r.stop = offset; return r }
-                while let last = r.blocks.last, last.position >= record.position { r.blocks.removeLast() }
+                while let last = r.blocks.last, last.position >= record.position { r.dropped.append(r.blocks.removeLast()) }
                 if let last = r.blocks.last, last.position + last.rows > record.position {
                     r.blocks[r.blocks.count - 1] = BlockSpec(
                         position: last.position, rows: record.position - last.position, storedRows: last.storedRows,

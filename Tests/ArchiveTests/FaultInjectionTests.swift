@@ -295,7 +295,7 @@ final class FaultWorkload {
         }
         #expect(cases >= 500 * faultWorkloads)
         #expect(tornTails >= cases / 10, "the table reaches torn and garbled tails")
-        print("fault injection: \(cases) crash cases (\(tornTails) with a torn tail cut), every one recovered")
+        print("fault injection: \(cases) crash cases (\(tornTails) with a torn tail cut)")
     }
 
     /// Returns whether recovery cut a torn tail.
@@ -361,7 +361,7 @@ final class FaultWorkload {
             }
         }
         #expect(cases >= 100 * faultWorkloads)
-        print("fault injection: \(cases) failure cases, every one left the archive as before the call")
+        print("fault injection: \(cases) failure cases")
     }
 
     func checkFailure(seed: UInt64, at n: Int, errno code: Int32, dir: TemporaryDirectory) throws {

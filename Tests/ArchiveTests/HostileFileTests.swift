@@ -54,6 +54,26 @@ import TraceSynth
         }
     }
 
+    /// A crash can leave a garbled block followed by an intact truncation record that drops it
+    /// (pages reach the disk out of order): nothing vouches for either, so the log ends at the
+    /// garbled block, a torn tail, rather than counting the truncation (a soak finding).
+    @Test func aGarbledBlockDroppedByAnUnvouchedTruncationIsATornTail() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        let (clean, blocks) = try Self.archive(at: path)
+        let end = clean.count
+        var frame = Array(clean[blocks[0].frameOffset..<blocks[0].frameOffset + blocks[0].frameLength])
+        frame[frame.count / 2] ^= 0x40
+        let block = Self.record(.rows, frameLength: frame.count, position: 40, rows: 16, synced: end) + frame
+        let truncation = Self.record(.truncate, position: 38, synced: end)
+        writeFile(path, clean + block + truncation)
+        let reader = try ArchiveReader(path: path)
+        #expect(reader.count == 40 && reader.ignoredTail?.offset == end)
+        #expect(reader.verify().count == 1, "only the tail is reported")
+        let writer = try ArchiveWriter.open(at: path)
+        #expect(writer.count == 40 && writer.fileBytes == end)
+        try writer.close()
+    }
+
     /// The same records followed by an intact record that says they had been synced: damage,
     /// and opening fails naming the offset where the log breaks.
     @Test func hostileRecordsVouchedForAreDamage() throws {
