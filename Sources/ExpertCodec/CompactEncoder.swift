@@ -1,0 +1,333 @@
+import Foundation
+
+/// One symbol of a table, ready for rANS encoding (division by the frequency as a multiply:
+/// ryg_rans' reciprocal form, exact for states below 2^31).
+struct RANSEncodeSymbol {
+    var limit: UInt32 = 0    // states at or above it shed a byte first
+    var reciprocal: UInt32 = 0
+    var bias: UInt32 = 0
+    var complement: UInt32 = 0
+    var shift: UInt32 = 0
+
+    init() {}
+
+    init(start: Int, freq: Int, scale: Int) {
+        limit = UInt32(((Int(CompactFormat.stateLow) >> scale) << 8) * freq)
+        complement = UInt32((1 << scale) - freq)
+        if freq < 2 {
+            reciprocal = ~0
+            shift = 0
+            bias = UInt32(start + (1 << scale) - 1)
+        } else {
+            var s = 0
+            while freq > 1 << s { s += 1 }
+            reciprocal = UInt32(((1 << UInt64(s + 31)) + UInt64(freq) - 1) / UInt64(freq))
+            shift = UInt32(s - 1)
+            bias = UInt32(start)
+        }
+    }
+}
+
+/// Writes compact (layout 2) payloads. Owned by a ``BlockEncoder``; reuses its scratch.
+final class CompactEncoder {
+    let schema: Schema
+    private let sourceIndex: [Int]
+    private let columns = Scratch(), symbols = Scratch(), delta = Scratch(), histogram = Scratch()
+    private let groupHistograms = Scratch(), encodeTables = Scratch(), ransOut = Scratch(), payload = Scratch()
+    /// `xlog2x[c] = c * log2(c)`, grown on demand.
+    private var xlog2x: [Double] = [0]
+
+    init(schema: Schema) {
+        self.schema = schema
+        sourceIndex = schema.storedIndices
+    }
+
+    private func growLogTable(to count: Int) {
+        guard count >= xlog2x.count else { return }
+        let first = xlog2x.count
+        let last = max(count, first * 2)
+        xlog2x.reserveCapacity(last + 1)
+        for c in first...last { xlog2x.append(Double(c) * log2(Double(c))) }
+    }
+
+    /// Empirical entropy in bits of a histogram: `N log2 N - sum c log2 c`.
+    private func entropyBits(_ counts: UnsafePointer<UInt32>, alphabet: Int, total: Int) -> (bits: Double, present: Int) {
+        var sum = 0.0, present = 0
+        xlog2x.withUnsafeBufferPointer { table in
+            for s in 0..<alphabet where counts[s] != 0 {
+                sum += table[Int(counts[s])]
+                present += 1
+            }
+        }
+        return (xlog2x[total] - sum, present)
+    }
+
+    /// Estimated bits of a table with `present` symbols for `total` coded symbols.
+    private func tableBits(present: Int, total: Int) -> Double {
+        let scale = Double(min(CompactFormat.maxScaleBits, max(1, Int.bitWidth - (total - 1).leadingZeroBitCount)))
+        return 16 + Double(present) * (3 + max(1, scale - log2(Double(present))))
+    }
+
+    /// The payload of `count` rows of `rows` (token-major).
+    func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws -> (UnsafeRawPointer, Int) {
+        let columnCount = sourceIndex.count, width = schema.bitWidth, experts = schema.experts
+        let cols = columns.reserve(max(1, columnCount * count), of: UInt16.self)
+        try gather(rows, count: count, into: cols)
+
+        var header = [UInt8](repeating: 0, count: BlockFormat.headerBytes)
+        header[0] = CompactFormat.layout
+        header[1] = UInt8(width)
+        header.withUnsafeMutableBytes { raw in
+            raw.baseAddress!.storeLE(UInt32(count), at: 4)
+            raw.baseAddress!.storeLE(UInt32(columnCount), at: 8)
+        }
+        guard count > 0 else {
+            let out = payload.reserve(header.count)
+            out.copyMemory(from: header, byteCount: header.count)
+            return (UnsafeRawPointer(out), header.count)
+        }
+
+        // Kinds: constant, then coded (ids or slot deltas) or raw.
+        var kinds = [CompactKind](repeating: .raw, count: columnCount)
+        let coded = experts <= CompactFormat.maxCodedExperts && count >= 2
+        let alphabet = experts + 1, escape = UInt16(truncatingIfNeeded: experts)
+        let syms = symbols.reserve(max(1, columnCount * count), of: UInt16.self)
+        let deltas = delta.reserve(count, of: UInt16.self)
+        let counts = histogram.reserve(alphabet, of: UInt32.self)
+        let topk = schema.topk
+        let groupCount = 2 * topk
+        let groups = groupHistograms.reserve(groupCount * alphabet, of: UInt32.self)
+        groups.update(repeating: 0, count: groupCount * alphabet)
+        var groupUsed = [Bool](repeating: false, count: groupCount)
+        var ownCost = [Double](repeating: 0, count: columnCount)
+        var ownPresent = [Int](repeating: 0, count: columnCount)
+        if coded { growLogTable(to: count) }
+
+        for c in 0..<columnCount {
+            let column = UnsafePointer(cols + c * count)
+            let first = column[0]
+            var constant = true
+            for t in 1..<count where column[t] != first { constant = false; break }
+            if constant { kinds[c] = .constant; continue }
+            guard coded else { continue }
+            // Ids with the repeat escape, into the column's symbols.
+            let out = syms + c * count
+            counts.update(repeating: 0, count: alphabet)
+            out[0] = first
+            counts[Int(first)] += 1
+            for t in 1..<count {
+                let id = column[t], s = id == column[t &- 1] ? escape : id
+                out[t] = s
+                counts[Int(s)] &+= 1
+            }
+            var (bits, present) = entropyBits(counts, alphabet: alphabet, total: count)
+            var best = bits + tableBits(present: present, total: count)
+            kinds[c] = .ids
+            if c % topk != 0 {
+                let previous = UnsafePointer(cols + (c - 1) * count)
+                let modulus = UInt16(truncatingIfNeeded: experts)
+                for t in 0..<count {
+                    let id = column[t], base = previous[t], wrapped = id &- base
+                    deltas[t] = id < base ? wrapped &+ modulus : wrapped
+                }
+                for t in 1..<count where column[t] == column[t &- 1] { deltas[t] = escape }
+                counts.update(repeating: 0, count: alphabet)
+                for t in 0..<count { counts[Int(deltas[t])] &+= 1 }
+                let (dBits, dPresent) = entropyBits(counts, alphabet: alphabet, total: count)
+                let cost = dBits + tableBits(present: dPresent, total: count)
+                if cost < best {
+                    best = cost
+                    (bits, present) = (dBits, dPresent)
+                    kinds[c] = .slotDelta
+                    out.update(from: deltas, count: count)
+                }
+            }
+            ownCost[c] = best
+            ownPresent[c] = present
+            let group = (kinds[c] == .slotDelta ? topk : 0) + c % topk
+            groupUsed[group] = true
+            let histogram = groups + group * alphabet
+            for t in 0..<count { histogram[Int(out[t])] &+= 1 }
+        }
+
+        // Tables: each coded column its own, or its (kind, slot) group's when that is cheaper.
+        var tables: [FrequencyTable] = []
+        var tableOf = [Int](repeating: -1, count: columnCount)
+        var groupTable = [Int](repeating: -1, count: groupCount)
+        let ownBudget = CompactFormat.maxTables - groupUsed.lazy.filter { $0 }.count
+        var ownTables = 0
+        var groupLog: [[Float]] = Array(repeating: [], count: groupCount)
+        for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
+            let group = (kinds[c] == .slotDelta ? topk : 0) + c % topk
+            let histogram = groups + group * alphabet
+            if groupLog[group].isEmpty {
+                var total = 0
+                for s in 0..<alphabet { total += Int(histogram[s]) }
+                groupLog[group] = (0..<alphabet).map { histogram[$0] == 0 ? 0 : Float(log2(Double(total) / Double(histogram[$0]))) }
+            }
+            let out = UnsafePointer(syms + c * count)
+            var shared: Float = 0
+            groupLog[group].withUnsafeBufferPointer { log in
+                for t in 0..<count { shared += log[Int(out[t])] }
+            }
+            if Double(shared) < ownCost[c] || ownTables >= ownBudget {
+                if groupTable[group] < 0 {
+                    groupTable[group] = tables.count
+                    tables.append(FrequencyTable(counts: histogram, alphabet: alphabet))
+                }
+                tableOf[c] = groupTable[group]
+            } else {
+                counts.update(repeating: 0, count: alphabet)
+                for t in 0..<count { counts[Int(out[t])] &+= 1 }
+                tableOf[c] = tables.count
+                tables.append(FrequencyTable(counts: counts, alphabet: alphabet))
+                ownTables += 1
+            }
+        }
+
+        // The table stream: table count, tables, each coded column's table, constants.
+        var bits = BitWriter()
+        bits.write(tables.count, bits: 8)
+        for table in tables { table.write(to: &bits) }
+        let refBits = tables.count <= 1 ? 0 : Int.bitWidth - (tables.count - 1).leadingZeroBitCount
+        for c in 0..<columnCount where tableOf[c] >= 0 { bits.write(tableOf[c], bits: refBits) }
+        for c in 0..<columnCount where kinds[c] == .constant { bits.write(Int(cols[c * count]), bits: width) }
+        bits.finish()
+
+        // rANS, backwards: last coded column first, its last row first; row t uses state t % 4.
+        let codedColumns = (0..<columnCount).filter { tableOf[$0] >= 0 }
+        var ransBytes = 0
+        var ransStart: UnsafeMutablePointer<UInt8>? = nil
+        if !codedColumns.isEmpty {
+            let capacity = 2 * count * codedColumns.count + 16
+            let buffer = ransOut.reserve(capacity, of: UInt8.self)
+            let encodeSymbols = encodeTables.reserve(tables.count * alphabet, of: RANSEncodeSymbol.self)
+            for (i, table) in tables.enumerated() {
+                var start = 0
+                for (s, f) in zip(table.symbols, table.freqs) {
+                    encodeSymbols[i * alphabet + s] = RANSEncodeSymbol(start: start, freq: f, scale: table.scale)
+                    start += f
+                }
+            }
+            var end = buffer + capacity
+            var x0 = CompactFormat.stateLow, x1 = x0, x2 = x0, x3 = x0
+            for c in codedColumns.reversed() {
+                let table = UnsafePointer(encodeSymbols + tableOf[c] * alphabet)
+                let column = UnsafePointer(syms + c * count)
+                var t = count
+                // Tail rows beyond the last whole group of four.
+                while t & 3 != 0 {
+                    t -= 1
+                    switch t & 3 {
+                    case 2: put(&x2, table[Int(column[t])], &end)
+                    case 1: put(&x1, table[Int(column[t])], &end)
+                    default: put(&x0, table[Int(column[t])], &end)
+                    }
+                }
+                while t > 0 {
+                    t -= 4
+                    put(&x3, table[Int(column[t + 3])], &end)
+                    put(&x2, table[Int(column[t + 2])], &end)
+                    put(&x1, table[Int(column[t + 1])], &end)
+                    put(&x0, table[Int(column[t])], &end)
+                }
+            }
+            end -= 16
+            let raw = UnsafeMutableRawPointer(end)
+            raw.storeLE(x0, at: 0)
+            raw.storeLE(x1, at: 4)
+            raw.storeLE(x2, at: 8)
+            raw.storeLE(x3, at: 12)
+            ransStart = end
+            ransBytes = buffer + capacity - end
+        }
+
+        let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
+        let rawColumns = kinds.lazy.filter { $0 == .raw }.count
+        let size = BlockFormat.headerBytes + columnCount + 4 + bits.bytes.count + rawColumns * rawBytes + ransBytes
+        let constants = kinds.lazy.filter { $0 == .constant }.count
+        let allRawSize = BlockFormat.headerBytes + columnCount + 4 + (8 + constants * width + 7) / 8
+            + (columnCount - constants) * rawBytes
+        if size > allRawSize && !codedColumns.isEmpty {
+            for c in 0..<columnCount where kinds[c] != .constant { kinds[c] = .raw }
+            var rawBits = BitWriter()
+            rawBits.write(0, bits: 8)
+            for c in 0..<columnCount where kinds[c] == .constant { rawBits.write(Int(cols[c * count]), bits: width) }
+            rawBits.finish()
+            return write(header, kinds, rawBits.bytes, cols, count: count, rans: nil, ransBytes: 0)
+        }
+        return write(header, kinds, bits.bytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+    }
+
+    @inline(__always)
+    private func put(_ x: inout UInt32, _ symbol: RANSEncodeSymbol, _ end: inout UnsafeMutablePointer<UInt8>) {
+        var state = x
+        while state >= symbol.limit {
+            end -= 1
+            end.pointee = UInt8(truncatingIfNeeded: state)
+            state >>= 8
+        }
+        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) >> symbol.shift
+        x = state &+ symbol.bias &+ q &* symbol.complement
+    }
+
+    private func write(_ header: [UInt8], _ kinds: [CompactKind], _ tableStream: [UInt8], _ cols: UnsafeMutablePointer<UInt16>,
+                       count: Int, rans: UnsafeMutablePointer<UInt8>?, ransBytes: Int) -> (UnsafeRawPointer, Int) {
+        let columnCount = kinds.count, width = schema.bitWidth
+        let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
+        let rawColumns = kinds.lazy.filter { $0 == .raw }.count
+        let size = header.count + columnCount + 4 + tableStream.count + rawColumns * rawBytes + ransBytes
+        let out = payload.reserve(size)
+        out.copyMemory(from: header, byteCount: header.count)
+        var cursor = header.count
+        for c in 0..<columnCount { out.storeLE(kinds[c].rawValue, at: cursor + c) }
+        cursor += columnCount
+        out.storeLE(UInt32(tableStream.count), at: cursor)
+        cursor += 4
+        (out + cursor).copyMemory(from: tableStream, byteCount: tableStream.count)
+        cursor += tableStream.count
+        for c in 0..<columnCount where kinds[c] == .raw {
+            let bytes = (out + cursor).assumingMemoryBound(to: UInt8.self)
+            bytes.update(repeating: 0, count: rawBytes)
+            let column = cols + c * count
+            var bit = 0
+            for t in 0..<count {
+                var value = Int(column[t]), left = width
+                while left > 0 {
+                    let byte = bit >> 3, shift = bit & 7, take = min(left, 8 - shift)
+                    bytes[byte] |= UInt8(truncatingIfNeeded: (value & ((1 << take) - 1)) << shift)
+                    value >>= take
+                    left -= take
+                    bit += take
+                }
+            }
+            cursor += rawBytes
+        }
+        if let rans { (out + cursor).copyMemory(from: rans, byteCount: ransBytes) }
+        cursor += ransBytes
+        return (UnsafeRawPointer(out), cursor)
+    }
+
+    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id.
+    private func gather<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, into cols: UnsafeMutablePointer<UInt16>) throws {
+        let perRow = schema.idsPerRow
+        var largest: T.Magnitude = 0
+        sourceIndex.withUnsafeBufferPointer { source in
+            guard let input = rows.baseAddress else { return }
+            for t in 0..<count {
+                let row = input + t &* perRow
+                var at = cols + t
+                for c in 0..<source.count {
+                    let id = T.Magnitude(truncatingIfNeeded: row[source[c]])
+                    largest = max(largest, id)
+                    at.pointee = UInt16(truncatingIfNeeded: id)
+                    at += count
+                }
+            }
+        }
+        let negative = T.isSigned && largest > T.Magnitude(T.max)
+        if negative || UInt64(largest) >= UInt64(schema.experts) {
+            try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
+        }
+    }
+}
