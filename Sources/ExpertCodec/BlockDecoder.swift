@@ -114,16 +114,21 @@ public final class BlockDecoder {
         let perRow = schema.idsPerRow, rows = compact.rows
         let cols = compact.column(0)
         sourceIndex.withUnsafeBufferPointer { source in
-            if source.count != perRow {
-                out.update(repeating: T(Schema.denseFill), count: range.count * perRow)
-            }
-            for c in 0..<source.count {
-                let column = cols + c &* rows
-                var at = out + source[c]
-                for t in range {
-                    at.pointee = T(truncatingIfNeeded: column[t])
-                    at += perRow
+            // Row by row (sequential stores), eight rows at a time so that each column's reads
+            // stay in one cache line.
+            var t = range.lowerBound
+            while t < range.upperBound {
+                let end = min(range.upperBound, t &+ 8)
+                for r in t..<end {
+                    let row = out + (r &- range.lowerBound) &* perRow
+                    if source.count == perRow {
+                        for c in 0..<perRow { row[c] = T(truncatingIfNeeded: cols[c &* rows &+ r]) }
+                    } else {
+                        row.update(repeating: T(Schema.denseFill), count: perRow)
+                        for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: cols[c &* rows &+ r]) }
+                    }
                 }
+                t = end
             }
         }
     }

@@ -130,30 +130,20 @@ final class CompactDecoder {
                 let table = UnsafePointer(entries + tableStart[tableOf[c]])
                 let scale = UInt32(tables[tableOf[c]].scale), mask = (UInt32(1) << scale) - 1
                 let out = cols + c * count
-                var t = 0
-                while t + 4 <= count {
-                    out[t] = Self.step(&x0, table, scale, mask, bytes, size, &at)
-                    out[t + 1] = Self.step(&x1, table, scale, mask, bytes, size, &at)
-                    out[t + 2] = Self.step(&x2, table, scale, mask, bytes, size, &at)
-                    out[t + 3] = Self.step(&x3, table, scale, mask, bytes, size, &at)
-                    t += 4
-                }
-                if t < count { out[t] = Self.step(&x0, table, scale, mask, bytes, size, &at); t += 1 }
-                if t < count { out[t] = Self.step(&x1, table, scale, mask, bytes, size, &at); t += 1 }
-                if t < count { out[t] = Self.step(&x2, table, scale, mask, bytes, size, &at); t += 1 }
-                // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
                 let escape = UInt16(experts)
-                guard out[0] != escape else { throw fail("row 0 of column \(c) repeats the row above it", ransStart) }
                 if kinds[c] == .ids {
-                    for t in 1..<max(1, count) where out[t] == escape { out[t] = out[t &- 1] }
+                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
+                        s, above, _ in s == escape ? above : s
+                    }
                 } else {
                     let previous = UnsafePointer(cols + (c - 1) * count), modulus = UInt16(experts)
-                    out[0] = addModulo(out[0], previous[0], modulus)
-                    for t in 1..<max(1, count) {
-                        let s = out[t]
-                        out[t] = s == escape ? out[t &- 1] : addModulo(s, previous[t], modulus)
+                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
+                        s, above, t in s == escape ? above : addModulo(s, previous[t], modulus)
                     }
                 }
+                // Row 0 has no row above: its symbol must not be the escape (decodeColumn
+                // resolved it against the value `escape` itself, out of range).
+                guard out[0] != escape else { throw fail("row 0 of column \(c) repeats the row above it", ransStart) }
             }
             guard at <= size else { throw fail("rANS stream ends early", size) }
             guard at == size else { throw fail("\(size - at) bytes follow the rANS stream", at) }
@@ -166,6 +156,38 @@ final class CompactDecoder {
         }
         rows = count
         return count
+    }
+
+    /// Decodes the `count` symbols of one column (row `t` with state `t % 4`) and turns each
+    /// into an id with `resolve(symbol, id of the row above, t)`.
+    @inline(__always)
+    private static func decodeColumn(
+        into out: UnsafeMutablePointer<UInt16>, count: Int,
+        _ x0: inout UInt32, _ x1: inout UInt32, _ x2: inout UInt32, _ x3: inout UInt32,
+        _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
+        _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int, escape: UInt16,
+        _ resolve: (UInt16, UInt16, Int) -> UInt16
+    ) {
+        // The row above row 0 is the escape value itself: an escape there stays the escape,
+        // which the caller rejects (every id is below it).
+        var above = escape
+        var s0 = x0, s1 = x1, s2 = x2, s3 = x3, p = at
+        var t = 0
+        while t &+ 4 <= count {
+            let a = step(&s0, table, scale, mask, bytes, size, &p)
+            let b = step(&s1, table, scale, mask, bytes, size, &p)
+            let c = step(&s2, table, scale, mask, bytes, size, &p)
+            let d = step(&s3, table, scale, mask, bytes, size, &p)
+            above = resolve(a, above, t); out[t] = above
+            above = resolve(b, above, t &+ 1); out[t &+ 1] = above
+            above = resolve(c, above, t &+ 2); out[t &+ 2] = above
+            above = resolve(d, above, t &+ 3); out[t &+ 3] = above
+            t &+= 4
+        }
+        if t < count { above = resolve(step(&s0, table, scale, mask, bytes, size, &p), above, t); out[t] = above; t &+= 1 }
+        if t < count { above = resolve(step(&s1, table, scale, mask, bytes, size, &p), above, t); out[t] = above; t &+= 1 }
+        if t < count { above = resolve(step(&s2, table, scale, mask, bytes, size, &p), above, t); out[t] = above }
+        x0 = s0; x1 = s1; x2 = s2; x3 = s3; at = p
     }
 
     /// One rANS symbol: the slot's entry gives symbol, frequency and offset; at most two bytes

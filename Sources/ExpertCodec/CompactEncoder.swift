@@ -33,7 +33,7 @@ final class CompactEncoder {
     let schema: Schema
     private let sourceIndex: [Int]
     private let columns = Scratch(), symbols = Scratch(), delta = Scratch(), histogram = Scratch()
-    private let groupHistograms = Scratch(), encodeTables = Scratch(), ransOut = Scratch(), payload = Scratch()
+    private let groupHistograms = Scratch(), sparse = Scratch(), encodeTables = Scratch(), ransOut = Scratch(), payload = Scratch()
     /// `xlog2x[c] = c * log2(c)`, grown on demand.
     private var xlog2x: [Double] = [0]
 
@@ -50,16 +50,34 @@ final class CompactEncoder {
         for c in first...last { xlog2x.append(Double(c) * log2(Double(c))) }
     }
 
-    /// Empirical entropy in bits of a histogram: `N log2 N - sum c log2 c`.
-    private func entropyBits(_ counts: UnsafePointer<UInt32>, alphabet: Int, total: Int) -> (bits: Double, present: Int) {
+    /// The present symbols of `counts` (filled from `symbols[0..<count]`) as `symbol << 32 | count`
+    /// entries, clearing `counts` as it goes; returns the sum of `c log2 c` and how many there are.
+    /// Visits the alphabet or the symbols, whichever is shorter.
+    private func harvest(_ counts: UnsafeMutablePointer<UInt32>, _ symbols: UnsafePointer<UInt16>, count: Int, alphabet: Int,
+                         into entries: UnsafeMutablePointer<UInt64>) -> (Double, Int) {
         var sum = 0.0, present = 0
         xlog2x.withUnsafeBufferPointer { table in
-            for s in 0..<alphabet where counts[s] != 0 {
-                sum += table[Int(counts[s])]
-                present += 1
+            if count >= alphabet / 2 {
+                for s in 0..<alphabet where counts[s] != 0 {
+                    let c = counts[s]
+                    sum += table[Int(c)]
+                    entries[present] = UInt64(s) << 32 | UInt64(c)
+                    present += 1
+                    counts[s] = 0
+                }
+            } else {
+                for t in 0..<count {
+                    let s = Int(symbols[t]), c = counts[s]
+                    if c != 0 {
+                        sum += table[Int(c)]
+                        entries[present] = UInt64(s) << 32 | UInt64(c)
+                        present += 1
+                        counts[s] = 0
+                    }
+                }
             }
         }
-        return (xlog2x[total] - sum, present)
+        return (sum, present)
     }
 
     /// Estimated bits of a table with `present` symbols for `total` coded symbols.
@@ -91,97 +109,121 @@ final class CompactEncoder {
         var kinds = [CompactKind](repeating: .raw, count: columnCount)
         let coded = experts <= CompactFormat.maxCodedExperts && count >= 2
         let alphabet = experts + 1, escape = UInt16(truncatingIfNeeded: experts)
+        let modulus = UInt16(truncatingIfNeeded: experts)
         let syms = symbols.reserve(max(1, columnCount * count), of: UInt16.self)
+        let distinct = min(count, alphabet)
         let deltas = delta.reserve(count, of: UInt16.self)
-        let counts = histogram.reserve(alphabet, of: UInt32.self)
+        let counts = histogram.reserve(2 * alphabet, of: UInt32.self), deltaCounts = counts + alphabet
         let topk = schema.topk
         let groupCount = 2 * topk
-        let groups = groupHistograms.reserve(groupCount * alphabet, of: UInt32.self)
-        groups.update(repeating: 0, count: groupCount * alphabet)
-        var groupUsed = [Bool](repeating: false, count: groupCount)
+        // Per coded column, its chosen symbols' (symbol << 32 | count), and two candidates.
+        let entries = sparse.reserve(columnCount * distinct + 2 * distinct, of: UInt64.self)
+        let candidateA = entries + columnCount * distinct, candidateD = candidateA + distinct
+        var entryStart = [Int](repeating: 0, count: columnCount + 1)
         var ownCost = [Double](repeating: 0, count: columnCount)
-        var ownPresent = [Int](repeating: 0, count: columnCount)
-        if coded { growLogTable(to: count) }
-
+        if coded {
+            growLogTable(to: count)
+            counts.update(repeating: 0, count: 2 * alphabet)
+        }
+        var used = 0
         for c in 0..<columnCount {
+            entryStart[c] = used
+            defer { entryStart[c + 1] = used }
             let column = UnsafePointer(cols + c * count)
-            let first = column[0]
-            var constant = true
-            for t in 1..<count where column[t] != first { constant = false; break }
-            if constant { kinds[c] = .constant; continue }
-            guard coded else { continue }
-            // Ids with the repeat escape, into the column's symbols.
+            guard coded else {
+                let first = column[0]
+                var constant = true
+                for t in 1..<count where column[t] != first { constant = false; break }
+                if constant { kinds[c] = .constant }
+                continue
+            }
+            // Ids with the repeat escape into the column's symbols; slot deltas beside them.
             let out = syms + c * count
-            counts.update(repeating: 0, count: alphabet)
-            out[0] = first
-            counts[Int(first)] += 1
+            out[0] = column[0]
+            counts[Int(column[0])] = 1
+            var repeats = 0
             for t in 1..<count {
-                let id = column[t], s = id == column[t &- 1] ? escape : id
+                let id = column[t], repeated = id == column[t &- 1]
+                let s = repeated ? escape : id
                 out[t] = s
                 counts[Int(s)] &+= 1
+                repeats &+= repeated ? 1 : 0
             }
-            var (bits, present) = entropyBits(counts, alphabet: alphabet, total: count)
-            var best = bits + tableBits(present: present, total: count)
+            if repeats == count - 1 {
+                kinds[c] = .constant
+                _ = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
+                continue
+            }
+            let (aSum, aPresent) = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
+            var best = xlog2x[count] - aSum + tableBits(present: aPresent, total: count)
+            var chosen = (candidateA, aPresent)
             kinds[c] = .ids
             if c % topk != 0 {
                 let previous = UnsafePointer(cols + (c - 1) * count)
-                let modulus = UInt16(truncatingIfNeeded: experts)
-                for t in 0..<count {
-                    let id = column[t], base = previous[t], wrapped = id &- base
-                    deltas[t] = id < base ? wrapped &+ modulus : wrapped
+                do {
+                    let id = column[0], base = previous[0], wrapped = id &- base
+                    let d = id < base ? wrapped &+ modulus : wrapped
+                    deltas[0] = d
+                    deltaCounts[Int(d)] = 1
                 }
-                for t in 1..<count where column[t] == column[t &- 1] { deltas[t] = escape }
-                counts.update(repeating: 0, count: alphabet)
-                for t in 0..<count { counts[Int(deltas[t])] &+= 1 }
-                let (dBits, dPresent) = entropyBits(counts, alphabet: alphabet, total: count)
-                let cost = dBits + tableBits(present: dPresent, total: count)
+                for t in 1..<count {
+                    let id = column[t], base = previous[t], wrapped = id &- base
+                    let d = out[t] == escape ? escape : (id < base ? wrapped &+ modulus : wrapped)
+                    deltas[t] = d
+                    deltaCounts[Int(d)] &+= 1
+                }
+                let (dSum, dPresent) = harvest(deltaCounts, deltas, count: count, alphabet: alphabet, into: candidateD)
+                let cost = xlog2x[count] - dSum + tableBits(present: dPresent, total: count)
                 if cost < best {
                     best = cost
-                    (bits, present) = (dBits, dPresent)
+                    chosen = (candidateD, dPresent)
                     kinds[c] = .slotDelta
                     out.update(from: deltas, count: count)
                 }
             }
             ownCost[c] = best
-            ownPresent[c] = present
-            let group = (kinds[c] == .slotDelta ? topk : 0) + c % topk
-            groupUsed[group] = true
-            let histogram = groups + group * alphabet
-            for t in 0..<count { histogram[Int(out[t])] &+= 1 }
+            (entries + used).update(from: chosen.0, count: chosen.1)
+            used += chosen.1
         }
 
         // Tables: each coded column its own, or its (kind, slot) group's when that is cheaper.
         var tables: [FrequencyTable] = []
         var tableOf = [Int](repeating: -1, count: columnCount)
         var groupTable = [Int](repeating: -1, count: groupCount)
-        let ownBudget = CompactFormat.maxTables - groupUsed.lazy.filter { $0 }.count
+        var groupTotal = [Int](repeating: 0, count: groupCount)
         var ownTables = 0
-        var groupLog: [[Float]] = Array(repeating: [], count: groupCount)
-        for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
-            let group = (kinds[c] == .slotDelta ? topk : 0) + c % topk
-            let histogram = groups + group * alphabet
-            if groupLog[group].isEmpty {
-                var total = 0
-                for s in 0..<alphabet { total += Int(histogram[s]) }
-                groupLog[group] = (0..<alphabet).map { histogram[$0] == 0 ? 0 : Float(log2(Double(total) / Double(histogram[$0]))) }
-            }
-            let out = UnsafePointer(syms + c * count)
-            var shared: Float = 0
-            groupLog[group].withUnsafeBufferPointer { log in
-                for t in 0..<count { shared += log[Int(out[t])] }
-            }
-            if Double(shared) < ownCost[c] || ownTables >= ownBudget {
-                if groupTable[group] < 0 {
-                    groupTable[group] = tables.count
-                    tables.append(FrequencyTable(counts: histogram, alphabet: alphabet))
+        if coded {
+            let groups = groupHistograms.reserve(groupCount * alphabet, of: UInt32.self)
+            groups.update(repeating: 0, count: groupCount * alphabet)
+            func group(_ c: Int) -> Int { (kinds[c] == .slotDelta ? topk : 0) + c % topk }
+            for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
+                let g = group(c), histogram = groups + g * alphabet
+                for i in entryStart[c]..<entryStart[c + 1] {
+                    let e = entries[i]
+                    histogram[Int(e >> 32)] &+= UInt32(truncatingIfNeeded: e)
                 }
-                tableOf[c] = groupTable[group]
-            } else {
-                counts.update(repeating: 0, count: alphabet)
-                for t in 0..<count { counts[Int(out[t])] &+= 1 }
-                tableOf[c] = tables.count
-                tables.append(FrequencyTable(counts: counts, alphabet: alphabet))
-                ownTables += 1
+                groupTotal[g] += count
+            }
+            let ownBudget = CompactFormat.maxTables - groupTotal.lazy.filter { $0 > 0 }.count
+            for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
+                let g = group(c), histogram = groups + g * alphabet
+                let logTotal = fastLog2(Float(groupTotal[g]))
+                var shared: Float = 0
+                for i in entryStart[c]..<entryStart[c + 1] {
+                    let e = entries[i]
+                    shared += Float(UInt32(truncatingIfNeeded: e)) * (logTotal - fastLog2(Float(histogram[Int(e >> 32)])))
+                }
+                if Double(shared) < ownCost[c] || ownTables >= ownBudget {
+                    if groupTable[g] < 0 {
+                        groupTable[g] = tables.count
+                        tables.append(FrequencyTable(counts: histogram, alphabet: alphabet))
+                    }
+                    tableOf[c] = groupTable[g]
+                } else {
+                    tableOf[c] = tables.count
+                    tables.append(FrequencyTable(entries: entries + entryStart[c], count: entryStart[c + 1] - entryStart[c]))
+                    ownTables += 1
+                }
             }
         }
 
@@ -257,6 +299,15 @@ final class CompactEncoder {
             return write(header, kinds, rawBits.bytes, cols, count: count, rans: nil, ransBytes: 0)
         }
         return write(header, kinds, bits.bytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+    }
+
+    /// log2 within about 0.01, for cost estimates.
+    @inline(__always)
+    private func fastLog2(_ x: Float) -> Float {
+        let bits = x.bitPattern
+        let exponent = Float(Int(bits >> 23) - 127)
+        let m = Float(bitPattern: (bits & 0x7F_FFFF) | 0x3F80_0000)
+        return exponent + (-0.344_848_43 * m + 2.024_665_78) * m - 0.674_877_59
     }
 
     @inline(__always)

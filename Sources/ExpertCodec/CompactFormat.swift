@@ -132,7 +132,11 @@ struct BitReader {
     private func peek() -> UInt64 {
         let byte = position >> 3
         var value: UInt64 = 0
-        for i in 0..<8 where byte + i < count { value |= UInt64(base[byte + i]) << UInt64(8 * i) }
+        if byte + 8 <= count {
+            value = UInt64(littleEndian: UnsafeRawPointer(base + byte).loadUnaligned(as: UInt64.self))
+        } else {
+            for i in 0..<8 where byte + i < count { value |= UInt64(base[byte + i]) << UInt64(8 * i) }
+        }
         return value >> UInt64(position & 7)
     }
 
@@ -168,17 +172,12 @@ struct FrequencyTable {
 
     /// Quantizes counts (indexed by symbol, at least one nonzero) to a total of a power of two
     /// just above the count total (at most `1 << maxScaleBits`), every present symbol at least 1.
-    init(counts: UnsafePointer<UInt32>, alphabet: Int) {
-        var total = 0
-        symbols = []
-        for s in 0..<alphabet where counts[s] != 0 {
-            symbols.append(s)
-            total += Int(counts[s])
-        }
+    private init(symbols: [Int], counts: [Int], total: Int) {
+        self.symbols = symbols
         let needed = Int.bitWidth - (max(total, symbols.count, 2) - 1).leadingZeroBitCount
         scale = min(CompactFormat.maxScaleBits, needed)
         let target = 1 << scale
-        freqs = symbols.map { max(1, (Int(counts[$0]) * target + total / 2) / total) }
+        freqs = counts.map { max(1, ($0 * target + total / 2) / total) }
         var sum = freqs.reduce(0, +)
         let largest = freqs.indices.max { freqs[$0] < freqs[$1] }!
         let given = max(target - sum, 1 - freqs[largest]) // the largest keeps at least 1
@@ -190,6 +189,27 @@ struct FrequencyTable {
             if freqs[i] > 1 { freqs[i] -= 1; sum -= 1 }
             i = (i + 1) % freqs.count
         }
+    }
+
+    /// As `init(counts:alphabet:)`, from `symbol << 32 | count` entries in any order.
+    init(entries: UnsafePointer<UInt64>, count: Int) {
+        let sorted = UnsafeBufferPointer(start: entries, count: count).sorted()
+        var total = 0
+        let symbols = sorted.map { Int($0 >> 32) }
+        let counts = sorted.map { Int(UInt32(truncatingIfNeeded: $0)) }
+        for c in counts { total += c }
+        self.init(symbols: symbols, counts: counts, total: total)
+    }
+
+    init(counts: UnsafePointer<UInt32>, alphabet: Int) {
+        var total = 0
+        var symbols: [Int] = [], present: [Int] = []
+        for s in 0..<alphabet where counts[s] != 0 {
+            symbols.append(s)
+            present.append(Int(counts[s]))
+            total += Int(counts[s])
+        }
+        self.init(symbols: symbols, counts: present, total: total)
     }
 
     init(scale: Int, symbols: [Int], freqs: [Int]) {

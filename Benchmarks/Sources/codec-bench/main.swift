@@ -1,7 +1,8 @@
 // codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
 // liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
 //
-// usage: codec-bench [--block-rows N] [--repeats R] [TRACE.npy | MODEL:TOKENS]...
+// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [TRACE.npy | MODEL:TOKENS]...
+// Both codecs by default (fast: layout 1, compact: layout 2).
 // Without traces: ../shared/data's traces when present, and generated model shapes.
 import ExpertCodec
 import Foundation
@@ -58,8 +59,8 @@ struct Measurement {
     let decodeSeconds: Double
 }
 
-func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measurement {
-    let encoder = BlockEncoder(schema: trace.schema), decoder = BlockDecoder(schema: trace.schema)
+func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int, codec: BlockCodec) throws -> Measurement {
+    let encoder = BlockEncoder(schema: trace.schema, codec: codec), decoder = BlockDecoder(schema: trace.schema)
     let perRow = trace.schema.idsPerRow
     var frames: [[UInt8]] = []
     let encode = try trace.rows.withUnsafeBufferPointer { rows in
@@ -83,7 +84,7 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measur
         }
     }
     guard output == trace.rows else { throw CodecError.shapeMismatch("\(trace.name): round trip differs") }
-    return Measurement(method: "ExpertCodec, \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
+    return Measurement(method: "ExpertCodec \(codec), \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
                        encodeSeconds: encode, decodeSeconds: decode)
 }
 
@@ -131,11 +132,13 @@ func report(_ trace: Trace, _ rows: [Measurement]) {
 var blockRows: Int?
 var repeats = 5
 var inputs: [String] = []
+var codecs = BlockCodec.allCases
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
+    case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
     default: inputs.append(argument)
     }
 }
@@ -157,7 +160,8 @@ for input in inputs {
         trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
     }
     let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)
-    report(trace, [try measureCodec(trace, blockRows: rows, repeats: repeats), measureLZ4(trace, repeats: repeats)])
+    report(trace, try codecs.map { try measureCodec(trace, blockRows: rows, repeats: repeats, codec: $0) }
+                  + [measureLZ4(trace, repeats: repeats)])
   } catch {
     print("\(input): \(error)")
     exit(1)
