@@ -173,6 +173,18 @@ final class CompactDecoder {
         var above = escape
         var s0 = x0, s1 = x1, s2 = x2, s3 = x3, p = at
         var t = 0
+        // While eight bytes remain (the most four symbols read), without bounds checks or branches.
+        while t &+ 4 <= count && p &+ 8 <= size {
+            let a = fastStep(&s0, table, scale, mask, bytes, &p)
+            let b = fastStep(&s1, table, scale, mask, bytes, &p)
+            let c = fastStep(&s2, table, scale, mask, bytes, &p)
+            let d = fastStep(&s3, table, scale, mask, bytes, &p)
+            above = resolve(a, above, t); out[t] = above
+            above = resolve(b, above, t &+ 1); out[t &+ 1] = above
+            above = resolve(c, above, t &+ 2); out[t &+ 2] = above
+            above = resolve(d, above, t &+ 3); out[t &+ 3] = above
+            t &+= 4
+        }
         while t &+ 4 <= count {
             let a = step(&s0, table, scale, mask, bytes, size, &p)
             let b = step(&s1, table, scale, mask, bytes, size, &p)
@@ -188,6 +200,25 @@ final class CompactDecoder {
         if t < count { above = resolve(step(&s1, table, scale, mask, bytes, size, &p), above, t); out[t] = above; t &+= 1 }
         if t < count { above = resolve(step(&s2, table, scale, mask, bytes, size, &p), above, t); out[t] = above }
         x0 = s0; x1 = s1; x2 = s2; x3 = s3; at = p
+    }
+
+    /// `step` where two bytes at `at` are known to be readable: selects instead of branches.
+    @inline(__always)
+    private static func fastStep(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
+                                 _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> UInt16 {
+        let entry = table[Int(x & mask)]
+        var state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x >> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
+        let low = CompactFormat.stateLow
+        let first = state < low
+        let shifted = state << 8 | UInt32(bytes[at])
+        state = first ? shifted : state
+        at &+= first ? 1 : 0
+        let second = state < low
+        let again = state << 8 | UInt32(bytes[at])
+        state = second ? again : state
+        at &+= second ? 1 : 0
+        x = state
+        return UInt16(truncatingIfNeeded: entry)
     }
 
     /// One rANS symbol: the slot's entry gives symbol, frequency and offset; at most two bytes

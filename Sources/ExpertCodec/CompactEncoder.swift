@@ -6,14 +6,14 @@ struct RANSEncodeSymbol {
     var limit: UInt32 = 0    // states at or above it shed a byte first
     var reciprocal: UInt32 = 0
     var bias: UInt32 = 0
-    var complement: UInt32 = 0
-    var shift: UInt32 = 0
+    var complement: UInt16 = 0
+    var shift: UInt16 = 0
 
     init() {}
 
     init(start: Int, freq: Int, scale: Int) {
         limit = UInt32(((Int(CompactFormat.stateLow) >> scale) << 8) * freq)
-        complement = UInt32((1 << scale) - freq)
+        complement = UInt16((1 << scale) - freq)
         if freq < 2 {
             reciprocal = ~0
             shift = 0
@@ -22,7 +22,7 @@ struct RANSEncodeSymbol {
             var s = 0
             while freq > 1 << s { s += 1 }
             reciprocal = UInt32(((1 << UInt64(s + 31)) + UInt64(freq) - 1) / UInt64(freq))
-            shift = UInt32(s - 1)
+            shift = UInt16(s - 1)
             bias = UInt32(start)
         }
     }
@@ -50,7 +50,8 @@ final class CompactEncoder {
         for c in first...last { xlog2x.append(Double(c) * log2(Double(c))) }
     }
 
-    /// The present symbols of `counts` (filled from `symbols[0..<count]`) as `symbol << 32 | count`
+    /// The present symbols of `counts` (four lanes per symbol, `counts[4 s ..< 4 s + 4]`, filled
+    /// from `symbols[0..<count]`) as `symbol << 32 | count`
     /// entries, clearing `counts` as it goes; returns the sum of `c log2 c` and how many there are.
     /// Visits the alphabet or the symbols, whichever is shorter.
     private func harvest(_ counts: UnsafeMutablePointer<UInt32>, _ symbols: UnsafePointer<UInt16>, count: Int, alphabet: Int,
@@ -58,21 +59,24 @@ final class CompactEncoder {
         var sum = 0.0, present = 0
         xlog2x.withUnsafeBufferPointer { table in
             if count >= alphabet / 2 {
-                for s in 0..<alphabet where counts[s] != 0 {
-                    let c = counts[s]
+                for s in 0..<alphabet {
+                    let lanes = counts + 4 &* s
+                    let c = lanes[0] &+ lanes[1] &+ lanes[2] &+ lanes[3]
+                    guard c != 0 else { continue }
                     sum += table[Int(c)]
                     entries[present] = UInt64(s) << 32 | UInt64(c)
                     present += 1
-                    counts[s] = 0
+                    lanes.update(repeating: 0, count: 4)
                 }
             } else {
                 for t in 0..<count {
-                    let s = Int(symbols[t]), c = counts[s]
+                    let s = Int(symbols[t]), lanes = counts + 4 &* s
+                    let c = lanes[0] &+ lanes[1] &+ lanes[2] &+ lanes[3]
                     if c != 0 {
                         sum += table[Int(c)]
                         entries[present] = UInt64(s) << 32 | UInt64(c)
                         present += 1
-                        counts[s] = 0
+                        lanes.update(repeating: 0, count: 4)
                     }
                 }
             }
@@ -113,7 +117,9 @@ final class CompactEncoder {
         let syms = symbols.reserve(max(1, columnCount * count), of: UInt16.self)
         let distinct = min(count, alphabet)
         let deltas = delta.reserve(count, of: UInt16.self)
-        let counts = histogram.reserve(2 * alphabet, of: UInt32.self), deltaCounts = counts + alphabet
+        // Four lanes per symbol (row t counts in lane t % 4): increments of one symbol in a row
+        // do not wait for each other.
+        let counts = histogram.reserve(8 * alphabet, of: UInt32.self), deltaCounts = counts + 4 * alphabet
         let topk = schema.topk
         let groupCount = 2 * topk
         // Per coded column, its chosen symbols' (symbol << 32 | count), and two candidates.
@@ -123,7 +129,7 @@ final class CompactEncoder {
         var ownCost = [Double](repeating: 0, count: columnCount)
         if coded {
             growLogTable(to: count)
-            counts.update(repeating: 0, count: 2 * alphabet)
+            counts.update(repeating: 0, count: 8 * alphabet)
         }
         var used = 0
         for c in 0..<columnCount {
@@ -140,13 +146,13 @@ final class CompactEncoder {
             // Ids with the repeat escape into the column's symbols; slot deltas beside them.
             let out = syms + c * count
             out[0] = column[0]
-            counts[Int(column[0])] = 1
+            counts[4 * Int(column[0])] = 1
             var repeats = 0
             for t in 1..<count {
                 let id = column[t], repeated = id == column[t &- 1]
                 let s = repeated ? escape : id
                 out[t] = s
-                counts[Int(s)] &+= 1
+                counts[Int(s) &<< 2 | t & 3] &+= 1
                 repeats &+= repeated ? 1 : 0
             }
             if repeats == count - 1 {
@@ -164,13 +170,13 @@ final class CompactEncoder {
                     let id = column[0], base = previous[0], wrapped = id &- base
                     let d = id < base ? wrapped &+ modulus : wrapped
                     deltas[0] = d
-                    deltaCounts[Int(d)] = 1
+                    deltaCounts[4 * Int(d)] = 1
                 }
                 for t in 1..<count {
                     let id = column[t], base = previous[t], wrapped = id &- base
                     let d = out[t] == escape ? escape : (id < base ? wrapped &+ modulus : wrapped)
                     deltas[t] = d
-                    deltaCounts[Int(d)] &+= 1
+                    deltaCounts[Int(d) &<< 2 | t & 3] &+= 1
                 }
                 let (dSum, dPresent) = harvest(deltaCounts, deltas, count: count, alphabet: alphabet, into: candidateD)
                 let cost = xlog2x[count] - dSum + tableBits(present: dPresent, total: count)
@@ -312,14 +318,19 @@ final class CompactEncoder {
 
     @inline(__always)
     private func put(_ x: inout UInt32, _ symbol: RANSEncodeSymbol, _ end: inout UnsafeMutablePointer<UInt8>) {
+        // At most two bytes are shed (limit >= 2^19, states < 2^31): two selects, no loop. The
+        // byte is stored whether or not it is shed; an unshed one is overwritten later.
         var state = x
-        while state >= symbol.limit {
-            end -= 1
-            end.pointee = UInt8(truncatingIfNeeded: state)
-            state >>= 8
-        }
-        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) >> symbol.shift
-        x = state &+ symbol.bias &+ q &* symbol.complement
+        let first = state >= symbol.limit
+        end[-1] = UInt8(truncatingIfNeeded: state)
+        end -= first ? 1 : 0
+        state = first ? state >> 8 : state
+        let second = state >= symbol.limit
+        end[-1] = UInt8(truncatingIfNeeded: state)
+        end -= second ? 1 : 0
+        state = second ? state >> 8 : state
+        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) >> UInt32(symbol.shift)
+        x = state &+ symbol.bias &+ q &* UInt32(symbol.complement)
     }
 
     private func write(_ header: [UInt8], _ kinds: [CompactKind], _ tableStream: [UInt8], _ cols: UnsafeMutablePointer<UInt16>,
