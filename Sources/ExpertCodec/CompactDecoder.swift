@@ -131,14 +131,27 @@ final class CompactDecoder {
                 let scale = UInt32(tables[tableOf[c]].scale), mask = (UInt32(1) << scale) - 1
                 let out = cols + c * count
                 let escape = UInt16(experts)
-                if kinds[c] == .ids {
-                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
-                        s, above, _ in s == escape ? above : s
-                    }
-                } else {
-                    let previous = UnsafePointer(cols + (c - 1) * count), modulus = UInt16(experts)
-                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
-                        s, above, t in s == escape ? above : addModulo(s, previous[t], modulus)
+                Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
+                    s, _, _ in s
+                }
+                // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
+                if out[0] != escape {
+                    if kinds[c] == .ids {
+                        var above = out[0]
+                        for t in 1..<count {
+                            let s = out[t]
+                            above = s == escape ? above : s
+                            out[t] = above
+                        }
+                    } else {
+                        let previous = UnsafePointer(cols + (c - 1) * count), modulus = UInt16(experts)
+                        var above = addModulo(out[0], previous[0], modulus)
+                        out[0] = above
+                        for t in 1..<count {
+                            let s = out[t]
+                            above = s == escape ? above : addModulo(s, previous[t], modulus)
+                            out[t] = above
+                        }
                     }
                 }
                 // Row 0 has no row above: its symbol must not be the escape (decodeColumn
