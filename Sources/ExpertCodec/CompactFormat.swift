@@ -150,8 +150,8 @@ struct BitReader {
 
     mutating func gamma() throws -> Int {
         let zeros = peek().trailingZeroBitCount
-        guard zeros <= 30 else { throw fail("bad Elias gamma code") }
         guard 2 * zeros + 1 <= bitsLeft else { throw fail("ends early") }
+        guard zeros <= 30 else { throw fail("bad Elias gamma code") }
         position += zeros + 1
         return (1 << zeros) | (try read(zeros))
     }
