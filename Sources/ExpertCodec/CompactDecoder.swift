@@ -47,12 +47,14 @@ final class CompactDecoder {
             guard let kind = CompactKind(rawValue: bytes[cursor + c]) else {
                 throw fail("unknown kind \(bytes[cursor + c]) of column \(c)", cursor + c)
             }
-            if kind == .slotDelta && c % topk == 0 { throw fail("column \(c) is slot 0 and cannot be a slot delta", cursor + c) }
-            if (kind == .ids || kind == .slotDelta) {
+            if kind.needsPreviousSlot && c % topk == 0 {
+                throw fail("column \(c) is slot 0 and cannot be a slot delta or split", cursor + c)
+            }
+            if kind.isCoded {
                 guard experts <= CompactFormat.maxCodedExperts else {
                     throw fail("column \(c) is coded but \(experts) experts exceed \(CompactFormat.maxCodedExperts)", cursor + c)
                 }
-                codedCount += 1
+                codedCount += kind.isSplit ? 2 : 1
             }
             kinds.append(kind)
         }
@@ -65,19 +67,24 @@ final class CompactDecoder {
         var bits = BitReader(bytes + cursor, count: streamBytes, offset: cursor)
         let tableCount = try bits.read(8)
         guard (tableCount == 0) == (codedCount == 0) else {
-            throw bits.fail("\(tableCount) tables for \(codedCount) coded columns")
+            throw bits.fail("\(tableCount) tables for \(codedCount) table references")
         }
         let alphabet = experts + 1
         var tables: [FrequencyTable] = []
         for _ in 0..<tableCount { tables.append(try FrequencyTable.read(from: &bits, alphabet: alphabet)) }
         let refBits = tableCount <= 1 ? 0 : Int.bitWidth - (tableCount - 1).leadingZeroBitCount
-        var tableOf = [Int](repeating: -1, count: columnCount)
+        // Per coded column: its table, and for a split column the table of the rows whose
+        // previous slot repeats (read first).
+        var tableOf = [Int](repeating: -1, count: columnCount), repeatTableOf = tableOf
         var used = [Bool](repeating: false, count: tableCount)
-        for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
-            let t = try bits.read(refBits)
-            guard t < tableCount else { throw bits.fail("column \(c) names table \(t) of \(tableCount)") }
-            tableOf[c] = t
-            used[t] = true
+        for c in 0..<columnCount where kinds[c].isCoded {
+            for reference in 0..<(kinds[c].isSplit ? 2 : 1) {
+                let t = try bits.read(refBits)
+                guard t < tableCount else { throw bits.fail("column \(c) names table \(t) of \(tableCount)") }
+                if reference == 0 { repeatTableOf[c] = t }
+                tableOf[c] = t
+                used[t] = true
+            }
         }
         guard !used.contains(false) else { throw bits.fail("a table no column uses") }
         let cols = columns.reserve(columnCount * count, of: UInt16.self)
@@ -131,12 +138,29 @@ final class CompactDecoder {
                 let scale = UInt32(tables[tableOf[c]].scale), mask = (UInt32(1) << scale) - 1
                 let out = cols + c * count
                 let escape = UInt16(experts)
-                Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at, escape: escape) {
-                    s, _, _ in s
+                if kinds[c].isSplit {
+                    let previous = UnsafePointer(cols + (c - 1) * count)
+                    let other = (table, scale, mask)
+                    let repeatScale = UInt32(tables[repeatTableOf[c]].scale)
+                    let repeated = (UnsafePointer(entries + tableStart[repeatTableOf[c]]), repeatScale, (UInt32(1) << repeatScale) - 1)
+                    var states = (x0, x1, x2, x3)
+                    for t in 0..<count {
+                        let (tab, sc, mk) = t > 0 && previous[t] == previous[t &- 1] ? repeated : other
+                        switch t & 3 {
+                        case 0: out[t] = Self.step(&states.0, tab, sc, mk, bytes, size, &at)
+                        case 1: out[t] = Self.step(&states.1, tab, sc, mk, bytes, size, &at)
+                        case 2: out[t] = Self.step(&states.2, tab, sc, mk, bytes, size, &at)
+                        default: out[t] = Self.step(&states.3, tab, sc, mk, bytes, size, &at)
+                        }
+                    }
+                    (x0, x1, x2, x3) = states
+                } else {
+                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at,
+                                      escape: escape) { s, _, _ in s }
                 }
                 // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
                 if out[0] != escape {
-                    if kinds[c] == .ids {
+                    if !kinds[c].isDelta {
                         var above = out[0]
                         for t in 1..<count {
                             let s = out[t]

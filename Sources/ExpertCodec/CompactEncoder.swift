@@ -28,6 +28,16 @@ struct RANSEncodeSymbol {
     }
 }
 
+/// The symbols of one table reference: a coded column (context 0), or the rows of a split
+/// column whose previous slot repeats (context 1) or does not (context 2).
+private struct Unit {
+    var column: Int, context: Int
+    /// Its `symbol << 32 | count` entries: `entries[start..<end]`.
+    var start: Int, end: Int
+    var symbols: Int
+    var ownCost: Double
+}
+
 /// Writes compact (layout 2) payloads. Owned by a ``BlockEncoder``; reuses its scratch.
 final class CompactEncoder {
     let schema: Schema
@@ -121,20 +131,17 @@ final class CompactEncoder {
         // do not wait for each other.
         let counts = histogram.reserve(8 * alphabet, of: UInt32.self), deltaCounts = counts + 4 * alphabet
         let topk = schema.topk
-        let groupCount = 2 * topk
+        let groupCount = 6 * topk
         // Per coded column, its chosen symbols' (symbol << 32 | count), and two candidates.
-        let entries = sparse.reserve(columnCount * distinct + 2 * distinct, of: UInt64.self)
-        let candidateA = entries + columnCount * distinct, candidateD = candidateA + distinct
-        var entryStart = [Int](repeating: 0, count: columnCount + 1)
-        var ownCost = [Double](repeating: 0, count: columnCount)
+        let entries = sparse.reserve(2 * columnCount * distinct + 2 * distinct, of: UInt64.self)
+        let candidateA = entries + 2 * columnCount * distinct, candidateD = candidateA + distinct
+        var units: [Unit] = []
         if coded {
             growLogTable(to: count)
             counts.update(repeating: 0, count: 8 * alphabet)
         }
         var used = 0
         for c in 0..<columnCount {
-            entryStart[c] = used
-            defer { entryStart[c + 1] = used }
             let column = UnsafePointer(cols + c * count)
             guard coded else {
                 let first = column[0]
@@ -187,47 +194,81 @@ final class CompactEncoder {
                     out.update(from: deltas, count: count)
                 }
             }
-            ownCost[c] = best
             (entries + used).update(from: chosen.0, count: chosen.1)
+            // Slots after the first: two tables, by whether the previous slot repeats (a layer
+            // that repeats as a whole repeats in every slot), when that is cheaper.
+            if c % topk != 0 {
+                let previous = UnsafePointer(cols + (c - 1) * count)
+                counts[4 * Int(out[0])] = 1 // row 0: the second context
+                var repeatedRows = 0
+                for t in 1..<count {
+                    let context = previous[t] == previous[t &- 1]
+                    let lane = Int(out[t]) &<< 2 | t & 3
+                    if context { deltaCounts[lane] &+= 1 } else { counts[lane] &+= 1 }
+                    repeatedRows &+= context ? 1 : 0
+                }
+                let (oSum, oPresent) = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
+                let (rSum, rPresent) = harvest(deltaCounts, out, count: count, alphabet: alphabet, into: candidateD)
+                let others = count - repeatedRows
+                let cost = xlog2x[repeatedRows] - rSum + xlog2x[others] - oSum
+                    + tableBits(present: rPresent, total: repeatedRows) + tableBits(present: oPresent, total: others)
+                // A clear gain only: the estimate ignores that unsplit columns share tables better.
+                if repeatedRows > 0 && cost < 0.95 * best {
+                    kinds[c] = kinds[c] == .ids ? .splitIDs : .splitSlotDelta
+                    (entries + used).update(from: candidateD, count: rPresent)
+                    units.append(Unit(column: c, context: 1, start: used, end: used + rPresent, symbols: repeatedRows,
+                                      ownCost: xlog2x[repeatedRows] - rSum + tableBits(present: rPresent, total: repeatedRows)))
+                    used += rPresent
+                    (entries + used).update(from: candidateA, count: oPresent)
+                    units.append(Unit(column: c, context: 2, start: used, end: used + oPresent, symbols: others,
+                                      ownCost: xlog2x[others] - oSum + tableBits(present: oPresent, total: others)))
+                    used += oPresent
+                    continue
+                }
+            }
+            units.append(Unit(column: c, context: 0, start: used, end: used + chosen.1, symbols: count, ownCost: best))
             used += chosen.1
         }
 
-        // Tables: each coded column its own, or its (kind, slot) group's when that is cheaper.
+        // Tables: each unit (a column, or one context of a split column) its own, or its
+        // (kind, context, slot) group's when that is cheaper.
         var tables: [FrequencyTable] = []
-        var tableOf = [Int](repeating: -1, count: columnCount)
+        var tableOf = [Int](repeating: -1, count: units.count)
         var groupTable = [Int](repeating: -1, count: groupCount)
         var groupTotal = [Int](repeating: 0, count: groupCount)
         var ownTables = 0
         if coded {
             let groups = groupHistograms.reserve(groupCount * alphabet, of: UInt32.self)
             groups.update(repeating: 0, count: groupCount * alphabet)
-            func group(_ c: Int) -> Int { (kinds[c] == .slotDelta ? topk : 0) + c % topk }
-            for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
-                let g = group(c), histogram = groups + g * alphabet
-                for i in entryStart[c]..<entryStart[c + 1] {
+            func group(_ unit: Unit) -> Int {
+                ((kinds[unit.column].isDelta ? 3 : 0) + unit.context) * topk + unit.column % topk
+            }
+            for unit in units {
+                let g = group(unit), histogram = groups + g * alphabet
+                for i in unit.start..<unit.end {
                     let e = entries[i]
                     histogram[Int(e >> 32)] &+= UInt32(truncatingIfNeeded: e)
                 }
-                groupTotal[g] += count
+                groupTotal[g] += unit.symbols
             }
             let ownBudget = CompactFormat.maxTables - groupTotal.lazy.filter { $0 > 0 }.count
-            for c in 0..<columnCount where kinds[c] == .ids || kinds[c] == .slotDelta {
-                let g = group(c), histogram = groups + g * alphabet
+            for (u, unit) in units.enumerated() {
+                let g = group(unit), histogram = groups + g * alphabet
                 let logTotal = fastLog2(Float(groupTotal[g]))
                 var shared: Float = 0
-                for i in entryStart[c]..<entryStart[c + 1] {
+                for i in unit.start..<unit.end {
                     let e = entries[i]
                     shared += Float(UInt32(truncatingIfNeeded: e)) * (logTotal - fastLog2(Float(histogram[Int(e >> 32)])))
                 }
-                if Double(shared) < ownCost[c] || ownTables >= ownBudget {
+                if Double(shared) < unit.ownCost || ownTables >= ownBudget {
                     if groupTable[g] < 0 {
                         groupTable[g] = tables.count
                         tables.append(FrequencyTable(counts: histogram, alphabet: alphabet))
                     }
-                    tableOf[c] = groupTable[g]
+                    tableOf[u] = groupTable[g]
                 } else {
-                    tableOf[c] = tables.count
-                    tables.append(FrequencyTable(entries: entries + entryStart[c], count: entryStart[c + 1] - entryStart[c]))
+                    tableOf[u] = tables.count
+                    tables.append(FrequencyTable(entries: entries + unit.start, count: unit.end - unit.start))
                     ownTables += 1
                 }
             }
@@ -238,16 +279,15 @@ final class CompactEncoder {
         bits.write(tables.count, bits: 8)
         for table in tables { table.write(to: &bits) }
         let refBits = tables.count <= 1 ? 0 : Int.bitWidth - (tables.count - 1).leadingZeroBitCount
-        for c in 0..<columnCount where tableOf[c] >= 0 { bits.write(tableOf[c], bits: refBits) }
+        for table in tableOf { bits.write(table, bits: refBits) }
         for c in 0..<columnCount where kinds[c] == .constant { bits.write(Int(cols[c * count]), bits: width) }
         bits.finish()
 
         // rANS, backwards: last coded column first, its last row first; row t uses state t % 4.
-        let codedColumns = (0..<columnCount).filter { tableOf[$0] >= 0 }
         var ransBytes = 0
         var ransStart: UnsafeMutablePointer<UInt8>? = nil
-        if !codedColumns.isEmpty {
-            let capacity = 2 * count * codedColumns.count + 16
+        if !units.isEmpty {
+            let capacity = 2 * count * columnCount + 16
             let buffer = ransOut.reserve(capacity, of: UInt8.self)
             let encodeSymbols = encodeTables.reserve(tables.count * alphabet, of: RANSEncodeSymbol.self)
             for (i, table) in tables.enumerated() {
@@ -259,25 +299,40 @@ final class CompactEncoder {
             }
             var end = buffer + capacity
             var x0 = CompactFormat.stateLow, x1 = x0, x2 = x0, x3 = x0
-            for c in codedColumns.reversed() {
-                let table = UnsafePointer(encodeSymbols + tableOf[c] * alphabet)
+            var u = units.count
+            while u > 0 {
+                u -= 1
+                let c = units[u].column
                 let column = UnsafePointer(syms + c * count)
+                let other = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
+                var repeated = other
+                var previous = UnsafePointer(column)
+                if units[u].context == 2 {
+                    u -= 1
+                    repeated = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
+                    previous = UnsafePointer(cols + (c - 1) * count)
+                }
+                // The table of row t: `repeated` where the previous slot repeats (split columns;
+                // otherwise both are the column's table).
+                @inline(__always) func table(_ t: Int) -> UnsafePointer<RANSEncodeSymbol> {
+                    t > 0 && previous[t] == previous[t &- 1] ? repeated : other
+                }
                 var t = count
                 // Tail rows beyond the last whole group of four.
                 while t & 3 != 0 {
                     t -= 1
                     switch t & 3 {
-                    case 2: put(&x2, table[Int(column[t])], &end)
-                    case 1: put(&x1, table[Int(column[t])], &end)
-                    default: put(&x0, table[Int(column[t])], &end)
+                    case 2: put(&x2, table(t)[Int(column[t])], &end)
+                    case 1: put(&x1, table(t)[Int(column[t])], &end)
+                    default: put(&x0, table(t)[Int(column[t])], &end)
                     }
                 }
                 while t > 0 {
                     t -= 4
-                    put(&x3, table[Int(column[t + 3])], &end)
-                    put(&x2, table[Int(column[t + 2])], &end)
-                    put(&x1, table[Int(column[t + 1])], &end)
-                    put(&x0, table[Int(column[t])], &end)
+                    put(&x3, table(t + 3)[Int(column[t + 3])], &end)
+                    put(&x2, table(t + 2)[Int(column[t + 2])], &end)
+                    put(&x1, table(t + 1)[Int(column[t + 1])], &end)
+                    put(&x0, table(t)[Int(column[t])], &end)
                 }
             }
             end -= 16
@@ -296,7 +351,7 @@ final class CompactEncoder {
         let constants = kinds.lazy.filter { $0 == .constant }.count
         let allRawSize = BlockFormat.headerBytes + columnCount + 4 + (8 + constants * width + 7) / 8
             + (columnCount - constants) * rawBytes
-        if size > allRawSize && !codedColumns.isEmpty {
+        if size > allRawSize && !units.isEmpty {
             for c in 0..<columnCount where kinds[c] != .constant { kinds[c] = .raw }
             var rawBits = BitWriter()
             rawBits.write(0, bits: 8)

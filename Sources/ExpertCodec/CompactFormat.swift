@@ -63,6 +63,17 @@ enum CompactKind: UInt8 {
     case slotDelta = 2
     /// `n` ids at `w` bits each, LSB first, in the raw section.
     case raw = 3
+    /// As `ids`, with two tables: the first for rows whose previous slot repeats its row above
+    /// (`prev[t] == prev[t-1]`, `t >= 1`), the second for the others. Not on slot 0.
+    case splitIDs = 4
+    /// As `slotDelta`, with two tables chosen as in `splitIDs`. Not on slot 0.
+    case splitSlotDelta = 5
+
+    var isCoded: Bool { self != .constant && self != .raw }
+    var isDelta: Bool { self == .slotDelta || self == .splitSlotDelta }
+    var isSplit: Bool { self == .splitIDs || self == .splitSlotDelta }
+    /// Needs the previous slot (column `c - 1`).
+    var needsPreviousSlot: Bool { isDelta || isSplit }
 }
 
 /// Writes a bit stream, least significant bit first.

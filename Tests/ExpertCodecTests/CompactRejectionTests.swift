@@ -113,7 +113,7 @@ struct CompactPayloadBuilder {
         expectRejected(b.bytes(), "a table no column uses")
 
         b.stream = BitWriter(); b.stream.write(0, bits: 8)
-        expectRejected(b.bytes(), "0 tables for 1 coded columns")
+        expectRejected(b.bytes(), "0 tables for 1 table references")
 
         b = base()
         b.stream.write(1, bits: 1) // a set padding bit after the last constant
@@ -155,11 +155,13 @@ struct CompactPayloadBuilder {
     @Test func structureErrorsAreRejected() throws {
         expectRejected(base(kind: 2).bytes(), "slot 0 and cannot be a slot delta")
         var b = base()
+        b.kinds = [6, 0, 0, 0]
+        expectRejected(b.bytes(), "unknown kind 6")
         b.kinds = [4, 0, 0, 0]
-        expectRejected(b.bytes(), "unknown kind 4")
+        expectRejected(b.bytes(), "slot 0 and cannot be a slot delta or split")
         b = base()
         b.kinds = [1, 0, 0]
-        expectRejected(b.bytes(), "unknown kind")
+        expectRejected(b.bytes(), "runs past the payload")
         b = base()
         b.rows = 1 << 30
         expectRejected(b.bytes(), "exceed the block limit")
