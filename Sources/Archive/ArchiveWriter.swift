@@ -67,7 +67,7 @@ public final class ArchiveWriter {
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
                               blockRows: Int? = nil, codec: BlockCodec = .fast, overwrite: Bool = false,
                               faults: (any FileFaults)?) throws -> ArchiveWriter {
-        let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema)
+        let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema, codec: codec)
         guard (1...schema.maxBlockRows).contains(rows) else {
             throw ArchiveError.invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
         }

@@ -81,7 +81,7 @@ struct Pack: ParsableCommand {
     var denseLayers: [Int]?
 
     @Option(name: .customLong("block-rows"), help: ArgumentHelp(
-        "Rows per block of a new archive (default: about \(BlockEncoder.defaultBlockBytes / 1024) KiB of fixed-width ids, a multiple of 8 in 64...65536).",
+        "Rows per block of a new archive (default: about \(BlockEncoder.defaultBlockBytes / 1024) KiB of fixed-width ids with the fast codec, \(BlockEncoder.defaultCompactBlockBytes / 1024) KiB with the compact one, a multiple of 8 in 64...65536).",
         valueName: "N"))
     var blockRows: Int?
 

@@ -159,8 +159,13 @@ for input in inputs {
         guard let model = ModelShape.named(String(parts[0])) else { fatalError("unknown model \(parts[0])") }
         trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
     }
-    let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)
-    report(trace, try codecs.map { try measureCodec(trace, blockRows: rows, repeats: repeats, codec: $0) }
+    // Each codec at the fast codec's default block size; the compact one also at its own
+    // (4x larger) default.
+    var runs: [(BlockCodec, Int)] = codecs.map { ($0, blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)) }
+    if blockRows == nil && codecs.contains(.compact) {
+        runs.append((.compact, BlockEncoder.defaultBlockRows(for: trace.schema, codec: .compact)))
+    }
+    report(trace, try runs.map { try measureCodec(trace, blockRows: $0.1, repeats: repeats, codec: $0.0) }
                   + [measureLZ4(trace, repeats: repeats)])
   } catch {
     print("\(input): \(error)")
