@@ -239,22 +239,21 @@ final class CompactDecoder {
         x0 = s0; x1 = s1; x2 = s2; x3 = s3; at = p
     }
 
-    /// `step` where two bytes at `at` are known to be readable: selects instead of branches.
+    /// `step` where two bytes at `at` are known to be readable. Whether zero, one or two bytes
+    /// are read follows from the updated state alone (below 2^15: two, below 2^23: one), so the
+    /// two bytes are loaded whatever the state and the right value selected: no branch, and the
+    /// load is off the state's dependency chain.
     @inline(__always)
     private static func fastStep(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
                                  _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> UInt16 {
         let entry = table[Int(x & mask)]
-        var state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x >> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
+        let state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x >> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
         let low = CompactFormat.stateLow
-        let first = state < low
-        let shifted = state << 8 | UInt32(bytes[at])
-        state = first ? shifted : state
-        at &+= first ? 1 : 0
-        let second = state < low
-        let again = state << 8 | UInt32(bytes[at])
-        state = second ? again : state
-        at &+= second ? 1 : 0
-        x = state
+        let b0 = UInt32(bytes[at]), b1 = UInt32(bytes[at &+ 1])
+        let one = state << 8 | b0, two = state << 16 | b0 << 8 | b1
+        let needsTwo = state < low >> 8, needsOne = state < low
+        x = needsTwo ? two : (needsOne ? one : state)
+        at &+= needsTwo ? 2 : (needsOne ? 1 : 0)
         return UInt16(truncatingIfNeeded: entry)
     }
 

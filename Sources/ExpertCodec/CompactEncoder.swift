@@ -28,6 +28,14 @@ struct RANSEncodeSymbol {
     }
 }
 
+/// 1 when `a == b`, else 0, computed without a branch.
+@inline(__always)
+func equalBit(_ a: UInt16, _ b: UInt16) -> UInt16 { UInt16(truncatingIfNeeded: (Int(a ^ b) &- 1) >> 63 & 1) }
+
+/// 1 when `a < b`, else 0, computed without a branch.
+@inline(__always)
+func lessBit(_ a: UInt16, _ b: UInt16) -> UInt16 { UInt16(truncatingIfNeeded: (Int(a) &- Int(b)) >> 63 & 1) }
+
 /// The symbols of one table reference: a coded column (context 0), or the rows of a split
 /// column whose previous slot repeats (context 1) or does not (context 2).
 private struct Unit {
@@ -136,6 +144,8 @@ final class CompactEncoder {
         let entries = sparse.reserve(2 * columnCount * distinct + 2 * distinct, of: UInt64.self)
         let candidateA = entries + 2 * columnCount * distinct, candidateD = candidateA + distinct
         var units: [Unit] = []
+        /// Rows `t >= 1` of each column equal to the row above (counted for coded schemas).
+        var repeatsOf = [Int](repeating: 0, count: columnCount)
         if coded {
             growLogTable(to: count)
             counts.update(repeating: 0, count: 8 * alphabet)
@@ -154,14 +164,18 @@ final class CompactEncoder {
             let out = syms + c * count
             out[0] = column[0]
             counts[4 * Int(column[0])] = 1
-            var repeats = 0
             for t in 1..<count {
-                let id = column[t], repeated = id == column[t &- 1]
-                let s = repeated ? escape : id
+                // Arithmetic, not a select: the compiler made `==` a branch, which mispredicts.
+                let id = column[t], repeated = equalBit(id, column[t &- 1])
+                let s = id &+ repeated &* (escape &- id)
                 out[t] = s
                 counts[Int(s) &<< 2 | t & 3] &+= 1
-                repeats &+= repeated ? 1 : 0
             }
+            // The escapes are the repeats (counted here, not in the loop: a branch there
+            // mispredicts on every change).
+            let escapes = counts + 4 * Int(escape)
+            let repeats = Int(escapes[0] &+ escapes[1] &+ escapes[2] &+ escapes[3])
+            repeatsOf[c] = repeats
             if repeats == count - 1 {
                 kinds[c] = .constant
                 _ = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
@@ -180,10 +194,11 @@ final class CompactEncoder {
                     deltaCounts[4 * Int(d)] = 1
                 }
                 for t in 1..<count {
-                    let id = column[t], base = previous[t], wrapped = id &- base
-                    let d = out[t] == escape ? escape : (id < base ? wrapped &+ modulus : wrapped)
-                    deltas[t] = d
-                    deltaCounts[Int(d) &<< 2 | t & 3] &+= 1
+                    let id = column[t], base = previous[t]
+                    let d = (id &- base) &+ lessBit(id, base) &* modulus
+                    let symbol = d &+ equalBit(out[t], escape) &* (escape &- d)
+                    deltas[t] = symbol
+                    deltaCounts[Int(symbol) &<< 2 | t & 3] &+= 1
                 }
                 let (dSum, dPresent) = harvest(deltaCounts, deltas, count: count, alphabet: alphabet, into: candidateD)
                 let cost = xlog2x[count] - dSum + tableBits(present: dPresent, total: count)
@@ -197,15 +212,16 @@ final class CompactEncoder {
             (entries + used).update(from: chosen.0, count: chosen.1)
             // Slots after the first: two tables, by whether the previous slot repeats (a layer
             // that repeats as a whole repeats in every slot), when that is cheaper.
-            if c % topk != 0 {
+            // (Only worth a look when the previous slot repeats often enough.)
+            if c % topk != 0 && 8 * repeatsOf[c - 1] >= count {
                 let previous = UnsafePointer(cols + (c - 1) * count)
                 counts[4 * Int(out[0])] = 1 // row 0: the second context
                 var repeatedRows = 0
                 for t in 1..<count {
-                    let context = previous[t] == previous[t &- 1]
-                    let lane = Int(out[t]) &<< 2 | t & 3
-                    if context { deltaCounts[lane] &+= 1 } else { counts[lane] &+= 1 }
-                    repeatedRows &+= context ? 1 : 0
+                    // 1 where the previous slot repeats, else 0, without a branch.
+                    let context = (Int(previous[t] ^ previous[t &- 1]) &- 1) >> 63 & 1
+                    counts[context &* (4 &* alphabet) &+ (Int(out[t]) &<< 2 | t & 3)] &+= 1
+                    repeatedRows &+= context
                 }
                 let (oSum, oPresent) = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
                 let (rSum, rPresent) = harvest(deltaCounts, out, count: count, alphabet: alphabet, into: candidateD)

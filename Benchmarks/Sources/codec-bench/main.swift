@@ -1,7 +1,7 @@
 // codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
 // liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
 //
-// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [TRACE.npy | MODEL:TOKENS]...
+// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [TRACE.npy | MODEL:TOKENS]...
 // Both codecs by default (fast: layout 1, compact: layout 2).
 // Without traces: ../shared/data's traces when present, and generated model shapes.
 import ExpertCodec
@@ -41,13 +41,25 @@ func synthesize(_ model: ModelShape, tokens: Int) throws -> Trace {
     return Trace(name: "synth \(model.name)", schema: try model.schema(), rows: synth.rows(tokens, as: Int32.self))
 }
 
-/// Best wall time of `repeats` runs of `body`, in seconds.
+/// Wall time, or with `--cpu-time` this thread's CPU time (steadier on a shared machine).
+nonisolated(unsafe) var useCPUTime = false
+
+func now() -> Double {
+    if useCPUTime {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+    return Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+}
+
+/// Best time of `repeats` runs of `body`, in seconds.
 func bestTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
     var best = Double.infinity
     for _ in 0..<repeats {
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = now()
         try body()
-        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        best = min(best, now() - start)
     }
     return best
 }
@@ -138,6 +150,7 @@ while let argument = arguments.next() {
     switch argument {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
+    case "--cpu-time": useCPUTime = true
     case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
     default: inputs.append(argument)
     }
