@@ -143,20 +143,13 @@ final class CompactDecoder {
                     let other = (table, scale, mask)
                     let repeatScale = UInt32(tables[repeatTableOf[c]].scale)
                     let repeated = (UnsafePointer(entries + tableStart[repeatTableOf[c]]), repeatScale, (UInt32(1) << repeatScale) - 1)
-                    var states = (x0, x1, x2, x3)
-                    for t in 0..<count {
-                        let (tab, sc, mk) = t > 0 && previous[t] == previous[t &- 1] ? repeated : other
-                        switch t & 3 {
-                        case 0: out[t] = Self.step(&states.0, tab, sc, mk, bytes, size, &at)
-                        case 1: out[t] = Self.step(&states.1, tab, sc, mk, bytes, size, &at)
-                        case 2: out[t] = Self.step(&states.2, tab, sc, mk, bytes, size, &at)
-                        default: out[t] = Self.step(&states.3, tab, sc, mk, bytes, size, &at)
-                        }
+                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, bytes, size, &at) { t in
+                        t > 0 && previous[t] == previous[t &- 1] ? repeated : other
                     }
-                    (x0, x1, x2, x3) = states
                 } else {
-                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, table, scale, mask, bytes, size, &at,
-                                      escape: escape) { s, _, _ in s }
+                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, bytes, size, &at) { _ in
+                        (table, scale, mask)
+                    }
                 }
                 // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
                 if out[0] != escape {
@@ -195,47 +188,37 @@ final class CompactDecoder {
         return count
     }
 
-    /// Decodes the `count` symbols of one column (row `t` with state `t % 4`) and turns each
-    /// into an id with `resolve(symbol, id of the row above, t)`.
+    /// Decodes the `count` symbols of one column into `out`, row `t` with state `t % 4` and the
+    /// table `table(t)` gives (table, scale, mask).
     @inline(__always)
     private static func decodeColumn(
         into out: UnsafeMutablePointer<UInt16>, count: Int,
         _ x0: inout UInt32, _ x1: inout UInt32, _ x2: inout UInt32, _ x3: inout UInt32,
-        _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
-        _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int, escape: UInt16,
-        _ resolve: (UInt16, UInt16, Int) -> UInt16
+        _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int,
+        _ table: (Int) -> (UnsafePointer<UInt64>, UInt32, UInt32)
     ) {
-        // The row above row 0 is the escape value itself: an escape there stays the escape,
-        // which the caller rejects (every id is below it).
-        var above = escape
         var s0 = x0, s1 = x1, s2 = x2, s3 = x3, p = at
         var t = 0
         // While eight bytes remain (the most four symbols read), without bounds checks or branches.
         while t &+ 4 <= count && p &+ 8 <= size {
-            let a = fastStep(&s0, table, scale, mask, bytes, &p)
-            let b = fastStep(&s1, table, scale, mask, bytes, &p)
-            let c = fastStep(&s2, table, scale, mask, bytes, &p)
-            let d = fastStep(&s3, table, scale, mask, bytes, &p)
-            above = resolve(a, above, t); out[t] = above
-            above = resolve(b, above, t &+ 1); out[t &+ 1] = above
-            above = resolve(c, above, t &+ 2); out[t &+ 2] = above
-            above = resolve(d, above, t &+ 3); out[t &+ 3] = above
+            let (ta, sa, ma) = table(t), (tb, sb, mb) = table(t &+ 1)
+            let (tc, sc, mc) = table(t &+ 2), (td, sd, md) = table(t &+ 3)
+            out[t] = fastStep(&s0, ta, sa, ma, bytes, &p)
+            out[t &+ 1] = fastStep(&s1, tb, sb, mb, bytes, &p)
+            out[t &+ 2] = fastStep(&s2, tc, sc, mc, bytes, &p)
+            out[t &+ 3] = fastStep(&s3, td, sd, md, bytes, &p)
             t &+= 4
         }
-        while t &+ 4 <= count {
-            let a = step(&s0, table, scale, mask, bytes, size, &p)
-            let b = step(&s1, table, scale, mask, bytes, size, &p)
-            let c = step(&s2, table, scale, mask, bytes, size, &p)
-            let d = step(&s3, table, scale, mask, bytes, size, &p)
-            above = resolve(a, above, t); out[t] = above
-            above = resolve(b, above, t &+ 1); out[t &+ 1] = above
-            above = resolve(c, above, t &+ 2); out[t &+ 2] = above
-            above = resolve(d, above, t &+ 3); out[t &+ 3] = above
-            t &+= 4
+        while t < count {
+            let (tt, st, mt) = table(t)
+            switch t & 3 {
+            case 0: out[t] = step(&s0, tt, st, mt, bytes, size, &p)
+            case 1: out[t] = step(&s1, tt, st, mt, bytes, size, &p)
+            case 2: out[t] = step(&s2, tt, st, mt, bytes, size, &p)
+            default: out[t] = step(&s3, tt, st, mt, bytes, size, &p)
+            }
+            t &+= 1
         }
-        if t < count { above = resolve(step(&s0, table, scale, mask, bytes, size, &p), above, t); out[t] = above; t &+= 1 }
-        if t < count { above = resolve(step(&s1, table, scale, mask, bytes, size, &p), above, t); out[t] = above; t &+= 1 }
-        if t < count { above = resolve(step(&s2, table, scale, mask, bytes, size, &p), above, t); out[t] = above }
         x0 = s0; x1 = s1; x2 = s2; x3 = s3; at = p
     }
 
@@ -247,7 +230,7 @@ final class CompactDecoder {
     private static func fastStep(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
                                  _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> UInt16 {
         let entry = table[Int(x & mask)]
-        let state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x >> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
+        let state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x &>> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
         let low = CompactFormat.stateLow
         let b0 = UInt32(bytes[at]), b1 = UInt32(bytes[at &+ 1])
         let one = state << 8 | b0, two = state << 16 | b0 << 8 | b1
@@ -264,7 +247,7 @@ final class CompactDecoder {
     private static func step(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
                              _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int) -> UInt16 {
         let entry = table[Int(x & mask)]
-        var state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x >> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
+        var state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x &>> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
         if state < CompactFormat.stateLow {
             state = state << 8 | UInt32(at < size ? bytes[at] : 0)
             at &+= 1

@@ -400,7 +400,7 @@ final class CompactEncoder {
         end[-1] = UInt8(truncatingIfNeeded: state)
         end -= second ? 1 : 0
         state = second ? state >> 8 : state
-        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) >> UInt32(symbol.shift)
+        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) &>> UInt32(symbol.shift)
         x = state &+ symbol.bias &+ q &* UInt32(symbol.complement)
     }
 
