@@ -152,21 +152,27 @@ final class CompactDecoder {
                     }
                 }
                 // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
+                // Bitwise selects (the compiler made `?:` branches here, which mispredict).
                 if out[0] != escape {
                     if !kinds[c].isDelta {
                         var above = out[0]
                         for t in 1..<count {
-                            let s = out[t]
-                            above = s == escape ? above : s
+                            let s = out[t], keep = 0 &- equalBit(s, escape)
+                            above = above & keep | s & ~keep
                             out[t] = above
                         }
                     } else {
+                        // Symbols and ids are below E <= 2048: their sum does not wrap.
                         let previous = UnsafePointer(cols + (c - 1) * count), modulus = UInt16(experts)
-                        var above = addModulo(out[0], previous[0], modulus)
+                        @inline(__always) func add(_ s: UInt16, _ p: UInt16) -> UInt16 {
+                            let sum = s &+ p
+                            return sum &- modulus & (lessBit(sum, modulus) &- 1)
+                        }
+                        var above = add(out[0], previous[0])
                         out[0] = above
                         for t in 1..<count {
-                            let s = out[t]
-                            above = s == escape ? above : addModulo(s, previous[t], modulus)
+                            let s = out[t], keep = 0 &- equalBit(s, escape)
+                            above = above & keep | add(s, previous[t]) & ~keep
                             out[t] = above
                         }
                     }
