@@ -33,6 +33,11 @@ public final class BlockDecoder {
         try frames.decompress(frame, headerBytes: headerBytes, size: size, into: bytes)
         do {
             if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
+                // The row count first: a compact block is decoded whole when it is opened.
+                if let expectedRows, size >= 8, Int(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) != expectedRows {
+                    throw CodecError.corruptBlock("block holds \(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) rows, \(expectedRows) expected",
+                                                  offset: 4, inPayload: true)
+                }
                 layout.rows = try compact.decode(UnsafeRawBufferPointer(start: bytes, count: size))
                 compactOpen = true
             } else {

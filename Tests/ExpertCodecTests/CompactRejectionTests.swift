@@ -73,6 +73,11 @@ struct CompactPayloadBuilder {
 
     @Test func handMadePayloadDecodes() throws {
         #expect(try decode(base().bytes()) == (0..<9).flatMap { _ in [3, 1, 2, 5] as [Int64] })
+        // A reader that knows the row count refuses another before decoding anything.
+        let frame = try frameOf(base().bytes())
+        #expect(throws: CodecError.corruptBlock("block holds 9 rows, 10 expected", offset: 4, inPayload: true)) {
+            try frame.withUnsafeBytes { try BlockDecoder(schema: schema).open($0, expectedRows: 10) }
+        }
     }
 
     @Test func tableErrorsAreRejected() {
