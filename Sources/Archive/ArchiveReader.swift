@@ -9,6 +9,8 @@ public final class ArchiveReader {
     public let metadata: [String: String]
     /// The rows per block the writer aims for.
     public let blockRows: Int
+    /// The block layout the writer writes (blocks name their own layout; both are read).
+    public let codec: BlockCodec
 
     private let file: SegmentFile
     private let headerEnd: Int
@@ -25,6 +27,7 @@ public final class ArchiveReader {
         schema = replay.header.schema
         metadata = replay.header.metadata
         blockRows = replay.header.blockRows
+        codec = replay.header.codec
         headerEnd = replay.headerEnd
         index = replay.outcome.index
         ignoredTail = replay.outcome.tail

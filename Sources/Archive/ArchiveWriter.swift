@@ -29,6 +29,8 @@ public final class ArchiveWriter {
     public let schema: Schema
     public let metadata: [String: String]
     public let blockRows: Int
+    /// The block layout this archive's blocks are written in.
+    public let codec: BlockCodec
     /// Bytes cut from the end of the file when it was opened (a torn write of a crashed writer).
     public let recoveredTail: (offset: Int, bytes: Int, reason: String)?
 
@@ -52,21 +54,24 @@ public final class ArchiveWriter {
     private var pendingRows = 0
 
     /// Creates an archive. Fails if `path` exists, unless `overwrite`.
+    /// `codec` is the block layout every block is written in (readers read both).
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
-                              blockRows: Int? = nil, overwrite: Bool = false) throws -> ArchiveWriter {
-        try create(at: path, schema: schema, metadata: metadata, blockRows: blockRows, overwrite: overwrite, faults: nil)
+                              blockRows: Int? = nil, codec: BlockCodec = .fast,
+                              overwrite: Bool = false) throws -> ArchiveWriter {
+        try create(at: path, schema: schema, metadata: metadata, blockRows: blockRows, codec: codec,
+                   overwrite: overwrite, faults: nil)
     }
 
     /// `create`, with every write, fsync and truncation of the file passed through `faults` first.
     @_spi(Faults)
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
-                              blockRows: Int? = nil, overwrite: Bool = false,
+                              blockRows: Int? = nil, codec: BlockCodec = .fast, overwrite: Bool = false,
                               faults: (any FileFaults)?) throws -> ArchiveWriter {
-        let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema)
+        let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: schema, codec: codec)
         guard (1...schema.maxBlockRows).contains(rows) else {
             throw ArchiveError.invalidArgument("block rows must be in 1...\(schema.maxBlockRows), got \(rows)")
         }
-        let header = ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata).encoded()
+        let header = ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata, codec: codec).encoded()
         guard metadata.count <= SegmentFormat.maxMetadataEntries,
               header.count - SegmentFormat.skippableHeaderBytes <= SegmentFormat.maxHeaderBytes else {
             throw ArchiveError.invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
@@ -78,7 +83,8 @@ public final class ArchiveWriter {
         try file.sync()
         try SegmentFile.syncDirectory(of: path)
         let mapping = try Mapping(file: file, count: header.count)
-        return ArchiveWriter(path: path, file: file, header: ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata),
+        return ArchiveWriter(path: path, file: file,
+                             header: ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata, codec: codec),
                              index: SegmentIndex(headerEnd: header.count), mapping: mapping, recoveredTail: nil)
     }
 
@@ -115,11 +121,12 @@ public final class ArchiveWriter {
         schema = header.schema
         metadata = header.metadata
         blockRows = header.blockRows
+        codec = header.codec
         self.index = index
         self.recoveredTail = recoveredTail
         durableLength = index.end
         committed = true
-        encoder = BlockEncoder(schema: header.schema)
+        encoder = BlockEncoder(schema: header.schema, codec: header.codec)
         source = BlockSource(path: path, schema: header.schema, mapping: mapping)
         pending = [UInt16](repeating: 0, count: header.blockRows * header.schema.idsPerRow)
     }
@@ -278,7 +285,7 @@ public final class ArchiveWriter {
                 try encode(UnsafeBufferPointer(rebasing: rows[(b * blockRows * schema.idsPerRow)..<((b + 1) * blockRows * schema.idsPerRow)]))
             }
         }
-        while encoders.count < threads { encoders.append(BlockEncoder(schema: schema)) }
+        while encoders.count < threads { encoders.append(BlockEncoder(schema: schema, codec: codec)) }
         let work = ParallelEncoding(rows: rows, blockIDs: blockRows * schema.idsPerRow, count: count,
                                     threads: threads, encoders: Array(encoders[..<threads]))
         DispatchQueue.concurrentPerform(iterations: threads) { work.run(worker: $0) }

@@ -7,6 +7,8 @@ public struct SalvageReport: Sendable {
     public let schema: Schema
     public let metadata: [String: String]
     public let blockRows: Int
+    /// The damaged archive's codec: the salvaged copy is written with it.
+    public var codec: BlockCodec = .fast
     /// The intact blocks the log still holds (truncations applied), ordered by position.
     public let blocks: [BlockInfo]
     /// Byte ranges that belong to no intact record: what was lost.
@@ -74,7 +76,8 @@ public enum Salvage {
         }
         let recoverable = firstHole ?? covered
         return SalvageReport(path: path, schema: header.schema, metadata: header.metadata, blockRows: header.blockRows,
-                             blocks: live, damaged: merge(damaged), recoverable: recoverable, lostRows: lost)
+                             codec: header.codec, blocks: live, damaged: merge(damaged), recoverable: recoverable,
+                             lostRows: lost)
     }
 
     /// Copies rows `0..<report.recoverable` into a new archive at `destination` (same schema,
@@ -84,7 +87,7 @@ public enum Salvage {
         let file = try SegmentFile(path: report.path, mode: .read)
         let source = BlockSource(path: report.path, schema: report.schema, mapping: try Mapping(file: file, count: try file.size()))
         let writer = try ArchiveWriter.create(at: destination, schema: report.schema, metadata: report.metadata,
-                                              blockRows: report.blockRows, overwrite: overwrite)
+                                              blockRows: report.blockRows, codec: report.codec, overwrite: overwrite)
         var index = SegmentIndex(headerEnd: 0)
         for block in report.blocks where block.position < report.recoverable {
             let record = RecordHeader(kind: .rows, frameLength: block.frameLength, position: index.count,

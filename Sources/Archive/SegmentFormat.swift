@@ -25,7 +25,7 @@ enum SegmentFormat {
 ///
 ///     0   8   "MOEROUTE"
 ///     8   2   format version (1)
-///     10  2   codec: block layout (1)
+///     10  2   codec: the block layout the writer writes (1 fast, 2 compact)
 ///     12  4   layers          16  4   topk          20  4   experts
 ///     24  4   block rows: rows per block the writer aims for
 ///     28  4   dense layer count D, then D x u32 dense layer indices, ascending
@@ -35,12 +35,13 @@ struct ArchiveHeader: Equatable {
     var schema: Schema
     var blockRows: Int
     var metadata: [String: String]
+    var codec: BlockCodec = .fast
 
     /// The whole header frame: skippable frame header and content.
     func encoded() -> [UInt8] {
         var content = SegmentFormat.archiveMagic
         content.appendLE(SegmentFormat.version)
-        content.appendLE(UInt16(1))
+        content.appendLE(codec.rawValue)
         content.appendLE(UInt32(schema.layers))
         content.appendLE(UInt32(schema.topk))
         content.appendLE(UInt32(schema.experts))
@@ -85,8 +86,8 @@ struct ArchiveHeader: Equatable {
         guard Array(try reader.bytes(8, path)) == SegmentFormat.archiveMagic else { throw fail(base, "bad archive magic") }
         let version = try reader.read(UInt16.self, path)
         guard version == SegmentFormat.version else { throw fail(base + 8, "unsupported format version \(version)") }
-        let codec = try reader.read(UInt16.self, path)
-        guard codec == 1 else { throw fail(base + 10, "unknown codec \(codec)") }
+        let codecValue = try reader.read(UInt16.self, path)
+        guard let codec = BlockCodec(rawValue: codecValue) else { throw fail(base + 10, "unknown codec \(codecValue)") }
         let layers = Int(try reader.read(UInt32.self, path))
         let topk = Int(try reader.read(UInt32.self, path))
         let experts = Int(try reader.read(UInt32.self, path))
@@ -112,7 +113,7 @@ struct ArchiveHeader: Equatable {
             guard metadata.updateValue(value, forKey: key) == nil else { throw fail(keyAt, "metadata key '\(key)' appears twice") }
         }
         guard reader.remaining == 0 else { throw fail(reader.offset, "\(reader.remaining) unexpected bytes in the header") }
-        return (ArchiveHeader(schema: schema, blockRows: blockRows, metadata: metadata), base + size)
+        return (ArchiveHeader(schema: schema, blockRows: blockRows, metadata: metadata, codec: codec), base + size)
     }
 }
 

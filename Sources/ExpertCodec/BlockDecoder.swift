@@ -7,6 +7,9 @@ public final class BlockDecoder {
     private let frames = LZ4FrameDecoder()
     private let payload = Scratch(), columns = Scratch(), values = Scratch()
     private var layout = PayloadLayout()
+    private lazy var compact = CompactDecoder(schema: schema)
+    /// The open block is a compact (layout 2) one, decoded whole by `open`.
+    private var compactOpen = false
 
     public init(schema: Schema) {
         self.schema = schema
@@ -22,18 +25,30 @@ public final class BlockDecoder {
     @discardableResult
     public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws -> Int {
         layout.clear()
+        compactOpen = false
         let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
         let (size, headerBytes) = try frames.contentSize(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
         let bytes = payload.reserve(size)
         try frames.decompress(frame, headerBytes: headerBytes, size: size, into: bytes)
         do {
-            try layout.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
+            if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
+                // The row count first: a compact block is decoded whole when it is opened.
+                if let expectedRows, size >= 8, Int(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) != expectedRows {
+                    throw CodecError.corruptBlock("block holds \(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) rows, \(expectedRows) expected",
+                                                  offset: 4, inPayload: true)
+                }
+                layout.rows = try compact.decode(UnsafeRawBufferPointer(start: bytes, count: size))
+                compactOpen = true
+            } else {
+                try layout.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema)
+            }
             if let expectedRows, layout.rows != expectedRows {
                 throw CodecError.corruptBlock("block holds \(layout.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
             }
         } catch {
             layout.clear()
+            compactOpen = false
             throw error
         }
         return layout.rows
@@ -68,7 +83,9 @@ public final class BlockDecoder {
         }
         func callAsFunction<U: ExpertID>(_ out: UnsafeMutableBufferPointer<U>) {
             do {
-                if decoder.schema.bitWidth <= 8 {
+                if decoder.compactOpen {
+                    decoder.copyCompact(range, into: out.baseAddress!)
+                } else if decoder.schema.bitWidth <= 8 {
                     try decoder.decode(range, into: out.baseAddress!, scalar: UInt8.self)
                 } else {
                     try decoder.decode(range, into: out.baseAddress!, scalar: UInt16.self)
@@ -94,6 +111,30 @@ public final class BlockDecoder {
             var ids = [T](repeating: 0, count: rows * schema.idsPerRow)
             try ids.withUnsafeMutableBufferPointer { try decodeRows(0..<rows, into: $0) }
             return ids
+        }
+    }
+
+    /// Rows `range` of the open compact block, from its decoded columns.
+    private func copyCompact<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>) {
+        let perRow = schema.idsPerRow, rows = compact.rows
+        let cols = compact.column(0)
+        sourceIndex.withUnsafeBufferPointer { source in
+            // Row by row (sequential stores), eight rows at a time so that each column's reads
+            // stay in one cache line.
+            var t = range.lowerBound
+            while t < range.upperBound {
+                let end = min(range.upperBound, t &+ 8)
+                for r in t..<end {
+                    let row = out + (r &- range.lowerBound) &* perRow
+                    if source.count == perRow {
+                        for c in 0..<perRow { row[c] = T(truncatingIfNeeded: cols[c &* rows &+ r]) }
+                    } else {
+                        row.update(repeating: T(Schema.denseFill), count: perRow)
+                        for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: cols[c &* rows &+ r]) }
+                    }
+                }
+                t = end
+            }
         }
     }
 

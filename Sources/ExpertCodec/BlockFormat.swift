@@ -22,7 +22,8 @@ enum BlockFormat {
     /// Bytes of the largest payload `rows` rows can produce: what a decoder may allocate.
     static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int {
         let columns = schema.storedIDsPerRow
-        return headerBytes + 3 * columns + columns * (schema.bitWidth + 1) * BitPlanes.planeBytes(rows)
+        return max(headerBytes + 3 * columns + columns * (schema.bitWidth + 1) * BitPlanes.planeBytes(rows),
+                   CompactFormat.maxPayloadBytes(schema, rows: rows))
     }
 }
 

@@ -21,7 +21,12 @@ struct Stat: ParsableCommand {
             """
     )
 
-    static let codec = "column bit-planes v1 in LZ4 frames"
+    static func codecName(_ codec: BlockCodec) -> String {
+        switch codec {
+        case .fast: return "column bit-planes v1 in LZ4 frames"
+        case .compact: return "compact v2 (rANS) in LZ4 frames"
+        }
+    }
 
     @Argument(help: ArgumentHelp("The archive to describe.", valueName: "archive"))
     var archive: String
@@ -52,7 +57,7 @@ struct Stat: ParsableCommand {
                     "moe_layers": schema.moeLayers.count,
                     "blocks": blocks,
                     "block_rows": reader.blockRows,
-                    "codec": Self.codec,
+                    "codec": Self.codecName(reader.codec),
                     "file_bytes": fileBytes,
                     "int32_bytes": int32Bytes,
                     "fixed_width_bytes": fixedWidthBytes,
@@ -75,7 +80,7 @@ struct Stat: ParsableCommand {
             line("dense layers", schema.denseLayers.isEmpty ? "none" : "\(Units.list(schema.denseLayers)) (\(schema.moeLayers.count) MoE layers stored)")
             line("rows", Units.grouped(rows))
             line("blocks", "\(Units.grouped(blocks)) of up to \(Units.grouped(reader.blockRows)) rows")
-            line("codec", Self.codec)
+            line("codec", Self.codecName(reader.codec))
             line("file", Units.bytesExact(fileBytes))
             line("vs int32", "\(Units.ratio(ratioInt32)) (as int32: \(Units.bytesExact(int32Bytes)))")
             line("vs \(schema.bitWidth)-bit", "\(Units.ratio(ratioFixed)) (at the fixed width of \(schema.bitWidth) bits: \(Units.bytesExact(fixedWidthBytes)))")

@@ -1,7 +1,8 @@
 // codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
 // liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
 //
-// usage: codec-bench [--block-rows N] [--repeats R] [TRACE.npy | MODEL:TOKENS]...
+// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [TRACE.npy | MODEL:TOKENS]...
+// Both codecs by default (fast: layout 1, compact: layout 2).
 // Without traces: ../shared/data's traces when present, and generated model shapes.
 import ExpertCodec
 import Foundation
@@ -40,13 +41,25 @@ func synthesize(_ model: ModelShape, tokens: Int) throws -> Trace {
     return Trace(name: "synth \(model.name)", schema: try model.schema(), rows: synth.rows(tokens, as: Int32.self))
 }
 
-/// Best wall time of `repeats` runs of `body`, in seconds.
+/// Wall time, or with `--cpu-time` this thread's CPU time (steadier on a shared machine).
+nonisolated(unsafe) var useCPUTime = false
+
+func now() -> Double {
+    if useCPUTime {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+    return Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+}
+
+/// Best time of `repeats` runs of `body`, in seconds.
 func bestTime(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
     var best = Double.infinity
     for _ in 0..<repeats {
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = now()
         try body()
-        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        best = min(best, now() - start)
     }
     return best
 }
@@ -58,8 +71,8 @@ struct Measurement {
     let decodeSeconds: Double
 }
 
-func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measurement {
-    let encoder = BlockEncoder(schema: trace.schema), decoder = BlockDecoder(schema: trace.schema)
+func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int, codec: BlockCodec) throws -> Measurement {
+    let encoder = BlockEncoder(schema: trace.schema, codec: codec), decoder = BlockDecoder(schema: trace.schema)
     let perRow = trace.schema.idsPerRow
     var frames: [[UInt8]] = []
     let encode = try trace.rows.withUnsafeBufferPointer { rows in
@@ -83,7 +96,7 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int) throws -> Measur
         }
     }
     guard output == trace.rows else { throw CodecError.shapeMismatch("\(trace.name): round trip differs") }
-    return Measurement(method: "ExpertCodec, \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
+    return Measurement(method: "ExpertCodec \(codec), \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
                        encodeSeconds: encode, decodeSeconds: decode)
 }
 
@@ -131,11 +144,14 @@ func report(_ trace: Trace, _ rows: [Measurement]) {
 var blockRows: Int?
 var repeats = 5
 var inputs: [String] = []
+var codecs = BlockCodec.allCases
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
+    case "--cpu-time": useCPUTime = true
+    case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
     default: inputs.append(argument)
     }
 }
@@ -156,8 +172,14 @@ for input in inputs {
         guard let model = ModelShape.named(String(parts[0])) else { fatalError("unknown model \(parts[0])") }
         trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
     }
-    let rows = blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)
-    report(trace, [try measureCodec(trace, blockRows: rows, repeats: repeats), measureLZ4(trace, repeats: repeats)])
+    // Each codec at the fast codec's default block size; the compact one also at its own
+    // (4x larger) default.
+    var runs: [(BlockCodec, Int)] = codecs.map { ($0, blockRows ?? BlockEncoder.defaultBlockRows(for: trace.schema)) }
+    if blockRows == nil && codecs.contains(.compact) {
+        runs.append((.compact, BlockEncoder.defaultBlockRows(for: trace.schema, codec: .compact)))
+    }
+    report(trace, try runs.map { try measureCodec(trace, blockRows: $0.1, repeats: repeats, codec: $0.0) }
+                  + [measureLZ4(trace, repeats: repeats)])
   } catch {
     print("\(input): \(error)")
     exit(1)

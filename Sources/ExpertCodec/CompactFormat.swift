@@ -1,0 +1,281 @@
+/// Which block codec an encoder writes. Its raw value is the payload's layout byte, and the
+/// `codec` field of an archive header.
+public enum BlockCodec: UInt16, Sendable, CaseIterable, CustomStringConvertible {
+    /// Layout 1: column bit planes at the fixed width, LZ4 removes the runs. Fast everywhere.
+    case fast = 1
+    /// Layout 2: per column symbols (ids or slot deltas, with a repeat-previous-token escape)
+    /// coded with static frequency tables and interleaved rANS. Smaller, slower.
+    case compact = 2
+
+    public init?(name: String) {
+        switch name {
+        case "fast": self = .fast
+        case "compact": self = .compact
+        default: return nil
+        }
+    }
+
+    public var description: String { self == .fast ? "fast" : "compact" }
+}
+
+/// The compact block payload, layout 2 (`spec/FORMAT.md` 1.10 is the normative text).
+///
+///     offset      size  field
+///     0           1     layout, 2
+///     1           1     bit width w
+///     2           2     reserved, 0
+///     4           4     rows n (u32 LE)
+///     8           4     stored columns C (u32 LE)
+///     12          C     column kinds (absent when n == 0)
+///     12+C        4     H, bytes of the table stream (u32 LE)
+///     16+C        H     table stream (bits, LSB first): table count, tables, table of each
+///                       coded column, value of each constant column
+///     ...               raw columns: ceil(n w / 8) bytes each, in column order
+///     ...               rANS: 4 states (u32 LE), then the renormalisation bytes to the end
+enum CompactFormat {
+    static let layout: UInt8 = 2
+    /// Coded kinds need an alphabet (E + 1 symbols) that fits the largest table.
+    static let maxCodedExperts = 2048
+    static let maxScaleBits = 12
+    static let maxTables = 255
+    /// rANS states live in `[stateLow, stateLow << 8)`; the encoder starts (and the decoder
+    /// must end) every state at `stateLow`.
+    static let stateLow: UInt32 = 1 << 23
+    static let lanes = 4
+
+    static func rawColumnBytes(rows: Int, width: Int) -> Int { (rows * width + 7) / 8 }
+
+    /// The largest payload the reference encoder writes (it falls back to raw columns when
+    /// coding would be larger): what a decoder may allocate for `rows` rows.
+    static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int {
+        let columns = schema.storedIDsPerRow, width = schema.bitWidth
+        return 17 + columns + (columns * width + 7) / 8 + columns * rawColumnBytes(rows: rows, width: width)
+    }
+}
+
+/// How one column of a compact block is stored.
+enum CompactKind: UInt8 {
+    /// Every row holds one id, stored in the table stream.
+    case constant = 0
+    /// rANS symbols `s` in `[0, E]`: `s < E` is the id, `s = E` repeats the previous row's id.
+    case ids = 1
+    /// As `ids`, `s < E` being `(id - id of the previous slot) mod E`. Not on slot 0.
+    case slotDelta = 2
+    /// `n` ids at `w` bits each, LSB first, in the raw section.
+    case raw = 3
+    /// As `ids`, with two tables: the first for rows whose previous slot repeats its row above
+    /// (`prev[t] == prev[t-1]`, `t >= 1`), the second for the others. Not on slot 0.
+    case splitIDs = 4
+    /// As `slotDelta`, with two tables chosen as in `splitIDs`. Not on slot 0.
+    case splitSlotDelta = 5
+
+    var isCoded: Bool { self != .constant && self != .raw }
+    var isDelta: Bool { self == .slotDelta || self == .splitSlotDelta }
+    var isSplit: Bool { self == .splitIDs || self == .splitSlotDelta }
+    /// Needs the previous slot (column `c - 1`).
+    var needsPreviousSlot: Bool { isDelta || isSplit }
+}
+
+/// Writes a bit stream, least significant bit first.
+struct BitWriter {
+    var bytes: [UInt8] = []
+    private var accumulator: UInt64 = 0
+    private var pending = 0
+
+    /// The low `bits` (at most 32) bits of `value`.
+    mutating func write(_ value: Int, bits: Int) {
+        guard bits > 0 else { return }
+        accumulator |= (UInt64(truncatingIfNeeded: value) & ((1 << UInt64(bits)) - 1)) << UInt64(pending)
+        pending += bits
+        while pending >= 8 {
+            bytes.append(UInt8(truncatingIfNeeded: accumulator))
+            accumulator >>= 8
+            pending -= 8
+        }
+    }
+
+    /// Elias gamma of `x >= 1`: `k` zero bits, a one bit, the `k` bits of `x` below its top bit.
+    mutating func gamma(_ x: Int) {
+        let k = Int.bitWidth - 1 - x.leadingZeroBitCount
+        write(0, bits: k)
+        write(1, bits: 1)
+        write(x, bits: k)
+    }
+
+    /// Exp-Golomb of `x >= 0` with parameter `g`: gamma of `(x >> g) + 1`, then the low `g` bits.
+    mutating func expGolomb(_ x: Int, _ g: Int) {
+        gamma((x >> g) + 1)
+        write(x, bits: g)
+    }
+
+    /// Pads with zero bits to a whole byte.
+    mutating func finish() {
+        if pending > 0 { bytes.append(UInt8(truncatingIfNeeded: accumulator)) }
+        accumulator = 0
+        pending = 0
+    }
+
+    static func gammaBits(_ x: Int) -> Int { 2 * (Int.bitWidth - 1 - x.leadingZeroBitCount) + 1 }
+    static func expGolombBits(_ x: Int, _ g: Int) -> Int { gammaBits((x >> g) + 1) + g }
+}
+
+/// Reads a bit stream written by ``BitWriter``, refusing to read past its end.
+struct BitReader {
+    let base: UnsafePointer<UInt8>
+    let count: Int
+    /// Byte offset of the stream in the payload, for error messages.
+    let offset: Int
+    private(set) var position = 0
+
+    init(_ base: UnsafePointer<UInt8>, count: Int, offset: Int) {
+        self.base = base
+        self.count = count
+        self.offset = offset
+    }
+
+    func fail(_ why: String) -> CodecError {
+        .corruptBlock("table stream: \(why)", offset: offset + position / 8, inPayload: true)
+    }
+
+    var bitsLeft: Int { count * 8 - position }
+
+    /// Up to 57 bits from the current position (zeros past the end).
+    private func peek() -> UInt64 {
+        let byte = position >> 3
+        var value: UInt64 = 0
+        if byte + 8 <= count {
+            value = UInt64(littleEndian: UnsafeRawPointer(base + byte).loadUnaligned(as: UInt64.self))
+        } else {
+            for i in 0..<8 where byte + i < count { value |= UInt64(base[byte + i]) << UInt64(8 * i) }
+        }
+        return value >> UInt64(position & 7)
+    }
+
+    mutating func read(_ bits: Int) throws -> Int {
+        guard bits > 0 else { return 0 }
+        guard bits <= bitsLeft else { throw fail("ends early") }
+        let value = Int(truncatingIfNeeded: peek() & ((1 << UInt64(bits)) - 1))
+        position += bits
+        return value
+    }
+
+    mutating func gamma() throws -> Int {
+        let zeros = peek().trailingZeroBitCount
+        guard 2 * zeros + 1 <= bitsLeft else { throw fail("ends early") }
+        guard zeros <= 30 else { throw fail("bad Elias gamma code") }
+        position += zeros + 1
+        return (1 << zeros) | (try read(zeros))
+    }
+
+    mutating func expGolomb(_ g: Int) throws -> Int {
+        let high = try gamma() - 1
+        guard high < 1 << 20 else { throw fail("value too large") }
+        return high << g | (try read(g))
+    }
+}
+
+/// A quantized frequency table: `freq[i]` for the present symbols `symbols[i]` (ascending),
+/// summing to `1 << scale`.
+struct FrequencyTable {
+    var scale: Int
+    var symbols: [Int]
+    var freqs: [Int]
+
+    /// Quantizes counts (indexed by symbol, at least one nonzero) to a total of a power of two
+    /// just above the count total (at most `1 << maxScaleBits`), every present symbol at least 1.
+    private init(symbols: [Int], counts: [Int], total: Int) {
+        self.symbols = symbols
+        let needed = Int.bitWidth - (max(total, symbols.count, 2) - 1).leadingZeroBitCount
+        scale = min(CompactFormat.maxScaleBits, needed)
+        let target = 1 << scale
+        freqs = counts.map { max(1, ($0 * target + total / 2) / total) }
+        var sum = freqs.reduce(0, +)
+        let largest = freqs.indices.max { freqs[$0] < freqs[$1] }!
+        let given = max(target - sum, 1 - freqs[largest]) // the largest keeps at least 1
+        freqs[largest] += given
+        sum += given
+        // Rare (more symbols than the largest can give back): take one from each in turn.
+        var i = 0
+        while sum > target {
+            if freqs[i] > 1 { freqs[i] -= 1; sum -= 1 }
+            i = (i + 1) % freqs.count
+        }
+    }
+
+    /// As `init(counts:alphabet:)`, from `symbol << 32 | count` entries in any order.
+    init(entries: UnsafePointer<UInt64>, count: Int) {
+        let sorted = UnsafeBufferPointer(start: entries, count: count).sorted()
+        var total = 0
+        let symbols = sorted.map { Int($0 >> 32) }
+        let counts = sorted.map { Int(UInt32(truncatingIfNeeded: $0)) }
+        for c in counts { total += c }
+        self.init(symbols: symbols, counts: counts, total: total)
+    }
+
+    init(counts: UnsafePointer<UInt32>, alphabet: Int) {
+        var total = 0
+        var symbols: [Int] = [], present: [Int] = []
+        for s in 0..<alphabet where counts[s] != 0 {
+            symbols.append(s)
+            present.append(Int(counts[s]))
+            total += Int(counts[s])
+        }
+        self.init(symbols: symbols, counts: present, total: total)
+    }
+
+    init(scale: Int, symbols: [Int], freqs: [Int]) {
+        self.scale = scale
+        self.symbols = symbols
+        self.freqs = freqs
+    }
+
+    /// Writes the table: scale (4 bits), symbol count (gamma), symbol gaps (gamma), the
+    /// exp-Golomb parameter (4 bits) and every frequency minus one (exp-Golomb).
+    func write(to bits: inout BitWriter) {
+        bits.write(scale, bits: 4)
+        bits.gamma(symbols.count)
+        var previous = -1
+        for s in symbols {
+            bits.gamma(s - previous)
+            previous = s
+        }
+        var bestG = 0, bestBits = Int.max
+        for g in 0..<12 {
+            var n = 0
+            for f in freqs { n += BitWriter.expGolombBits(f - 1, g) }
+            if n < bestBits { (bestG, bestBits) = (g, n) }
+        }
+        bits.write(bestG, bits: 4)
+        for f in freqs { bits.expGolomb(f - 1, bestG) }
+    }
+
+    /// Reads and checks a table whose symbols must be below `alphabet`.
+    static func read(from bits: inout BitReader, alphabet: Int) throws -> FrequencyTable {
+        let scale = try bits.read(4)
+        guard (1...CompactFormat.maxScaleBits).contains(scale) else { throw bits.fail("table scale \(scale) outside 1...\(CompactFormat.maxScaleBits)") }
+        let count = try bits.gamma()
+        guard count <= min(alphabet, 1 << scale) else { throw bits.fail("table of \(count) symbols (alphabet \(alphabet), scale \(scale))") }
+        var symbols: [Int] = []
+        symbols.reserveCapacity(count)
+        var previous = -1
+        for _ in 0..<count {
+            let gap = try bits.gamma()
+            previous += gap
+            guard previous < alphabet else { throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)") }
+            symbols.append(previous)
+        }
+        let g = try bits.read(4)
+        guard g < 12 else { throw bits.fail("exp-Golomb parameter \(g) above 11") }
+        var freqs: [Int] = []
+        freqs.reserveCapacity(count)
+        var sum = 0
+        for _ in 0..<count {
+            let f = try bits.expGolomb(g) + 1
+            sum += f
+            guard sum <= 1 << scale else { throw bits.fail("frequencies exceed the scale \(1 << scale)") }
+            freqs.append(f)
+        }
+        guard sum == 1 << scale else { throw bits.fail("frequencies sum to \(sum), not \(1 << scale)") }
+        return FrequencyTable(scale: scale, symbols: symbols, freqs: freqs)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import NumpyFile
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+/// A frame around any payload (checksums right), for feeding the decoder hostile payloads.
+func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
+    try payload.withUnsafeBytes { try LZ4Frame.compress($0) }
+}
+
+@Suite struct CompactRoundTripTests {
+    /// Seeded property test across the whole schema range with the compact codec.
+    @Test(arguments: 0..<60)
+    func generatedSchemasRoundTrip(seed: UInt64) throws {
+        var random = SplitMix64(seed: 7000 + seed)
+        let schema = Fixtures.schema(&random)
+        let count = [0, 1, 2, 3, 5, 7, 8, 9, 100, 513, 3000].randomElement(using: &random)!
+        let rows = Fixtures.rows(schema, count: min(count, 60_000 / schema.idsPerRow + 1), &random)
+        let expected = Fixtures.expected(rows, schema)
+        let encoder = BlockEncoder(schema: schema, codec: .compact)
+        let frame = try encoder.encode(rows)
+        #expect(try encoder.encode(converting: rows, as: Int32.self) == frame, "the input type does not change the encoding")
+        #expect(try payloadOf(frame).first == CompactFormat.layout)
+        try expectDecodesInEveryType(frame, schema, expected)
+        // The payload never exceeds the bound a decoder allows.
+        let rowCount = rows.count / schema.idsPerRow
+        #expect(try payloadOf(frame).count <= CompactFormat.maxPayloadBytes(schema, rows: rowCount))
+    }
+
+    @Test(arguments: [
+        (1, 1, 2), (1, 1, 65536), (24, 1, 128), (26, 6, 64), (48, 8, 128), (61, 8, 384), (400, 32, 65536),
+        (3, 64, 4096), (4, 32, 2048), (2, 8, 2049), (36, 4, 128), (32, 2, 8),
+    ])
+    func realisticTracesRoundTrip(shape: (Int, Int, Int)) throws {
+        let schema = try Schema(layers: shape.0, topk: shape.1, experts: shape.2)
+        var synth = TraceSynthesizer(schema: schema, seed: 42)
+        let rows = synth.rows(max(1, 200_000 / schema.idsPerRow), as: Int64.self)
+        let frame = try BlockEncoder(schema: schema, codec: .compact).encode(rows)
+        try expectDecodesInEveryType(frame, schema, rows)
+        let fast = try BlockEncoder(schema: schema).encode(rows)
+        // Smaller than the fast codec wherever ids are entropy-coded (1-bit ids: within 0.1%).
+        if schema.experts <= CompactFormat.maxCodedExperts {
+            #expect(Double(frame.count) < Double(fast.count) * (schema.bitWidth == 1 ? 1.001 : 1),
+                    "compact \(frame.count) bytes, fast \(fast.count) bytes for \(schema)")
+        }
+    }
+
+    /// Blocks made to be hard: uniform random ids, one id, alternating ids, sorted slots, the
+    /// largest schemas, one row, top-32, 65536 experts.
+    @Test(arguments: [
+        (4, 8, 128), (1, 1, 2), (2, 32, 64), (3, 2, 65536), (8, 4, 2048), (8, 4, 2049), (5, 3, 3), (1, 64, 256),
+    ])
+    func adversarialBlocks(shape: (Int, Int, Int)) throws {
+        let schema = try Schema(layers: shape.0, topk: shape.1, experts: shape.2)
+        let encoder = BlockEncoder(schema: schema, codec: .compact), decoder = BlockDecoder(schema: schema)
+        var random = SplitMix64(seed: UInt64(shape.0 * 1000 + shape.1 * 10 + shape.2))
+        let e = UInt64(schema.experts), perRow = schema.idsPerRow
+        for count in [1, 2, 4, 5, 1000, 4099] {
+            let n = count * perRow
+            let patterns: [[Int64]] = [
+                (0..<n).map { _ in Int64(random.next() % e) },                     // uniform
+                [Int64](repeating: Int64(e - 1), count: n),                         // one id
+                (0..<n).map { Int64(($0 / perRow) % 2) * Int64(e - 1) },           // alternating rows
+                (0..<n).map { Int64($0 % 2) * Int64(e - 1) },                      // alternating slots
+                (0..<n).map { Int64(($0 / perRow + $0 % perRow) % Int(e)) },       // a diagonal
+                (0..<n).map { _ in random.next() % 16 == 0 ? Int64(random.next() % e) : 0 }, // mostly one id
+            ]
+            for rows in patterns {
+                let frame = try encoder.encode(rows)
+                #expect(try decoder.decode(frame, as: Int64.self) == rows, "\(schema), \(count) rows")
+                #expect(try payloadOf(frame).count <= CompactFormat.maxPayloadBytes(schema, rows: count))
+            }
+        }
+    }
+
+    /// Partial decodes of a compact block agree with the whole.
+    @Test func rangesOfACompactBlock() throws {
+        let schema = try Schema(layers: 6, topk: 4, experts: 160, denseLayers: [0, 3])
+        var synth = TraceSynthesizer(schema: schema, seed: 9)
+        let rows = Fixtures.expected(synth.rows(333, as: Int64.self), schema)
+        let frame = try BlockEncoder(schema: schema, codec: .compact).encode(rows)
+        let decoder = BlockDecoder(schema: schema)
+        var random = SplitMix64(seed: 1)
+        try frame.withUnsafeBytes { _ = try decoder.open($0) }
+        for _ in 0..<50 {
+            let a = Int.random(in: 0..<333, using: &random), b = Int.random(in: a...min(333, a + 40), using: &random)
+            var part = [Int64](repeating: -1, count: (b - a) * schema.idsPerRow)
+            try part.withUnsafeMutableBufferPointer { try decoder.decodeRows(a..<b, into: $0) }
+            #expect(part[...] == rows[a * schema.idsPerRow..<b * schema.idsPerRow])
+        }
+    }
+
+    /// A decoder reads fast and compact blocks alike, one after the other.
+    @Test func oneDecoderReadsBothLayouts() throws {
+        let schema = try Schema(layers: 10, topk: 2, experts: 64)
+        var synth = TraceSynthesizer(schema: schema, seed: 3)
+        let rows = synth.rows(500, as: Int32.self)
+        let decoder = BlockDecoder(schema: schema)
+        for codec in [BlockCodec.compact, .fast, .compact, .fast] {
+            let frame = try BlockEncoder(schema: schema, codec: codec).encode(rows)
+            #expect(try payloadOf(frame)[0] == UInt8(codec.rawValue))
+            #expect(try decoder.decode(frame, as: Int32.self) == rows)
+        }
+    }
+}
+
+@Suite(.enabled(if: hasSharedData, "the real traces of ../shared/data are not beside this clone"))
+struct CompactRealTraceTests {
+    /// Both real traces in blocks of the archive's default size, bit for bit; the ratio is
+    /// printed and must not fall below what this codec reached when written (7.00 and 6.40;
+    /// 7.10 and 6.47 in the compact codec's default blocks, 4x larger: a regression guard). Issue #5's goal (7.58 and 6.42, zstd -19 on the whole trace) is
+    /// met on deepseek and not on llama4; zstd -19 in the same blocks gets 7.04 and 5.74
+    /// (Benchmarks/COMPACT_MODEL.md).
+    @Test(arguments: [("llama4-maverick-mmlu", 6.99, false), ("deepseek-v2-lite-prefill", 6.39, false),
+                      ("llama4-maverick-mmlu", 7.09, true), ("deepseek-v2-lite-prefill", 6.46, true)])
+    func realTracesRoundTrip(name: String, floor: Double, compactBlocks: Bool) throws {
+        let reader = try NumpyReader(path: "\(sharedData)/\(name).npy")
+        let ids: [UInt8] = try reader.withData(as: UInt8.self) { Array($0) }
+        let shape = reader.header.shape
+        let schema = try Schema(layers: shape[1], topk: shape[2], experts: Int(ids.max()!) + 1)
+        let encoder = BlockEncoder(schema: schema, codec: .compact), decoder = BlockDecoder(schema: schema)
+        let blockRows = compactBlocks ? BlockEncoder.defaultBlockRows(for: schema, codec: .compact)
+            : BlockEncoder.defaultBlockRows(for: schema), perRow = schema.idsPerRow
+        var stored = 0
+        for start in stride(from: 0, to: shape[0], by: blockRows) {
+            let rows = Array(ids[start * perRow..<min(shape[0], start + blockRows) * perRow])
+            let frame = try encoder.encode(rows)
+            if !compactBlocks { #expect(try encoder.encode(rows.map { Int32($0) }) == frame) }
+            #expect(try decoder.decode(frame, as: Int32.self) == rows.map { Int32($0) }, "rows from \(start)")
+            stored += frame.count
+        }
+        let ratio = Double(ids.count * 4) / Double(stored)
+        print("compact \(name): ratio \(ratio) in \(blockRows)-row blocks")
+        #expect(ratio >= floor, "ratio \(ratio)")
+    }
+}

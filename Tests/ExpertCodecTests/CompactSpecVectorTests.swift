@@ -1,0 +1,342 @@
+import Foundation
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+/// The layout 2 (compact) vectors of `spec/vectors/compact` (spec/FORMAT.md 1.10), checked both
+/// ways, and an independent decoder written from 1.10 alone.
+///
+///     SPEC_VECTORS_WRITE=1 swift test --filter CompactSpecVectorTests/writeVectors
+@Suite struct CompactSpecVectorTests {
+    static let names = ["c_small_e6", "c_sorted_e64", "c_split_e128", "c_raw_e4096", "c_empty_e384", "c_one_row_e300",
+                        "c_fallback_e2048"]
+    static let kindNames = ["constant", "ids", "slotDelta", "raw", "splitIDs", "splitSlotDelta"]
+
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("spec/vectors/compact", isDirectory: true)
+
+    private struct File: Codable {
+        struct SchemaFields: Codable { let layers: Int, topk: Int, experts: Int, dense_layers: [Int] }
+        let name: String, description: String
+        let schema: SchemaFields
+        let kinds: [String]
+        let rows: [[[Int64]]]
+        let decoded: [[[Int64]]]
+    }
+
+    private static func load(_ name: String) throws -> (Schema, File, [UInt8], [UInt8]) {
+        func read(_ ext: String) throws -> Data {
+            let path = directory.appendingPathComponent("\(name).\(ext)").path
+            guard let data = FileManager.default.contents(atPath: path) else {
+                Issue.record("missing vector file \(path)")
+                throw CocoaError(.fileNoSuchFile)
+            }
+            return data
+        }
+        let file = try JSONDecoder().decode(File.self, from: try read("json"))
+        let schema = try Schema(layers: file.schema.layers, topk: file.schema.topk, experts: file.schema.experts,
+                                denseLayers: file.schema.dense_layers)
+        return (schema, file, Array(try read("payload")), Array(try read("lz4")))
+    }
+
+    @Test(arguments: names)
+    func encodingGivesTheStoredPayloadAndFrame(name: String) throws {
+        let (schema, file, payload, frame) = try Self.load(name)
+        let encoder = BlockEncoder(schema: schema, codec: .compact)
+        let rows = file.rows.flatMap { $0.flatMap { $0 } }
+        #expect(try compactPayloadBytes(encoder, rows) == payload, "payload of \(name)")
+        #expect(try encoder.encode(rows) == frame, "frame of \(name)")
+        #expect(try encoder.encode(rows.map { UInt16($0) }) == frame, "frame of \(name) from UInt16 rows")
+        #expect(file.rows.isEmpty || payload[12..<(12 + schema.storedIDsPerRow)].map { Self.kindNames[Int($0)] } == file.kinds)
+    }
+
+    @Test(arguments: names)
+    func decodingGivesTheStoredRows(name: String) throws {
+        let (schema, file, payload, frame) = try Self.load(name)
+        let decoded = file.decoded.flatMap { $0.flatMap { $0 } }
+        let decoder = BlockDecoder(schema: schema)
+        #expect(try decoder.decode(frame, as: Int64.self) == decoded)
+        #expect(try payloadOf(frame) == payload, "the frame's content is the payload")
+        #expect(try decoder.decode(try frameOf(payload), as: Int64.self) == decoded, "in a fresh frame")
+        #expect(CompactSpecDecoder.decode(payload, schema) == decoded, "the independent decoder of \(name)")
+        let perRow = schema.idsPerRow
+        _ = try frame.withUnsafeBytes { try decoder.open($0, expectedRows: file.rows.count) }
+        for start in 0..<file.rows.count {
+            var out = [Int64](repeating: -1, count: (file.rows.count - start) * perRow)
+            try out.withUnsafeMutableBufferPointer { try decoder.decodeRows(start..<file.rows.count, into: $0) }
+            #expect(out == Array(decoded[(start * perRow)...]))
+        }
+    }
+
+    /// The vectors together cover every kind, shared and own tables, a fallback to raw, an empty
+    /// and a one-row block; no stray file.
+    @Test func vectorsCoverEveryKind() throws {
+        var kinds = Set<String>()
+        for name in Self.names { kinds.formUnion(try Self.load(name).1.kinds) }
+        #expect(kinds == Set(Self.kindNames), "kinds covered: \(kinds.sorted())")
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.directory.path)
+        #expect(files.filter { $0.hasSuffix(".json") && !Self.names.contains(String($0.dropLast(5))) }.isEmpty)
+    }
+
+    /// The independent decoder agrees with the codec on generated blocks, and both reject what
+    /// the other rejects under damage.
+    @Test(arguments: 0..<40)
+    func specDecoderAgreesOnGeneratedBlocks(seed: UInt64) throws {
+        var random = SplitMix64(seed: 9100 + seed)
+        let schema = Fixtures.schema(&random, maxLayers: 12, maxTopk: 8)
+        let count = [1, 2, 5, 9, 64, 300].randomElement(using: &random)!
+        let rows = Fixtures.rows(schema, count: count, &random)
+        let frame = try BlockEncoder(schema: schema, codec: .compact).encode(rows)
+        let payload = try payloadOf(frame)
+        #expect(CompactSpecDecoder.decode(payload, schema) == Fixtures.expected(rows, schema), "\(schema)")
+        let decoder = BlockDecoder(schema: schema)
+        for i in 0..<min(200, payload.count) {
+            var damaged = payload
+            damaged[Int(random.next() % UInt64(payload.count))] ^= UInt8(1 << (i % 8))
+            let ours = try? decoder.decode(try frameOf(damaged), as: Int64.self)
+            #expect(ours == CompactSpecDecoder.decode(damaged, schema), "damage \(i) of \(schema)")
+        }
+    }
+
+    /// Rewrites `spec/vectors/compact/` from the generators below. Off unless `SPEC_VECTORS_WRITE=1`.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
+    func writeVectors() throws {
+        try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
+        for source in CompactVectorSource.all {
+            let schema = try Schema(layers: source.layers, topk: source.topk, experts: source.experts, denseLayers: source.dense)
+            let flat = source.rows.flatMap { $0.flatMap { $0 } }
+            let encoder = BlockEncoder(schema: schema, codec: .compact)
+            let payload = try compactPayloadBytes(encoder, flat)
+            let frame = try encoder.encode(flat)
+            let kinds = source.rows.isEmpty ? [] : payload[12..<(12 + schema.storedIDsPerRow)].map { Self.kindNames[Int($0)] }
+            let decoded = source.rows.map { row in
+                row.enumerated().map { layer, ids in schema.isDense(layer: layer) ? ids.map { _ in Int64(Schema.denseFill) } : ids }
+            }
+            let file = File(name: source.name, description: source.description,
+                            schema: .init(layers: source.layers, topk: source.topk, experts: source.experts, dense_layers: source.dense),
+                            kinds: kinds, rows: source.rows, decoded: decoded)
+            let encoderJSON = JSONEncoder()
+            encoderJSON.outputFormatting = [.sortedKeys]
+            try encoderJSON.encode(file).write(to: Self.directory.appendingPathComponent("\(source.name).json"))
+            try Data(payload).write(to: Self.directory.appendingPathComponent("\(source.name).payload"))
+            try Data(frame).write(to: Self.directory.appendingPathComponent("\(source.name).lz4"))
+        }
+    }
+}
+
+private func compactPayloadBytes(_ encoder: BlockEncoder, _ rows: [Int64]) throws -> [UInt8] {
+    try withExtendedLifetime(encoder) {
+        let (start, count) = try rows.withUnsafeBufferPointer { try encoder.encodePayload($0) }
+        return Array(UnsafeRawBufferPointer(start: start, count: count))
+    }
+}
+
+/// A decoder written from spec/FORMAT.md 1.10 alone: plain arrays, no shared code with the
+/// codec. Returns the decoded rows (dense layers 0), or nil for any block the spec rejects.
+enum CompactSpecDecoder {
+    static func decode(_ p: [UInt8], _ schema: Schema) -> [Int64]? {
+        func u32(_ at: Int) -> Int { Int(p[at]) | Int(p[at + 1]) << 8 | Int(p[at + 2]) << 16 | Int(p[at + 3]) << 24 }
+        let w = schema.bitWidth, e = schema.experts, cCount = schema.storedIDsPerRow, topk = schema.topk
+        guard p.count >= 12, p[0] == 2, Int(p[1]) == w, p[2] == 0, p[3] == 0, u32(8) == cCount else { return nil }
+        let n = u32(4)
+        guard n <= (1 << 26) / cCount else { return nil }
+        if n == 0 { return p.count == 12 ? [] : nil }
+        guard p.count >= 16 + cCount else { return nil }
+        let kinds = Array(p[12..<(12 + cCount)])
+        for (c, k) in kinds.enumerated() {
+            guard k <= 5 else { return nil }
+            if [2, 4, 5].contains(k) && c % topk == 0 { return nil }
+            if [1, 2, 4, 5].contains(k) && e > 2048 { return nil }
+        }
+        let h = u32(12 + cCount), streamStart = 16 + cCount
+        guard h <= p.count - streamStart else { return nil }
+        var bit = 0
+        func readBits(_ k: Int) -> Int? {
+            guard bit + k <= 8 * h else { return nil }
+            var v = 0
+            for i in 0..<k { v |= Int((p[streamStart + (bit + i) / 8] >> UInt8((bit + i) % 8)) & 1) << i }
+            bit += k
+            return v
+        }
+        func gamma() -> Int? {
+            var zeros = 0
+            while true {
+                guard let b = readBits(1) else { return nil }
+                if b == 1 { break }
+                zeros += 1
+                if zeros > 30 { return nil }
+            }
+            guard let low = readBits(zeros) else { return nil }
+            return 1 << zeros | low
+        }
+        guard let t = readBits(8) else { return nil }
+        var tables: [(scale: Int, symbols: [Int], freqs: [Int])] = []
+        for _ in 0..<t {
+            guard let scale = readBits(4), (1...12).contains(scale), let k = gamma(), k >= 1, k <= min(e + 1, 1 << scale)
+            else { return nil }
+            var symbols: [Int] = [], previous = -1
+            for _ in 0..<k {
+                guard let gap = gamma() else { return nil }
+                previous += gap
+                guard previous <= e else { return nil }
+                symbols.append(previous)
+            }
+            guard let g = readBits(4), g <= 11 else { return nil }
+            var freqs: [Int] = []
+            for _ in 0..<k {
+                guard let high = gamma(), high - 1 < 1 << 20, let low = readBits(g) else { return nil }
+                freqs.append(((high - 1) << g | low) + 1)
+            }
+            guard freqs.reduce(0, +) == 1 << scale else { return nil }
+            tables.append((scale, symbols, freqs))
+        }
+        let coded = kinds.filter { [1, 2, 4, 5].contains($0) }.count
+        guard (t == 0) == (coded == 0) else { return nil }
+        let refBits = t <= 1 ? 0 : Int.bitWidth - (t - 1).leadingZeroBitCount
+        var refs = [[Int]](repeating: [], count: cCount)
+        var used = Set<Int>()
+        for c in 0..<cCount where [1, 2, 4, 5].contains(kinds[c]) {
+            for _ in 0..<(kinds[c] >= 4 ? 2 : 1) {
+                guard let r = readBits(refBits), r < t else { return nil }
+                refs[c].append(r)
+                used.insert(r)
+            }
+        }
+        guard used.count == t else { return nil }
+        var ids = [[Int]](repeating: [], count: cCount)
+        for c in 0..<cCount where kinds[c] == 0 {
+            guard let v = readBits(w), v < e else { return nil }
+            ids[c] = Array(repeating: v, count: n)
+        }
+        guard 8 * h - bit < 8, let pad = readBits(8 * h - bit), pad == 0 else { return nil }
+        var pos = streamStart + h
+        let rawBytes = (n * w + 7) / 8
+        for c in 0..<cCount where kinds[c] == 3 {
+            guard pos + rawBytes <= p.count else { return nil }
+            var values: [Int] = []
+            for r in 0..<n {
+                var v = 0
+                for i in 0..<w { v |= Int((p[pos + (r * w + i) / 8] >> UInt8((r * w + i) % 8)) & 1) << i }
+                guard v < e else { return nil }
+                values.append(v)
+            }
+            for i in (n * w)..<(rawBytes * 8) where (p[pos + i / 8] >> UInt8(i % 8)) & 1 != 0 { return nil }
+            ids[c] = values
+            pos += rawBytes
+        }
+        if coded > 0 {
+            let low = 1 << 23
+            guard pos + 16 <= p.count else { return nil }
+            var x = (0..<4).map { u32(pos + 4 * $0) }
+            guard x.allSatisfy({ $0 >= low && $0 < 1 << 31 }) else { return nil }
+            pos += 16
+            for c in 0..<cCount where [1, 2, 4, 5].contains(kinds[c]) {
+                var column: [Int] = []
+                for r in 0..<n {
+                    let split = kinds[c] >= 4
+                    let first = split && r >= 1 && ids[c - 1][r] == ids[c - 1][r - 1]
+                    let tab = tables[split ? (first ? refs[c][0] : refs[c][1]) : refs[c][0]]
+                    let m = 1 << tab.scale, j = r % 4
+                    let slot = x[j] % m
+                    var cum = 0, i = 0
+                    while !(cum <= slot && slot < cum + tab.freqs[i]) { cum += tab.freqs[i]; i += 1 }
+                    x[j] = tab.freqs[i] * (x[j] / m) + slot - cum
+                    while x[j] < low {
+                        guard pos < p.count else { return nil }
+                        x[j] = x[j] * 256 + Int(p[pos])
+                        pos += 1
+                    }
+                    let s = tab.symbols[i]
+                    if s == e {
+                        guard r > 0 else { return nil }
+                        column.append(column[r - 1])
+                    } else if kinds[c] == 1 || kinds[c] == 4 {
+                        column.append(s)
+                    } else {
+                        column.append((s + ids[c - 1][r]) % e)
+                    }
+                }
+                ids[c] = column
+            }
+            guard x.allSatisfy({ $0 == low }) else { return nil }
+        }
+        guard pos == p.count else { return nil }
+        var out = [Int64](repeating: Int64(Schema.denseFill), count: n * schema.idsPerRow)
+        let stored = schema.storedIndices
+        for r in 0..<n { for c in 0..<cCount { out[r * schema.idsPerRow + stored[c]] = Int64(ids[c][r]) } }
+        return out
+    }
+}
+
+/// The rows of each compact vector: fixed LCGs, so they never change.
+private struct CompactVectorSource {
+    let name: String, description: String
+    let layers: Int, topk: Int, experts: Int, dense: [Int]
+    let rows: [[[Int64]]]
+
+    struct LCG {
+        var x: UInt64
+        mutating func next(_ bound: Int) -> Int64 {
+            x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int64((x >> 33) % UInt64(bound))
+        }
+    }
+
+    /// Rows in which each layer keeps its ids with probability `hold` percent, else draws
+    /// `topk` distinct ids (skewed to small ones), sorted when `sorted`.
+    static func routed(_ n: Int, layers: Int, topk: Int, experts: Int, hold: [Int], sorted: Bool, seed: UInt64,
+                       dense: [Int] = []) -> [[[Int64]]] {
+        var random = LCG(x: seed)
+        var last = [[Int64]](repeating: [], count: layers)
+        var out: [[[Int64]]] = []
+        for t in 0..<n {
+            var row: [[Int64]] = []
+            for layer in 0..<layers {
+                if dense.contains(layer) { row.append(Array(repeating: 0xFFFF, count: topk)); continue }
+                if t == 0 || random.next(100) >= hold[layer % hold.count] {
+                    var set: [Int64] = []
+                    while set.count < topk {
+                        let id = min(random.next(experts), random.next(experts))
+                        if !set.contains(id) { set.append(id) }
+                    }
+                    last[layer] = sorted ? set.sorted() : set
+                }
+                row.append(last[layer])
+            }
+            out.append(row)
+        }
+        return out
+    }
+
+    static let all: [CompactVectorSource] = [
+        CompactVectorSource(
+            name: "c_small_e6", description: "3 layers (layer 1 dense, 0xFFFF), top-3 of 6 experts (w 3), 40 rows; a constant column, and raw columns: tables would cost more than they save",
+            layers: 3, topk: 3, experts: 6, dense: [1],
+            rows: routed(40, layers: 3, topk: 3, experts: 6, hold: [60, 0, 30], sorted: false, seed: 6, dense: [1])
+                .map { row in [[row[0][0], row[0][1], 4], row[1], row[2]] }),
+        CompactVectorSource(
+            name: "c_sorted_e64", description: "DeepSeek-like: 4 layers, top-6 of 64 experts (w 6), 200 rows, slots sorted; slot deltas, tables shared by slot",
+            layers: 4, topk: 6, experts: 64, dense: [],
+            rows: routed(200, layers: 4, topk: 6, experts: 64, hold: [20, 30, 10, 25], sorted: true, seed: 64)),
+        CompactVectorSource(
+            name: "c_split_e128", description: "4 layers, top-4 of 128 experts (w 7), 300 rows whose layers repeat as a whole half the time; split kinds",
+            layers: 4, topk: 4, experts: 128, dense: [],
+            rows: routed(300, layers: 4, topk: 4, experts: 128, hold: [50, 60, 40, 55], sorted: false, seed: 128)),
+        CompactVectorSource(
+            name: "c_raw_e4096", description: "2 layers, top-2 of 4096 experts (w 12), 10 rows: above 2048 experts, raw and constant columns only",
+            layers: 2, topk: 2, experts: 4096, dense: [],
+            rows: routed(10, layers: 2, topk: 2, experts: 4096, hold: [0], sorted: false, seed: 4096)
+                .map { row in [row[0], [4095, 17]] }),
+        CompactVectorSource(
+            name: "c_empty_e384", description: "An empty block: 3 layers (layer 0 dense), top-2 of 384 experts (w 9); the payload is its 12-byte header",
+            layers: 3, topk: 2, experts: 384, dense: [0], rows: []),
+        CompactVectorSource(
+            name: "c_one_row_e300", description: "One row: 2 layers, top-3 of 300 experts (w 9); every column constant, the constants in the table stream",
+            layers: 2, topk: 3, experts: 300, dense: [], rows: [[[299, 0, 150], [1, 2, 3]]]),
+        CompactVectorSource(
+            name: "c_fallback_e2048", description: "1 layer, top-4 of 2048 experts (w 11), 6 rows of uniform ids: coding would be larger than raw, so every column is raw",
+            layers: 1, topk: 4, experts: 2048, dense: [],
+            rows: routed(6, layers: 1, topk: 4, experts: 2048, hold: [0], sorted: false, seed: 2048)),
+    ]
+}
