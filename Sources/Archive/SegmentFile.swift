@@ -32,7 +32,13 @@ struct SegmentFile: ~Copyable {
         self.faults = faults
     }
 
-    deinit { close(descriptor) }
+    /// Unlocks before closing: a child process forked at this moment shares the open file
+    /// description (and so the lock) until it execs, and closing alone would leave the archive
+    /// locked for that long. Unlocking an unlocked file does nothing.
+    deinit {
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+    }
 
     static func error(_ path: String, _ operation: String, _ code: Int32 = errno) -> ArchiveError {
         .io(path: path, operation: operation, errno: code, message: String(cString: strerror(code)))
