@@ -364,6 +364,28 @@ final class FaultWorkload {
         print("fault injection: \(cases) failure cases")
     }
 
+    /// A writer stopped by a failed fsync and then dropped releases its lock at once, even while
+    /// a child process forked meanwhile still holds a copy of its descriptor (a soak finding:
+    /// test suites, and engines, start processes while a writer is open).
+    @Test func aDroppedWriterUnlocksWhileAForkedChildHoldsItsDescriptor() throws {
+        let dir = TemporaryDirectory(), path = dir.path("a")
+        // create: ftruncate, write, fsync; sync(): write, then the fsync that fails.
+        var writer: ArchiveWriter? = try ArchiveWriter.create(at: path, schema: FaultWorkload.schema, blockRows: 8,
+                                                              faults: SimulatedDisk(.fail(at: 5, errno: EIO)))
+        try writer!.append([Int32](repeating: 1, count: FaultWorkload.schema.idsPerRow))
+        #expect(throws: ArchiveError.self) { try writer!.sync() }
+        let child = fork()
+        if child == 0 { // holds the descriptor, never execs
+            usleep(2_000_000)
+            _exit(0)
+        }
+        defer { kill(child, SIGKILL); waitpid(child, nil, 0) }
+        writer = nil
+        let reopened = try ArchiveWriter.open(at: path)
+        #expect(reopened.count == 1)
+        try reopened.close()
+    }
+
     func checkFailure(seed: UInt64, at n: Int, errno code: Int32, dir: TemporaryDirectory) throws {
         let path = dir.path("failing-\(seed)-\(n)"), disk = SimulatedDisk(.fail(at: n, errno: code))
         let workload = FaultWorkload(seed: seed, path: path, disk: disk)
