@@ -18,6 +18,9 @@ public final class ArchiveReader {
     private let source: BlockSource
     /// Bytes after the valid log that were ignored (a torn or in-progress write), and why.
     public private(set) var ignoredTail: (offset: Int, reason: String)?
+    /// The last bytes of the log as last replayed: if they change, a writer cut the log back
+    /// (a rollback) and wrote anew, and `refresh()` replays it from the start.
+    private var logFingerprint: [UInt8] = []
 
     public init(path: String) throws {
         let file = try SegmentFile(path: path, mode: .read)
@@ -32,6 +35,11 @@ public final class ArchiveReader {
         index = replay.outcome.index
         ignoredTail = replay.outcome.tail
         source = BlockSource(path: path, schema: replay.header.schema, mapping: replay.mapping)
+        logFingerprint = Self.fingerprint(of: replay.mapping.bytes, end: index.end, headerEnd: headerEnd)
+    }
+
+    private static func fingerprint(of file: UnsafeRawBufferPointer, end: Int, headerEnd: Int) -> [UInt8] {
+        Array(file[max(headerEnd, end - 64)..<end])
     }
 
     /// Rows in the archive as of the last open or refresh.
@@ -40,20 +48,25 @@ public final class ArchiveReader {
     /// Bytes of the file holding the valid log.
     public var fileBytes: Int { index.end }
 
-    /// Sees what a writer flushed since; returns whether the row count changed.
-    /// A truncation the writer made shows as a smaller count.
+    /// Sees what a writer flushed since; returns whether the rows changed. A truncation shows
+    /// as a smaller count; a rollback that cut the file back (and whatever was written after
+    /// it) is seen as well, by replaying the log anew.
     @discardableResult
     public func refresh() throws -> Bool {
         let size = try file.size()
-        guard size != source.mapping.bytes.count else { return false }
+        let mapping = size == source.mapping.bytes.count ? source.mapping : try Mapping(file: file, count: size)
+        // The log this reader knows is gone or different (bytes past the file end are not read):
+        // replay from the header, so that no row of the old log is served.
+        let rewritten = size < index.end || Self.fingerprint(of: mapping.bytes, end: index.end, headerEnd: headerEnd) != logFingerprint
+        guard rewritten || size != source.mapping.bytes.count else { return false }
         let before = count
-        let mapping = try Mapping(file: file, count: size)
         let outcome = try SegmentScanner(path: path, schema: schema, blockRows: blockRows, releaseBehind: mapping.release)
-            .scan(mapping.bytes, headerEnd: headerEnd, continuing: index)
+            .scan(mapping.bytes, headerEnd: headerEnd, continuing: rewritten ? nil : index)
         source.remap(mapping)
         index = outcome.index
         ignoredTail = outcome.tail
-        return count != before
+        logFingerprint = Self.fingerprint(of: mapping.bytes, end: index.end, headerEnd: headerEnd)
+        return rewritten || count != before
     }
 
     /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.

@@ -141,6 +141,44 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         #expect(try ArchiveReader(path: path).rows(0..<synced + 500, as: Int32.self) == truth.rows(0..<synced + 500, as: Int32.self))
     }
 
+    /// A reader refreshing across a writer's rollback (the file cut back) and new rows written
+    /// where the old ones were: it sees the shorter archive, then the new rows, never the old.
+    @Test func readerFollowsARollback() throws {
+        let dir = TemporaryDirectory(), path = dir.path("rolled")
+        let first = PositionalRows(schema: crashSchema, seed: 30), second = PositionalRows(schema: crashSchema, seed: 31)
+        let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
+        try writer.append(first.rows(0..<40, as: Int32.self))
+        try writer.flush()
+        let checkpoint = writer.checkpoint()
+        try writer.append(first.rows(40..<100, as: Int32.self))
+        try writer.flush()
+        let reader = try ArchiveReader(path: path)
+        #expect(reader.count == 100)
+        _ = try reader.rows(60..<61, as: Int32.self) // a block of the rows to be rolled back is open
+        try writer.rollback(to: checkpoint)
+        #expect(try reader.refresh())
+        #expect(reader.count == 40)
+        #expect(try reader.rows(0..<40, as: Int32.self) == first.rows(0..<40, as: Int32.self))
+        // New rows where the old ones were.
+        try writer.append(second.rows(40..<100, as: Int32.self))
+        try writer.flush()
+        #expect(try reader.refresh())
+        #expect(reader.count == 100)
+        #expect(try reader.rows(40..<100, as: Int32.self) == second.rows(40..<100, as: Int32.self))
+        // Rolled back again and rewritten before the reader looks: still seen.
+        let again = writer.checkpoint()
+        try writer.append(first.rows(100..<120, as: Int32.self))
+        try writer.flush()
+        #expect(try reader.refresh() && reader.count == 120)
+        try writer.rollback(to: again)
+        try writer.append(second.rows(100..<120, as: Int32.self))
+        try writer.flush()
+        #expect(try reader.refresh())
+        #expect(try reader.rows(100..<120, as: Int32.self) == second.rows(100..<120, as: Int32.self))
+        #expect(try !reader.refresh(), "nothing changed since")
+        try writer.close()
+    }
+
     /// An archive whose last record is cut at every byte opens with exactly the rows before it.
     @Test func cutAtEveryByteOfTheLastRecord() throws {
         let dir = TemporaryDirectory(), path = dir.path("a")
