@@ -168,6 +168,21 @@ public final class BlockDecoder {
 
 /// Where each column of a checked payload lives.
 struct PayloadLayout {
+    /// Set bits in `bytes` bytes at `p`, eight bytes at a time.
+    @inline(__always)
+    static func setBits(_ p: UnsafePointer<UInt8>, bytes: Int) -> Int {
+        var count = 0, i = 0
+        while i + 8 <= bytes {
+            count &+= UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self).nonzeroBitCount
+            i &+= 8
+        }
+        while i < bytes {
+            count &+= p[i].nonzeroBitCount
+            i &+= 1
+        }
+        return count
+    }
+
     var rows = 0
     var codings: [ColumnCoding] = []
     /// Per column: the constant's value, or the body's byte offset in the payload.
@@ -224,6 +239,15 @@ struct PayloadLayout {
         let planeBytes = BitPlanes.planeBytes(rowCount)
         constantOrOffset.append(contentsOf: repeatElement(0, count: columnCount))
         kept.append(contentsOf: repeatElement(rowCount, count: columnCount))
+        // Filled as locals (moved out of self and back): element writes to a stored array
+        // would check its uniqueness every time.
+        var constantOrOffset: [Int] = [], kept: [Int] = []
+        swap(&constantOrOffset, &self.constantOrOffset)
+        swap(&kept, &self.kept)
+        defer {
+            swap(&constantOrOffset, &self.constantOrOffset)
+            swap(&kept, &self.kept)
+        }
         for c in 0..<columnCount {
             switch codings[c] {
             case .constant:
@@ -241,9 +265,7 @@ struct PayloadLayout {
                 let flags = (raw + bodyCursor).assumingMemoryBound(to: UInt8.self)
                 guard flags[0] & 1 == 0 else { throw fail("row 0 of column \(c) is flagged as a repeat", bodyCursor) }
                 try checkPadding(raw + bodyCursor, count: rowCount, planes: 1, at: bodyCursor)
-                var repeats = 0
-                for i in 0..<planeBytes { repeats += flags[i].nonzeroBitCount }
-                let keptRows = rowCount - repeats
+                let keptRows = rowCount - Self.setBits(flags, bytes: planeBytes)
                 let valueBytes = width * BitPlanes.planeBytes(keptRows)
                 guard size - bodyCursor - planeBytes >= valueBytes else { throw fail("payload ends inside column \(c)", size) }
                 try checkPadding(raw + bodyCursor + planeBytes, count: keptRows, planes: width, at: bodyCursor + planeBytes)
@@ -254,6 +276,7 @@ struct PayloadLayout {
         }
         guard bodyCursor == size else { throw fail("\(size - bodyCursor) bytes follow the last column", bodyCursor) }
 
+        @inline(__always)
         func checkPadding(_ planes: UnsafeRawPointer, count: Int, planes planeCount: Int, at offset: Int) throws {
             guard count & 7 != 0 else { return }
             let stride = BitPlanes.planeBytes(count), mask = UInt8(0xFF) << UInt8(count & 7)
@@ -309,7 +332,7 @@ private struct ColumnReader<S: PlaneScalar> {
         case .repeat, .repeatSlotDelta:
             let flags = body(c), kept = layout.kept[c]
             let first = nonRepeatsThrough(range.lowerBound, flags) - 1
-            let end = nonRepeatsThrough(range.upperBound - 1, flags)
+            let end = range.count == 1 ? first + 1 : nonRepeatsThrough(range.upperBound - 1, flags)
             BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)

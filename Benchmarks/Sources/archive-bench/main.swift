@@ -3,7 +3,7 @@
 // resident memory while appending. LMDeploy's grow-by-np.pad history is measured beside it by
 // Benchmarks/run (lmdeploy_growth.py), in the same run.
 //
-// usage: archive-bench [--rows N] [--block-rows N] [--dir DIR] [--only-append]
+// usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append]
 import Archive
 import Foundation
 import TraceSynth
@@ -21,6 +21,7 @@ var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
 var blockRows: Int?
+var reads = 20_000
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -28,17 +29,19 @@ while let argument = arguments.next() {
     case "--dir": directory = arguments.next() ?? directory
     case "--only-append": onlyAppend = true
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
+    case "--reads": reads = arguments.next().flatMap(Int.init) ?? reads
     default: fatalError("unknown argument \(argument)")
     }
 }
 
 let schema = try ModelShape.named("qwen3-30b-a3b")!.schema()
 let perRow = schema.idsPerRow
-// A 64K-row realistic trace, replayed to fill longer archives.
+// A realistic trace of up to 64K rows, replayed to fill longer archives.
+let sourceCount = min(65536, totalRows)
 var synth = TraceSynthesizer(schema: schema, seed: 1)
-let source: [Int32] = synth.rows(65536, as: Int32.self)
+let source: [Int32] = synth.rows(sourceCount, as: Int32.self)
 func sourceRows(_ positions: Range<Int>) -> ArraySlice<Int32> {
-    let start = positions.lowerBound % 65536
+    let start = positions.lowerBound % sourceCount
     return source[start * perRow..<(start + positions.count) * perRow]
 }
 
@@ -96,7 +99,6 @@ do {
     let reader = try ArchiveReader(path: path)
     var random = SplitMix64(seed: 5)
     var row = [Int32](repeating: 0, count: perRow)
-    let reads = 20_000
     let positions = (0..<reads).map { _ in Int(random.next() % UInt64(totalRows)) }
     let start = now()
     for position in positions {
