@@ -30,7 +30,7 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         let dir = TemporaryDirectory(), path = dir.path("killed")
         var random = SplitMix64(seed: 50)
         let truth = PositionalRows(schema: crashSchema, seed: 7)
-        let kills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ?? "") ?? 50
+        let kills = soakSetting("ARCHIVE_SOAK_KILLS", default: 50)
         var survived = 0
         for _ in 0..<kills {
             let (process, output) = try launchCrashTest(["write", path, "7"])

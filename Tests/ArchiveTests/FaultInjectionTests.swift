@@ -10,7 +10,7 @@ import TraceSynth
 // fail with ENOSPC, EIO or EFBIG; then the promises of the README are checked.
 //
 // CI runs `faultWorkloads` workloads (a few hundred cases each); scripts/soak raises it.
-let faultWorkloads = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_WORKLOADS"] ?? "") ?? 2
+let faultWorkloads = soakSetting("ARCHIVE_SOAK_WORKLOADS", default: 2)
 
 /// The simulated disk under one archive file: a log of what the writer did to it, and a fault at
 /// one operation (counted from 1).
