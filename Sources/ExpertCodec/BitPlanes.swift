@@ -79,41 +79,18 @@ extension UInt8: PlaneScalar {
         UnsafeMutableRawPointer(values).storeBytes(of: transpose8x8(bits).littleEndian, as: UInt64.self)
     }
 
-    /// 8 groups at once: a bit transpose per group gives each group's plane bytes in one word;
-    /// a byte transpose across the 8 words gives each plane's 8 bytes in one word.
+    /// 8 groups at once (``WidePlanes``): a bit transpose per group gives each group's plane
+    /// bytes in one word; a byte transpose across the 8 words gives each plane's 8 bytes in one word.
     @inline(__always)
     static func storePlanes64(of values: UnsafePointer<UInt8>, width: Int,
                               to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
-        let raw = UnsafeRawPointer(values)
-        @inline(__always) func group(_ g: Int) -> UInt64 { transpose8x8(raw.loadUnaligned(fromByteOffset: 8 * g, as: UInt64.self).littleEndian) }
-        var rows = (group(0), group(1), group(2), group(3), group(4), group(5), group(6), group(7))
-        transposeBytes(&rows)
-        withUnsafeBytes(of: &rows) { words in
-            for b in 0..<width {
-                UnsafeMutableRawPointer(planes + b * stride).storeBytes(of: words.load(fromByteOffset: 8 * b, as: UInt64.self), as: UInt64.self)
-            }
-        }
+        WidePlanes.store(UnsafeRawPointer(values), width: width, to: UnsafeMutableRawPointer(planes), stride: stride)
     }
 
     @inline(__always)
     static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
                              into values: UnsafeMutablePointer<UInt8>) {
-        var rows: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &rows) { words in
-            for b in 0..<width {
-                words.storeBytes(of: UnsafeRawPointer(planes + b * stride).loadUnaligned(as: UInt64.self), toByteOffset: 8 * b, as: UInt64.self)
-            }
-        }
-        transposeBytes(&rows)
-        let out = UnsafeMutableRawPointer(values)
-        out.storeBytes(of: transpose8x8(rows.0).littleEndian, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.1).littleEndian, toByteOffset: 8, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.2).littleEndian, toByteOffset: 16, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.3).littleEndian, toByteOffset: 24, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.4).littleEndian, toByteOffset: 32, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.5).littleEndian, toByteOffset: 40, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.6).littleEndian, toByteOffset: 48, as: UInt64.self)
-        out.storeBytes(of: transpose8x8(rows.7).littleEndian, toByteOffset: 56, as: UInt64.self)
+        WidePlanes.load(UnsafeRawPointer(planes), width: width, stride: stride, into: UnsafeMutableRawPointer(values))
     }
 
     @inline(__always)

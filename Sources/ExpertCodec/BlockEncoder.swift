@@ -7,6 +7,7 @@ public final class BlockEncoder {
     private lazy var compact = CompactEncoder(schema: schema)
     /// For each stored column, its index inside a row (dense layers skipped).
     private let sourceIndex: [Int]
+    private lazy var byteGather = ByteGather(schema: schema)
     private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
     private let frames = LZ4FrameWriter()
     /// The payload's runs worth compressing or not, from the last `encodePayload`.
@@ -85,7 +86,16 @@ public final class BlockEncoder {
         let columnCount = sourceIndex.count, width = schema.bitWidth
         let padded = (count + 7) & ~7
         let cols = columns.reserve(columnCount * padded, of: S.self)
-        try gather(rows, count: count, padded: padded, into: cols)
+        if S.self == UInt8.self, let input = rows.baseAddress {
+            let bytes = UnsafeMutableRawPointer(cols).assumingMemoryBound(to: UInt8.self)
+            let clean = byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
+            if !clean || (schema.experts < 1 << width
+                          && !ByteGather.allBelow(schema.experts, bytes, columns: columnCount, count: count, padded: padded)) {
+                try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
+            }
+        } else {
+            try gather(rows, count: count, padded: padded, into: cols)
+        }
 
         let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
         let raw = UnsafeMutableRawPointer(out)
@@ -120,10 +130,16 @@ public final class BlockEncoder {
         let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                               candidates: candidates.reserve(3 * padded, of: S.self),
                               flags: flags.reserve(padded / 8, of: UInt8.self))
+        let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
+                                      candidates: UnsafeMutableRawPointer(work.candidates).assumingMemoryBound(to: UInt8.self),
+                                      flags: work.flags)
         for c in 0..<columnCount where codings[c] != ColumnCoding.constant.rawValue {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
-            let (coding, written, cost) = work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot,
-                                                      to: out + cursor)
+            let (coding, written, cost) = S.self == UInt8.self
+                ? byteWork.encode(UnsafeRawPointer(cols + c * padded).assumingMemoryBound(to: UInt8.self),
+                                  previousSlot: previousSlot.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) },
+                                  to: out + cursor)
+                : work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot, to: out + cursor)
             codings[c] = coding.rawValue
             // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
             addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9)
@@ -154,25 +170,6 @@ public final class BlockEncoder {
         sourceIndex.withUnsafeBufferPointer { source in
             guard let input = rows.baseAddress else { return }
             var t = 0
-            if S.self == UInt8.self {
-                // Eight rows at a time: each column's 8 ids packed into one 8-byte store.
-                let bytes = UnsafeMutableRawPointer(cols)
-                while t &+ 8 <= count {
-                    let first = input + t &* perRow
-                    for c in 0..<source.count {
-                        var packed: UInt64 = 0
-                        var at = first + source[c]
-                        for i in 0..<8 {
-                            let id = T.Magnitude(truncatingIfNeeded: at.pointee)
-                            largest = max(largest, id)
-                            packed |= UInt64(truncatingIfNeeded: id & 0xFF) << UInt64(8 &* i)
-                            at += perRow
-                        }
-                        bytes.storeBytes(of: packed.littleEndian, toByteOffset: c &* padded &+ t, as: UInt64.self)
-                    }
-                    t &+= 8
-                }
-            }
             while t < count {
                 let row = input + t &* perRow
                 var at = cols + t
@@ -219,7 +216,7 @@ private final class PayloadEncoding: ConcreteIDBody {
 }
 
 /// Chooses and writes the coding of one non-constant column, using per-block scratch.
-private struct ColumnWork<S: PlaneScalar> {
+struct ColumnWork<S: PlaneScalar> {
     let count: Int, padded: Int, width: Int, experts: Int
     /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
     let candidates: UnsafeMutablePointer<S>

@@ -10,6 +10,9 @@ enum LZ4Frame {
     /// BD: 64 KiB block maximum size.
     static let blockDescriptor: UInt8 = 0x40
     static let maxBlockBytes = 64 * 1024
+    /// liblz4's acceleration for blocks worth compressing. Bit planes give LZ4 little to find
+    /// beyond runs: on the real traces 4 costs 0.2-0.4% of the ratio and halves LZ4's time.
+    static let acceleration: Int32 = 4
 
     /// `payload` in one frame, every block compressed where LZ4 shrinks it.
     static func compress(_ payload: UnsafeRawBufferPointer) throws -> [UInt8] {
@@ -70,7 +73,7 @@ final class LZ4FrameWriter {
         var stored = 0
         if compress {
             let capacity = Int(LZ4_compressBound(Int32(length)))
-            stored = Int(LZ4_compress_fast_extState(state, source, out + 4, Int32(length), Int32(capacity), 1))
+            stored = Int(LZ4_compress_fast_extState(state, source, out + 4, Int32(length), Int32(capacity), LZ4Frame.acceleration))
         }
         let data = UnsafeRawBufferPointer(start: out + 4, count: stored > 0 && stored < length ? stored : length)
         if stored > 0 && stored < length {

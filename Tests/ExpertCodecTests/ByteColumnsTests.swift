@@ -1,0 +1,156 @@
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+/// The word-at-a-time kernels for ids of at most 8 bits must choose and write exactly what the
+/// generic per-id ``ColumnWork`` does (spec 1.6), on columns of every kind.
+@Suite struct ByteColumnsTests {
+    /// Columns that favour each coding in turn: random ids, runs (repeats), ids close to the
+    /// previous slot's (slot deltas), both, one value, and the extremes 0 and E - 1.
+    static func column(_ kind: Int, count: Int, experts: Int, previous: [UInt8], random: inout SplitMix64) -> [UInt8] {
+        var ids = [UInt8](repeating: 0, count: count)
+        var current = Int(random.next() % UInt64(experts))
+        for t in 0..<count {
+            switch kind {
+            case 0: current = Int(random.next() % UInt64(experts))
+            case 1: if random.next() % 4 == 0 { current = Int(random.next() % UInt64(experts)) }
+            case 2: current = (Int(previous[t]) + Int(random.next() % 3)) % experts
+            case 3: if random.next() % 3 == 0 { current = (Int(previous[t]) + 1) % experts }
+            case 4: break
+            default: current = random.next() % 2 == 0 ? 0 : experts - 1
+            }
+            ids[t] = UInt8(current)
+        }
+        return ids
+    }
+
+    /// Below ``ByteColumnWork/samplingGroups`` groups, where every group is looked at.
+    @Test(arguments: [2, 3, 6, 7, 8, 60, 64, 100, 128, 160, 200, 255, 256])
+    func sameChoicesAndBytesAsTheGenericCoder(experts: Int) throws {
+        var random = SplitMix64(seed: UInt64(experts))
+        let width = try Schema(layers: 1, topk: 1, experts: experts).bitWidth
+        for count in [1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 8 * (ByteColumnWork.samplingGroups - 1)] {
+            let padded = (count + 7) & ~7
+            var previous = [UInt8](repeating: 0, count: padded)
+            for kind in 0..<6 {
+                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                ids += [UInt8](repeating: 0, count: padded - count)
+                for withPrevious in [false, true] {
+                    var scratchA = [UInt8](repeating: 0xAA, count: 3 * padded), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
+                    var scratchB = [UInt8](repeating: 0x55, count: 3 * padded), flagsB = [UInt8](repeating: 0x55, count: padded / 8)
+                    let bound = 2 * padded + width * padded
+                    var outA = [UInt8](repeating: 0, count: bound), outB = [UInt8](repeating: 0, count: bound)
+                    let a = scratchA.withUnsafeMutableBufferPointer { s in flagsA.withUnsafeMutableBufferPointer { f in
+                        ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in outA.withUnsafeMutableBufferPointer { o in
+                            ColumnWork<UInt8>(count: count, padded: padded, width: width, experts: experts,
+                                              candidates: s.baseAddress!, flags: f.baseAddress!)
+                                .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
+                        } } } } }
+                    let b = scratchB.withUnsafeMutableBufferPointer { s in flagsB.withUnsafeMutableBufferPointer { f in
+                        ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in outB.withUnsafeMutableBufferPointer { o in
+                            ByteColumnWork(count: count, padded: padded, width: width, experts: experts,
+                                           candidates: s.baseAddress!, flags: f.baseAddress!)
+                                .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
+                        } } } } }
+                    #expect(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "E \(experts), \(count) rows, kind \(kind): \(a) vs \(b)")
+                    #expect(outA[0..<a.1] == outB[0..<b.1], "E \(experts), \(count) rows, kind \(kind): bodies differ")
+                }
+                previous = ids
+            }
+        }
+    }
+
+    /// Long columns choose on a sample: the choice still follows what the column holds, and
+    /// the body is the one of the chosen coding (the round trip tests check it decodes).
+    @Test func sampledChoicesFollowTheColumn() throws {
+        var random = SplitMix64(seed: 5)
+        let experts = 128, width = 7
+        for count in [8 * ByteColumnWork.samplingGroups, 561, 3120] {
+            let padded = (count + 7) & ~7
+            var previous = [UInt8](repeating: 0, count: padded)
+            for t in 0..<count { previous[t] = UInt8(random.next() % UInt64(experts)) }
+            // Runs of random length (12 on average) in a column, or in the previous slot.
+            var runs = [UInt8](repeating: 0, count: count)
+            for t in 0..<count { runs[t] = t > 0 && random.next() % 12 != 0 ? runs[t - 1] : UInt8(random.next() % UInt64(experts)) }
+            let expected: [(Int, Bool, ColumnCoding)] = [(0, false, .plain), (1, false, .repeat), (2, true, .slotDelta), (3, true, .slotDelta)]
+            for (kind, withPrevious, coding) in expected {
+                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                if kind == 1 { ids = runs }
+                if kind == 3 { // the previous slot plus one: the slot delta is constant
+                    for t in 0..<count { previous[t] = runs[t] }
+                    ids = runs.map { UInt8((Int($0) + 1) % experts) }
+                }
+                ids += [UInt8](repeating: 0, count: padded - count)
+                var scratch = [UInt8](repeating: 0, count: 3 * padded), flags = [UInt8](repeating: 0, count: padded / 8)
+                var out = [UInt8](repeating: 0, count: 2 * padded + width * padded)
+                let result = scratch.withUnsafeMutableBufferPointer { s in flags.withUnsafeMutableBufferPointer { f in
+                    ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+                        ByteColumnWork(count: count, padded: padded, width: width, experts: experts,
+                                       candidates: s.baseAddress!, flags: f.baseAddress!)
+                            .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
+                    } } } } }
+                var scratchA = [UInt8](repeating: 0, count: 3 * padded), flagsA = [UInt8](repeating: 0, count: padded / 8)
+                let exact = scratchA.withUnsafeMutableBufferPointer { s in flagsA.withUnsafeMutableBufferPointer { f in
+                    ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+                        ColumnWork<UInt8>(count: count, padded: padded, width: width, experts: experts,
+                                          candidates: s.baseAddress!, flags: f.baseAddress!)
+                            .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
+                    } } } } }
+                #expect(result.0 == coding && exact.0 == coding, "\(count) rows, kind \(kind): \(result), every group: \(exact)")
+            }
+        }
+    }
+
+    @Test func slotDeltasOfEveryPairOfBytes() {
+        for experts in [2, 6, 100, 128, 255, 256] {
+            let complement = UInt64(256 - experts)
+            for x in 0..<experts {
+                for p in stride(from: 0, to: experts, by: max(1, experts / 37)) {
+                    // The pair in byte 3, its neighbours chosen to borrow and not.
+                    let xs = UInt64(x) << 24 | UInt64(experts - 1) << 16 | 0
+                    let ps = UInt64(p) << 24 | 0 << 16 | UInt64(experts - 1)
+                    let d = ByteGroups.slotDeltas(xs, ps, complement: complement)
+                    #expect((d >> 24) & 0xFF == UInt64((x - p + experts) % experts))
+                    #expect((d >> 16) & 0xFF == UInt64(experts - 1))
+                    #expect(d & 0xFF == UInt64(1 % experts), "E \(experts): 0 - (E-1) mod E")
+                }
+            }
+        }
+    }
+
+    /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
+    /// is reported with its token, layer, slot and value, whatever the input type.
+    @Test(arguments: [100, 128])
+    func everyBadIDIsFoundAndNamed(experts: Int) throws {
+        // 15 stored columns: 0...5 and 9...17 of each row (layer 2 is dense); only 9...16 form a tile.
+        let schema = try Schema(layers: 6, topk: 3, experts: experts, denseLayers: [2])
+        let rows = 21, perRow = schema.idsPerRow
+        var base = [Int64](repeating: 0, count: rows * perRow)
+        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 7 + i) % experts) } }
+        func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
+            let encoder = BlockEncoder(schema: schema)
+            #expect(try encoder.encode(base.map { T(truncatingIfNeeded: $0) }).count > 0)
+            for t in [0, 7, 8, 15, 16, 20] {
+                for index in schema.storedIndices {
+                    for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
+                        var bad = base
+                        bad[t * perRow + index] = value
+                        #expect(throws: CodecError.idOutOfRange(token: t, layer: index / 3, slot: index % 3, value: value, experts: experts),
+                                "\(T.self) \(value) at row \(t), index \(index)") {
+                            try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
+                        }
+                    }
+                }
+            }
+        }
+        let values: [Int64] = [Int64(experts), 127, 128, 255, 256, 65535, 1 << 40, -1, -128]
+        try check(UInt8.self, values)
+        try check(Int8.self, values)
+        try check(UInt16.self, values)
+        try check(Int16.self, values)
+        try check(UInt32.self, values)
+        try check(Int32.self, values)
+        try check(UInt64.self, values)
+        try check(Int64.self, values)
+    }
+}
