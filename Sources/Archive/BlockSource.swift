@@ -49,8 +49,10 @@ final class BlockSource {
         }
     }
 
-    private func open(_ block: BlockInfo) throws {
-        guard openFrame != block.frameOffset else { return }
+    /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
+    /// block's checksum is verified, and those cover every byte (spec 1.4, 2.10).
+    private func open(_ block: BlockInfo, contentChecksum: Bool = false) throws {
+        guard openFrame != block.frameOffset || contentChecksum else { return }
         if let previous = openEnd, previous.end == block.recordOffset {
             mapping.release(previous.start..<previous.end) // reading front to back
         }
@@ -61,7 +63,7 @@ final class BlockSource {
         }
         let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
         do {
-            try decoder.open(frame, expectedRows: block.storedRows)
+            try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum)
         } catch {
             throw damage(block, error)
         }
@@ -71,7 +73,7 @@ final class BlockSource {
 
     /// Checks one block whole (checksums, structure, every id): for `verify`.
     func check(_ block: BlockInfo) throws {
-        try open(block)
+        try open(block, contentChecksum: true)
         let ids = decoder.schema.idsPerRow * block.storedRows
         var scratch = [UInt16](repeating: 0, count: ids)
         do {

@@ -67,15 +67,25 @@ extension UInt8: PlaneScalar {
     @inline(__always)
     static func storePlanes(of values: UnsafePointer<UInt8>, width: Int,
                             to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
-        let bits = transpose8x8(UnsafeRawPointer(values).loadUnaligned(as: UInt64.self).littleEndian)
-        for b in 0..<width { planes[b * stride] = UInt8(truncatingIfNeeded: bits >> (8 * b)) }
+        var bits = transpose8x8(UnsafeRawPointer(values).loadUnaligned(as: UInt64.self).littleEndian), plane = planes
+        for _ in 0..<width {
+            plane.pointee = UInt8(truncatingIfNeeded: bits)
+            bits >>= 8
+            plane += stride
+        }
     }
 
     @inline(__always)
     static func loadPlanes(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
                            into values: UnsafeMutablePointer<UInt8>) {
-        var bits: UInt64 = 0
-        for b in 0..<width { bits |= UInt64(planes[b * stride]) << (8 * b) }
+        // Wrapping arithmetic and a moving pointer: checked `b * stride` and `<< (8 * b)` made
+        // this loop several times longer.
+        var bits: UInt64 = 0, plane = planes, shift: UInt64 = 0
+        for _ in 0..<width {
+            bits |= UInt64(plane.pointee) &<< shift
+            plane += stride
+            shift &+= 8
+        }
         UnsafeMutableRawPointer(values).storeBytes(of: transpose8x8(bits).littleEndian, as: UInt64.self)
     }
 
@@ -220,9 +230,12 @@ enum BitPlanes {
     /// One id, read bit by bit: for point look-ups without decoding a group.
     @inline(__always)
     static func value(at index: Int, in planes: UnsafePointer<UInt8>, count: Int, width: Int) -> Int {
-        let stride = planeBytes(count), byte = index >> 3, bit = index & 7
-        var v = 0
-        for p in 0..<width { v |= Int((planes[p * stride + byte] >> bit) & 1) << p }
+        let stride = planeBytes(count), bit = UInt8(index & 7)
+        var v = 0, plane = planes + (index >> 3)
+        for p in 0..<width {
+            v |= Int((plane.pointee &>> bit) & 1) &<< p
+            plane += stride
+        }
         return v
     }
 

@@ -22,15 +22,22 @@ public final class BlockDecoder {
     /// Decompresses and checks one frame, which becomes the open block. Returns its row count.
     /// With `expectedRows`, a block of another size is refused before anything is decompressed
     /// beyond what that many rows may need.
+    ///
+    /// Every data block's checksum is verified before its bytes are used. With
+    /// `contentChecksum: false` the content checksum is not computed: the block checksums
+    /// already cover every byte the payload comes from, and reading rows at random then costs
+    /// one pass over the block instead of two (spec 1.4). Whole-block checks keep it on.
     @discardableResult
-    public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil) throws -> Int {
+    public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil, contentChecksum: Bool = true) throws -> Int {
         layout.clear()
         compactOpen = false
         let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
-        let (size, headerBytes) = try frames.contentSize(
+        let header = try frames.header(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
-        let bytes = payload.reserve(size)
-        try frames.decompress(frame, headerBytes: headerBytes, size: size, into: bytes)
+        let size = header.size
+        // 8 bytes of slack: flag counts read whole words past a bitmap's end (`nonRepeatsThrough`).
+        let bytes = payload.reserve(size + 8)
+        try frames.decompress(frame, header: header, into: bytes, contentChecksum: contentChecksum)
         do {
             if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
                 // The row count first: a compact block is decoded whole when it is opened.
@@ -279,7 +286,14 @@ struct PayloadLayout {
         @inline(__always)
         func checkPadding(_ planes: UnsafeRawPointer, count: Int, planes planeCount: Int, at offset: Int) throws {
             guard count & 7 != 0 else { return }
-            let stride = BitPlanes.planeBytes(count), mask = UInt8(0xFF) << UInt8(count & 7)
+            let stride = BitPlanes.planeBytes(count), mask = UInt8(0xFF) &<< UInt8(count & 7)
+            // The last byte of every plane, ORed: one test, and a search only on failure.
+            var last = planes + (stride &- 1), padding: UInt8 = 0
+            for _ in 0..<planeCount {
+                padding |= last.load(as: UInt8.self)
+                last += stride
+            }
+            guard padding & mask != 0 else { return }
             for p in 0..<planeCount where planes.load(fromByteOffset: p * stride + stride - 1, as: UInt8.self) & mask != 0 {
                 throw fail("padding bits are set", offset + p * stride + stride - 1)
             }
@@ -384,23 +398,32 @@ private struct ColumnReader<S: PlaneScalar> {
     private func flag(_ t: Int, _ flags: UnsafePointer<UInt8>) -> Int { Int(flags[t >> 3] >> UInt8(t & 7)) & 1 }
 
     /// Rows `0...t` whose flag is clear: the stored value of row `t` is at this count minus one.
+    /// Counts whole words; the last one is masked to rows through `t` (it may read up to 7
+    /// bytes past the bitmap, inside the payload or its 8 bytes of slack).
     private func nonRepeatsThrough(_ t: Int, _ flags: UnsafePointer<UInt8>) -> Int {
-        var repeats = 0, byte = 0
-        let fullBytes = (t + 1) >> 3
-        while byte + 8 <= fullBytes {
-            repeats += UnsafeRawPointer(flags + byte).loadUnaligned(as: UInt64.self).nonzeroBitCount
-            byte += 8
+        let raw = UnsafeRawPointer(flags), rows = t &+ 1
+        var repeats = 0, offset = 0
+        while offset &* 8 &+ 64 <= rows {
+            repeats &+= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).nonzeroBitCount
+            offset &+= 8
         }
-        while byte < fullBytes { repeats += flags[byte].nonzeroBitCount; byte += 1 }
-        let tail = (t + 1) & 7
-        if tail != 0 { repeats += (flags[byte] & UInt8((1 << tail) - 1)).nonzeroBitCount }
-        return t + 1 - repeats
+        let tail = rows & 63
+        if tail != 0 {
+            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self).littleEndian
+            repeats &+= (word & ((1 &<< UInt64(tail)) &- 1)).nonzeroBitCount
+        }
+        return rows &- repeats
     }
 
-    /// The last row at or before `t` whose flag is clear (row 0's always is).
+    /// The last row at or before `t` whose flag is clear (row 0's always is), a byte at a time.
     private func lastNonRepeat(atOrBefore t: Int, _ flags: UnsafePointer<UInt8>) -> Int {
-        var row = t
-        while flag(row, flags) == 1 { row -= 1 }
-        return row
+        var byte = t >> 3
+        // Clear flags of the rows through t in this byte, as set bits.
+        var clear = ~flags[byte] & UInt8(truncatingIfNeeded: (1 &<< ((t & 7) &+ 1)) &- 1)
+        while clear == 0 {
+            byte -= 1
+            clear = ~flags[byte]
+        }
+        return byte &* 8 &+ 7 &- clear.leadingZeroBitCount
     }
 }

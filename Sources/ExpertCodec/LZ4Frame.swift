@@ -87,77 +87,109 @@ final class LZ4FrameWriter {
     }
 }
 
-/// Decompresses frames with one reusable liblz4 context. Not thread-safe: one per thread.
-final class LZ4FrameDecoder {
-    private var context: OpaquePointer?
-
-    init() {
-        // Only fails on allocation failure, which Swift treats as fatal everywhere else too.
-        let result = LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))
-        precondition(LZ4F_isError(result) == 0 && context != nil, "liblz4 could not allocate a context")
+/// Reads block frames (spec 1.4): it parses the frame itself and checks every field before it
+/// trusts a byte, verifies each data block's checksum before liblz4 decompresses it
+/// (`LZ4_decompress_safe`), and the content checksum on request. Stateless: safe to share.
+struct LZ4FrameDecoder {
+    private static func fail(_ why: String, _ offset: Int) -> CodecError {
+        .corruptBlock(why, offset: offset, inPayload: false)
     }
 
-    deinit { LZ4F_freeDecompressionContext(context) }
-
-    /// Reads the frame header and returns the declared content size, refusing frames that are
-    /// not LZ4 frames, lack a content size or content checksum, or declare more than `limit` bytes.
-    func contentSize(of frame: UnsafeRawBufferPointer, limit: Int) throws -> (size: Int, headerBytes: Int) {
-        guard frame.count >= 4 else { throw CodecError.corruptBlock("frame of \(frame.count) bytes is too short", offset: 0, inPayload: false) }
-        let magic = frame.loadUnaligned(as: UInt32.self).littleEndian
-        guard magic == LZ4Frame.magic else {
-            throw CodecError.corruptBlock("not an LZ4 frame (magic 0x\(String(magic, radix: 16)))", offset: 0, inPayload: false)
-        }
-        LZ4F_resetDecompressionContext(context)
-        var info = LZ4F_frameInfo_t()
-        var consumed = frame.count
-        let result = LZ4F_getFrameInfo(context, &info, frame.baseAddress, &consumed)
-        if LZ4F_isError(result) != 0 {
-            throw CodecError.corruptBlock("bad frame header: \(String(cString: LZ4F_getErrorName(result)))", offset: 4, inPayload: false)
-        }
-        guard info.contentChecksumFlag == LZ4F_contentChecksumEnabled else {
-            throw CodecError.corruptBlock("frame has no content checksum", offset: 4, inPayload: false)
-        }
-        guard info.blockChecksumFlag == LZ4F_blockChecksumEnabled else {
-            throw CodecError.corruptBlock("frame has no block checksums", offset: 4, inPayload: false)
-        }
-        guard info.dictID == 0, frame.count > 4, frame.load(fromByteOffset: 4, as: UInt8.self) & 0x01 == 0 else {
-            throw CodecError.corruptBlock("frame names a dictionary", offset: 4, inPayload: false)
-        }
-        guard info.contentSize > 0 else {
-            throw CodecError.corruptBlock("frame has no content size", offset: 4, inPayload: false)
-        }
-        guard info.contentSize <= UInt64(limit) else {
-            throw CodecError.corruptBlock("frame declares \(info.contentSize) bytes, more than the \(limit) a block can hold",
-                                offset: 6, inPayload: false)
-        }
-        return (Int(info.contentSize), consumed)
+    /// The frame header's fields.
+    struct Header {
+        /// The content size: the payload length.
+        var size: Int
+        /// Bytes of the header: where the first data block starts.
+        var length: Int
+        /// The block maximum size.
+        var blockLimit: Int
+        /// Blocks may refer to the previous 64 KiB (B.Indep = 0).
+        var linked: Bool
     }
 
-    /// Decompresses the whole frame into `destination` (exactly `size` bytes, from `contentSize`),
-    /// verifying the content checksum, the content size and that no byte follows the frame.
-    func decompress(_ frame: UnsafeRawBufferPointer, headerBytes: Int, size: Int,
-                    into destination: UnsafeMutableRawPointer) throws {
-        var written = 0, read = headerBytes
+    /// Reads and checks the frame header, refusing frames that are not LZ4 frames, lack a
+    /// content size, block checksums or the content checksum, name a dictionary, or declare
+    /// more than `limit` bytes.
+    func header(of frame: UnsafeRawBufferPointer, limit: Int) throws -> Header {
+        guard frame.count >= 4 else { throw Self.fail("frame of \(frame.count) bytes is too short", 0) }
+        let raw = frame.baseAddress!
+        let magic = raw.loadLE(UInt32.self, at: 0)
+        guard magic == LZ4Frame.magic else { throw Self.fail("not an LZ4 frame (magic 0x\(String(magic, radix: 16)))", 0) }
+        guard frame.count >= 7 else { throw Self.fail("frame ends inside its header", frame.count) }
+        let flags = raw.loadLE(UInt8.self, at: 4), descriptor = raw.loadLE(UInt8.self, at: 5)
+        guard flags >> 6 == 1 else { throw Self.fail("frame version \(flags >> 6), not 1", 4) }
+        guard flags & 0x02 == 0 else { throw Self.fail("a reserved frame flag is set", 4) }
+        guard flags & 0x01 == 0 else { throw Self.fail("frame names a dictionary", 4) }
+        guard flags & 0x10 != 0 else { throw Self.fail("frame has no block checksums", 4) }
+        guard flags & 0x08 != 0 else { throw Self.fail("frame has no content size", 4) }
+        guard flags & 0x04 != 0 else { throw Self.fail("frame has no content checksum", 4) }
+        guard descriptor & 0x8F == 0 else { throw Self.fail("a reserved bit of the block descriptor is set", 5) }
+        let sizeID = Int(descriptor >> 4)
+        guard sizeID >= 4 else { throw Self.fail("invalid block maximum size id \(sizeID)", 5) }
+        guard frame.count >= 15 else { throw Self.fail("frame ends inside its header", frame.count) }
+        let checksum = UInt8(truncatingIfNeeded: XXH32.hash(UnsafeRawBufferPointer(start: raw + 4, count: 10)) >> 8)
+        guard raw.loadLE(UInt8.self, at: 14) == checksum else { throw Self.fail("wrong frame header checksum", 14) }
+        let size = raw.loadLE(UInt64.self, at: 6)
+        guard size > 0 else { throw Self.fail("frame has no content size", 6) }
+        guard size <= UInt64(limit) else {
+            throw Self.fail("frame declares \(size) bytes, more than the \(limit) a block can hold", 6)
+        }
+        return Header(size: Int(size), length: 15, blockLimit: 1 << (8 + 2 * sizeID), linked: flags & 0x20 == 0)
+    }
+
+    /// Decompresses the frame's data blocks into `destination` (exactly `header.size` bytes),
+    /// each verified by its checksum first; then checks the end mark, the content checksum
+    /// (when `contentChecksum`), and that no byte follows the frame.
+    func decompress(_ frame: UnsafeRawBufferPointer, header: Header, into destination: UnsafeMutableRawPointer,
+                    contentChecksum: Bool = true) throws {
+        let raw = frame.baseAddress!, end = frame.count, size = header.size
+        var read = header.length, written = 0
         while true {
-            var outBytes = size - written, inBytes = frame.count - read
-            let hint = LZ4F_decompress(context, destination + written, &outBytes,
-                                       frame.baseAddress! + read, &inBytes, nil)
-            if LZ4F_isError(hint) != 0 {
-                throw CodecError.corruptBlock(String(cString: LZ4F_getErrorName(hint)), offset: read, inPayload: false)
+            guard end - read >= 4 else { throw Self.fail("frame ends early (\(end) bytes, \(written) of \(size) decoded)", end) }
+            let word = raw.loadLE(UInt32.self, at: read)
+            if word == 0 { break }
+            let stored = word & 0x8000_0000 != 0, length = Int(word & 0x7FFF_FFFF)
+            guard length > 0 else { throw Self.fail("stored data block of 0 bytes", read) }
+            guard length <= header.blockLimit else {
+                throw Self.fail("data block of \(length) bytes is longer than the frame's \(header.blockLimit)", read)
             }
-            written += outBytes
-            read += inBytes
-            if hint == 0 { break }
-            if outBytes == 0 && inBytes == 0 {
-                throw CodecError.corruptBlock("frame ends early (\(frame.count) bytes, \(written) of \(size) decoded)",
-                                    offset: frame.count, inPayload: false)
+            guard end - read - 4 >= length + 4 else { throw Self.fail("frame ends inside a data block", end) }
+            let data = UnsafeRawBufferPointer(start: raw + read + 4, count: length)
+            guard XXH32.hash(data) == raw.loadLE(UInt32.self, at: read + 4 + length) else {
+                throw Self.fail("wrong data block checksum", read + 4 + length)
             }
+            let room = min(size - written, header.blockLimit)
+            if stored {
+                guard length <= room else { throw Self.fail("frame holds more than its content size \(size)", read) }
+                (destination + written).copyMemory(from: data.baseAddress!, byteCount: length)
+                written += length
+            } else {
+                let produced: Int32
+                let source = data.baseAddress!.assumingMemoryBound(to: CChar.self)
+                let target = (destination + written).assumingMemoryBound(to: CChar.self)
+                if header.linked && written > 0 {
+                    let history = min(written, 64 * 1024)
+                    produced = LZ4_decompress_safe_usingDict(source, target, Int32(length), Int32(room),
+                                                             target - history, Int32(history))
+                } else {
+                    produced = LZ4_decompress_safe(source, target, Int32(length), Int32(room))
+                }
+                guard produced >= 0 else {
+                    throw Self.fail("malformed LZ4 data block (or more than the content size \(size))", read + 4)
+                }
+                written += Int(produced)
+            }
+            read += 8 + length
         }
         guard written == size else {
-            throw CodecError.corruptBlock("frame decoded to \(written) bytes, its header says \(size)", offset: 6, inPayload: false)
+            throw Self.fail("frame decoded to \(written) bytes, its header says \(size)", 6)
         }
-        guard read == frame.count else {
-            throw CodecError.corruptBlock("\(frame.count - read) bytes follow the end of the frame", offset: read, inPayload: false)
+        guard end - read >= 8 else { throw Self.fail("frame ends before its content checksum", end) }
+        if contentChecksum {
+            guard XXH32.hash(UnsafeRawBufferPointer(start: destination, count: size)) == raw.loadLE(UInt32.self, at: read + 4) else {
+                throw Self.fail("wrong content checksum", read + 4)
+            }
         }
+        guard read + 8 == end else { throw Self.fail("\(end - read - 8) bytes follow the end of the frame", read + 8) }
     }
 }

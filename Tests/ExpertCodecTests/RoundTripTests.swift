@@ -1,3 +1,4 @@
+import CLZ4
 import Testing
 import TraceSynth
 @testable import ExpertCodec
@@ -126,13 +127,20 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
     }
 }
 
-/// The decompressed payload of a frame, through liblz4 directly.
+/// The decompressed payload of a frame, through liblz4's own frame decoder (`LZ4F_decompress`,
+/// which checks every checksum): an oracle independent of the codec's frame reader.
 func payloadOf(_ frame: [UInt8]) throws -> [UInt8] {
-    let decoder = LZ4FrameDecoder()
-    return try frame.withUnsafeBytes { bytes in
-        let (size, header) = try decoder.contentSize(of: bytes, limit: 1 << 30)
-        var payload = [UInt8](repeating: 0, count: size)
-        try payload.withUnsafeMutableBytes { try decoder.decompress(bytes, headerBytes: header, size: size, into: $0.baseAddress!) }
-        return payload
+    var context: OpaquePointer?
+    _ = LZ4F_createDecompressionContext(&context, UInt32(LZ4F_VERSION))
+    defer { LZ4F_freeDecompressionContext(context) }
+    let size = frame.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 6, as: UInt64.self).littleEndian }
+    var payload = [UInt8](repeating: 0, count: Int(size))
+    var outBytes = payload.count, inBytes = frame.count
+    let hint = payload.withUnsafeMutableBytes { out in
+        frame.withUnsafeBytes { LZ4F_decompress(context, out.baseAddress, &outBytes, $0.baseAddress, &inBytes, nil) }
     }
+    guard LZ4F_isError(hint) == 0, hint == 0, outBytes == payload.count, inBytes == frame.count else {
+        throw CodecError.corruptBlock("liblz4 refuses the frame", offset: 0, inPayload: false)
+    }
+    return payload
 }
