@@ -4,7 +4,7 @@
 /// trap, loop or allocate more than the payload bound allows.
 final class CompactDecoder {
     let schema: Schema
-    private let columns = Scratch(), decodeTables = Scratch()
+    private let columns = Scratch(), decodeTables = Scratch(), decodeInfo = Scratch(), symbolScratch = Scratch()
     private(set) var rows = 0
 
     init(schema: Schema) { self.schema = schema }
@@ -70,8 +70,16 @@ final class CompactDecoder {
             throw bits.fail("\(tableCount) tables for \(codedCount) table references")
         }
         let alphabet = experts + 1
-        var tables: [FrequencyTable] = []
-        for _ in 0..<tableCount { tables.append(try FrequencyTable.read(from: &bits, alphabet: alphabet)) }
+        // Every table's symbols and frequencies, flat: table i's at `tableItems[i] ..< tableItems[i + 1]`.
+        var tableScale = [Int](repeating: 0, count: tableCount), tableItems = [Int](repeating: 0, count: tableCount + 1)
+        let itemCapacity = tableCount * alphabet
+        let tableSymbols = symbolScratch.reserve(max(1, 2 * itemCapacity), of: UInt16.self), tableFreqs = tableSymbols + itemCapacity
+        for i in 0..<tableCount {
+            let (scale, present) = try FrequencyTable.read(from: &bits, alphabet: alphabet, symbols: tableSymbols + tableItems[i],
+                                                          freqs: tableFreqs + tableItems[i])
+            tableScale[i] = scale
+            tableItems[i + 1] = tableItems[i] + present
+        }
         let refBits = tableCount <= 1 ? 0 : Int.bitWidth - (tableCount - 1).leadingZeroBitCount
         // Per coded column: its table, and for a split column the table of the rows whose
         // previous slot repeats (read first).
@@ -108,84 +116,64 @@ final class CompactDecoder {
 
         // rANS.
         if codedCount > 0 {
-            guard size - cursor >= 16 else { throw fail("payload ends inside the rANS states", size) }
-            var x0 = raw.loadLE(UInt32.self, at: cursor), x1 = raw.loadLE(UInt32.self, at: cursor + 4)
-            var x2 = raw.loadLE(UInt32.self, at: cursor + 8), x3 = raw.loadLE(UInt32.self, at: cursor + 12)
-            for (j, x) in [x0, x1, x2, x3].enumerated() where x < CompactFormat.stateLow || x >= CompactFormat.stateLow << 8 {
-                throw fail("rANS state \(j) is \(x), outside [2^23, 2^31)", cursor + 4 * j)
+            let low = CompactFormat.stateLow
+            guard size - cursor >= CompactFormat.stateBytes else { throw fail("payload ends inside the rANS states", size) }
+            var x0 = raw.loadLE(UInt64.self, at: cursor), x1 = raw.loadLE(UInt64.self, at: cursor + 8)
+            var x2 = raw.loadLE(UInt64.self, at: cursor + 16), x3 = raw.loadLE(UInt64.self, at: cursor + 24)
+            for (j, x) in [x0, x1, x2, x3].enumerated() where x < low || x >= low << 32 {
+                throw fail("rANS state \(j) is \(x), outside [2^31, 2^63)", cursor + 8 * j)
             }
             let ransStart = cursor
-            cursor += 16
-            // Decode tables: per slot, symbol | freq << 16 | (slot - start) << 32.
-            var tableStart: [Int] = []
-            var slots = 0
-            for table in tables {
-                tableStart.append(slots)
-                slots += 1 << table.scale
-            }
-            let entries = decodeTables.reserve(slots, of: UInt64.self)
-            for (i, table) in tables.enumerated() {
-                var slot = tableStart[i]
-                for (s, f) in zip(table.symbols, table.freqs) {
-                    let base = UInt64(s) | UInt64(f) << 16
-                    for k in 0..<f { entries[slot + k] = base | UInt64(k) << 32 }
-                    slot += f
+            cursor += CompactFormat.stateBytes
+            // Decode tables: per table, the symbol of each slot, and per symbol freq | start << 16.
+            var tableStart = [Int](repeating: 0, count: tableCount + 1)
+            for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] }
+            let symbolOf = decodeTables.reserve(tableStart[tableCount], of: UInt16.self)
+            let info = decodeInfo.reserve(tableCount * alphabet, of: UInt32.self)
+            for i in 0..<tableCount {
+                var start = 0
+                let symbols = symbolOf + tableStart[i], infos = info + i * alphabet
+                for k in tableItems[i]..<tableItems[i + 1] {
+                    let s = tableSymbols[k], f = Int(tableFreqs[k])
+                    (symbols + start).update(repeating: s, count: f)
+                    infos[Int(s)] = UInt32(truncatingIfNeeded: f | start << 16)
+                    start += f
                 }
             }
+            func decodeTable(_ i: Int) -> DecodeTable {
+                DecodeTable(UnsafePointer(symbolOf + tableStart[i]), UnsafePointer(info + i * alphabet), scale: tableScale[i])
+            }
+            var states = (x0, x1, x2, x3)
             var at = cursor
+            let escape = UInt16(experts)
             for c in 0..<columnCount where tableOf[c] >= 0 {
-                let table = UnsafePointer(entries + tableStart[tableOf[c]])
-                let scale = UInt32(tables[tableOf[c]].scale), mask = (UInt32(1) << scale) - 1
+                let other = decodeTable(tableOf[c])
+                let repeated = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
                 let out = cols + c * count
-                let escape = UInt16(experts)
-                if kinds[c].isSplit {
-                    let previous = UnsafePointer(cols + (c - 1) * count)
-                    let other = (table, scale, mask)
-                    let repeatScale = UInt32(tables[repeatTableOf[c]].scale)
-                    let repeated = (UnsafePointer(entries + tableStart[repeatTableOf[c]]), repeatScale, (UInt32(1) << repeatScale) - 1)
-                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, bytes, size, &at) { t in
-                        t > 0 && previous[t] == previous[t &- 1] ? repeated : other
-                    }
-                } else {
-                    Self.decodeColumn(into: out, count: count, &x0, &x1, &x2, &x3, bytes, size, &at) { _ in
-                        (table, scale, mask)
-                    }
+                let previous = UnsafePointer(cols + (c % topk == 0 ? c : c - 1) * count)
+                switch (kinds[c].isDelta, kinds[c].isSplit) {
+                case (false, false):
+                    (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, count: count, experts: experts, other,
+                                                     repeated, states, bytes, size, at)
+                case (true, false):
+                    (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, count: count, experts: experts, other,
+                                                     repeated, states, bytes, size, at)
+                case (false, true):
+                    (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, count: count, experts: experts, other,
+                                                     repeated, states, bytes, size, at)
+                case (true, true):
+                    (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, count: count, experts: experts, other,
+                                                     repeated, states, bytes, size, at)
                 }
-                // Symbols to ids: the escape repeats the row above, slot deltas add the previous slot.
-                // Bitwise selects (the compiler made `?:` branches here, which mispredict).
-                if out[0] != escape {
-                    if !kinds[c].isDelta {
-                        var above = out[0]
-                        for t in 1..<count {
-                            let s = out[t], keep = 0 &- equalBit(s, escape)
-                            above = above & keep | s & ~keep
-                            out[t] = above
-                        }
-                    } else {
-                        // Symbols and ids are below E <= 2048: their sum does not wrap.
-                        let previous = UnsafePointer(cols + (c - 1) * count), modulus = UInt16(experts)
-                        @inline(__always) func add(_ s: UInt16, _ p: UInt16) -> UInt16 {
-                            let sum = s &+ p
-                            return sum &- modulus & (lessBit(sum, modulus) &- 1)
-                        }
-                        var above = add(out[0], previous[0])
-                        out[0] = above
-                        for t in 1..<count {
-                            let s = out[t], keep = 0 &- equalBit(s, escape)
-                            above = above & keep | add(s, previous[t]) & ~keep
-                            out[t] = above
-                        }
-                    }
-                }
-                // Row 0 has no row above: its symbol must not be the escape (decodeColumn
-                // resolved it against the value `escape` itself, out of range).
+                // Row 0 has no row above: its symbol must not be the escape (which resolved to
+                // the value `escape` itself, out of range).
                 guard out[0] != escape else { throw fail("row 0 of column \(c) repeats the row above it", ransStart) }
             }
+            (x0, x1, x2, x3) = states
             guard at <= size else { throw fail("rANS stream ends early", size) }
             guard at == size else { throw fail("\(size - at) bytes follow the rANS stream", at) }
-            let low = CompactFormat.stateLow
             guard x0 == low, x1 == low, x2 == low, x3 == low else {
-                throw fail("rANS states do not end at 2^23 (\(x0), \(x1), \(x2), \(x3))", ransStart)
+                throw fail("rANS states do not end at 2^31 (\(x0), \(x1), \(x2), \(x3))", ransStart)
             }
         } else {
             guard cursor == size else { throw fail("\(size - cursor) bytes follow the last column", cursor) }
@@ -194,76 +182,124 @@ final class CompactDecoder {
         return count
     }
 
-    /// Decodes the `count` symbols of one column into `out`, row `t` with state `t % 4` and the
-    /// table `table(t)` gives (table, scale, mask).
-    @inline(__always)
-    private static func decodeColumn(
-        into out: UnsafeMutablePointer<UInt16>, count: Int,
-        _ x0: inout UInt32, _ x1: inout UInt32, _ x2: inout UInt32, _ x3: inout UInt32,
-        _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int,
-        _ table: (Int) -> (UnsafePointer<UInt64>, UInt32, UInt32)
-    ) {
-        var s0 = x0, s1 = x1, s2 = x2, s3 = x3, p = at
-        var t = 0
-        // While eight bytes remain (the most four symbols read), without bounds checks or branches.
-        while t &+ 4 <= count && p &+ 8 <= size {
-            let (ta, sa, ma) = table(t), (tb, sb, mb) = table(t &+ 1)
-            let (tc, sc, mc) = table(t &+ 2), (td, sd, md) = table(t &+ 3)
-            out[t] = fastStep(&s0, ta, sa, ma, bytes, &p)
-            out[t &+ 1] = fastStep(&s1, tb, sb, mb, bytes, &p)
-            out[t &+ 2] = fastStep(&s2, tc, sc, mc, bytes, &p)
-            out[t &+ 3] = fastStep(&s3, td, sd, md, bytes, &p)
+    /// A decode table: the symbol of each of its `1 << scale` slots, and per symbol its
+    /// `freq | start << 16`.
+    struct DecodeTable {
+        let symbols: UnsafePointer<UInt16>
+        let info: UnsafePointer<UInt32>
+        let scale: UInt64, mask: UInt64
+        init(_ symbols: UnsafePointer<UInt16>, _ info: UnsafePointer<UInt32>, scale: Int) {
+            self.symbols = symbols
+            self.info = info
+            self.scale = UInt64(scale)
+            mask = (1 << UInt64(scale)) - 1
+        }
+    }
+
+    /// Decodes the `count` rows of one column into `out`, resolving escapes (the row above) and
+    /// slot deltas (with `delta`, against `previous`) as it goes. Row `t` uses state `t % 4` and
+    /// the table `other`, or in a split column `repeated` where the previous slot repeats. An
+    /// escape at row 0 resolves to `E`, for the caller to reject.
+    private static func decodeColumn<Shape: SymbolShape>(
+        _ shape: Shape.Type, into out: UnsafeMutablePointer<UInt16>, _ previous: UnsafePointer<UInt16>, count: Int,
+        experts: Int, _ other: DecodeTable, _ repeated: DecodeTable,
+        _ states: (UInt64, UInt64, UInt64, UInt64),
+        _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: Int
+    ) -> ((UInt64, UInt64, UInt64, UInt64), Int) {
+        var (s0, s1, s2, s3) = states
+        var p = at
+        let e = Int(experts)
+        var above = e
+        /// Row `t >= 1`'s table.
+        @inline(__always) func table(_ t: Int) -> DecodeTable {
+            guard Shape.split else { return other }
+            return previous[t] == previous[t &- 1] ? repeated : other
+        }
+        /// Row `t`'s id from its symbol: the row above for the escape, else the id or slot delta.
+        @inline(__always) func resolve(_ symbol: Int, _ t: Int) {
+            var v = symbol
+            if Shape.delta {
+                v &+= Int(previous[t])
+                v &-= e & ~((v &- e) &>> 63) // minus E when at least E
+            }
+            let escaped = ((symbol ^ e) &- 1) &>> 63 // all ones for the escape
+            above = v ^ ((v ^ above) & escaped)
+            out[t] = UInt16(truncatingIfNeeded: above)
+        }
+        // Row 0: the second table.
+        if count > 0 { resolve(step(&s0, other, bytes, size, &p), 0) }
+        var t = 1
+        while t < min(4, count) {
+            let symbol: Int
+            switch t {
+            case 1: symbol = step(&s1, table(t), bytes, size, &p)
+            case 2: symbol = step(&s2, table(t), bytes, size, &p)
+            default: symbol = step(&s3, table(t), bytes, size, &p)
+            }
+            resolve(symbol, t)
+            t &+= 1
+        }
+        // While sixteen bytes remain (the most four symbols read), without bounds checks or branches.
+        while t &+ 4 <= count && p &+ 16 <= size {
+            let a = fastStep(&s0, table(t), bytes, &p)
+            let b = fastStep(&s1, table(t &+ 1), bytes, &p)
+            let c = fastStep(&s2, table(t &+ 2), bytes, &p)
+            let d = fastStep(&s3, table(t &+ 3), bytes, &p)
+            resolve(a, t)
+            resolve(b, t &+ 1)
+            resolve(c, t &+ 2)
+            resolve(d, t &+ 3)
             t &+= 4
         }
         while t < count {
-            let (tt, st, mt) = table(t)
+            let symbol: Int
             switch t & 3 {
-            case 0: out[t] = step(&s0, tt, st, mt, bytes, size, &p)
-            case 1: out[t] = step(&s1, tt, st, mt, bytes, size, &p)
-            case 2: out[t] = step(&s2, tt, st, mt, bytes, size, &p)
-            default: out[t] = step(&s3, tt, st, mt, bytes, size, &p)
+            case 0: symbol = step(&s0, table(t), bytes, size, &p)
+            case 1: symbol = step(&s1, table(t), bytes, size, &p)
+            case 2: symbol = step(&s2, table(t), bytes, size, &p)
+            default: symbol = step(&s3, table(t), bytes, size, &p)
             }
+            resolve(symbol, t)
             t &+= 1
         }
-        x0 = s0; x1 = s1; x2 = s2; x3 = s3; at = p
+        return ((s0, s1, s2, s3), p)
     }
 
-    /// `step` where two bytes at `at` are known to be readable. Whether zero, one or two bytes
-    /// are read follows from the updated state alone (below 2^15: two, below 2^23: one), so the
-    /// two bytes are loaded whatever the state and the right value selected: no branch, and the
-    /// load is off the state's dependency chain.
+    /// `step` where four bytes at `at` are known to be readable: the word is loaded whatever
+    /// the state and selected, no branch.
     @inline(__always)
-    private static func fastStep(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
-                                 _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> UInt16 {
-        let entry = table[Int(x & mask)]
-        let state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x &>> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
-        let low = CompactFormat.stateLow
-        let b0 = UInt32(bytes[at]), b1 = UInt32(bytes[at &+ 1])
-        let one = state << 8 | b0, two = state << 16 | b0 << 8 | b1
-        let needsTwo = state < low >> 8, needsOne = state < low
-        x = needsTwo ? two : (needsOne ? one : state)
-        at &+= needsTwo ? 2 : (needsOne ? 1 : 0)
-        return UInt16(truncatingIfNeeded: entry)
+    private static func fastStep(_ x: inout UInt64, _ table: DecodeTable, _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> Int {
+        let slot = x & table.mask
+        let symbol = Int(table.symbols[Int(truncatingIfNeeded: slot)])
+        let entry = UInt64(table.info[symbol])
+        let state = (entry & 0xFFFF) &* (x &>> table.scale) &+ slot &- (entry &>> 16)
+        let word = UInt64(UInt32(littleEndian: UnsafeRawPointer(bytes + at).loadUnaligned(as: UInt32.self)))
+        // Arithmetic selects (the compiler made `?:` a branch here, which mispredicts): states
+        // are below 2^63, so `state - L` has its top bit set exactly when a word is needed.
+        let refill = (state &- CompactFormat.stateLow) &>> 63
+        let mask = 0 &- refill
+        x = state &+ (((state &<< 32 | word) &- state) & mask)
+        at &+= Int(truncatingIfNeeded: refill &<< 2)
+        return symbol
     }
 
-    /// One rANS symbol: the slot's entry gives symbol, frequency and offset; at most two bytes
-    /// are read back (states stay in [2^23, 2^31) whatever the bytes are). Past the end reads 0
-    /// and moves `at` on, which the caller rejects.
+    /// One rANS symbol: the slot's entry gives symbol, frequency and start; at most one 32-bit
+    /// word is read back (states stay in [2^31, 2^63) whatever the words are). Past the end reads
+    /// 0 and moves `at` on, which the caller rejects.
     @inline(__always)
-    private static func step(_ x: inout UInt32, _ table: UnsafePointer<UInt64>, _ scale: UInt32, _ mask: UInt32,
-                             _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: inout Int) -> UInt16 {
-        let entry = table[Int(x & mask)]
-        var state = UInt32(truncatingIfNeeded: entry >> 16) & 0xFFFF &* (x &>> scale) &+ UInt32(truncatingIfNeeded: entry >> 32)
+    private static func step(_ x: inout UInt64, _ table: DecodeTable, _ bytes: UnsafePointer<UInt8>, _ size: Int,
+                             _ at: inout Int) -> Int {
+        let slot = x & table.mask
+        let symbol = Int(table.symbols[Int(truncatingIfNeeded: slot)])
+        let entry = UInt64(table.info[symbol])
+        var state = (entry & 0xFFFF) &* (x &>> table.scale) &+ slot &- (entry &>> 16)
         if state < CompactFormat.stateLow {
-            state = state << 8 | UInt32(at < size ? bytes[at] : 0)
-            at &+= 1
-            if state < CompactFormat.stateLow {
-                state = state << 8 | UInt32(at < size ? bytes[at] : 0)
-                at &+= 1
-            }
+            let word = at &+ 4 <= size ? UInt64(UInt32(littleEndian: UnsafeRawPointer(bytes + at).loadUnaligned(as: UInt32.self))) : 0
+            state = state &<< 32 | word
+            at &+= 4
         }
         x = state
-        return UInt16(truncatingIfNeeded: entry)
+        return symbol
     }
 
     private func readRaw(_ bytes: UnsafePointer<UInt8>, count: Int, into out: UnsafeMutablePointer<UInt16>,
@@ -288,3 +324,15 @@ final class CompactDecoder {
         }
     }
 }
+
+/// The symbols of a coded column kind, for specialised kernels.
+protocol SymbolShape {
+    /// Slot deltas (else ids).
+    static var delta: Bool { get }
+    /// Two tables, by whether the previous slot repeats.
+    static var split: Bool { get }
+}
+enum IDSymbols: SymbolShape { static var delta: Bool { false }; static var split: Bool { false } }
+enum DeltaSymbols: SymbolShape { static var delta: Bool { true }; static var split: Bool { false } }
+enum SplitIDSymbols: SymbolShape { static var delta: Bool { false }; static var split: Bool { true } }
+enum SplitDeltaSymbols: SymbolShape { static var delta: Bool { true }; static var split: Bool { true } }

@@ -1,59 +1,78 @@
 import Foundation
 
-/// One symbol of a table, ready for rANS encoding (division by the frequency as a multiply:
-/// ryg_rans' reciprocal form, exact for states below 2^31).
+/// One symbol of a table, ready for rANS encoding: 64-bit states renormalised 32 bits at a time,
+/// the division by the frequency as a multiply by its reciprocal (ryg_rans' rans64 form, exact
+/// for states below 2^63).
 struct RANSEncodeSymbol {
-    var limit: UInt32 = 0    // states at or above it shed a byte first
-    var reciprocal: UInt32 = 0
+    /// States at or above it shed 32 bits first: `freq << (63 - scale)`.
+    var limit: UInt64 = 0
+    var reciprocal: UInt64 = 0
     var bias: UInt32 = 0
     var complement: UInt16 = 0
     var shift: UInt16 = 0
 
     init() {}
 
-    init(start: Int, freq: Int, scale: Int) {
-        limit = UInt32(((Int(CompactFormat.stateLow) >> scale) << 8) * freq)
+    init(start: Int, freq: Int, scale: Int, reciprocals: UnsafePointer<UInt64>) {
+        limit = UInt64(freq) &<< UInt64(63 - scale)
         complement = UInt16((1 << scale) - freq)
         if freq < 2 {
             reciprocal = ~0
             shift = 0
             bias = UInt32(start + (1 << scale) - 1)
         } else {
-            var s = 0
-            while freq > 1 << s { s += 1 }
-            reciprocal = UInt32(((1 << UInt64(s + 31)) + UInt64(freq) - 1) / UInt64(freq))
-            shift = UInt16(s - 1)
+            reciprocal = reciprocals[freq]
+            shift = UInt16(Int.bitWidth - (freq - 1).leadingZeroBitCount - 1)
             bias = UInt32(start)
         }
     }
+
+    /// `ceil(2^(63 + s) / f)` for every frequency `f` in `2...4096`, `s = ceil(log2 f)`.
+    static let reciprocals: [UInt64] = (0...(1 << CompactFormat.maxScaleBits)).map { f in
+        guard f >= 2 else { return ~0 }
+        let s = Int.bitWidth - (f - 1).leadingZeroBitCount
+        return UInt64(f).dividingFullWidth((high: UInt64(1) << UInt64(s - 1), low: UInt64(f - 1))).quotient
+    }
+
+    /// Encodes `symbol` into `x`, shedding 32 bits below `end` first when needed.
+    @inline(__always)
+    static func put(_ x: inout UInt64, _ symbol: UnsafePointer<RANSEncodeSymbol>, _ end: inout UnsafeMutablePointer<UInt8>) {
+        // The low word is stored whether or not it is shed; an unshed one is overwritten later.
+        var state = x
+        let shed = state >= symbol.pointee.limit
+        UnsafeMutableRawPointer(end - 4).storeBytes(of: UInt32(truncatingIfNeeded: state).littleEndian, as: UInt32.self)
+        end -= shed ? 4 : 0
+        state = shed ? state &>> 32 : state
+        let q = state.multipliedFullWidth(by: symbol.pointee.reciprocal).high &>> UInt64(symbol.pointee.shift)
+        x = state &+ UInt64(symbol.pointee.bias) &+ q &* UInt64(symbol.pointee.complement)
+    }
 }
 
-/// 1 when `a == b`, else 0, computed without a branch.
-@inline(__always)
-func equalBit(_ a: UInt16, _ b: UInt16) -> UInt16 { UInt16(truncatingIfNeeded: (Int(a ^ b) &- 1) >> 63 & 1) }
-
-/// 1 when `a < b`, else 0, computed without a branch.
-@inline(__always)
-func lessBit(_ a: UInt16, _ b: UInt16) -> UInt16 { UInt16(truncatingIfNeeded: (Int(a) &- Int(b)) >> 63 & 1) }
-
-/// The symbols of one table reference: a coded column (context 0), or the rows of a split
-/// column whose previous slot repeats (context 1) or does not (context 2).
+/// A table reference of the block: a coded column (context 0), or the rows of a split column
+/// whose previous slot repeats (context 1) or does not (context 2). Its symbol counts are a
+/// dense row of `alphabet` counts.
 private struct Unit {
     var column: Int, context: Int
-    /// Its `symbol << 32 | count` entries: `entries[start..<end]`.
-    var start: Int, end: Int
     var symbols: Int
     var ownCost: Double
+}
+
+/// A frequency table of the block: its symbols and frequencies at `start` in the table scratch.
+private struct TableInfo {
+    var scale: Int, start: Int, present: Int
 }
 
 /// Writes compact (layout 2) payloads. Owned by a ``BlockEncoder``; reuses its scratch.
 final class CompactEncoder {
     let schema: Schema
     private let sourceIndex: [Int]
-    private let columns = Scratch(), symbols = Scratch(), delta = Scratch(), histogram = Scratch()
-    private let groupHistograms = Scratch(), sparse = Scratch(), encodeTables = Scratch(), ransOut = Scratch(), payload = Scratch()
+    private let columns = Scratch(), histogram = Scratch(), unitScratch = Scratch(), groupScratch = Scratch()
+    private let costScratch = Scratch(), tableScratch = Scratch(), encodeTables = Scratch(), streamScratch = Scratch()
+    private let ransOut = Scratch(), payload = Scratch()
     /// `xlog2x[c] = c * log2(c)`, grown on demand.
     private var xlog2x: [Double] = [0]
+    private var units: [Unit] = []
+    private var tables: [TableInfo] = []
 
     init(schema: Schema) {
         self.schema = schema
@@ -68,249 +87,280 @@ final class CompactEncoder {
         for c in first...last { xlog2x.append(Double(c) * log2(Double(c))) }
     }
 
-    /// The present symbols of `counts` (four lanes per symbol, `counts[4 s ..< 4 s + 4]`, filled
-    /// from `symbols[0..<count]`) as `symbol << 32 | count`
-    /// entries, clearing `counts` as it goes; returns the sum of `c log2 c` and how many there are.
-    /// Visits the alphabet or the symbols, whichever is shorter.
-    private func harvest(_ counts: UnsafeMutablePointer<UInt32>, _ symbols: UnsafePointer<UInt16>, count: Int, alphabet: Int,
-                         into entries: UnsafeMutablePointer<UInt64>) -> (Double, Int) {
-        var sum = 0.0, present = 0
-        xlog2x.withUnsafeBufferPointer { table in
-            if count >= alphabet / 2 {
-                for s in 0..<alphabet {
-                    let lanes = counts + 4 &* s
-                    let c = lanes[0] &+ lanes[1] &+ lanes[2] &+ lanes[3]
-                    guard c != 0 else { continue }
-                    sum += table[Int(c)]
-                    entries[present] = UInt64(s) << 32 | UInt64(c)
-                    present += 1
-                    lanes.update(repeating: 0, count: 4)
-                }
-            } else {
-                for t in 0..<count {
-                    let s = Int(symbols[t]), lanes = counts + 4 &* s
-                    let c = lanes[0] &+ lanes[1] &+ lanes[2] &+ lanes[3]
-                    if c != 0 {
-                        sum += table[Int(c)]
-                        entries[present] = UInt64(s) << 32 | UInt64(c)
-                        present += 1
-                        lanes.update(repeating: 0, count: 4)
-                    }
-                }
-            }
-        }
-        return (sum, present)
-    }
-
     /// Estimated bits of a table with `present` symbols for `total` coded symbols.
-    private func tableBits(present: Int, total: Int) -> Double {
+    @inline(__always)
+    private static func tableBits(present: Int, total: Int) -> Double {
         let scale = Double(min(CompactFormat.maxScaleBits, max(1, Int.bitWidth - (total - 1).leadingZeroBitCount)))
         return 16 + Double(present) * (3 + max(1, scale - log2(Double(present))))
     }
 
     /// The payload of `count` rows of `rows` (token-major).
     func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws -> (UnsafeRawPointer, Int) {
-        let columnCount = sourceIndex.count, width = schema.bitWidth, experts = schema.experts
-        let cols = columns.reserve(max(1, columnCount * count), of: UInt16.self)
+        let cols = columns.reserve(max(1, sourceIndex.count * count), of: UInt16.self)
         try gather(rows, count: count, into: cols)
+        return encodeColumns(cols, count: count)
+    }
 
-        var header = [UInt8](repeating: 0, count: BlockFormat.headerBytes)
-        header[0] = CompactFormat.layout
-        header[1] = UInt8(width)
-        header.withUnsafeMutableBytes { raw in
-            raw.baseAddress!.storeLE(UInt32(count), at: 4)
-            raw.baseAddress!.storeLE(UInt32(columnCount), at: 8)
+    private func writeHeader(_ out: UnsafeMutableRawPointer, count: Int) {
+        out.storeLE(CompactFormat.layout, at: 0)
+        out.storeLE(UInt8(schema.bitWidth), at: 1)
+        out.storeLE(UInt16(0), at: 2)
+        out.storeLE(UInt32(count), at: 4)
+        out.storeLE(UInt32(sourceIndex.count), at: 8)
+    }
+
+    /// Counts the symbols of one column (rows `1..<n` against the row above; row 0 as is) into
+    /// `h`: ids at `h`, slot deltas (with `delta`) at `h + 2 stride`, each split by whether the
+    /// previous slot repeats (with `context`: rows where it does at `+ stride`). An escape counts
+    /// at `E + t % 4`, so that runs of escapes do not wait on one counter.
+    private static func countSymbols<Shape: SymbolShape>(_ shape: Shape.Type, _ column: UnsafePointer<UInt16>,
+                                                         _ previous: UnsafePointer<UInt16>, count n: Int,
+                                                         experts e: Int, stride: Int, into h: UnsafeMutablePointer<UInt32>) {
+        let delta = Shape.delta, context = Shape.split
+        var above = Int(column[0])
+        h[above] &+= 1
+        var previousAbove = delta || context ? Int(previous[0]) : 0
+        if delta {
+            var d = above &- previousAbove
+            d &+= (d &>> 63) & e
+            h[2 &* stride &+ d] &+= 1
         }
+        let deltas = h + 2 &* stride
+        var t = 1
+        while t < n {
+            let id = Int(column[t])
+            let repeated = ((id ^ above) &- 1) &>> 63 // all ones when the id repeats
+            let escape = e &+ (t & 3)
+            var at = id ^ ((id ^ escape) & repeated)
+            var p = 0
+            if delta || context { p = Int(previous[t]) }
+            if context { at &+= ((p ^ previousAbove) &- 1) &>> 63 & stride }
+            h[at] &+= 1
+            if delta {
+                var d = id &- p
+                d &+= (d &>> 63) & e
+                var dat = d ^ ((d ^ escape) & repeated)
+                if context { dat &+= ((p ^ previousAbove) &- 1) &>> 63 & stride }
+                deltas[dat] &+= 1
+            }
+            above = id
+            previousAbove = p
+            t &+= 1
+        }
+    }
+
+    /// `sum c log2 c` and the number of nonzero counts of the symbols `0..<E` and the escape
+    /// (four counters) of `h`, plus those of `h2` when given.
+    @inline(__always)
+    private func tally(_ h: UnsafePointer<UInt32>, plus h2: UnsafePointer<UInt32>?, experts e: Int,
+                       _ xl: UnsafePointer<Double>) -> (Double, Int) {
+        var sum = 0.0, present = 0
+        if let h2 {
+            for s in 0..<e {
+                let c = Int(h[s] &+ h2[s])
+                sum += xl[c]
+                present &+= c == 0 ? 0 : 1
+            }
+            let c = Int(h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3] &+ h2[e] &+ h2[e &+ 1] &+ h2[e &+ 2] &+ h2[e &+ 3])
+            sum += xl[c]
+            present &+= c == 0 ? 0 : 1
+        } else {
+            for s in 0..<e {
+                let c = Int(h[s])
+                sum += xl[c]
+                present &+= c == 0 ? 0 : 1
+            }
+            let c = Int(h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3])
+            sum += xl[c]
+            present &+= c == 0 ? 0 : 1
+        }
+        return (sum, present)
+    }
+
+    /// The dense counts of `h` (plus `h2`) into `out[0...E]`.
+    @inline(__always)
+    private static func store(_ h: UnsafePointer<UInt32>, plus h2: UnsafePointer<UInt32>?, experts e: Int,
+                              into out: UnsafeMutablePointer<UInt32>) {
+        if let h2 {
+            for s in 0..<e { out[s] = h[s] &+ h2[s] }
+            out[e] = h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3] &+ h2[e] &+ h2[e &+ 1] &+ h2[e &+ 2] &+ h2[e &+ 3]
+        } else {
+            out.update(from: h, count: e)
+            out[e] = h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3]
+        }
+    }
+
+    /// The payload of the gathered columns `cols` (column-major, `count` rows each).
+    private func encodeColumns(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> (UnsafeRawPointer, Int) {
+        let columnCount = sourceIndex.count, width = schema.bitWidth, experts = schema.experts
         guard count > 0 else {
-            let out = payload.reserve(header.count)
-            out.copyMemory(from: header, byteCount: header.count)
-            return (UnsafeRawPointer(out), header.count)
+            let out = payload.reserve(BlockFormat.headerBytes)
+            writeHeader(out, count: 0)
+            return (UnsafeRawPointer(out), BlockFormat.headerBytes)
         }
 
-        // Kinds: constant, then coded (ids or slot deltas) or raw.
+        // Kinds: constant, then coded (ids or slot deltas, maybe split) or raw.
         var kinds = [CompactKind](repeating: .raw, count: columnCount)
         let coded = experts <= CompactFormat.maxCodedExperts && count >= 2
-        let alphabet = experts + 1, escape = UInt16(truncatingIfNeeded: experts)
-        let modulus = UInt16(truncatingIfNeeded: experts)
-        let syms = symbols.reserve(max(1, columnCount * count), of: UInt16.self)
-        let distinct = min(count, alphabet)
-        let deltas = delta.reserve(count, of: UInt16.self)
-        // Four lanes per symbol (row t counts in lane t % 4): increments of one symbol in a row
-        // do not wait for each other.
-        let counts = histogram.reserve(8 * alphabet, of: UInt32.self), deltaCounts = counts + 4 * alphabet
-        let topk = schema.topk
-        let groupCount = 6 * topk
-        // Per coded column, its chosen symbols' (symbol << 32 | count), and two candidates.
-        let entries = sparse.reserve(2 * columnCount * distinct + 2 * distinct, of: UInt64.self)
-        let candidateA = entries + 2 * columnCount * distinct, candidateD = candidateA + distinct
-        var units: [Unit] = []
+        let alphabet = experts + 1, topk = schema.topk
+        let stride = experts + 4 // symbols 0..<E, then the escape's four counters
+        units.removeAll(keepingCapacity: true)
+        tables.removeAll(keepingCapacity: true)
+        let h = histogram.reserve(4 * stride, of: UInt32.self)
+        let unitCounts = unitScratch.reserve(max(1, 2 * columnCount * alphabet), of: UInt32.self)
         /// Rows `t >= 1` of each column equal to the row above (counted for coded schemas).
         var repeatsOf = [Int](repeating: 0, count: columnCount)
         if coded {
             growLogTable(to: count)
-            counts.update(repeating: 0, count: 8 * alphabet)
+            h.update(repeating: 0, count: 4 * stride)
         }
-        var used = 0
-        for c in 0..<columnCount {
-            let column = UnsafePointer(cols + c * count)
-            guard coded else {
-                let first = column[0]
-                var constant = true
-                for t in 1..<count where column[t] != first { constant = false; break }
-                if constant { kinds[c] = .constant }
-                continue
-            }
-            // Ids with the repeat escape into the column's symbols; slot deltas beside them.
-            let out = syms + c * count
-            out[0] = column[0]
-            counts[4 * Int(column[0])] = 1
-            for t in 1..<count {
-                // Arithmetic, not a select: the compiler made `==` a branch, which mispredicts.
-                let id = column[t], repeated = equalBit(id, column[t &- 1])
-                let s = id &+ repeated &* (escape &- id)
-                out[t] = s
-                counts[Int(s) &<< 2 | t & 3] &+= 1
-            }
-            // The escapes are the repeats (counted here, not in the loop: a branch there
-            // mispredicts on every change).
-            let escapes = counts + 4 * Int(escape)
-            let repeats = Int(escapes[0] &+ escapes[1] &+ escapes[2] &+ escapes[3])
-            repeatsOf[c] = repeats
-            if repeats == count - 1 {
-                kinds[c] = .constant
-                _ = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
-                continue
-            }
-            let (aSum, aPresent) = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
-            var best = xlog2x[count] - aSum + tableBits(present: aPresent, total: count)
-            var chosen = (candidateA, aPresent)
-            kinds[c] = .ids
-            if c % topk != 0 {
-                let previous = UnsafePointer(cols + (c - 1) * count)
-                do {
-                    let id = column[0], base = previous[0], wrapped = id &- base
-                    let d = id < base ? wrapped &+ modulus : wrapped
-                    deltas[0] = d
-                    deltaCounts[4 * Int(d)] = 1
-                }
-                for t in 1..<count {
-                    let id = column[t], base = previous[t]
-                    let d = (id &- base) &+ lessBit(id, base) &* modulus
-                    let symbol = d &+ equalBit(out[t], escape) &* (escape &- d)
-                    deltas[t] = symbol
-                    deltaCounts[Int(symbol) &<< 2 | t & 3] &+= 1
-                }
-                let (dSum, dPresent) = harvest(deltaCounts, deltas, count: count, alphabet: alphabet, into: candidateD)
-                let cost = xlog2x[count] - dSum + tableBits(present: dPresent, total: count)
-                if cost < best {
-                    best = cost
-                    chosen = (candidateD, dPresent)
-                    kinds[c] = .slotDelta
-                    out.update(from: deltas, count: count)
-                }
-            }
-            (entries + used).update(from: chosen.0, count: chosen.1)
-            // Slots after the first: two tables, by whether the previous slot repeats (a layer
-            // that repeats as a whole repeats in every slot), when that is cheaper.
-            // (Only worth a look when the previous slot repeats often enough.)
-            if c % topk != 0 && 8 * repeatsOf[c - 1] >= count {
-                let previous = UnsafePointer(cols + (c - 1) * count)
-                counts[4 * Int(out[0])] = 1 // row 0: the second context
-                var repeatedRows = 0
-                for t in 1..<count {
-                    // 1 where the previous slot repeats, else 0, without a branch.
-                    let context = (Int(previous[t] ^ previous[t &- 1]) &- 1) >> 63 & 1
-                    counts[context &* (4 &* alphabet) &+ (Int(out[t]) &<< 2 | t & 3)] &+= 1
-                    repeatedRows &+= context
-                }
-                let (oSum, oPresent) = harvest(counts, out, count: count, alphabet: alphabet, into: candidateA)
-                let (rSum, rPresent) = harvest(deltaCounts, out, count: count, alphabet: alphabet, into: candidateD)
-                let others = count - repeatedRows
-                let cost = xlog2x[repeatedRows] - rSum + xlog2x[others] - oSum
-                    + tableBits(present: rPresent, total: repeatedRows) + tableBits(present: oPresent, total: others)
-                // A clear gain only: the estimate ignores that unsplit columns share tables better.
-                if repeatedRows > 0 && cost < 0.95 * best {
-                    kinds[c] = kinds[c] == .ids ? .splitIDs : .splitSlotDelta
-                    (entries + used).update(from: candidateD, count: rPresent)
-                    units.append(Unit(column: c, context: 1, start: used, end: used + rPresent, symbols: repeatedRows,
-                                      ownCost: xlog2x[repeatedRows] - rSum + tableBits(present: rPresent, total: repeatedRows)))
-                    used += rPresent
-                    (entries + used).update(from: candidateA, count: oPresent)
-                    units.append(Unit(column: c, context: 2, start: used, end: used + oPresent, symbols: others,
-                                      ownCost: xlog2x[others] - oSum + tableBits(present: oPresent, total: others)))
-                    used += oPresent
+        xlog2x.withUnsafeBufferPointer { xlBuffer in
+            let xl = xlBuffer.baseAddress!
+            for c in 0..<columnCount {
+                let column = UnsafePointer(cols + c * count)
+                guard coded else {
+                    let first = column[0]
+                    var constant = true
+                    for t in 1..<count where column[t] != first { constant = false; break }
+                    if constant { kinds[c] = .constant }
                     continue
                 }
+                let slot = c % topk
+                let previous = UnsafePointer(cols + (slot == 0 ? c : c - 1) * count)
+                // Slots after the first: two tables, by whether the previous slot repeats (a
+                // layer that repeats as a whole repeats in every slot), when that is cheaper;
+                // only worth a look when the previous slot repeats often enough.
+                let trySplit = slot != 0 && 8 * repeatsOf[c - 1] >= count
+                switch (slot != 0, trySplit) {
+                case (false, _):
+                    Self.countSymbols(IDSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                case (true, false):
+                    Self.countSymbols(DeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                case (true, true):
+                    Self.countSymbols(SplitDeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                }
+                let ids0 = UnsafePointer(h), ids1 = ids0 + stride, deltas0 = ids0 + 2 * stride, deltas1 = ids0 + 3 * stride
+                defer { h.update(repeating: 0, count: (slot == 0 ? 1 : trySplit ? 4 : 3) * stride) }
+                let escapes = Int(h[experts] &+ h[experts + 1] &+ h[experts + 2] &+ h[experts + 3]
+                                  &+ h[stride + experts] &+ h[stride + experts + 1] &+ h[stride + experts + 2] &+ h[stride + experts + 3])
+                repeatsOf[c] = escapes
+                if escapes == count - 1 {
+                    kinds[c] = .constant
+                    continue
+                }
+                let (aSum, aPresent) = tally(ids0, plus: trySplit ? ids1 : nil, experts: experts, xl)
+                var best = xl[count] - aSum + Self.tableBits(present: aPresent, total: count)
+                var chosen = (ids0, ids1)
+                kinds[c] = .ids
+                if slot != 0 {
+                    let (dSum, dPresent) = tally(deltas0, plus: trySplit ? deltas1 : nil, experts: experts, xl)
+                    let cost = xl[count] - dSum + Self.tableBits(present: dPresent, total: count)
+                    if cost < best {
+                        best = cost
+                        chosen = (deltas0, deltas1)
+                        kinds[c] = .slotDelta
+                    }
+                }
+                if trySplit {
+                    let (oSum, oPresent) = tally(chosen.0, plus: nil, experts: experts, xl)
+                    let (rSum, rPresent) = tally(chosen.1, plus: nil, experts: experts, xl)
+                    var repeatedRows = 0
+                    for s in 0..<(experts + 4) { repeatedRows &+= Int(chosen.1[s]) }
+                    let others = count - repeatedRows
+                    let rCost = xl[repeatedRows] - rSum + Self.tableBits(present: rPresent, total: repeatedRows)
+                    let oCost = xl[others] - oSum + Self.tableBits(present: oPresent, total: others)
+                    // A clear gain only: the estimate ignores that unsplit columns share tables better.
+                    if repeatedRows > 0 && rCost + oCost < 0.95 * best {
+                        kinds[c] = kinds[c] == .ids ? .splitIDs : .splitSlotDelta
+                        Self.store(chosen.1, plus: nil, experts: experts, into: unitCounts + units.count * alphabet)
+                        units.append(Unit(column: c, context: 1, symbols: repeatedRows, ownCost: rCost))
+                        Self.store(chosen.0, plus: nil, experts: experts, into: unitCounts + units.count * alphabet)
+                        units.append(Unit(column: c, context: 2, symbols: others, ownCost: oCost))
+                        continue
+                    }
+                }
+                Self.store(chosen.0, plus: trySplit ? chosen.1 : nil, experts: experts, into: unitCounts + units.count * alphabet)
+                units.append(Unit(column: c, context: 0, symbols: count, ownCost: best))
             }
-            units.append(Unit(column: c, context: 0, start: used, end: used + chosen.1, symbols: count, ownCost: best))
-            used += chosen.1
         }
 
         // Tables: each unit (a column, or one context of a split column) its own, or its
         // (kind, context, slot) group's when that is cheaper.
-        var tables: [FrequencyTable] = []
+        let groupCount = 6 * topk
         var tableOf = [Int](repeating: -1, count: units.count)
-        var groupTable = [Int](repeating: -1, count: groupCount)
-        var groupTotal = [Int](repeating: 0, count: groupCount)
-        var ownTables = 0
-        if coded {
-            let groups = groupHistograms.reserve(groupCount * alphabet, of: UInt32.self)
+        let tableEntries = tableScratch.reserve(max(1, (units.count + groupCount) * alphabet), of: UInt32.self)
+        var tableEntriesUsed = 0
+        if !units.isEmpty {
+            let groups = groupScratch.reserve(groupCount * alphabet, of: UInt32.self)
             groups.update(repeating: 0, count: groupCount * alphabet)
+            var groupTable = [Int](repeating: -1, count: groupCount)
+            var groupTotal = [Int](repeating: 0, count: groupCount)
             func group(_ unit: Unit) -> Int {
                 ((kinds[unit.column].isDelta ? 3 : 0) + unit.context) * topk + unit.column % topk
             }
-            for unit in units {
-                let g = group(unit), histogram = groups + g * alphabet
-                for i in unit.start..<unit.end {
-                    let e = entries[i]
-                    histogram[Int(e >> 32)] &+= UInt32(truncatingIfNeeded: e)
-                }
+            for (u, unit) in units.enumerated() {
+                let g = group(unit), histogram = groups + g * alphabet, counts = unitCounts + u * alphabet
+                for s in 0..<alphabet { histogram[s] &+= counts[s] }
                 groupTotal[g] += unit.symbols
             }
-            let ownBudget = CompactFormat.maxTables - groupTotal.lazy.filter { $0 > 0 }.count
-            for (u, unit) in units.enumerated() {
-                let g = group(unit), histogram = groups + g * alphabet
+            // Per group, the cost in bits of each symbol coded with the group's frequencies.
+            let costs = costScratch.reserve(groupCount * alphabet, of: Float.self)
+            for g in 0..<groupCount where groupTotal[g] > 0 {
+                let histogram = groups + g * alphabet, cost = costs + g * alphabet
                 let logTotal = fastLog2(Float(groupTotal[g]))
-                var shared: Float = 0
-                for i in unit.start..<unit.end {
-                    let e = entries[i]
-                    shared += Float(UInt32(truncatingIfNeeded: e)) * (logTotal - fastLog2(Float(histogram[Int(e >> 32)])))
+                for s in 0..<alphabet {
+                    let n = histogram[s]
+                    cost[s] = n == 0 ? 0 : logTotal - fastLog2(Float(n))
                 }
+            }
+            let ownBudget = CompactFormat.maxTables - groupTotal.lazy.filter { $0 > 0 }.count
+            var ownTables = 0
+            for (u, unit) in units.enumerated() {
+                let g = group(unit), counts = unitCounts + u * alphabet, cost = costs + g * alphabet
+                var shared: Float = 0
+                for s in 0..<alphabet { shared += Float(counts[s]) * cost[s] }
                 if Double(shared) < unit.ownCost || ownTables >= ownBudget {
                     if groupTable[g] < 0 {
                         groupTable[g] = tables.count
-                        tables.append(FrequencyTable(counts: histogram, alphabet: alphabet))
+                        tables.append(quantize(groups + g * alphabet, total: groupTotal[g], alphabet: alphabet,
+                                               into: tableEntries, at: &tableEntriesUsed))
                     }
                     tableOf[u] = groupTable[g]
                 } else {
                     tableOf[u] = tables.count
-                    tables.append(FrequencyTable(entries: entries + unit.start, count: unit.end - unit.start))
+                    tables.append(quantize(counts, total: unit.symbols, alphabet: alphabet, into: tableEntries, at: &tableEntriesUsed))
                     ownTables += 1
                 }
             }
         }
 
         // The table stream: table count, tables, each coded column's table, constants.
-        var bits = BitWriter()
+        let streamCapacity = 64 + 8 * tables.count + 10 * tableEntriesUsed + 4 * units.count + 2 * columnCount
+        var bits = PointerBitWriter(streamScratch.reserve(streamCapacity, of: UInt8.self))
         bits.write(tables.count, bits: 8)
-        for table in tables { table.write(to: &bits) }
+        for table in tables { write(table, tableEntries, to: &bits) }
         let refBits = tables.count <= 1 ? 0 : Int.bitWidth - (tables.count - 1).leadingZeroBitCount
         for table in tableOf { bits.write(table, bits: refBits) }
         for c in 0..<columnCount where kinds[c] == .constant { bits.write(Int(cols[c * count]), bits: width) }
-        bits.finish()
+        let streamBytes = bits.finish()
 
         // rANS, backwards: last coded column first, its last row first; row t uses state t % 4.
         var ransBytes = 0
         var ransStart: UnsafeMutablePointer<UInt8>? = nil
         if !units.isEmpty {
-            let capacity = 2 * count * columnCount + 16
+            let capacity = 4 * count * columnCount + CompactFormat.stateBytes + 16
             let buffer = ransOut.reserve(capacity, of: UInt8.self)
             let encodeSymbols = encodeTables.reserve(tables.count * alphabet, of: RANSEncodeSymbol.self)
-            for (i, table) in tables.enumerated() {
-                var start = 0
-                for (s, f) in zip(table.symbols, table.freqs) {
-                    encodeSymbols[i * alphabet + s] = RANSEncodeSymbol(start: start, freq: f, scale: table.scale)
-                    start += f
+            RANSEncodeSymbol.reciprocals.withUnsafeBufferPointer { reciprocals in
+                for (i, table) in tables.enumerated() {
+                    var start = 0
+                    for k in 0..<table.present {
+                        let entry = tableEntries[table.start + k]
+                        let s = Int(entry & 0xFFFF), f = Int(entry >> 16)
+                        encodeSymbols[i * alphabet + s] = RANSEncodeSymbol(start: start, freq: f, scale: table.scale,
+                                                                           reciprocals: reciprocals.baseAddress!)
+                        start += f
+                    }
                 }
             }
             var end = buffer + capacity
@@ -319,63 +369,198 @@ final class CompactEncoder {
             while u > 0 {
                 u -= 1
                 let c = units[u].column
-                let column = UnsafePointer(syms + c * count)
+                let column = UnsafePointer(cols + c * count)
                 let other = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
                 var repeated = other
-                var previous = UnsafePointer(column)
                 if units[u].context == 2 {
                     u -= 1
                     repeated = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
-                    previous = UnsafePointer(cols + (c - 1) * count)
                 }
-                // The table of row t: `repeated` where the previous slot repeats (split columns;
-                // otherwise both are the column's table).
-                @inline(__always) func table(_ t: Int) -> UnsafePointer<RANSEncodeSymbol> {
-                    t > 0 && previous[t] == previous[t &- 1] ? repeated : other
-                }
-                var t = count
-                // Tail rows beyond the last whole group of four.
-                while t & 3 != 0 {
-                    t -= 1
-                    switch t & 3 {
-                    case 2: put(&x2, table(t)[Int(column[t])], &end)
-                    case 1: put(&x1, table(t)[Int(column[t])], &end)
-                    default: put(&x0, table(t)[Int(column[t])], &end)
-                    }
-                }
-                while t > 0 {
-                    t -= 4
-                    put(&x3, table(t + 3)[Int(column[t + 3])], &end)
-                    put(&x2, table(t + 2)[Int(column[t + 2])], &end)
-                    put(&x1, table(t + 1)[Int(column[t + 1])], &end)
-                    put(&x0, table(t)[Int(column[t])], &end)
+                let previous = UnsafePointer(cols + (c % topk == 0 ? c : c - 1) * count)
+                switch (kinds[c].isDelta, kinds[c].isSplit) {
+                case (false, false):
+                    Self.encodeColumn(IDSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                                      &x0, &x1, &x2, &x3, &end)
+                case (true, false):
+                    Self.encodeColumn(DeltaSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                                      &x0, &x1, &x2, &x3, &end)
+                case (false, true):
+                    Self.encodeColumn(SplitIDSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                                      &x0, &x1, &x2, &x3, &end)
+                case (true, true):
+                    Self.encodeColumn(SplitDeltaSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                                      &x0, &x1, &x2, &x3, &end)
                 }
             }
-            end -= 16
+            end -= CompactFormat.stateBytes
             let raw = UnsafeMutableRawPointer(end)
             raw.storeLE(x0, at: 0)
-            raw.storeLE(x1, at: 4)
-            raw.storeLE(x2, at: 8)
-            raw.storeLE(x3, at: 12)
+            raw.storeLE(x1, at: 8)
+            raw.storeLE(x2, at: 16)
+            raw.storeLE(x3, at: 24)
             ransStart = end
             ransBytes = buffer + capacity - end
         }
 
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         let rawColumns = kinds.lazy.filter { $0 == .raw }.count
-        let size = BlockFormat.headerBytes + columnCount + 4 + bits.bytes.count + rawColumns * rawBytes + ransBytes
+        let size = BlockFormat.headerBytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
         let constants = kinds.lazy.filter { $0 == .constant }.count
         let allRawSize = BlockFormat.headerBytes + columnCount + 4 + (8 + constants * width + 7) / 8
             + (columnCount - constants) * rawBytes
         if size > allRawSize && !units.isEmpty {
             for c in 0..<columnCount where kinds[c] != .constant { kinds[c] = .raw }
-            var rawBits = BitWriter()
+            var rawBits = PointerBitWriter(streamScratch.reserve(16 + 2 * columnCount, of: UInt8.self))
             rawBits.write(0, bits: 8)
             for c in 0..<columnCount where kinds[c] == .constant { rawBits.write(Int(cols[c * count]), bits: width) }
-            rawBits.finish()
-            return write(header, kinds, rawBits.bytes, cols, count: count, rans: nil, ransBytes: 0)
+            let rawStreamBytes = rawBits.finish()
+            return write(kinds, rawBits.base, rawStreamBytes, cols, count: count, rans: nil, ransBytes: 0)
         }
-        return write(header, kinds, bits.bytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+        return write(kinds, bits.base, streamBytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+    }
+
+    /// rANS-encodes one column backwards (row 0 last), recomputing its symbols from the ids:
+    /// the escape where a row repeats the row above, else the id (or its slot delta). Row `t`
+    /// uses state `t % 4` and, in a split column, `repeated` where the previous slot repeats.
+    private static func encodeColumn<Shape: SymbolShape>(_ shape: Shape.Type, _ column: UnsafePointer<UInt16>,
+                                                         _ previous: UnsafePointer<UInt16>, count n: Int,
+                                                         experts e: Int, _ other: UnsafePointer<RANSEncodeSymbol>,
+                                                         _ repeated: UnsafePointer<RANSEncodeSymbol>,
+                                     _ x0: inout UInt64, _ x1: inout UInt64, _ x2: inout UInt64, _ x3: inout UInt64,
+                                     _ end: inout UnsafeMutablePointer<UInt8>) {
+        let delta = Shape.delta, split = Shape.split
+        var s0 = x0, s1 = x1, s2 = x2, s3 = x3, out = end
+        /// Row `t >= 1`'s entry.
+        @inline(__always) func entry(_ t: Int) -> UnsafePointer<RANSEncodeSymbol> {
+            let id = Int(column[t])
+            let repeatedRow = ((id ^ Int(column[t &- 1])) &- 1) &>> 63
+            var v = id
+            if delta {
+                v = id &- Int(previous[t])
+                v &+= (v &>> 63) & e
+            }
+            let symbol = v ^ ((v ^ e) & repeatedRow)
+            var table = other
+            if split {
+                let same = ((Int(previous[t]) ^ Int(previous[t &- 1])) &- 1) &>> 63
+                table = UnsafePointer(bitPattern: Int(bitPattern: other) ^ ((Int(bitPattern: other) ^ Int(bitPattern: repeated)) & same))!
+            }
+            return table + symbol
+        }
+        @inline(__always) func putRow(_ t: Int) {
+            switch t & 3 {
+            case 0: RANSEncodeSymbol.put(&s0, entry(t), &out)
+            case 1: RANSEncodeSymbol.put(&s1, entry(t), &out)
+            case 2: RANSEncodeSymbol.put(&s2, entry(t), &out)
+            default: RANSEncodeSymbol.put(&s3, entry(t), &out)
+            }
+        }
+        let whole = n & ~3
+        var t = n
+        while t > max(whole, 1) {
+            t &-= 1
+            putRow(t)
+        }
+        while t >= 8 {
+            t &-= 4
+            RANSEncodeSymbol.put(&s3, entry(t &+ 3), &out)
+            RANSEncodeSymbol.put(&s2, entry(t &+ 2), &out)
+            RANSEncodeSymbol.put(&s1, entry(t &+ 1), &out)
+            RANSEncodeSymbol.put(&s0, entry(t), &out)
+        }
+        while t > 1 {
+            t &-= 1
+            putRow(t)
+        }
+        // Row 0: no row above, the second table.
+        var v = Int(column[0])
+        if delta {
+            v = v &- Int(previous[0])
+            v &+= (v &>> 63) & e
+        }
+        RANSEncodeSymbol.put(&s0, other + v, &out)
+        x0 = s0; x1 = s1; x2 = s2; x3 = s3; end = out
+    }
+
+    /// Quantizes `counts[0..<alphabet]` (summing to `total`) to a table: frequencies summing to a
+    /// power of two just above the total (at most `2^maxScaleBits`), every present symbol at
+    /// least 1; its `symbol | freq << 16` entries go to `entries` at `used`.
+    private func quantize(_ counts: UnsafePointer<UInt32>, total: Int, alphabet: Int,
+                          into entries: UnsafeMutablePointer<UInt32>, at used: inout Int) -> TableInfo {
+        let out = entries + used
+        var present = 0
+        for s in 0..<alphabet where counts[s] != 0 {
+            out[present] = UInt32(s) | counts[s] << 16 // the count for now (< 2^16)
+            present += 1
+        }
+        let needed = Int.bitWidth - (max(total, present, 2) - 1).leadingZeroBitCount
+        let scale = min(CompactFormat.maxScaleBits, needed)
+        let target = 1 << scale
+        var sum = 0, largest = 0, largestFreq = 0
+        let t32 = UInt32(total), half = UInt32(total / 2)
+        for i in 0..<present {
+            let n = out[i] >> 16
+            let f = max(1, Int((n * UInt32(target) + half) / t32))
+            out[i] = out[i] & 0xFFFF | UInt32(f) << 16
+            sum += f
+            if f > largestFreq { (largest, largestFreq) = (i, f) }
+        }
+        let given = max(target - sum, 1 - largestFreq) // the largest keeps at least 1
+        out[largest] = out[largest] & 0xFFFF | UInt32(largestFreq + given) << 16
+        sum += given
+        // Rare (more symbols than the largest can give back): take one from each in turn.
+        var i = 0
+        while sum > target {
+            if out[i] >> 16 > 1 { out[i] -= 1 << 16; sum -= 1 }
+            i = (i + 1) % present
+        }
+        let info = TableInfo(scale: scale, start: used, present: present)
+        used += present
+        return info
+    }
+
+    /// Writes a table: scale (4 bits), symbol count (gamma), symbol gaps (gamma), the
+    /// exp-Golomb parameter (4 bits) and every frequency minus one (exp-Golomb).
+    private func write(_ table: TableInfo, _ entries: UnsafePointer<UInt32>, to bits: inout PointerBitWriter) {
+        let items = entries + table.start
+        bits.write(table.scale, bits: 4)
+        bits.gamma(table.present)
+        var previous = -1
+        // Bit lengths of f - 1, for the exp-Golomb parameter.
+        var lengths = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &lengths) { raw in
+            let lengthCount = raw.baseAddress!.assumingMemoryBound(to: Int.self)
+            for k in 0..<table.present {
+                let s = Int(items[k] & 0xFFFF)
+                bits.gamma(s - previous)
+                previous = s
+                let x = Int(items[k] >> 16) - 1
+                lengthCount[Int.bitWidth - x.leadingZeroBitCount] += 1
+            }
+        }
+        // expGolomb_g(x) takes 2 floor(log2(x + 2^g)) - g + 1 bits; with b = bit length of x,
+        // floor(log2(x + 2^g)) is g when b <= g, else b - 1 or b: estimate with b - 1, then
+        // choose exactly among the best estimate and its neighbours.
+        var estimateG = 0, estimateBits = Int.max
+        withUnsafeBytes(of: &lengths) { raw in
+            let lengthCount = raw.baseAddress!.assumingMemoryBound(to: Int.self)
+            for g in 0..<12 {
+                var n = 0
+                for b in 0..<14 { n += lengthCount[b] * (2 * max(b - 1, g) - g + 1) }
+                if n < estimateBits { (estimateG, estimateBits) = (g, n) }
+            }
+        }
+        var bestG = 0, bestBits = Int.max
+        for g in max(0, estimateG - 1)...min(11, estimateG + 1) {
+            var n = 0
+            for k in 0..<table.present {
+                let x = Int(items[k] >> 16) - 1
+                n += 2 * (Int.bitWidth - 1 - (x + 1 << g).leadingZeroBitCount) - g + 1
+            }
+            if n < bestBits { (bestG, bestBits) = (g, n) }
+        }
+        bits.write(bestG, bits: 4)
+        for k in 0..<table.present { bits.expGolomb(Int(items[k] >> 16) - 1, bestG) }
     }
 
     /// log2 within about 0.01, for cost estimates.
@@ -387,38 +572,22 @@ final class CompactEncoder {
         return exponent + (-0.344_848_43 * m + 2.024_665_78) * m - 0.674_877_59
     }
 
-    @inline(__always)
-    private func put(_ x: inout UInt32, _ symbol: RANSEncodeSymbol, _ end: inout UnsafeMutablePointer<UInt8>) {
-        // At most two bytes are shed (limit >= 2^19, states < 2^31): two selects, no loop. The
-        // byte is stored whether or not it is shed; an unshed one is overwritten later.
-        var state = x
-        let first = state >= symbol.limit
-        end[-1] = UInt8(truncatingIfNeeded: state)
-        end -= first ? 1 : 0
-        state = first ? state >> 8 : state
-        let second = state >= symbol.limit
-        end[-1] = UInt8(truncatingIfNeeded: state)
-        end -= second ? 1 : 0
-        state = second ? state >> 8 : state
-        let q = UInt32(truncatingIfNeeded: (UInt64(state) &* UInt64(symbol.reciprocal)) >> 32) &>> UInt32(symbol.shift)
-        x = state &+ symbol.bias &+ q &* UInt32(symbol.complement)
-    }
-
-    private func write(_ header: [UInt8], _ kinds: [CompactKind], _ tableStream: [UInt8], _ cols: UnsafeMutablePointer<UInt16>,
-                       count: Int, rans: UnsafeMutablePointer<UInt8>?, ransBytes: Int) -> (UnsafeRawPointer, Int) {
+    private func write(_ kinds: [CompactKind], _ tableStream: UnsafePointer<UInt8>, _ streamBytes: Int,
+                       _ cols: UnsafeMutablePointer<UInt16>, count: Int,
+                       rans: UnsafeMutablePointer<UInt8>?, ransBytes: Int) -> (UnsafeRawPointer, Int) {
         let columnCount = kinds.count, width = schema.bitWidth
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         let rawColumns = kinds.lazy.filter { $0 == .raw }.count
-        let size = header.count + columnCount + 4 + tableStream.count + rawColumns * rawBytes + ransBytes
+        let size = BlockFormat.headerBytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
         let out = payload.reserve(size)
-        out.copyMemory(from: header, byteCount: header.count)
-        var cursor = header.count
+        writeHeader(out, count: count)
+        var cursor = BlockFormat.headerBytes
         for c in 0..<columnCount { out.storeLE(kinds[c].rawValue, at: cursor + c) }
         cursor += columnCount
-        out.storeLE(UInt32(tableStream.count), at: cursor)
+        out.storeLE(UInt32(streamBytes), at: cursor)
         cursor += 4
-        (out + cursor).copyMemory(from: tableStream, byteCount: tableStream.count)
-        cursor += tableStream.count
+        (out + cursor).copyMemory(from: tableStream, byteCount: streamBytes)
+        cursor += streamBytes
         for c in 0..<columnCount where kinds[c] == .raw {
             let bytes = (out + cursor).assumingMemoryBound(to: UInt8.self)
             bytes.update(repeating: 0, count: rawBytes)

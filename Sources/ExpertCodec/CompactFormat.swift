@@ -31,17 +31,19 @@ public enum BlockCodec: UInt16, Sendable, CaseIterable, CustomStringConvertible 
 ///     16+C        H     table stream (bits, LSB first): table count, tables, table of each
 ///                       coded column, value of each constant column
 ///     ...               raw columns: ceil(n w / 8) bytes each, in column order
-///     ...               rANS: 4 states (u32 LE), then the renormalisation bytes to the end
+///     ...               rANS: 4 states (u64 LE), then the renormalisation words (u32 LE) to the end
 enum CompactFormat {
     static let layout: UInt8 = 2
     /// Coded kinds need an alphabet (E + 1 symbols) that fits the largest table.
     static let maxCodedExperts = 2048
     static let maxScaleBits = 12
     static let maxTables = 255
-    /// rANS states live in `[stateLow, stateLow << 8)`; the encoder starts (and the decoder
-    /// must end) every state at `stateLow`.
-    static let stateLow: UInt32 = 1 << 23
+    /// rANS states live in `[stateLow, stateLow << 32)` = `[2^31, 2^63)`, renormalised 32 bits
+    /// at a time; the encoder starts (and the decoder must end) every state at `stateLow`.
+    static let stateLow: UInt64 = 1 << 31
     static let lanes = 4
+    /// Bytes of the initial states at the head of the rANS stream.
+    static let stateBytes = 8 * lanes
 
     static func rawColumnBytes(rows: Int, width: Int) -> Int { (rows * width + 7) / 8 }
 
@@ -140,6 +142,7 @@ struct BitReader {
     var bitsLeft: Int { count * 8 - position }
 
     /// Up to 57 bits from the current position (zeros past the end).
+    @inline(__always)
     private func peek() -> UInt64 {
         let byte = position >> 3
         var value: UInt64 = 0
@@ -151,6 +154,7 @@ struct BitReader {
         return value >> UInt64(position & 7)
     }
 
+    @inline(__always)
     mutating func read(_ bits: Int) throws -> Int {
         guard bits > 0 else { return 0 }
         guard bits <= bitsLeft else { throw fail("ends early") }
@@ -159,6 +163,7 @@ struct BitReader {
         return value
     }
 
+    @inline(__always)
     mutating func gamma() throws -> Int {
         let zeros = peek().trailingZeroBitCount
         guard 2 * zeros + 1 <= bitsLeft else { throw fail("ends early") }
@@ -167,6 +172,7 @@ struct BitReader {
         return (1 << zeros) | (try read(zeros))
     }
 
+    @inline(__always)
     mutating func expGolomb(_ g: Int) throws -> Int {
         let high = try gamma() - 1
         guard high < 1 << 20 else { throw fail("value too large") }
@@ -249,33 +255,80 @@ struct FrequencyTable {
         for f in freqs { bits.expGolomb(f - 1, bestG) }
     }
 
-    /// Reads and checks a table whose symbols must be below `alphabet`.
-    static func read(from bits: inout BitReader, alphabet: Int) throws -> FrequencyTable {
+    /// Reads and checks a table whose symbols must be below `alphabet` into `symbols` and `freqs`
+    /// (room for `alphabet` each); returns its scale and symbol count.
+    static func read(from bits: inout BitReader, alphabet: Int, symbols: UnsafeMutablePointer<UInt16>,
+                     freqs: UnsafeMutablePointer<UInt16>) throws -> (scale: Int, count: Int) {
         let scale = try bits.read(4)
         guard (1...CompactFormat.maxScaleBits).contains(scale) else { throw bits.fail("table scale \(scale) outside 1...\(CompactFormat.maxScaleBits)") }
         let count = try bits.gamma()
         guard count <= min(alphabet, 1 << scale) else { throw bits.fail("table of \(count) symbols (alphabet \(alphabet), scale \(scale))") }
-        var symbols: [Int] = []
-        symbols.reserveCapacity(count)
         var previous = -1
-        for _ in 0..<count {
+        for k in 0..<count {
             let gap = try bits.gamma()
             previous += gap
             guard previous < alphabet else { throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)") }
-            symbols.append(previous)
+            symbols[k] = UInt16(truncatingIfNeeded: previous)
         }
         let g = try bits.read(4)
         guard g < 12 else { throw bits.fail("exp-Golomb parameter \(g) above 11") }
-        var freqs: [Int] = []
-        freqs.reserveCapacity(count)
         var sum = 0
-        for _ in 0..<count {
+        for k in 0..<count {
             let f = try bits.expGolomb(g) + 1
             sum += f
             guard sum <= 1 << scale else { throw bits.fail("frequencies exceed the scale \(1 << scale)") }
-            freqs.append(f)
+            freqs[k] = UInt16(truncatingIfNeeded: f)
         }
         guard sum == 1 << scale else { throw bits.fail("frequencies sum to \(sum), not \(1 << scale)") }
-        return FrequencyTable(scale: scale, symbols: symbols, freqs: freqs)
+        return (scale, count)
+    }
+}
+
+/// ``BitWriter`` into memory the caller provides (no bounds checks: the caller reserves enough),
+/// for the encoder's table stream.
+struct PointerBitWriter {
+    let base: UnsafeMutablePointer<UInt8>
+    private(set) var count = 0
+    private var accumulator: UInt64 = 0
+    private var pending: UInt64 = 0
+
+    init(_ base: UnsafeMutablePointer<UInt8>) { self.base = base }
+
+    /// The low `bits` (at most 32) bits of `value`.
+    @inline(__always)
+    mutating func write(_ value: Int, bits: Int) {
+        accumulator |= (UInt64(truncatingIfNeeded: value) & ((1 &<< UInt64(bits)) &- 1)) &<< pending
+        pending &+= UInt64(bits)
+        if pending >= 32 {
+            UnsafeMutableRawPointer(base + count).storeBytes(of: UInt32(truncatingIfNeeded: accumulator).littleEndian, as: UInt32.self)
+            count &+= 4
+            accumulator &>>= 32
+            pending &-= 32
+        }
+    }
+
+    /// Elias gamma of `1 <= x < 2^16`, as one field.
+    @inline(__always)
+    mutating func gamma(_ x: Int) {
+        let k = Int.bitWidth &- 1 &- x.leadingZeroBitCount
+        write((x & ((1 &<< k) &- 1)) &<< (k &+ 1) | 1 &<< k, bits: 2 &* k &+ 1)
+    }
+
+    /// Exp-Golomb of `0 <= x < 2^16` with parameter `g <= 11`.
+    @inline(__always)
+    mutating func expGolomb(_ x: Int, _ g: Int) {
+        gamma((x &>> g) &+ 1)
+        write(x, bits: g)
+    }
+
+    /// Pads with zero bits to a whole byte; returns the byte count.
+    mutating func finish() -> Int {
+        while pending > 0 {
+            base[count] = UInt8(truncatingIfNeeded: accumulator)
+            count &+= 1
+            accumulator &>>= 8
+            pending = pending > 8 ? pending &- 8 : 0
+        }
+        return count
     }
 }

@@ -135,3 +135,59 @@ struct CompactRealTraceTests {
         #expect(ratio >= floor, "ratio \(ratio)")
     }
 }
+
+@Suite struct CompactKernelTests {
+    /// The encoder's division by a frequency as a multiply by its reciprocal is exact for every
+    /// frequency and every state the encoder divides (below `f << (63 - scale)`, so below 2^63).
+    @Test func reciprocalsDivideExactly() {
+        var random = SplitMix64(seed: 5)
+        RANSEncodeSymbol.reciprocals.withUnsafeBufferPointer { reciprocals in
+            for f in 2...(1 << CompactFormat.maxScaleBits) {
+                let symbol = RANSEncodeSymbol(start: 0, freq: f, scale: CompactFormat.maxScaleBits,
+                                              reciprocals: reciprocals.baseAddress!)
+                let top = UInt64(1) << 63 - 1
+                var states: [UInt64] = [CompactFormat.stateLow, CompactFormat.stateLow + 1, top, top - 1,
+                                        symbol.limit - 1, UInt64(f) * (top / UInt64(f)), UInt64(f) * (top / UInt64(f)) - 1]
+                for _ in 0..<64 { states.append(random.next() >> 1) }
+                for x in states where x < UInt64(1) << 63 {
+                    let q = x.multipliedFullWidth(by: symbol.reciprocal).high >> UInt64(symbol.shift)
+                    if q != x / UInt64(f) { Issue.record("\(x) / \(f): \(q)"); return }
+                }
+            }
+        }
+    }
+
+    /// Every decode kernel (ids, slot deltas, split or not; the branch-free loop and the
+    /// bounds-checked tail) given damaged rANS streams: each decode either throws a
+    /// `CodecError` or returns ids below E, never traps.
+    @Test(arguments: [(4, 6, 64), (3, 4, 128), (2, 3, 6), (2, 8, 2048)])
+    func damagedStreamsAreRejectedOrDecodeInRange(shape: (Int, Int, Int)) throws {
+        let schema = try Schema(layers: shape.0, topk: shape.1, experts: shape.2)
+        var synth = TraceSynthesizer(schema: schema, seed: 11)
+        let rows = synth.rows(700, as: Int64.self)
+        let payload = try payloadOf(try BlockEncoder(schema: schema, codec: .compact).encode(rows))
+        let kinds = Set(payload[12..<(12 + schema.storedIDsPerRow)])
+        #expect(kinds.contains(CompactKind.ids.rawValue), "\(kinds)")
+        let decoder = BlockDecoder(schema: schema)
+        var random = SplitMix64(seed: UInt64(shape.2))
+        var rejected = 0
+        for trial in 0..<300 {
+            var damaged = payload
+            // Damage the rANS section (the payload's last bytes) or, less often, anywhere.
+            let span = trial % 4 == 0 ? damaged.count : min(damaged.count, 64 + Int(random.next() % 2048))
+            for _ in 0...(random.next() % 3) {
+                let at = damaged.count - 1 - Int(random.next() % UInt64(span))
+                damaged[at] ^= UInt8(truncatingIfNeeded: 1 + random.next() % 255)
+            }
+            if trial % 7 == 0 { damaged.removeLast(Int(random.next() % 6)) }
+            if trial % 11 == 0 { damaged += [UInt8](repeating: 0, count: Int(random.next() % 9)) }
+            do {
+                let ids = try decoder.decode(try frameOf(damaged), as: Int64.self)
+                #expect(ids.allSatisfy { $0 < Int64(schema.experts) })
+            } catch is CodecError {
+                rejected += 1
+            }
+        }
+        #expect(rejected > 250, "only \(rejected) of 300 damaged payloads rejected")
+    }
+}

@@ -8,7 +8,7 @@ struct CompactPayloadBuilder {
     var kinds: [UInt8]
     var stream = BitWriter()
     var raw: [UInt8] = []
-    var states: [UInt32]? = nil
+    var states: [UInt64]? = nil
     var ransBytes: [UInt8] = []
 
     init(_ schema: Schema, rows: Int, kinds: [UInt8]) {
@@ -60,7 +60,7 @@ struct CompactPayloadBuilder {
         }
     }
 
-    /// One coded column with a one-symbol table (every state stays at 2^23, no rANS byte),
+    /// One coded column with a one-symbol table (every state stays at 2^31, no rANS word),
     /// three constant columns: the smallest hand-made valid payload.
     private func base(symbol: Int = 3, kind: UInt8 = 1) -> CompactPayloadBuilder {
         var b = CompactPayloadBuilder(schema, rows: 9, kinds: [kind, 0, 0, 0])
@@ -73,10 +73,11 @@ struct CompactPayloadBuilder {
 
     @Test func handMadePayloadDecodes() throws {
         #expect(try decode(base().bytes()) == (0..<9).flatMap { _ in [3, 1, 2, 5] as [Int64] })
-        // A reader that knows the row count refuses another before decoding anything.
+        // A reader that knows the row count refuses another before decoding anything (20 rows:
+        // this hand-made 9-row payload, 32 bytes of states for 9 rows, is over the bound of 10).
         let frame = try frameOf(base().bytes())
-        #expect(throws: CodecError.corruptBlock("block holds 9 rows, 10 expected", offset: 4, inPayload: true)) {
-            try frame.withUnsafeBytes { try BlockDecoder(schema: schema).open($0, expectedRows: 10) }
+        #expect(throws: CodecError.corruptBlock("block holds 9 rows, 20 expected", offset: 4, inPayload: true)) {
+            try frame.withUnsafeBytes { try BlockDecoder(schema: schema).open($0, expectedRows: 20) }
         }
     }
 
@@ -136,14 +137,23 @@ struct CompactPayloadBuilder {
     @Test func rANSErrorsAreRejected() {
         var b = base()
         b.states = [low - 1, low, low, low]
-        expectRejected(b.bytes(), "outside [2^23, 2^31)")
-        b.states = [low, low, low, low << 8]
-        expectRejected(b.bytes(), "outside [2^23, 2^31)")
+        expectRejected(b.bytes(), "outside [2^31, 2^63)")
+        b.states = [low, low, low, low << 32]
+        expectRejected(b.bytes(), "outside [2^31, 2^63)")
         b.states = [low, low, low, low + 1]
-        expectRejected(b.bytes(), "do not end at 2^23")
+        expectRejected(b.bytes(), "do not end at 2^31")
         b = base()
         b.ransBytes = [0]
         expectRejected(b.bytes(), "follow the rANS stream")
+        b.ransBytes = [0, 0, 0, 0]
+        expectRejected(b.bytes(), "4 bytes follow the rANS stream")
+        // Three bytes of a word: a state that needs a word finds none whole.
+        b = base()
+        b.stream = BitWriter(); b.stream.write(1, bits: 8)
+        b.table(scale: 1, symbols: [2, 3], freqs: [1, 1])
+        for v in [1, 2, 5] { b.stream.write(v, bits: 3) }
+        b.ransBytes = [0, 0, 0]
+        expectRejected(b.bytes(), "ends early")
         b = base()
         b.states = nil
         expectRejected(b.bytes(), "inside the rANS states")

@@ -226,11 +226,12 @@ enum CompactSpecDecoder {
             pos += rawBytes
         }
         if coded > 0 {
-            let low = 1 << 23
-            guard pos + 16 <= p.count else { return nil }
-            var x = (0..<4).map { u32(pos + 4 * $0) }
-            guard x.allSatisfy({ $0 >= low && $0 < 1 << 31 }) else { return nil }
-            pos += 16
+            let low = 1 << 31
+            guard pos + 32 <= p.count else { return nil }
+            // u64 states: below 2^63 fits Int; a set top bit reads negative, out of range.
+            var x = (0..<4).map { u32(pos + 8 * $0) | u32(pos + 8 * $0 + 4) << 32 }
+            guard x.allSatisfy({ $0 >= low }) else { return nil }
+            pos += 32
             for c in 0..<cCount where [1, 2, 4, 5].contains(kinds[c]) {
                 var column: [Int] = []
                 for r in 0..<n {
@@ -242,10 +243,10 @@ enum CompactSpecDecoder {
                     var cum = 0, i = 0
                     while !(cum <= slot && slot < cum + tab.freqs[i]) { cum += tab.freqs[i]; i += 1 }
                     x[j] = tab.freqs[i] * (x[j] / m) + slot - cum
-                    while x[j] < low {
-                        guard pos < p.count else { return nil }
-                        x[j] = x[j] * 256 + Int(p[pos])
-                        pos += 1
+                    if x[j] < low {
+                        guard pos + 4 <= p.count else { return nil }
+                        x[j] = x[j] << 32 | u32(pos)
+                        pos += 4
                     }
                     let s = tab.symbols[i]
                     if s == e {
