@@ -151,9 +151,14 @@ public final class BlockDecoder {
         let cols = columns.reserve(columnCount * padded, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
                                      values: values.reserve(padded, of: S.self))
-        for c in 0..<columnCount {
-            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
-            try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
+        if range.count == 1 {
+            // One row (a random read): each id read bit by bit, no group decoded.
+            try reader.decodeRow(range.lowerBound, into: cols, stride: padded)
+        } else {
+            for c in 0..<columnCount {
+                let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
+                try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
+            }
         }
         let perRow = schema.idsPerRow
         sourceIndex.withUnsafeBufferPointer { source in
@@ -368,6 +373,46 @@ private struct ColumnReader<S: PlaneScalar> {
                     j &+= 1 &- repeated
                     let fresh = addModulo(values[j], previous[t], modulus)
                     out[t] = repeated == 1 ? out[t &- 1] : fresh
+                }
+            }
+        }
+    }
+
+    /// Row `t` of every column into `out[c * stride + t]`, each id read bit by bit from its
+    /// planes, in column order: a slot delta finds its previous slot's id of row `t` decoded.
+    func decodeRow(_ t: Int, into out: UnsafeMutablePointer<S>, stride: Int) throws {
+        let rows = layout.rows, width = width, experts = experts
+        let modulus = S(truncatingIfNeeded: experts)
+        try layout.codings.withUnsafeBufferPointer { codings in
+            try layout.constantOrOffset.withUnsafeBufferPointer { offsets in
+                var at = out + t
+                for c in 0..<codings.count {
+                    defer { at += stride }
+                    let coding = codings[c]
+                    if coding == .constant {
+                        at.pointee = S(truncatingIfNeeded: offsets[c])
+                        continue
+                    }
+                    let body = (payload + offsets[c]).assumingMemoryBound(to: UInt8.self)
+                    let stored: Int
+                    var base: S? = nil
+                    switch coding {
+                    case .plain, .slotDelta:
+                        stored = BitPlanes.value(at: t, in: body, count: rows, width: width)
+                        if coding == .slotDelta { base = (at - stride).pointee }
+                    default:
+                        let j = nonRepeatsThrough(t, body) - 1
+                        stored = BitPlanes.value(at: j, in: body + BitPlanes.planeBytes(rows), count: layout.kept[c], width: width)
+                        if coding == .repeatSlotDelta {
+                            // A flagged row repeats row r, the last unflagged one: its slot delta
+                            // is against the previous slot at row r.
+                            let r = lastNonRepeat(atOrBefore: t, body)
+                            base = r == t ? (at - stride).pointee : S(truncatingIfNeeded: try pointValue(column: c - 1, row: r))
+                        }
+                    }
+                    guard stored < experts else { throw fail("stored value \(stored) is not below \(experts)", column: c) }
+                    let value = S(truncatingIfNeeded: stored)
+                    at.pointee = base.map { addModulo(value, $0, modulus) } ?? value
                 }
             }
         }

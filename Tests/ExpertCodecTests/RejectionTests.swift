@@ -109,6 +109,13 @@ import TraceSynth
         let payload: [UInt8] = [1, 7, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 7)
         let frame = try payload.withUnsafeBytes { try LZ4Frame.compress($0) }
         #expect(throws: CodecError.self) { try BlockDecoder(schema: schema1).decode(frame, as: Int64.self) }
+        // Each row alone too (the one-row path reads ids bit by bit).
+        let oneRow = BlockDecoder(schema: schema1)
+        _ = try frame.withUnsafeBytes { try oneRow.open($0) }
+        for t in 0..<8 {
+            var id: [Int64] = [-1]
+            #expect(throws: CodecError.self, "row \(t) alone") { try id.withUnsafeMutableBufferPointer { try oneRow.decodeRows(t..<t + 1, into: $0) } }
+        }
         let good: [UInt8] = [1, 7, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 5) + [0, 0]
         let goodFrame = try good.withUnsafeBytes { try LZ4Frame.compress($0) }
         #expect(try BlockDecoder(schema: schema1).decode(goodFrame, as: Int64.self) == [Int64](repeating: 31, count: 8))

@@ -124,6 +124,12 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
             try part.withUnsafeMutableBufferPointer { try decoder.decodeRows(a..<b, into: $0) }
             #expect(part[...] == whole[a * schema.idsPerRow..<b * schema.idsPerRow])
         }
+        // Every row alone: the one-row path reads ids bit by bit.
+        var one = [Int64](repeating: -1, count: schema.idsPerRow)
+        for t in 0..<333 {
+            try one.withUnsafeMutableBufferPointer { try decoder.decodeRows(t..<t + 1, into: $0) }
+            #expect(one[...] == whole[t * schema.idsPerRow..<(t + 1) * schema.idsPerRow], "row \(t)")
+        }
     }
 }
 

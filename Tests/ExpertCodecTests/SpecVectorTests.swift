@@ -55,6 +55,9 @@ import TraceSynth
             var out = [Int64](repeating: -1, count: (vector.rowCount - start) * perRow)
             try out.withUnsafeMutableBufferPointer { try decoder.decodeRows(start..<vector.rowCount, into: $0) }
             #expect(out == Array(vector.decoded[(start * perRow)...]), "rows \(start)... of \(name)")
+            var one = [Int64](repeating: -1, count: perRow)
+            try one.withUnsafeMutableBufferPointer { try decoder.decodeRows(start..<start + 1, into: $0) }
+            #expect(one[...] == vector.decoded[(start * perRow)..<((start + 1) * perRow)], "row \(start) alone of \(name)")
         }
     }
 
