@@ -230,10 +230,22 @@ enum BitPlanes {
     /// One id, read bit by bit: for point look-ups without decoding a group.
     @inline(__always)
     static func value(at index: Int, in planes: UnsafePointer<UInt8>, count: Int, width: Int) -> Int {
-        let stride = planeBytes(count), bit = UInt8(index & 7)
-        var v = 0, plane = planes + (index >> 3)
+        let stride = planeBytes(count), bit = UInt64(index & 7)
+        var plane = planes + (index >> 3)
+        if width <= 8 {
+            // The plane bytes side by side in a word, then bit `bit` of each gathered by one
+            // multiply (byte b's bit lands on bit 56 + b, every product term on its own bit).
+            var bytes: UInt64 = 0, shift: UInt64 = 0
+            for _ in 0..<width {
+                bytes |= UInt64(plane.pointee) &<< shift
+                plane += stride
+                shift &+= 8
+            }
+            return Int((((bytes &>> bit) & 0x0101_0101_0101_0101) &* 0x0102_0408_1020_4080) &>> 56)
+        }
+        var v = 0
         for p in 0..<width {
-            v |= Int((plane.pointee &>> bit) & 1) &<< p
+            v |= Int((UInt64(plane.pointee) &>> bit) & 1) &<< p
             plane += stride
         }
         return v

@@ -16,12 +16,13 @@ enum XXH32 {
         var hash: UInt32
         if count >= 16 {
             var v1 = prime1 &+ prime2, v2 = prime2, v3: UInt32 = 0, v4 = 0 &- prime1
-            while offset + 16 <= count {
+            let stripes = count &- 16
+            while offset <= stripes {
                 v1 = round(v1, base.loadLE(UInt32.self, at: offset))
-                v2 = round(v2, base.loadLE(UInt32.self, at: offset + 4))
-                v3 = round(v3, base.loadLE(UInt32.self, at: offset + 8))
-                v4 = round(v4, base.loadLE(UInt32.self, at: offset + 12))
-                offset += 16
+                v2 = round(v2, base.loadLE(UInt32.self, at: offset &+ 4))
+                v3 = round(v3, base.loadLE(UInt32.self, at: offset &+ 8))
+                v4 = round(v4, base.loadLE(UInt32.self, at: offset &+ 12))
+                offset &+= 16
             }
             hash = v1.rotatedLeft(1) &+ v2.rotatedLeft(7) &+ v3.rotatedLeft(12) &+ v4.rotatedLeft(18)
         } else {
@@ -51,5 +52,6 @@ enum XXH32 {
 
 extension UInt32 {
     @inline(__always)
-    func rotatedLeft(_ count: UInt32) -> UInt32 { (self << count) | (self >> (32 - count)) }
+    // Masking shifts: LLVM makes one `rol` of them (Swift's `<<` checks for over-shifting).
+    func rotatedLeft(_ count: UInt32) -> UInt32 { (self &<< count) | (self &>> (32 &- count)) }
 }
