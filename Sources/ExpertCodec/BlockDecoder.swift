@@ -8,6 +8,7 @@ public final class BlockDecoder {
     private let payload = Scratch(), columns = Scratch(), values = Scratch()
     private var layout = PayloadLayout()
     private lazy var compact = CompactDecoder(schema: schema)
+    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema))
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
 
@@ -161,6 +162,10 @@ public final class BlockDecoder {
             }
         }
         let perRow = schema.idsPerRow
+        if S.self == UInt8.self {
+            byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
+            return
+        }
         sourceIndex.withUnsafeBufferPointer { source in
             if source.count == perRow { // no dense layer: column c is row index c
                 for t in range {
@@ -356,11 +361,24 @@ private struct ColumnReader<S: PlaneScalar> {
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)
             if layout.codings[c] == .repeat {
-                var j = first
+                var j = first, t = range.lowerBound &+ 1
                 out[range.lowerBound] = values[j]
-                for t in range.dropFirst() {
+                if S.self == UInt8.self {
+                    while t < range.upperBound && t & 7 != 0 {
+                        j &+= 1 &- flag(t, flags)
+                        out[t] = values[j]
+                        t &+= 1
+                    }
+                    while t &+ 8 <= range.upperBound {
+                        j = Self.expandGroup(flags: flags[t >> 3], values: UnsafeRawPointer(values), after: j,
+                                             into: UnsafeMutableRawPointer(out + t))
+                        t &+= 8
+                    }
+                }
+                while t < range.upperBound {
                     j &+= 1 &- flag(t, flags)
                     out[t] = values[j]
+                    t &+= 1
                 }
             } else {
                 let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
@@ -415,6 +433,35 @@ private struct ColumnReader<S: PlaneScalar> {
                     at.pointee = base.map { addModulo(value, $0, modulus) } ?? value
                 }
             }
+        }
+    }
+
+    /// One group of 8 rows of a repeat column of byte ids: row `i` takes stored value
+    /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
+    /// group. Returns the stored value of the group's last row.
+    @inline(__always)
+    static func expandGroup(flags: UInt8, values: UnsafeRawPointer, after j: Int, into out: UnsafeMutableRawPointer) -> Int {
+        let lowBits: UInt64 = 0x0101_0101_0101_0101
+        switch flags {
+        case 0: // no repeat: the next 8 stored values
+            out.storeBytes(of: values.loadUnaligned(fromByteOffset: j &+ 1, as: UInt64.self), as: UInt64.self)
+            return j &+ 8
+        case 0xFF: // all repeat the row before
+            out.storeBytes(of: UInt64(values.load(fromByteOffset: j, as: UInt8.self)) &* lowBits, as: UInt64.self)
+            return j
+        default:
+            // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
+            let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
+            let ones = ((((kept & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | kept) & 0x8080_8080_8080_8080) &>> 7
+            let prefix = ones &* lowBits
+            var word: UInt64 = 0, shift: UInt64 = 0
+            for _ in 0..<8 {
+                let index = j &+ Int((prefix &>> shift) & 0xFF)
+                word |= UInt64(values.load(fromByteOffset: index, as: UInt8.self)) &<< shift
+                shift &+= 8
+            }
+            out.storeBytes(of: word, as: UInt64.self)
+            return j &+ Int(prefix &>> 56)
         }
     }
 

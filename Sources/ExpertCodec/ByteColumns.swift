@@ -364,3 +364,76 @@ struct ByteGather {
         return Int(largest.max()) < experts
     }
 }
+
+/// The inverse of ``ByteGather``: byte columns (ids of at most 8 bits) into token-major rows of
+/// any id type, 8 rows x 8 columns at a time: 8 column words, an 8x8 byte transpose, then each
+/// row's 8 ids widened and stored together.
+struct ByteScatter {
+    let gather: ByteGather
+
+    /// Rows `range` of `cols` (column `c` at `c * padded`) into `out`, `range.count` rows of
+    /// `perRow` ids; dense layers get ``Schema/denseFill`` (0).
+    func scatter<T: ExpertID>(_ cols: UnsafePointer<UInt8>, padded: Int, range: Range<Int>, into out: UnsafeMutablePointer<T>) {
+        let perRow = gather.perRow, source = gather.source
+        if source.count != perRow { out.update(repeating: T(Schema.denseFill), count: range.count &* perRow) }
+        // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
+        let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
+        var inTile = [Bool](repeating: false, count: source.count)
+        for c in gather.tiles { for j in 0..<8 { inTile[c &+ j] = true } }
+        if first < tiledEnd {
+            let raw = UnsafeMutableRawPointer(out + (first &- range.lowerBound) &* perRow)
+            switch MemoryLayout<T>.size {
+            case 1: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt8.self, into: raw)
+            case 2: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt16.self, into: raw)
+            case 4: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt32.self, into: raw)
+            default: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt64.self, into: raw)
+            }
+        }
+        // What the tiles left: columns outside them, and rows before and after the tiled ones.
+        for c in 0..<source.count {
+            let column = cols + c &* padded, index = source[c]
+            @inline(__always) func rows(_ r: Range<Int>) {
+                var at = out + ((r.lowerBound &- range.lowerBound) &* perRow &+ index)
+                for t in r {
+                    at.pointee = T(truncatingIfNeeded: column[t])
+                    at += perRow
+                }
+            }
+            if inTile[c] && first < tiledEnd {
+                rows(range.lowerBound..<first)
+                rows(tiledEnd..<range.upperBound)
+            } else {
+                rows(range)
+            }
+        }
+    }
+
+    private func scatterTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
+        _ cols: UnsafePointer<UInt8>, padded: Int, rows: Range<Int>, lane: L.Type, into out: UnsafeMutableRawPointer
+    ) {
+        let perRow = gather.perRow, source = gather.source, input = UnsafeRawPointer(cols)
+        let rowBytes = perRow &* MemoryLayout<L>.size
+        for t in stride(from: rows.lowerBound, to: rows.upperBound, by: 8) {
+            let rowOut = out + (t &- rows.lowerBound) &* rowBytes
+            for c in gather.tiles {
+                let at = c &* padded &+ t
+                var words = (input.loadUnaligned(fromByteOffset: at, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 2 &* padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 3 &* padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 4 &* padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 5 &* padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 6 &* padded, as: UInt64.self),
+                             input.loadUnaligned(fromByteOffset: at &+ 7 &* padded, as: UInt64.self))
+                transposeBytes(&words)
+                let first = rowOut + source[c] &* MemoryLayout<L>.size
+                @inline(__always) func store(_ word: UInt64, _ r: Int) {
+                    let ids = SIMD8<L>(truncatingIfNeeded: unsafeBitCast(word, to: SIMD8<UInt8>.self))
+                    (first + r &* rowBytes).storeBytes(of: ids, as: SIMD8<L>.self)
+                }
+                store(words.0, 0); store(words.1, 1); store(words.2, 2); store(words.3, 3)
+                store(words.4, 4); store(words.5, 5); store(words.6, 6); store(words.7, 7)
+            }
+        }
+    }
+}
