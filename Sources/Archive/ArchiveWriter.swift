@@ -257,10 +257,11 @@ public final class ArchiveWriter {
                     continue
                 }
                 let take = min(blockRows - pendingRows, rowCount - consumed)
+                // Pointers and locals: the loop then narrows ids without a check or a property read each.
+                let count = take * perRow, source = rows.baseAddress! + consumed * perRow, offset = pendingRows * perRow
                 pending.withUnsafeMutableBufferPointer { out in
-                    for i in 0..<(take * perRow) {
-                        out[pendingRows * perRow + i] = UInt16(truncatingIfNeeded: rows[consumed * perRow + i])
-                    }
+                    let target = out.baseAddress! + offset
+                    for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
                 }
                 pendingRows += take
                 consumed += take
