@@ -386,11 +386,16 @@ private struct ColumnReader<S: PlaneScalar> {
                 out[range.lowerBound] = flag(range.lowerBound, flags) == 1
                     ? S(truncatingIfNeeded: try pointValue(column: c, row: range.lowerBound))
                     : addModulo(values[j], previous[range.lowerBound], modulus)
-                for t in range.dropFirst() {
-                    let repeated = flag(t, flags)
+                // A flag byte at a time: its bits shift out as the rows go.
+                var t = range.lowerBound &+ 1, bits = Int(flags[t >> 3]) &>> (t & 7)
+                while t < range.upperBound {
+                    if t & 7 == 0 { bits = Int(flags[t >> 3]) }
+                    let repeated = bits & 1
+                    bits &>>= 1
                     j &+= 1 &- repeated
                     let fresh = addModulo(values[j], previous[t], modulus)
                     out[t] = repeated == 1 ? out[t &- 1] : fresh
+                    t &+= 1
                 }
             }
         }

@@ -24,6 +24,15 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
         try writeNpy(dir.file("head.npy"), Array(truth[..<(1000 * 24)]), shape: [1000, 6, 4], dtype: .uint8)
         expectSuccess(try tool(["pack", dir.file("head.npy"), "-o", archive, "--experts", "100", "--dense-layers", "0"]))
 
+        // Kills land anywhere in a whole run: the window is the time one uninterrupted run
+        // takes here (a debug or sanitizer build is many times slower than a release one).
+        let timed = Date()
+        expectSuccess(try tool(["pack", input, "-o", archive, "--append", "--start", "0"]))
+        let window = UInt64(max(0.3, Date().timeIntervalSince(timed) * 1.1) * 1_000_000)
+        let reset = try ArchiveWriter.open(at: archive)
+        try reset.truncate(to: 1000)
+        try reset.close()
+
         var random = SplitMix64(seed: 99)
         var kills = 0, finished = 0, previous = 1000, killedMidway = 0
         while kills < soakKills {
@@ -33,7 +42,7 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            usleep(UInt32(random.next() % 1_200_000))
+            usleep(UInt32(random.next() % window))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .uncaughtSignal { kills += 1 } else {
