@@ -266,6 +266,8 @@ struct ByteGather {
     let source: [Int]
     /// The first stored column of every run of 8 whose ids sit side by side in a row.
     let tiles: [Int]
+    /// For each stored column, whether a tile covers it.
+    let inTile: [Bool]
 
     init(schema: Schema) {
         perRow = schema.idsPerRow
@@ -280,6 +282,9 @@ struct ByteGather {
             }
         }
         self.tiles = tiles
+        var inTile = [Bool](repeating: false, count: source.count)
+        for c in tiles { for j in 0..<8 { inTile[c + j] = true } }
+        self.inTile = inTile
     }
 
     /// Gathers `count` rows of `input` into `cols` (column `c` at `c * padded`, zero-padded).
@@ -288,8 +293,6 @@ struct ByteGather {
     func gather<T: ExpertID>(_ input: UnsafePointer<T>, count: Int, padded: Int, width: Int,
                              into cols: UnsafeMutablePointer<UInt8>) -> Bool {
         let raw = UnsafeRawPointer(input), tiledRows = count & ~7
-        var inTile = [Bool](repeating: false, count: source.count)
-        for c in tiles { for j in 0..<8 { inTile[c + j] = true } }
         var clean: Bool
         switch MemoryLayout<T>.size {
         case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, padded: padded, width: width, into: cols)
@@ -378,8 +381,7 @@ struct ByteScatter {
         if source.count != perRow { out.update(repeating: T(Schema.denseFill), count: range.count &* perRow) }
         // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
         let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
-        var inTile = [Bool](repeating: false, count: source.count)
-        for c in gather.tiles { for j in 0..<8 { inTile[c &+ j] = true } }
+        let inTile = gather.inTile
         if first < tiledEnd {
             let raw = UnsafeMutableRawPointer(out + (first &- range.lowerBound) &* perRow)
             switch MemoryLayout<T>.size {
