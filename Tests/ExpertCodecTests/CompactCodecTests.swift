@@ -157,6 +157,59 @@ struct CompactRealTraceTests {
         }
     }
 
+    /// The bit reader's fast paths (a 64-bit window while eight bytes remain) and slow paths
+    /// (the stream's last bytes) read back what ``BitWriter`` wrote, field by field, and a stream
+    /// cut short anywhere throws instead of reading past its end.
+    @Test func bitReaderReadsEveryFieldAndRejectsCutStreams() throws {
+        var random = SplitMix64(seed: 77)
+        enum Field { case bits(Int, Int), gamma(Int), expGolomb(Int, Int) }
+        var fields: [Field] = []
+        var writer = BitWriter()
+        for _ in 0..<3000 {
+            switch random.next() % 3 {
+            case 0:
+                let n = Int(random.next() % 33), v = Int(random.next() & ((1 << UInt64(n)) - 1))
+                fields.append(.bits(v, n)); writer.write(v, bits: n)
+            case 1:
+                // Mostly short codes, sometimes up to 2^30 (61 bits, beyond the fast window).
+                let v = random.next() % 8 == 0 ? 1 + Int(random.next() % (1 << 30)) : 1 + Int(random.next() % 5000)
+                fields.append(.gamma(v)); writer.gamma(v)
+            default:
+                let g = Int(random.next() % 12), v = Int(random.next() % 70_000)
+                fields.append(.expGolomb(v, g)); writer.expGolomb(v, g)
+            }
+        }
+        writer.finish()
+        let bytes = writer.bytes
+        try bytes.withUnsafeBufferPointer { buffer in
+            var reader = BitReader(buffer.baseAddress!, count: buffer.count, offset: 0)
+            for (i, field) in fields.enumerated() {
+                switch field {
+                case let .bits(v, n): #expect(try reader.read(n) == v, "field \(i)")
+                case let .gamma(v): #expect(try reader.gamma() == v, "field \(i)")
+                case let .expGolomb(v, g): #expect(try reader.expGolomb(g) == v, "field \(i)")
+                }
+            }
+            #expect(reader.bitsLeft < 8)
+            // Cut: the last fields of a shorter stream must throw, never read on.
+            for cut in [1, 2, 3, 5, 8, 9, 17] where cut < buffer.count {
+                var short = BitReader(buffer.baseAddress!, count: buffer.count - cut, offset: 0)
+                var threw = false
+                for field in fields {
+                    do {
+                        switch field {
+                        case let .bits(_, n): _ = try short.read(n)
+                        case .gamma: _ = try short.gamma()
+                        case let .expGolomb(_, g): _ = try short.expGolomb(g)
+                        }
+                    } catch is CodecError { threw = true; break }
+                    #expect(short.bitsLeft >= 0)
+                }
+                #expect(threw, "a stream cut by \(cut) bytes read to the end")
+            }
+        }
+    }
+
     /// Every decode kernel (ids, slot deltas, split or not; the branch-free loop and the
     /// bounds-checked tail) given damaged rANS streams: each decode either throws a
     /// `CodecError` or returns ids below E, never traps.
