@@ -74,9 +74,25 @@ final class CompactEncoder {
     private var units: [Unit] = []
     private var tables: [TableInfo] = []
 
+    /// The first stored column of every run of four whose ids sit side by side in a row, and
+    /// whether each stored column is in one.
+    private let tiles: [Int], inTile: [Bool]
+
     init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.storedIndices
+        var tiles: [Int] = [], inTile = [Bool](repeating: false, count: sourceIndex.count), c = 0
+        while c + 4 <= sourceIndex.count {
+            if sourceIndex[c + 3] - sourceIndex[c] == 3 {
+                tiles.append(c)
+                for j in 0..<4 { inTile[c + j] = true }
+                c += 4
+            } else {
+                c += 1
+            }
+        }
+        self.tiles = tiles
+        self.inTile = inTile
     }
 
     private func growLogTable(to count: Int) {
@@ -610,26 +626,97 @@ final class CompactEncoder {
         return (UnsafeRawPointer(out), cursor)
     }
 
-    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id.
+    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id: runs
+    /// of four stored columns side by side in a row go four rows at a time (a 4x4 transpose of
+    /// 16-bit lanes in four words), the rest one id at a time.
     private func gather<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, into cols: UnsafeMutablePointer<UInt16>) throws {
-        let perRow = schema.idsPerRow
-        var largest: T.Magnitude = 0
+        guard let input = rows.baseAddress, count > 0 else { return }
+        let perRow = schema.idsPerRow, width = schema.bitWidth, experts = schema.experts
+        let tiledRows = count & ~3
+        var clean: Bool
+        let raw = UnsafeRawPointer(input)
+        switch MemoryLayout<T>.size {
+        case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, count: count, width: width, into: cols)
+        case 2: clean = gatherTiles(raw, lane: UInt16.self, rows: tiledRows, count: count, width: width, into: cols)
+        case 4: clean = gatherTiles(raw, lane: UInt32.self, rows: tiledRows, count: count, width: width, into: cols)
+        default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, count: count, width: width, into: cols)
+        }
+        // What the tiles left: columns outside them, rows after the last whole group of four.
+        let limit = UInt64(1) << UInt64(width)
         sourceIndex.withUnsafeBufferPointer { source in
-            guard let input = rows.baseAddress else { return }
-            for t in 0..<count {
-                let row = input + t &* perRow
-                var at = cols + t
-                for c in 0..<source.count {
-                    let id = T.Magnitude(truncatingIfNeeded: row[source[c]])
-                    largest = max(largest, id)
-                    at.pointee = UInt16(truncatingIfNeeded: id)
-                    at += count
+            for c in 0..<source.count {
+                let rowRange = inTile[c] ? tiledRows..<count : 0..<count
+                let column = cols + c &* count
+                var at = input + (rowRange.lowerBound &* perRow &+ source[c])
+                for t in rowRange {
+                    let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
+                    clean = clean && id < limit
+                    column[t] = UInt16(truncatingIfNeeded: id)
+                    at += perRow
                 }
             }
         }
-        let negative = T.isSigned && largest > T.Magnitude(T.max)
-        if negative || UInt64(largest) >= UInt64(schema.experts) {
+        // The width check is the whole check when E is a power of two.
+        if clean && experts < 1 << width {
+            clean = Self.allBelow(experts, cols, total: count &* sourceIndex.count)
+        }
+        if !clean {
             try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
         }
+    }
+
+    /// Rows `0..<rows` (a multiple of four) of the tiles; false if some id has a bit at or above
+    /// `width` (a negative id included).
+    private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
+        _ input: UnsafeRawPointer, lane: L.Type, rows: Int, count: Int, width: Int, into cols: UnsafeMutablePointer<UInt16>
+    ) -> Bool {
+        let outside = SIMD4<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1))
+        var high = SIMD4<L>()
+        let size = MemoryLayout<L>.size, rowBytes = schema.idsPerRow &* size
+        let out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* count
+        let low16: UInt64 = 0x0000_FFFF_0000_FFFF, low32: UInt64 = 0x0000_0000_FFFF_FFFF
+        tiles.withUnsafeBufferPointer { tiles in
+            sourceIndex.withUnsafeBufferPointer { source in
+                for t in stride(from: 0, to: rows, by: 4) {
+                    for c in tiles {
+                        let first = input + (t &* schema.idsPerRow &+ source[c]) &* size
+                        @inline(__always) func row(_ r: Int) -> UInt64 {
+                            let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD4<L>.self)
+                            high |= ids & outside
+                            return unsafeBitCast(SIMD4<UInt16>(truncatingIfNeeded: ids), to: UInt64.self)
+                        }
+                        let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
+                        // Lanes (16 bits, low first): r0 = a0 a1 a2 a3, r1 = b0..b3, r2 = c.., r3 = d..
+                        let u0 = (r0 & low16) | (r1 & low16) &<< 16 // a0 b0 a2 b2
+                        let u1 = (r0 &>> 16) & low16 | (r1 & ~low16) // a1 b1 a3 b3
+                        let u2 = (r2 & low16) | (r3 & low16) &<< 16 // c0 d0 c2 d2
+                        let u3 = (r2 &>> 16) & low16 | (r3 & ~low16) // c1 d1 c3 d3
+                        let at = c &* columnBytes &+ 2 &* t
+                        out.storeBytes(of: (u0 & low32) | u2 &<< 32, toByteOffset: at, as: UInt64.self)
+                        out.storeBytes(of: (u1 & low32) | u3 &<< 32, toByteOffset: at &+ columnBytes, as: UInt64.self)
+                        out.storeBytes(of: u0 &>> 32 | (u2 & ~low32), toByteOffset: at &+ 2 &* columnBytes, as: UInt64.self)
+                        out.storeBytes(of: u1 &>> 32 | (u3 & ~low32), toByteOffset: at &+ 3 &* columnBytes, as: UInt64.self)
+                    }
+                }
+            }
+        }
+        return high == SIMD4<L>()
+    }
+
+    /// Whether all `total` ids of `cols` are below `experts`.
+    private static func allBelow(_ experts: Int, _ cols: UnsafePointer<UInt16>, total: Int) -> Bool {
+        var largest = SIMD8<UInt16>()
+        let raw = UnsafeRawPointer(cols)
+        var i = 0
+        while i &+ 8 <= total {
+            largest = pointwiseMax(largest, raw.loadUnaligned(fromByteOffset: 2 &* i, as: SIMD8<UInt16>.self))
+            i &+= 8
+        }
+        var top = Int(largest.max())
+        while i < total {
+            top = max(top, Int(cols[i]))
+            i &+= 1
+        }
+        return top < experts
     }
 }

@@ -157,6 +157,46 @@ struct CompactRealTraceTests {
         }
     }
 
+    /// The compact encoder's gather (4x4 tiles of columns side by side, the columns and rows
+    /// they leave) reports a bad id anywhere with its token, layer, slot and value, whatever the
+    /// input type, and gathers good rows of every type alike.
+    @Test(arguments: [100, 128, 384, 40000])
+    func compactGatherFindsEveryBadID(experts: Int) throws {
+        // 12 stored columns, row indices 0...5 and 9...14 (layer 2 is dense): tiles of indices
+        // 0...3 and 9...12, then 4, 5, 13, 14 alone; rows 8...10 after the last tile rows.
+        let schema = try Schema(layers: 5, topk: 3, experts: experts, denseLayers: [2])
+        let rows = 11, perRow = schema.idsPerRow
+        var base = [Int64](repeating: 0, count: rows * perRow)
+        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 37 + i * 11) % experts) } }
+        func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
+            let encoder = BlockEncoder(schema: schema, codec: .compact)
+            guard base.allSatisfy({ T(exactly: $0) != nil || $0 == 0xFFFF }) else { return }
+            let frame = try encoder.encode(base.map { T(truncatingIfNeeded: $0) })
+            #expect(frame == (try encoder.encode(base)), "\(T.self)")
+            for t in [0, 3, 4, 7, 8, 10] {
+                for index in schema.storedIndices {
+                    for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
+                        var bad = base
+                        bad[t * perRow + index] = value
+                        #expect(throws: CodecError.idOutOfRange(token: t, layer: index / 3, slot: index % 3, value: value, experts: experts),
+                                "\(T.self) \(value) at row \(t), index \(index)") {
+                            try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
+                        }
+                    }
+                }
+            }
+        }
+        let values: [Int64] = [Int64(experts), 127, 128, 255, 256, 511, 512, 40000, 65535, 65536, 1 << 40, -1, -128]
+        try check(UInt8.self, values)
+        try check(Int8.self, values)
+        try check(UInt16.self, values)
+        try check(Int16.self, values)
+        try check(UInt32.self, values)
+        try check(Int32.self, values)
+        try check(UInt64.self, values)
+        try check(Int64.self, values)
+    }
+
     /// The bit reader's fast paths (a 64-bit window while eight bytes remain) and slow paths
     /// (the stream's last bytes) read back what ``BitWriter`` wrote, field by field, and a stream
     /// cut short anywhere throws instead of reading past its end.
