@@ -5,9 +5,20 @@
 final class CompactDecoder {
     let schema: Schema
     private let columns = Scratch(), decodeTables = Scratch(), decodeInfo = Scratch(), symbolScratch = Scratch()
+    /// `wrap[v]` for `v` in `0..<3E`: `v` below E, `v - E` below 2E, else `0xFFFF` (an escape):
+    /// a slot delta's id from `symbol + previous`, the escape's symbol being 2E in decode tables.
+    private let wrap: UnsafeMutablePointer<UInt16>
     private(set) var rows = 0
 
-    init(schema: Schema) { self.schema = schema }
+    init(schema: Schema) {
+        self.schema = schema
+        let e = schema.experts
+        let size = e > CompactFormat.maxCodedExperts ? 1 : 3 * e
+        wrap = .allocate(capacity: size)
+        for v in 0..<size { wrap[v] = UInt16(truncatingIfNeeded: v < e ? v : v < 2 * e ? v - e : 0xFFFF) }
+    }
+
+    deinit { wrap.deallocate() }
 
     /// Column `c`'s ids, `rows` of them, after a successful `decode`.
     func column(_ c: Int) -> UnsafePointer<UInt16> {
@@ -125,27 +136,31 @@ final class CompactDecoder {
             }
             let ransStart = cursor
             cursor += CompactFormat.stateBytes
-            // Decode tables: per table, the symbol of each slot, and per symbol freq | start << 16.
+            // Decode tables: per table, the symbol of each slot (the escape as 2E), and per symbol
+            // freq | start << 16.
             var tableStart = [Int](repeating: 0, count: tableCount + 1)
             for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] }
             let symbolOf = decodeTables.reserve(tableStart[tableCount], of: UInt16.self)
-            let info = decodeInfo.reserve(tableCount * alphabet, of: UInt32.self)
+            let infoStride = 2 * experts + 1
+            let info = decodeInfo.reserve(tableCount * infoStride, of: UInt32.self)
             for i in 0..<tableCount {
                 var start = 0
-                let symbols = symbolOf + tableStart[i], infos = info + i * alphabet
+                let symbols = symbolOf + tableStart[i], infos = info + i * infoStride
                 for k in tableItems[i]..<tableItems[i + 1] {
-                    let s = tableSymbols[k], f = Int(tableFreqs[k])
+                    let f = Int(tableFreqs[k])
+                    let s = tableSymbols[k] == UInt16(experts) ? UInt16(2 * experts) : tableSymbols[k]
                     (symbols + start).update(repeating: s, count: f)
                     infos[Int(s)] = UInt32(truncatingIfNeeded: f | start << 16)
                     start += f
                 }
             }
             func decodeTable(_ i: Int) -> DecodeTable {
-                DecodeTable(UnsafePointer(symbolOf + tableStart[i]), UnsafePointer(info + i * alphabet), scale: tableScale[i])
+                DecodeTable(UnsafePointer(symbolOf + tableStart[i]), UnsafePointer(info + i * infoStride), scale: tableScale[i])
             }
             var states = (x0, x1, x2, x3)
             var at = cursor
             let escape = UInt16(experts)
+            let wrapTable = UnsafePointer(wrap)
             for c in 0..<columnCount where tableOf[c] >= 0 {
                 let other = decodeTable(tableOf[c])
                 let repeated = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
@@ -153,16 +168,16 @@ final class CompactDecoder {
                 let previous = UnsafePointer(cols + (c % topk == 0 ? c : c - 1) * count)
                 switch (kinds[c].isDelta, kinds[c].isSplit) {
                 case (false, false):
-                    (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, count: count, experts: experts, other,
+                    (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
                                                      repeated, states, bytes, size, at)
                 case (true, false):
-                    (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, count: count, experts: experts, other,
+                    (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
                                                      repeated, states, bytes, size, at)
                 case (false, true):
-                    (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, count: count, experts: experts, other,
+                    (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
                                                      repeated, states, bytes, size, at)
                 case (true, true):
-                    (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, count: count, experts: experts, other,
+                    (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
                                                      repeated, states, bytes, size, at)
                 }
                 // Row 0 has no row above: its symbol must not be the escape (which resolved to
@@ -201,7 +216,8 @@ final class CompactDecoder {
     /// the table `other`, or in a split column `repeated` where the previous slot repeats. An
     /// escape at row 0 resolves to `E`, for the caller to reject.
     private static func decodeColumn<Shape: SymbolShape>(
-        _ shape: Shape.Type, into out: UnsafeMutablePointer<UInt16>, _ previous: UnsafePointer<UInt16>, count: Int,
+        _ shape: Shape.Type, into out: UnsafeMutablePointer<UInt16>, _ previous: UnsafePointer<UInt16>,
+        _ wrap: UnsafePointer<UInt16>, count: Int,
         experts: Int, _ other: DecodeTable, _ repeated: DecodeTable,
         _ states: (UInt64, UInt64, UInt64, UInt64),
         _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: Int
@@ -215,14 +231,17 @@ final class CompactDecoder {
             guard Shape.split else { return other }
             return previous[t] == previous[t &- 1] ? repeated : other
         }
-        /// Row `t`'s id from its symbol: the row above for the escape, else the id or slot delta.
+        /// Row `t`'s id from its symbol: the row above for the escape (symbol 2E), else the id or
+        /// slot delta (through `wrap`, which gives 0xFFFF for the escape).
         @inline(__always) func resolve(_ symbol: Int, _ t: Int) {
-            var v = symbol
+            let v: Int, escaped: Int
             if Shape.delta {
-                v &+= Int(previous[t])
-                v &-= e & ~((v &- e) &>> 63) // minus E when at least E
+                v = Int(wrap[symbol &+ Int(previous[t])])
+                escaped = ((v ^ 0xFFFF) &- 1) &>> 63 // all ones for the escape
+            } else {
+                v = symbol
+                escaped = ((symbol ^ (2 &* e)) &- 1) &>> 63
             }
-            let escaped = ((symbol ^ e) &- 1) &>> 63 // all ones for the escape
             above = v ^ ((v ^ above) & escaped)
             out[t] = UInt16(truncatingIfNeeded: above)
         }

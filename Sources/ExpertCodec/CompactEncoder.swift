@@ -68,15 +68,31 @@ final class CompactEncoder {
     private let sourceIndex: [Int]
     private let columns = Scratch(), histogram = Scratch(), unitScratch = Scratch(), groupScratch = Scratch()
     private let costScratch = Scratch(), tableScratch = Scratch(), encodeTables = Scratch(), streamScratch = Scratch()
-    private let ransOut = Scratch(), payload = Scratch()
+    private let ransOut = Scratch(), payload = Scratch(), symbolScratch = Scratch()
     /// `xlog2x[c] = c * log2(c)`, grown on demand.
     private var xlog2x: [Double] = [0]
     private var units: [Unit] = []
     private var tables: [TableInfo] = []
 
+    /// The first stored column of every run of four whose ids sit side by side in a row, and
+    /// whether each stored column is in one.
+    private let tiles: [Int], inTile: [Bool]
+
     init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.storedIndices
+        var tiles: [Int] = [], inTile = [Bool](repeating: false, count: sourceIndex.count), c = 0
+        while c + 4 <= sourceIndex.count {
+            if sourceIndex[c + 3] - sourceIndex[c] == 3 {
+                tiles.append(c)
+                for j in 0..<4 { inTile[c + j] = true }
+                c += 4
+            } else {
+                c += 1
+            }
+        }
+        self.tiles = tiles
+        self.inTile = inTile
     }
 
     private func growLogTable(to count: Int) {
@@ -112,39 +128,63 @@ final class CompactEncoder {
     /// Counts the symbols of one column (rows `1..<n` against the row above; row 0 as is) into
     /// `h`: ids at `h`, slot deltas (with `delta`) at `h + 2 stride`, each split by whether the
     /// previous slot repeats (with `context`: rows where it does at `+ stride`). An escape counts
-    /// at `E + t % 4`, so that runs of escapes do not wait on one counter.
+    /// at `E + t % 4`, so that runs of escapes do not wait on one counter. Each row's count index
+    /// (symbol, escape lane and context offset) goes to `idSymbols`, resp. `deltaSymbols`, for
+    /// the rANS pass to index its tables with.
     private static func countSymbols<Shape: SymbolShape>(_ shape: Shape.Type, _ column: UnsafePointer<UInt16>,
                                                          _ previous: UnsafePointer<UInt16>, count n: Int,
-                                                         experts e: Int, stride: Int, into h: UnsafeMutablePointer<UInt32>) {
+                                                         experts e: Int, stride: Int, into h: UnsafeMutablePointer<UInt32>,
+                                                         idSymbols: UnsafeMutablePointer<UInt16>,
+                                                         deltaSymbols: UnsafeMutablePointer<UInt16>) {
         let delta = Shape.delta, context = Shape.split
         var above = Int(column[0])
         h[above] &+= 1
+        idSymbols[0] = UInt16(truncatingIfNeeded: above)
         var previousAbove = delta || context ? Int(previous[0]) : 0
         if delta {
             var d = above &- previousAbove
             d &+= (d &>> 63) & e
             h[2 &* stride &+ d] &+= 1
+            deltaSymbols[0] = UInt16(truncatingIfNeeded: d)
         }
         let deltas = h + 2 &* stride
-        var t = 1
-        while t < n {
+        /// Row `t >= 1`, whose escape counts at `escape` (`E + t % 4`).
+        @inline(__always) func row(_ t: Int, _ escape: Int) {
             let id = Int(column[t])
             let repeated = ((id ^ above) &- 1) &>> 63 // all ones when the id repeats
-            let escape = e &+ (t & 3)
             var at = id ^ ((id ^ escape) & repeated)
             var p = 0
             if delta || context { p = Int(previous[t]) }
             if context { at &+= ((p ^ previousAbove) &- 1) &>> 63 & stride }
             h[at] &+= 1
+            idSymbols[t] = UInt16(truncatingIfNeeded: at)
             if delta {
                 var d = id &- p
                 d &+= (d &>> 63) & e
                 var dat = d ^ ((d ^ escape) & repeated)
                 if context { dat &+= ((p ^ previousAbove) &- 1) &>> 63 & stride }
                 deltas[dat] &+= 1
+                deltaSymbols[t] = UInt16(truncatingIfNeeded: dat)
             }
             above = id
             previousAbove = p
+        }
+        var t = 1
+        while t < min(4, n) {
+            row(t, e &+ t)
+            t &+= 1
+        }
+        // Four rows at a time, so that each escape lane is a constant.
+        let e1 = e &+ 1, e2 = e &+ 2, e3 = e &+ 3
+        while t &+ 4 <= n {
+            row(t, e)
+            row(t &+ 1, e1)
+            row(t &+ 2, e2)
+            row(t &+ 3, e3)
+            t &+= 4
+        }
+        while t < n {
+            row(t, e &+ (t & 3))
             t &+= 1
         }
     }
@@ -210,6 +250,11 @@ final class CompactEncoder {
         let unitCounts = unitScratch.reserve(max(1, 2 * columnCount * alphabet), of: UInt32.self)
         /// Rows `t >= 1` of each column equal to the row above (counted for coded schemas).
         var repeatsOf = [Int](repeating: 0, count: columnCount)
+        // Per column, the count indices of its rows: ids at `c * count`, slot deltas at
+        // `(columnCount + c) * count`; `symbolsOf[c]` is where the chosen kind's are, and
+        // `contextOf[c]` whether they carry the split context offset (`+ stride`).
+        let rowSymbols = symbolScratch.reserve(coded ? 2 * columnCount * count : 1, of: UInt16.self)
+        var symbolsOf = [Int](repeating: 0, count: columnCount), contextOf = [Bool](repeating: false, count: columnCount)
         if coded {
             growLogTable(to: count)
             h.update(repeating: 0, count: 4 * stride)
@@ -231,13 +276,18 @@ final class CompactEncoder {
                 // layer that repeats as a whole repeats in every slot), when that is cheaper;
                 // only worth a look when the previous slot repeats often enough.
                 let trySplit = slot != 0 && 8 * repeatsOf[c - 1] >= count
+                let idSymbols = rowSymbols + c * count, deltaSymbols = rowSymbols + (columnCount + c) * count
+                contextOf[c] = trySplit
                 switch (slot != 0, trySplit) {
                 case (false, _):
-                    Self.countSymbols(IDSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                    Self.countSymbols(IDSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h,
+                                      idSymbols: idSymbols, deltaSymbols: deltaSymbols)
                 case (true, false):
-                    Self.countSymbols(DeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                    Self.countSymbols(DeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h,
+                                      idSymbols: idSymbols, deltaSymbols: deltaSymbols)
                 case (true, true):
-                    Self.countSymbols(SplitDeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h)
+                    Self.countSymbols(SplitDeltaSymbols.self, column, previous, count: count, experts: experts, stride: stride, into: h,
+                                      idSymbols: idSymbols, deltaSymbols: deltaSymbols)
                 }
                 let ids0 = UnsafePointer(h), ids1 = ids0 + stride, deltas0 = ids0 + 2 * stride, deltas1 = ids0 + 3 * stride
                 defer { h.update(repeating: 0, count: (slot == 0 ? 1 : trySplit ? 4 : 3) * stride) }
@@ -252,6 +302,7 @@ final class CompactEncoder {
                 var best = xl[count] - aSum + Self.tableBits(present: aPresent, total: count)
                 var chosen = (ids0, ids1)
                 kinds[c] = .ids
+                symbolsOf[c] = c * count
                 if slot != 0 {
                     let (dSum, dPresent) = tally(deltas0, plus: trySplit ? deltas1 : nil, experts: experts, xl)
                     let cost = xl[count] - dSum + Self.tableBits(present: dPresent, total: count)
@@ -259,6 +310,7 @@ final class CompactEncoder {
                         best = cost
                         chosen = (deltas0, deltas1)
                         kinds[c] = .slotDelta
+                        symbolsOf[c] = (columnCount + c) * count
                     }
                 }
                 if trySplit {
@@ -350,17 +402,19 @@ final class CompactEncoder {
         if !units.isEmpty {
             let capacity = 4 * count * columnCount + CompactFormat.stateBytes + 16
             let buffer = ransOut.reserve(capacity, of: UInt8.self)
-            let encodeSymbols = encodeTables.reserve(tables.count * alphabet, of: RANSEncodeSymbol.self)
+            // Per table `stride` entries: the escape's at E and copied to its other lanes E + 1...3.
+            let encodeSymbols = encodeTables.reserve(tables.count * stride, of: RANSEncodeSymbol.self)
             RANSEncodeSymbol.reciprocals.withUnsafeBufferPointer { reciprocals in
                 for (i, table) in tables.enumerated() {
                     var start = 0
                     for k in 0..<table.present {
                         let entry = tableEntries[table.start + k]
                         let s = Int(entry & 0xFFFF), f = Int(entry >> 16)
-                        encodeSymbols[i * alphabet + s] = RANSEncodeSymbol(start: start, freq: f, scale: table.scale,
-                                                                           reciprocals: reciprocals.baseAddress!)
+                        encodeSymbols[i * stride + s] = RANSEncodeSymbol(start: start, freq: f, scale: table.scale,
+                                                                         reciprocals: reciprocals.baseAddress!)
                         start += f
                     }
+                    (encodeSymbols + i * stride + experts + 1).update(repeating: encodeSymbols[i * stride + experts], count: 3)
                 }
             }
             var end = buffer + capacity
@@ -369,26 +423,18 @@ final class CompactEncoder {
             while u > 0 {
                 u -= 1
                 let c = units[u].column
-                let column = UnsafePointer(cols + c * count)
-                let other = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
+                let other = UnsafePointer(encodeSymbols + tableOf[u] * stride)
                 var repeated = other
                 if units[u].context == 2 {
                     u -= 1
-                    repeated = UnsafePointer(encodeSymbols + tableOf[u] * alphabet)
+                    repeated = UnsafePointer(encodeSymbols + tableOf[u] * stride)
                 }
-                let previous = UnsafePointer(cols + (c % topk == 0 ? c : c - 1) * count)
-                switch (kinds[c].isDelta, kinds[c].isSplit) {
-                case (false, false):
-                    Self.encodeColumn(IDSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                let symbols = UnsafePointer(rowSymbols + symbolsOf[c])
+                if contextOf[c] {
+                    Self.encodeColumn(SplitIDSymbols.self, symbols, count: count, stride: stride, other, repeated,
                                       &x0, &x1, &x2, &x3, &end)
-                case (true, false):
-                    Self.encodeColumn(DeltaSymbols.self, column, previous, count: count, experts: experts, other, repeated,
-                                      &x0, &x1, &x2, &x3, &end)
-                case (false, true):
-                    Self.encodeColumn(SplitIDSymbols.self, column, previous, count: count, experts: experts, other, repeated,
-                                      &x0, &x1, &x2, &x3, &end)
-                case (true, true):
-                    Self.encodeColumn(SplitDeltaSymbols.self, column, previous, count: count, experts: experts, other, repeated,
+                } else {
+                    Self.encodeColumn(IDSymbols.self, symbols, count: count, stride: stride, other, repeated,
                                       &x0, &x1, &x2, &x3, &end)
                 }
             }
@@ -419,33 +465,23 @@ final class CompactEncoder {
         return write(kinds, bits.base, streamBytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
     }
 
-    /// rANS-encodes one column backwards (row 0 last), recomputing its symbols from the ids:
-    /// the escape where a row repeats the row above, else the id (or its slot delta). Row `t`
-    /// uses state `t % 4` and, in a split column, `repeated` where the previous slot repeats.
-    private static func encodeColumn<Shape: SymbolShape>(_ shape: Shape.Type, _ column: UnsafePointer<UInt16>,
-                                                         _ previous: UnsafePointer<UInt16>, count n: Int,
-                                                         experts e: Int, _ other: UnsafePointer<RANSEncodeSymbol>,
+    /// rANS-encodes one column backwards (row 0 last) from its rows' count indices (symbol,
+    /// escape lane, and with `Shape.split` the context offset `stride` of rows coded with
+    /// `repeated`). Row `t` uses state `t % 4`; tables hold `stride` entries.
+    private static func encodeColumn<Shape: SymbolShape>(_ shape: Shape.Type, _ symbols: UnsafePointer<UInt16>, count n: Int,
+                                                         stride: Int, _ other: UnsafePointer<RANSEncodeSymbol>,
                                                          _ repeated: UnsafePointer<RANSEncodeSymbol>,
                                      _ x0: inout UInt64, _ x1: inout UInt64, _ x2: inout UInt64, _ x3: inout UInt64,
                                      _ end: inout UnsafeMutablePointer<UInt8>) {
-        let delta = Shape.delta, split = Shape.split
         var s0 = x0, s1 = x1, s2 = x2, s3 = x3, out = end
-        /// Row `t >= 1`'s entry.
+        let otherBits = Int(bitPattern: other), switchBits = otherBits ^ (Int(bitPattern: repeated) &- stride &* MemoryLayout<RANSEncodeSymbol>.stride)
+        /// Row `t`'s entry.
         @inline(__always) func entry(_ t: Int) -> UnsafePointer<RANSEncodeSymbol> {
-            let id = Int(column[t])
-            let repeatedRow = ((id ^ Int(column[t &- 1])) &- 1) &>> 63
-            var v = id
-            if delta {
-                v = id &- Int(previous[t])
-                v &+= (v &>> 63) & e
-            }
-            let symbol = v ^ ((v ^ e) & repeatedRow)
-            var table = other
-            if split {
-                let same = ((Int(previous[t]) ^ Int(previous[t &- 1])) &- 1) &>> 63
-                table = UnsafePointer(bitPattern: Int(bitPattern: other) ^ ((Int(bitPattern: other) ^ Int(bitPattern: repeated)) & same))!
-            }
-            return table + symbol
+            let symbol = Int(symbols[t])
+            guard Shape.split else { return other + symbol }
+            // `repeated - stride` (as an address) where the index carries the context offset.
+            let high = (stride &- 1 &- symbol) &>> 63
+            return UnsafePointer(bitPattern: otherBits ^ (switchBits & high))! + symbol
         }
         @inline(__always) func putRow(_ t: Int) {
             switch t & 3 {
@@ -472,13 +508,8 @@ final class CompactEncoder {
             t &-= 1
             putRow(t)
         }
-        // Row 0: no row above, the second table.
-        var v = Int(column[0])
-        if delta {
-            v = v &- Int(previous[0])
-            v &+= (v &>> 63) & e
-        }
-        RANSEncodeSymbol.put(&s0, other + v, &out)
+        // Row 0: no row above or context, the second table.
+        RANSEncodeSymbol.put(&s0, other + Int(symbols[0]), &out)
         x0 = s0; x1 = s1; x2 = s2; x3 = s3; end = out
     }
 
@@ -610,26 +641,97 @@ final class CompactEncoder {
         return (UnsafeRawPointer(out), cursor)
     }
 
-    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id.
+    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id: runs
+    /// of four stored columns side by side in a row go four rows at a time (a 4x4 transpose of
+    /// 16-bit lanes in four words), the rest one id at a time.
     private func gather<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, into cols: UnsafeMutablePointer<UInt16>) throws {
-        let perRow = schema.idsPerRow
-        var largest: T.Magnitude = 0
+        guard let input = rows.baseAddress, count > 0 else { return }
+        let perRow = schema.idsPerRow, width = schema.bitWidth, experts = schema.experts
+        let tiledRows = count & ~3
+        var clean: Bool
+        let raw = UnsafeRawPointer(input)
+        switch MemoryLayout<T>.size {
+        case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, count: count, width: width, into: cols)
+        case 2: clean = gatherTiles(raw, lane: UInt16.self, rows: tiledRows, count: count, width: width, into: cols)
+        case 4: clean = gatherTiles(raw, lane: UInt32.self, rows: tiledRows, count: count, width: width, into: cols)
+        default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, count: count, width: width, into: cols)
+        }
+        // What the tiles left: columns outside them, rows after the last whole group of four.
+        let limit = UInt64(1) << UInt64(width)
         sourceIndex.withUnsafeBufferPointer { source in
-            guard let input = rows.baseAddress else { return }
-            for t in 0..<count {
-                let row = input + t &* perRow
-                var at = cols + t
-                for c in 0..<source.count {
-                    let id = T.Magnitude(truncatingIfNeeded: row[source[c]])
-                    largest = max(largest, id)
-                    at.pointee = UInt16(truncatingIfNeeded: id)
-                    at += count
+            for c in 0..<source.count {
+                let rowRange = inTile[c] ? tiledRows..<count : 0..<count
+                let column = cols + c &* count
+                var at = input + (rowRange.lowerBound &* perRow &+ source[c])
+                for t in rowRange {
+                    let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
+                    clean = clean && id < limit
+                    column[t] = UInt16(truncatingIfNeeded: id)
+                    at += perRow
                 }
             }
         }
-        let negative = T.isSigned && largest > T.Magnitude(T.max)
-        if negative || UInt64(largest) >= UInt64(schema.experts) {
+        // The width check is the whole check when E is a power of two.
+        if clean && experts < 1 << width {
+            clean = Self.allBelow(experts, cols, total: count &* sourceIndex.count)
+        }
+        if !clean {
             try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
         }
+    }
+
+    /// Rows `0..<rows` (a multiple of four) of the tiles; false if some id has a bit at or above
+    /// `width` (a negative id included).
+    private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
+        _ input: UnsafeRawPointer, lane: L.Type, rows: Int, count: Int, width: Int, into cols: UnsafeMutablePointer<UInt16>
+    ) -> Bool {
+        let outside = SIMD4<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1))
+        var high = SIMD4<L>()
+        let size = MemoryLayout<L>.size, rowBytes = schema.idsPerRow &* size
+        let out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* count
+        let low16: UInt64 = 0x0000_FFFF_0000_FFFF, low32: UInt64 = 0x0000_0000_FFFF_FFFF
+        tiles.withUnsafeBufferPointer { tiles in
+            sourceIndex.withUnsafeBufferPointer { source in
+                for t in stride(from: 0, to: rows, by: 4) {
+                    for c in tiles {
+                        let first = input + (t &* schema.idsPerRow &+ source[c]) &* size
+                        @inline(__always) func row(_ r: Int) -> UInt64 {
+                            let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD4<L>.self)
+                            high |= ids & outside
+                            return unsafeBitCast(SIMD4<UInt16>(truncatingIfNeeded: ids), to: UInt64.self)
+                        }
+                        let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
+                        // Lanes (16 bits, low first): r0 = a0 a1 a2 a3, r1 = b0..b3, r2 = c.., r3 = d..
+                        let u0 = (r0 & low16) | (r1 & low16) &<< 16 // a0 b0 a2 b2
+                        let u1 = (r0 &>> 16) & low16 | (r1 & ~low16) // a1 b1 a3 b3
+                        let u2 = (r2 & low16) | (r3 & low16) &<< 16 // c0 d0 c2 d2
+                        let u3 = (r2 &>> 16) & low16 | (r3 & ~low16) // c1 d1 c3 d3
+                        let at = c &* columnBytes &+ 2 &* t
+                        out.storeBytes(of: (u0 & low32) | u2 &<< 32, toByteOffset: at, as: UInt64.self)
+                        out.storeBytes(of: (u1 & low32) | u3 &<< 32, toByteOffset: at &+ columnBytes, as: UInt64.self)
+                        out.storeBytes(of: u0 &>> 32 | (u2 & ~low32), toByteOffset: at &+ 2 &* columnBytes, as: UInt64.self)
+                        out.storeBytes(of: u1 &>> 32 | (u3 & ~low32), toByteOffset: at &+ 3 &* columnBytes, as: UInt64.self)
+                    }
+                }
+            }
+        }
+        return high == SIMD4<L>()
+    }
+
+    /// Whether all `total` ids of `cols` are below `experts`.
+    private static func allBelow(_ experts: Int, _ cols: UnsafePointer<UInt16>, total: Int) -> Bool {
+        var largest = SIMD8<UInt16>()
+        let raw = UnsafeRawPointer(cols)
+        var i = 0
+        while i &+ 8 <= total {
+            largest = pointwiseMax(largest, raw.loadUnaligned(fromByteOffset: 2 &* i, as: SIMD8<UInt16>.self))
+            i &+= 8
+        }
+        var top = Int(largest.max())
+        while i < total {
+            top = max(top, Int(cols[i]))
+            i &+= 1
+        }
+        return top < experts
     }
 }

@@ -154,8 +154,26 @@ struct BitReader {
         return value >> UInt64(position & 7)
     }
 
+    /// The 64 bits at the current byte, shifted to the current bit, when eight bytes remain
+    /// there (at least 57 valid bits), else nil.
+    @inline(__always)
+    private func window() -> UInt64? {
+        let byte = position &>> 3
+        guard byte &+ 8 <= count else { return nil }
+        return UInt64(littleEndian: UnsafeRawPointer(base + byte).loadUnaligned(as: UInt64.self)) &>> UInt64(position & 7)
+    }
+
     @inline(__always)
     mutating func read(_ bits: Int) throws -> Int {
+        // Fast path: at least 57 bits in the window, no end check needed.
+        if bits <= 32, let w = window() {
+            position &+= bits
+            return Int(truncatingIfNeeded: w & ((1 &<< UInt64(bits)) &- 1))
+        }
+        return try readSlow(bits)
+    }
+
+    private mutating func readSlow(_ bits: Int) throws -> Int {
         guard bits > 0 else { return 0 }
         guard bits <= bitsLeft else { throw fail("ends early") }
         let value = Int(truncatingIfNeeded: peek() & ((1 << UInt64(bits)) - 1))
@@ -165,6 +183,20 @@ struct BitReader {
 
     @inline(__always)
     mutating func gamma() throws -> Int {
+        // Fast path: a code of at most 57 bits inside the window (the same value and checks as
+        // the slow path, which could not fail here).
+        if let w = window() {
+            let zeros = w.trailingZeroBitCount
+            if zeros <= 28 {
+                position &+= 2 &* zeros &+ 1
+                let k = UInt64(truncatingIfNeeded: zeros)
+                return Int(truncatingIfNeeded: 1 &<< k | (w &>> (k &+ 1)) & ((1 &<< k) &- 1))
+            }
+        }
+        return try gammaSlow()
+    }
+
+    private mutating func gammaSlow() throws -> Int {
         let zeros = peek().trailingZeroBitCount
         guard 2 * zeros + 1 <= bitsLeft else { throw fail("ends early") }
         guard zeros <= 30 else { throw fail("bad Elias gamma code") }

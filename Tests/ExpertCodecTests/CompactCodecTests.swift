@@ -157,6 +157,99 @@ struct CompactRealTraceTests {
         }
     }
 
+    /// The compact encoder's gather (4x4 tiles of columns side by side, the columns and rows
+    /// they leave) reports a bad id anywhere with its token, layer, slot and value, whatever the
+    /// input type, and gathers good rows of every type alike.
+    @Test(arguments: [100, 128, 384, 40000])
+    func compactGatherFindsEveryBadID(experts: Int) throws {
+        // 12 stored columns, row indices 0...5 and 9...14 (layer 2 is dense): tiles of indices
+        // 0...3 and 9...12, then 4, 5, 13, 14 alone; rows 8...10 after the last tile rows.
+        let schema = try Schema(layers: 5, topk: 3, experts: experts, denseLayers: [2])
+        let rows = 11, perRow = schema.idsPerRow
+        var base = [Int64](repeating: 0, count: rows * perRow)
+        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 37 + i * 11) % experts) } }
+        func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
+            let encoder = BlockEncoder(schema: schema, codec: .compact)
+            guard base.allSatisfy({ T(exactly: $0) != nil || $0 == 0xFFFF }) else { return }
+            let frame = try encoder.encode(base.map { T(truncatingIfNeeded: $0) })
+            #expect(frame == (try encoder.encode(base)), "\(T.self)")
+            for t in [0, 3, 4, 7, 8, 10] {
+                for index in schema.storedIndices {
+                    for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
+                        var bad = base
+                        bad[t * perRow + index] = value
+                        #expect(throws: CodecError.idOutOfRange(token: t, layer: index / 3, slot: index % 3, value: value, experts: experts),
+                                "\(T.self) \(value) at row \(t), index \(index)") {
+                            try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
+                        }
+                    }
+                }
+            }
+        }
+        let values: [Int64] = [Int64(experts), 127, 128, 255, 256, 511, 512, 40000, 65535, 65536, 1 << 40, -1, -128]
+        try check(UInt8.self, values)
+        try check(Int8.self, values)
+        try check(UInt16.self, values)
+        try check(Int16.self, values)
+        try check(UInt32.self, values)
+        try check(Int32.self, values)
+        try check(UInt64.self, values)
+        try check(Int64.self, values)
+    }
+
+    /// The bit reader's fast paths (a 64-bit window while eight bytes remain) and slow paths
+    /// (the stream's last bytes) read back what ``BitWriter`` wrote, field by field, and a stream
+    /// cut short anywhere throws instead of reading past its end.
+    @Test func bitReaderReadsEveryFieldAndRejectsCutStreams() throws {
+        var random = SplitMix64(seed: 77)
+        enum Field { case bits(Int, Int), gamma(Int), expGolomb(Int, Int) }
+        var fields: [Field] = []
+        var writer = BitWriter()
+        for _ in 0..<3000 {
+            switch random.next() % 3 {
+            case 0:
+                let n = Int(random.next() % 33), v = Int(random.next() & ((1 << UInt64(n)) - 1))
+                fields.append(.bits(v, n)); writer.write(v, bits: n)
+            case 1:
+                // Mostly short codes, sometimes up to 2^30 (61 bits, beyond the fast window).
+                let v = random.next() % 8 == 0 ? 1 + Int(random.next() % (1 << 30)) : 1 + Int(random.next() % 5000)
+                fields.append(.gamma(v)); writer.gamma(v)
+            default:
+                let g = Int(random.next() % 12), v = Int(random.next() % 70_000)
+                fields.append(.expGolomb(v, g)); writer.expGolomb(v, g)
+            }
+        }
+        writer.finish()
+        let bytes = writer.bytes
+        try bytes.withUnsafeBufferPointer { buffer in
+            var reader = BitReader(buffer.baseAddress!, count: buffer.count, offset: 0)
+            for (i, field) in fields.enumerated() {
+                switch field {
+                case let .bits(v, n): #expect(try reader.read(n) == v, "field \(i)")
+                case let .gamma(v): #expect(try reader.gamma() == v, "field \(i)")
+                case let .expGolomb(v, g): #expect(try reader.expGolomb(g) == v, "field \(i)")
+                }
+            }
+            #expect(reader.bitsLeft < 8)
+            // Cut: the last fields of a shorter stream must throw, never read on.
+            for cut in [1, 2, 3, 5, 8, 9, 17] where cut < buffer.count {
+                var short = BitReader(buffer.baseAddress!, count: buffer.count - cut, offset: 0)
+                var threw = false
+                for field in fields {
+                    do {
+                        switch field {
+                        case let .bits(_, n): _ = try short.read(n)
+                        case .gamma: _ = try short.gamma()
+                        case let .expGolomb(_, g): _ = try short.expGolomb(g)
+                        }
+                    } catch is CodecError { threw = true; break }
+                    #expect(short.bitsLeft >= 0)
+                }
+                #expect(threw, "a stream cut by \(cut) bytes read to the end")
+            }
+        }
+    }
+
     /// Every decode kernel (ids, slot deltas, split or not; the branch-free loop and the
     /// bounds-checked tail) given damaged rANS streams: each decode either throws a
     /// `CodecError` or returns ids below E, never traps.

@@ -81,6 +81,25 @@ struct CompactPayloadBuilder {
         }
     }
 
+    /// One table may serve an id column and a slot-delta column alike (the decoder keeps one
+    /// decode table for both, the escape at 2E); a slot delta wraps at E, and a delta column's
+    /// row 0 may not be the escape either.
+    @Test func oneTableServesIDsAndSlotDeltas() throws {
+        var b = CompactPayloadBuilder(schema, rows: 9, kinds: [1, 2, 0, 0])
+        b.stream.write(1, bits: 8)
+        b.table(scale: 3, symbols: [5], freqs: [8])
+        for v in [2, 5] { b.stream.write(v, bits: 3) }
+        b.states = [low, low, low, low]
+        // Column 0: id 5; column 1: (5 + 5) mod 6 = 4.
+        #expect(try decode(b.bytes()) == (0..<9).flatMap { _ in [5, 4, 2, 5] as [Int64] })
+        b = CompactPayloadBuilder(schema, rows: 9, kinds: [0, 2, 0, 0])
+        b.stream.write(1, bits: 8)
+        b.table(scale: 3, symbols: [6], freqs: [8])
+        for v in [1, 2, 5] { b.stream.write(v, bits: 3) }
+        b.states = [low, low, low, low]
+        expectRejected(b.bytes(), "row 0 of column 1 repeats")
+    }
+
     @Test func tableErrorsAreRejected() {
         var b = base()
         b.stream = BitWriter(); b.stream.write(1, bits: 8)
