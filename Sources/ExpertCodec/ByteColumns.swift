@@ -1,7 +1,8 @@
 /// The encoder's kernels for ids of at most 8 bits (every model up to 256 experts): the 8 ids
 /// of one column in a group of 8 rows are the bytes of one word (row `8g + i` is byte `i`), so
-/// one word operation does the work of eight. They make exactly the choices the generic
-/// ``ColumnWork`` makes (spec 1.6), and write the same bytes.
+/// one word operation does the work of eight. They compute the costs of spec 1.6 exactly as the
+/// generic ``ColumnWork`` does (``ByteColumnWork`` looks at a sample of the groups of long
+/// columns only).
 enum ByteGroups {
     static let lowBits: UInt64 = 0x0101_0101_0101_0101
     static let highBits: UInt64 = 0x8080_8080_8080_8080
