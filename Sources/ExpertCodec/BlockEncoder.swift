@@ -90,7 +90,7 @@ public final class BlockEncoder {
             let bytes = UnsafeMutableRawPointer(cols).assumingMemoryBound(to: UInt8.self)
             let clean = byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
             if !clean || (schema.experts < 1 << width
-                          && !ByteGather.allBelow(schema.experts, bytes, columns: columnCount, count: count, padded: padded)) {
+                          && !allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)) {
                 try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
             }
         } else {

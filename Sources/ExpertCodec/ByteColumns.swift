@@ -265,27 +265,13 @@ struct ByteGather {
     let perRow: Int
     /// Each stored column's index inside a row.
     let source: [Int]
-    /// The first stored column of every run of 8 whose ids sit side by side in a row.
-    let tiles: [Int]
-    /// For each stored column, whether a tile covers it.
-    let inTile: [Bool]
+    /// Runs of 8 stored columns side by side in a row.
+    let tiles: ColumnTiles
 
     init(schema: Schema) {
         perRow = schema.idsPerRow
         source = schema.storedIndices
-        var tiles: [Int] = [], c = 0
-        while c + 8 <= source.count {
-            if source[c + 7] - source[c] == 7 {
-                tiles.append(c)
-                c += 8
-            } else {
-                c += 1
-            }
-        }
-        self.tiles = tiles
-        var inTile = [Bool](repeating: false, count: source.count)
-        for c in tiles { for j in 0..<8 { inTile[c + j] = true } }
-        self.inTile = inTile
+        tiles = ColumnTiles(source: source, width: 8)
     }
 
     /// Gathers `count` rows of `input` into `cols` (column `c` at `c * padded`, zero-padded).
@@ -302,19 +288,9 @@ struct ByteGather {
         default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, padded: padded, width: width, into: cols)
         }
         // What the tiles left: columns outside them, rows after the last whole group.
-        let limit = UInt64(1) << UInt64(width)
-        for c in 0..<source.count {
-            let rows = inTile[c] ? tiledRows..<count : 0..<count
-            let column = cols + c &* padded
-            var at = input + (rows.lowerBound &* perRow &+ source[c])
-            for t in rows {
-                let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
-                clean = clean && id < limit
-                column[t] = UInt8(truncatingIfNeeded: id)
-                at += perRow
-            }
-            for t in count..<padded { column[t] = 0 }
-        }
+        clean = tiles.gatherRest(input, perRow: perRow, source: source, tiledRows: tiledRows, count: count,
+                                 bitWidth: width, into: cols, stride: padded) && clean
+        for c in 0..<source.count { (cols + c &* padded + count).update(repeating: 0, count: padded &- count) }
         return clean
     }
 
@@ -326,7 +302,7 @@ struct ByteGather {
         var high = SIMD8<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
         for t in stride(from: 0, to: rows, by: 8) {
-            for c in tiles {
+            for c in tiles.starts {
                 let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
                 @inline(__always) func row(_ r: Int) -> UInt64 {
                     let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
@@ -348,25 +324,6 @@ struct ByteGather {
         }
         return high == SIMD8<L>()
     }
-
-    /// Whether every byte of the `count` ids of every column is below `experts`, when that is
-    /// less than `2^width` (the gather only checked the width).
-    static func allBelow(_ experts: Int, _ cols: UnsafePointer<UInt8>, columns: Int, count: Int, padded: Int) -> Bool {
-        var largest = SIMD16<UInt8>()
-        let raw = UnsafeRawPointer(cols)
-        for c in 0..<columns {
-            var t = 0
-            while t &+ 16 <= count {
-                largest = pointwiseMax(largest, raw.loadUnaligned(fromByteOffset: c &* padded &+ t, as: SIMD16<UInt8>.self))
-                t &+= 16
-            }
-            while t < count {
-                largest[0] = max(largest[0], cols[c &* padded &+ t])
-                t &+= 1
-            }
-        }
-        return Int(largest.max()) < experts
-    }
 }
 
 /// The inverse of ``ByteGather``: byte columns (ids of at most 8 bits) into token-major rows of
@@ -382,7 +339,7 @@ struct ByteScatter {
         if source.count != perRow { out.update(repeating: T(Schema.denseFill), count: range.count &* perRow) }
         // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
         let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
-        let inTile = gather.inTile
+        let inTile = gather.tiles.covered
         if first < tiledEnd {
             let raw = UnsafeMutableRawPointer(out + (first &- range.lowerBound) &* perRow)
             switch MemoryLayout<T>.size {
@@ -418,7 +375,7 @@ struct ByteScatter {
         let rowBytes = perRow &* MemoryLayout<L>.size
         for t in stride(from: rows.lowerBound, to: rows.upperBound, by: 8) {
             let rowOut = out + (t &- rows.lowerBound) &* rowBytes
-            for c in gather.tiles {
+            for c in gather.tiles.starts {
                 let at = c &* padded &+ t
                 var words = (input.loadUnaligned(fromByteOffset: at, as: UInt64.self),
                              input.loadUnaligned(fromByteOffset: at &+ padded, as: UInt64.self),

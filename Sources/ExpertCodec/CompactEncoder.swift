@@ -74,25 +74,13 @@ final class CompactEncoder {
     private var units: [Unit] = []
     private var tables: [TableInfo] = []
 
-    /// The first stored column of every run of four whose ids sit side by side in a row, and
-    /// whether each stored column is in one.
-    private let tiles: [Int], inTile: [Bool]
+    /// Runs of four stored columns side by side in a row.
+    private let tiles: ColumnTiles
 
     init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.storedIndices
-        var tiles: [Int] = [], inTile = [Bool](repeating: false, count: sourceIndex.count), c = 0
-        while c + 4 <= sourceIndex.count {
-            if sourceIndex[c + 3] - sourceIndex[c] == 3 {
-                tiles.append(c)
-                for j in 0..<4 { inTile[c + j] = true }
-                c += 4
-            } else {
-                c += 1
-            }
-        }
-        self.tiles = tiles
-        self.inTile = inTile
+        tiles = ColumnTiles(source: sourceIndex, width: 4)
     }
 
     private func growLogTable(to count: Int) {
@@ -657,23 +645,11 @@ final class CompactEncoder {
         default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, count: count, width: width, into: cols)
         }
         // What the tiles left: columns outside them, rows after the last whole group of four.
-        let limit = UInt64(1) << UInt64(width)
-        sourceIndex.withUnsafeBufferPointer { source in
-            for c in 0..<source.count {
-                let rowRange = inTile[c] ? tiledRows..<count : 0..<count
-                let column = cols + c &* count
-                var at = input + (rowRange.lowerBound &* perRow &+ source[c])
-                for t in rowRange {
-                    let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
-                    clean = clean && id < limit
-                    column[t] = UInt16(truncatingIfNeeded: id)
-                    at += perRow
-                }
-            }
-        }
+        clean = tiles.gatherRest(input, perRow: perRow, source: sourceIndex, tiledRows: tiledRows, count: count,
+                                 bitWidth: width, into: cols, stride: count) && clean
         // The width check is the whole check when E is a power of two.
         if clean && experts < 1 << width {
-            clean = Self.allBelow(experts, cols, total: count &* sourceIndex.count)
+            clean = allBelow(experts, UnsafePointer(cols), total: count &* sourceIndex.count)
         }
         if !clean {
             try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
@@ -690,7 +666,7 @@ final class CompactEncoder {
         let size = MemoryLayout<L>.size, rowBytes = schema.idsPerRow &* size
         let out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* count
         let low16: UInt64 = 0x0000_FFFF_0000_FFFF, low32: UInt64 = 0x0000_0000_FFFF_FFFF
-        tiles.withUnsafeBufferPointer { tiles in
+        tiles.starts.withUnsafeBufferPointer { tiles in
             sourceIndex.withUnsafeBufferPointer { source in
                 for t in stride(from: 0, to: rows, by: 4) {
                     for c in tiles {
@@ -716,22 +692,5 @@ final class CompactEncoder {
             }
         }
         return high == SIMD4<L>()
-    }
-
-    /// Whether all `total` ids of `cols` are below `experts`.
-    private static func allBelow(_ experts: Int, _ cols: UnsafePointer<UInt16>, total: Int) -> Bool {
-        var largest = SIMD8<UInt16>()
-        let raw = UnsafeRawPointer(cols)
-        var i = 0
-        while i &+ 8 <= total {
-            largest = pointwiseMax(largest, raw.loadUnaligned(fromByteOffset: 2 &* i, as: SIMD8<UInt16>.self))
-            i &+= 8
-        }
-        var top = Int(largest.max())
-        while i < total {
-            top = max(top, Int(cols[i]))
-            i &+= 1
-        }
-        return top < experts
     }
 }

@@ -130,18 +130,7 @@ import TraceSynth
         func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
             let encoder = BlockEncoder(schema: schema)
             #expect(try encoder.encode(base.map { T(truncatingIfNeeded: $0) }).count > 0)
-            for t in [0, 7, 8, 15, 16, 20] {
-                for index in schema.storedIndices {
-                    for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
-                        var bad = base
-                        bad[t * perRow + index] = value
-                        #expect(throws: CodecError.idOutOfRange(token: t, layer: index / 3, slot: index % 3, value: value, experts: experts),
-                                "\(T.self) \(value) at row \(t), index \(index)") {
-                            try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
-                        }
-                    }
-                }
-            }
+            expectEveryBadIDNamed(type, encoder: encoder, base: base, rows: [0, 7, 8, 15, 16, 20], values: values)
         }
         let values: [Int64] = [Int64(experts), 127, 128, 255, 256, 65535, 1 << 40, -1, -128]
         try check(UInt8.self, values)

@@ -173,18 +173,7 @@ struct CompactRealTraceTests {
             guard base.allSatisfy({ T(exactly: $0) != nil || $0 == 0xFFFF }) else { return }
             let frame = try encoder.encode(base.map { T(truncatingIfNeeded: $0) })
             #expect(frame == (try encoder.encode(base)), "\(T.self)")
-            for t in [0, 3, 4, 7, 8, 10] {
-                for index in schema.storedIndices {
-                    for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
-                        var bad = base
-                        bad[t * perRow + index] = value
-                        #expect(throws: CodecError.idOutOfRange(token: t, layer: index / 3, slot: index % 3, value: value, experts: experts),
-                                "\(T.self) \(value) at row \(t), index \(index)") {
-                            try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
-                        }
-                    }
-                }
-            }
+            expectEveryBadIDNamed(type, encoder: encoder, base: base, rows: [0, 3, 4, 7, 8, 10], values: values)
         }
         let values: [Int64] = [Int64(experts), 127, 128, 255, 256, 511, 512, 40000, 65535, 65536, 1 << 40, -1, -128]
         try check(UInt8.self, values)

@@ -1,3 +1,4 @@
+import Testing
 import ExpertCodec
 import TraceSynth
 
@@ -57,3 +58,23 @@ extension BlockEncoder {
         try encode(rows.map { T(truncatingIfNeeded: $0) })
     }
 }
+
+/// For each of `rows` and every stored index, and each of `values` that is a bad id (at least
+/// `experts`, or negative) and fits `T`: `base` with that one id replaced must be refused with
+/// the error that names its token, layer, slot and value. Layers are `topk` ids wide.
+func expectEveryBadIDNamed<T: ExpertID>(_ type: T.Type, encoder: BlockEncoder, base: [Int64], rows: [Int], values: [Int64]) {
+    let schema = encoder.schema, perRow = schema.idsPerRow, topk = schema.topk, experts = schema.experts
+    for t in rows {
+        for index in schema.storedIndices {
+            for value in values where (value >= Int64(experts) || value < 0) && T(exactly: value) != nil {
+                var bad = base
+                bad[t * perRow + index] = value
+                #expect(throws: CodecError.idOutOfRange(token: t, layer: index / topk, slot: index % topk, value: value, experts: experts),
+                        "\(T.self) \(value) at row \(t), index \(index)") {
+                    try encoder.encode(bad.map { T(truncatingIfNeeded: $0) })
+                }
+            }
+        }
+    }
+}
+

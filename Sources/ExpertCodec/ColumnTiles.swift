@@ -1,0 +1,67 @@
+/// Runs of `width` stored columns whose ids sit side by side in a row. The encoders' gathers
+/// move those `width` rows x `width` columns at a time and the rest one id at a time; the fast
+/// decoder's scatter does the reverse.
+struct ColumnTiles {
+    /// The first stored column of every run.
+    let starts: [Int]
+    /// For each stored column, whether a run covers it.
+    let covered: [Bool]
+
+    /// The runs of `source` (each stored column's index inside a row), taken greedily from the left.
+    init(source: [Int], width: Int) {
+        var starts: [Int] = [], covered = [Bool](repeating: false, count: source.count), c = 0
+        while c + width <= source.count {
+            if source[c + width - 1] - source[c] == width - 1 {
+                starts.append(c)
+                for j in 0..<width { covered[c + j] = true }
+                c += width
+            } else {
+                c += 1
+            }
+        }
+        self.starts = starts
+        self.covered = covered
+    }
+
+    /// Gathers what the tiles leave of `count` token-major rows of `input`: every row of the
+    /// uncovered columns, and rows `tiledRows..<count` of the covered ones, into `cols` (column
+    /// `c` at `c * stride`). Returns false if some id has a bit at or above `bitWidth` (a
+    /// negative id included).
+    func gatherRest<T: ExpertID, Out: FixedWidthInteger>(
+        _ input: UnsafePointer<T>, perRow: Int, source: [Int], tiledRows: Int, count: Int, bitWidth: Int,
+        into cols: UnsafeMutablePointer<Out>, stride: Int
+    ) -> Bool {
+        let limit = UInt64(1) << UInt64(bitWidth)
+        var clean = true
+        for c in 0..<source.count {
+            let rows = covered[c] ? tiledRows..<count : 0..<count
+            let column = cols + c &* stride
+            var at = input + (rows.lowerBound &* perRow &+ source[c])
+            for t in rows {
+                let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
+                clean = clean && id < limit
+                column[t] = Out(truncatingIfNeeded: id)
+                at += perRow
+            }
+        }
+        return clean
+    }
+}
+
+/// Whether all `total` values at `values` are below `experts`: one vector maximum. The gathers
+/// check ids against `2^width` as they go; this completes the check when `experts` is less.
+func allBelow<S: FixedWidthInteger & UnsignedInteger & SIMDScalar>(_ experts: Int, _ values: UnsafePointer<S>, total: Int) -> Bool {
+    var largest = SIMD16<S>()
+    let raw = UnsafeRawPointer(values), size = MemoryLayout<S>.size
+    var i = 0
+    while i &+ 16 <= total {
+        largest = pointwiseMax(largest, raw.loadUnaligned(fromByteOffset: size &* i, as: SIMD16<S>.self))
+        i &+= 16
+    }
+    var top = Int(largest.max())
+    while i < total {
+        top = max(top, Int(values[i]))
+        i &+= 1
+    }
+    return top < experts
+}
