@@ -37,7 +37,8 @@ final class BlockSource {
         while position < range.upperBound {
             let block = index.blocks[blockIndex]
             let end = min(range.upperBound, block.position + block.rows)
-            try open(block)
+            // A one-row read decodes its row while the block is checked.
+            try open(block, decodingRow: range.count == 1 ? position - block.position : nil)
             let slice = UnsafeMutableBufferPointer(start: out + (position - range.lowerBound) * perRow, count: (end - position) * perRow)
             do {
                 try decoder.decodeRows((position - block.position)..<(end - block.position), into: slice)
@@ -51,7 +52,7 @@ final class BlockSource {
 
     /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
     /// block's checksum is verified, and those cover every byte (spec 1.4, 2.10).
-    private func open(_ block: BlockInfo, contentChecksum: Bool = false) throws {
+    private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil) throws {
         guard openFrame != block.frameOffset || contentChecksum else { return }
         if let previous = openEnd, previous.end == block.recordOffset {
             mapping.release(previous.start..<previous.end) // reading front to back
@@ -63,7 +64,7 @@ final class BlockSource {
         }
         let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
         do {
-            try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum)
+            try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum, decodingRow: decodingRow)
         } catch {
             throw damage(block, error)
         }

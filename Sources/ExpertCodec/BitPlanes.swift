@@ -227,19 +227,27 @@ enum BitPlanes {
         }
     }
 
-    /// One id, read bit by bit: for point look-ups without decoding a group.
+    /// One id, read bit by bit: for point look-ups without decoding a group. `stride` is
+    /// `planeBytes(count)` of the `count` ids the planes hold.
     @inline(__always)
-    static func value(at index: Int, in planes: UnsafePointer<UInt8>, count: Int, width: Int) -> Int {
-        let stride = planeBytes(count), bit = UInt64(index & 7)
+    static func value(at index: Int, in planes: UnsafePointer<UInt8>, stride: Int, width: Int) -> Int {
+        let bit = UInt64(index & 7)
         var plane = planes + (index >> 3)
         if width <= 8 {
-            // The plane bytes side by side in a word, then bit `bit` of each gathered by one
-            // multiply (byte b's bit lands on bit 56 + b, every product term on its own bit).
-            var bytes: UInt64 = 0, shift: UInt64 = 0
-            for _ in 0..<width {
-                bytes |= UInt64(plane.pointee) &<< shift
-                plane += stride
-                shift &+= 8
+            // The plane bytes side by side in a word (unrolled: a loop of `width` costs twice
+            // as much), then bit `bit` of each gathered by one multiply (byte b's bit lands on
+            // bit 56 + b, every product term on its own bit).
+            var bytes: UInt64 = 0
+            @inline(__always) func byte(_ p: Int) -> UInt64 { UInt64(plane[p &* stride]) &<< UInt64(8 &* p) }
+            switch width {
+            case 8: bytes |= byte(7); fallthrough
+            case 7: bytes |= byte(6); fallthrough
+            case 6: bytes |= byte(5); fallthrough
+            case 5: bytes |= byte(4); fallthrough
+            case 4: bytes |= byte(3); fallthrough
+            case 3: bytes |= byte(2); fallthrough
+            case 2: bytes |= byte(1); fallthrough
+            default: bytes |= byte(0)
             }
             return Int((((bytes &>> bit) & 0x0101_0101_0101_0101) &* 0x0102_0408_1020_4080) &>> 56)
         }

@@ -32,8 +32,8 @@ import TraceSynth
                 decoded.withUnsafeMutableBufferPointer { d in
                     BitPlanes.load(p.baseAddress!, count: count, width: width, groups: 0..<BitPlanes.planeBytes(count), into: d.baseAddress!)
                 }
-                for i in [0, count / 2, count - 1] {
-                    #expect(BitPlanes.value(at: i, in: p.baseAddress!, count: count, width: width) == Int(values[i]))
+                for i in 0..<count {
+                    #expect(BitPlanes.value(at: i, in: p.baseAddress!, stride: BitPlanes.planeBytes(count), width: width) == Int(values[i]))
                 }
             }
             #expect(decoded == values)
@@ -93,5 +93,37 @@ import TraceSynth
         #expect([Int8(-128), 3].withUnsafeBufferPointer { largestUnsignedID($0) } == UInt64.max)
         #expect([UInt64.max - 1].withUnsafeBufferPointer { largestUnsignedID($0) } == UInt64.max - 1)
         #expect([Int64(1 << 40)].withUnsafeBufferPointer { largestUnsignedID($0) } == 1 << 40)
+    }
+
+    @Test func bitCountMatchesTheDefinitionAtEveryLength() {
+        var random = SplitMix64(seed: 11)
+        // 8 bytes of slack past the longest count: `ones` reads whole words.
+        for density in [0.0, 0.1, 0.5, 1.0] {
+            let bytes = (0..<(64 + 8)).map { _ -> UInt8 in
+                var byte: UInt8 = 0
+                for bit in 0..<8 where Double(random.next() % 1000) < density * 1000 { byte |= 1 << bit }
+                return byte
+            }
+            bytes.withUnsafeBytes { raw in
+                for bits in 0...(64 * 8) {
+                    let expected = (0..<bits).filter { bytes[$0 / 8] >> ($0 % 8) & 1 == 1 }.count
+                    #expect(BitCount.ones(raw.baseAddress!, bits: bits) == expected, "\(bits) bits at density \(density)")
+                }
+            }
+        }
+    }
+
+    @Test func prefixBitCounterMatchesTheDefinition() {
+        var random = SplitMix64(seed: 12)
+        let bytes = (0..<(40 + PayloadLayout.slackBytes)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        bytes.withUnsafeBytes { raw in
+            for bits in 0...(40 * 8) {
+                for mark in Set([0, 1, bits / 3, bits / 2, bits - 1, bits].filter { 0 <= $0 && $0 <= bits }) {
+                    let ones = { (n: Int) in (0..<n).filter { bytes[$0 / 8] >> ($0 % 8) & 1 == 1 }.count }
+                    let counted = PrefixBitCounter(bits: bits, mark: mark).count(raw.baseAddress!)
+                    #expect(counted.all == ones(bits) && counted.marked == ones(mark), "\(bits) bits, mark \(mark)")
+                }
+            }
+        }
     }
 }

@@ -92,6 +92,9 @@ import TraceSynth
         func rejects(_ payload: [UInt8], _ why: String) {
             let frame = try! payload.withUnsafeBytes { try LZ4Frame.compress($0) }
             #expect(throws: CodecError.self, "\(why)") { try decoder.decode(frame, as: Int64.self) }
+            for row in [0, 1, 7] { // the pass that decodes a row on its way checks the same
+                #expect(throws: CodecError.self, "\(why), row \(row)") { try frame.withUnsafeBytes { try decoder.open($0, decodingRow: row) } }
+            }
         }
         var p = valid; p[0] = 2; rejects(p, "unknown layout")
         p = valid; p[1] = 6; rejects(p, "bit width")
@@ -115,6 +118,7 @@ import TraceSynth
         for t in 0..<8 {
             var id: [Int64] = [-1]
             #expect(throws: CodecError.self, "row \(t) alone") { try id.withUnsafeMutableBufferPointer { try oneRow.decodeRows(t..<t + 1, into: $0) } }
+            #expect(throws: CodecError.self, "row \(t) decoded by open") { try frame.withUnsafeBytes { try oneRow.open($0, decodingRow: t) } }
         }
         let good: [UInt8] = [1, 7, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 5) + [0, 0]
         let goodFrame = try good.withUnsafeBytes { try LZ4Frame.compress($0) }

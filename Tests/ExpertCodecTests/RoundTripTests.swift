@@ -104,13 +104,16 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
     }
 
     /// Row ranges decode the same ids as the whole block, from any start (point look-ups of
-    /// repeat and slot-delta columns included).
+    /// repeat and slot-delta columns included), and so does every row decoded by `open` on its
+    /// way. Blocks of 333 rows, and of 192 and 77 (flag bitmaps of at most three words, counted
+    /// without a loop).
     @Test(arguments: 0..<12)
     func rowRangesMatchTheWholeBlock(seed: UInt64) throws {
         var random = SplitMix64(seed: 77 + seed)
         let schema = Fixtures.schema(&random, maxLayers: 12, maxTopk: 8)
         var synth = TraceSynthesizer(schema: schema, seed: seed)
-        var rows = synth.rows(333, as: Int64.self)
+        let n = [333, 192, 77][Int(seed % 3)]
+        var rows = synth.rows(n, as: Int64.self)
         if seed % 2 == 0 { // sorted slots: slot deltas and repeats of them
             for r in stride(from: 0, to: rows.count, by: schema.topk) { rows[r..<r + schema.topk].sort() }
         }
@@ -119,16 +122,23 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
         let whole = try decoder.decode(frame, as: Int64.self)
         _ = try frame.withUnsafeBytes { try decoder.open($0) }
         for _ in 0..<50 {
-            let a = Int.random(in: 0..<333, using: &random), b = Int.random(in: a...min(333, a + 40), using: &random)
+            let a = Int.random(in: 0..<n, using: &random), b = Int.random(in: a...min(n, a + 40), using: &random)
             var part = [Int64](repeating: -1, count: (b - a) * schema.idsPerRow)
             try part.withUnsafeMutableBufferPointer { try decoder.decodeRows(a..<b, into: $0) }
             #expect(part[...] == whole[a * schema.idsPerRow..<b * schema.idsPerRow])
         }
         // Every row alone: the one-row path reads ids bit by bit.
         var one = [Int64](repeating: -1, count: schema.idsPerRow)
-        for t in 0..<333 {
+        for t in 0..<n {
             try one.withUnsafeMutableBufferPointer { try decoder.decodeRows(t..<t + 1, into: $0) }
             #expect(one[...] == whole[t * schema.idsPerRow..<(t + 1) * schema.idsPerRow], "row \(t)")
+        }
+        // Every row decoded while `open` checks the payload, copied by `decodeRows`.
+        for t in 0..<n {
+            _ = try frame.withUnsafeBytes { try decoder.open($0, decodingRow: t) }
+            one = [Int64](repeating: -1, count: schema.idsPerRow)
+            try one.withUnsafeMutableBufferPointer { try decoder.decodeRows(t..<t + 1, into: $0) }
+            #expect(one[...] == whole[t * schema.idsPerRow..<(t + 1) * schema.idsPerRow], "row \(t) decoded by open")
         }
     }
 }

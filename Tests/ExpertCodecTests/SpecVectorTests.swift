@@ -59,6 +59,14 @@ import TraceSynth
             try one.withUnsafeMutableBufferPointer { try decoder.decodeRows(start..<start + 1, into: $0) }
             #expect(one[...] == vector.decoded[(start * perRow)..<((start + 1) * perRow)], "row \(start) alone of \(name)")
         }
+        // A row decoded by `open` on its way (a random read), then copied by `decodeRows`.
+        let fused = BlockDecoder(schema: vector.schema)
+        for row in 0..<vector.rowCount {
+            _ = try vector.frame.withUnsafeBytes { try fused.open($0, expectedRows: vector.rowCount, decodingRow: row) }
+            var one = [Int64](repeating: -1, count: perRow)
+            try one.withUnsafeMutableBufferPointer { try fused.decodeRows(row..<row + 1, into: $0) }
+            #expect(one[...] == vector.decoded[(row * perRow)..<((row + 1) * perRow)], "row \(row) of \(name), decoded by open")
+        }
     }
 
     /// The frame is the one `spec/FORMAT.md` describes: magic, FLG 0x7C (version 01, independent

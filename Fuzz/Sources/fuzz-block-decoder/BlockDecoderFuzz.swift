@@ -27,13 +27,24 @@ public func fuzzBlockDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
     return 0
 }
 
-/// Opens `frame`, decodes it whole, then rows 1..<n-1 into a wider id type, then reopens it
-/// with the row count it holds.
+/// Opens `frame`, decodes it whole, then its last row as `open` decodes it on its way (which
+/// must equal the whole decode's when that succeeded), then rows 1..<n-1 into a wider id type,
+/// then reopens it with the row count it holds.
 func exercise(_ decoder: BlockDecoder, frame: UnsafeRawBufferPointer) {
     let schema = decoder.schema
     guard let rows = try? decoder.open(frame) else { return }
     var all = [UInt16](repeating: 0, count: rows * schema.idsPerRow)
-    _ = try? all.withUnsafeMutableBufferPointer { try decoder.decodeRows(0..<rows, into: $0) }
+    let whole = try? all.withUnsafeMutableBufferPointer { try decoder.decodeRows(0..<rows, into: $0) }
+    if rows > 0 {
+        var last = [UInt16](repeating: 0, count: schema.idsPerRow)
+        let fused = (try? decoder.open(frame, decodingRow: rows - 1)) != nil
+            && (try? last.withUnsafeMutableBufferPointer { try decoder.decodeRows((rows - 1)..<rows, into: $0) }) != nil
+        if whole != nil {
+            precondition(fused && last[...] == all[((rows - 1) * schema.idsPerRow)...],
+                         "the row decoded by open differs from the whole decode")
+        }
+        _ = try? decoder.open(frame, decodingRow: rows)
+    }
     guard rows > 2 else { return }
     let middle = 1..<(rows - 1)
     var part = [Int32](repeating: 0, count: middle.count * schema.idsPerRow)
