@@ -56,8 +56,9 @@ enum BitCount {
 /// ``BitCount/ones(_:bits:)``.
 struct PrefixBitCounter {
     private let bits: Int, mark: Int
-    /// For bitmaps of up to 192 bits: the bits of each of the three words that count.
-    private let all0: UInt64, all1: UInt64, all2: UInt64, marked0: UInt64, marked1: UInt64, marked2: UInt64
+    /// For bitmaps of up to 192 bits, word `i`'s bits that count: lane 0 below `bits`, lane 1
+    /// below `mark`. Both counts run side by side in SSE2 lanes.
+    private let word0: SIMD2<UInt64>, word1: SIMD2<UInt64>, word2: SIMD2<UInt64>
 
     init(bits: Int, mark: Int) {
         self.bits = bits
@@ -66,19 +67,28 @@ struct PrefixBitCounter {
         func mask(_ i: Int, below n: Int) -> UInt64 {
             n >= 64 * (i + 1) ? ~0 : n <= 64 * i ? 0 : (1 << UInt64(n - 64 * i)) - 1
         }
-        (all0, all1, all2) = (mask(0, below: bits), mask(1, below: bits), mask(2, below: bits))
-        (marked0, marked1, marked2) = (mask(0, below: mark), mask(1, below: mark), mask(2, below: mark))
+        word0 = SIMD2(mask(0, below: bits), mask(0, below: mark))
+        word1 = SIMD2(mask(1, below: bits), mask(1, below: mark))
+        word2 = SIMD2(mask(2, below: bits), mask(2, below: mark))
     }
 
     /// Set bits among the first `bits` bits at `p`, and among the first `mark`.
     @inline(__always)
     func count(_ p: UnsafeRawPointer) -> (all: Int, marked: Int) {
         guard bits <= 192 else { return (BitCount.ones(p, bits: bits), BitCount.ones(p, bits: mark)) }
-        let w0 = BitCount.word(p, 0), w1 = BitCount.word(p, 8), w2 = BitCount.word(p, 16)
-        let allCounts = BitCount.nibbleCounts(w0 & all0) &+ BitCount.nibbleCounts(w1 & all1)
-            &+ BitCount.nibbleCounts(w2 & all2)
-        let markedCounts = BitCount.nibbleCounts(w0 & marked0) &+ BitCount.nibbleCounts(w1 & marked1)
-            &+ BitCount.nibbleCounts(w2 & marked2)
-        return (BitCount.sumOfNibbles(allCounts), BitCount.sumOfNibbles(markedCounts))
+        let pairs = SIMD2<UInt64>(repeating: 0x5555_5555_5555_5555), quads = SIMD2<UInt64>(repeating: 0x3333_3333_3333_3333)
+        let nibbles = SIMD2<UInt64>(repeating: 0x0F0F_0F0F_0F0F_0F0F)
+        @inline(__always) func nibbleCounts(_ offset: Int, _ mask: SIMD2<UInt64>) -> SIMD2<UInt64> {
+            let w = SIMD2(repeating: BitCount.word(p, offset)) & mask
+            let x = w &- ((w &>> 1) & pairs)
+            return (x & quads) &+ ((x &>> 2) & quads)
+        }
+        // Nibbles of at most 12, bytes of at most 24, then the bytes summed by shifts.
+        var c = nibbleCounts(0, word0) &+ nibbleCounts(8, word1) &+ nibbleCounts(16, word2)
+        c = (c & nibbles) &+ ((c &>> 4) & nibbles)
+        c = c &+ (c &>> 8)
+        c = c &+ (c &>> 16)
+        c = c &+ (c &>> 32)
+        return (Int(truncatingIfNeeded: c[0] & 0xFF), Int(truncatingIfNeeded: c[1] & 0xFF))
     }
 }
