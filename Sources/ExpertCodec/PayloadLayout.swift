@@ -105,7 +105,8 @@ final class PayloadLayout {
         var previous = 0
         let flagCounter = PrefixBitCounter(bits: rowCount, mark: t &+ 1)
         rows = rowCount // for `points`, which reads the places found so far
-        let points = PointReader(layout: self, payload: raw, schema: schema)
+        /// Reads ids of the columns placed so far (made where needed: kept out of the loop's registers).
+        func points() -> PointReader { PointReader(layout: self, payload: raw, schema: schema) }
         // Three cache lines a few columns ahead are loaded early (and kept, so that the loads
         // stay): a freshly decompressed payload is larger than L1, and the columns' lines then
         // come from L2 while earlier columns are checked instead of stalling each column's first
@@ -131,7 +132,7 @@ final class PayloadLayout {
                 if t >= 0 {
                     let stored = BitPlanes.value(at: t, in: (raw + bodyCursor).assumingMemoryBound(to: UInt8.self),
                                                  stride: planeBytes, width: width)
-                    guard stored < experts else { throw points.storedValueError(stored, column: c) }
+                    guard stored < experts else { throw points().storedValueError(stored, column: c) }
                     previous = coding == .slotDelta ? addModulo(stored, previous, experts) : stored
                 }
                 bodyCursor &+= planesBytes
@@ -150,11 +151,11 @@ final class PayloadLayout {
                     // Row t takes the stored value of the last unflagged row r <= t.
                     let stored = BitPlanes.value(at: t &- repeatsThroughT, in: (raw + valuesAt).assumingMemoryBound(to: UInt8.self),
                                                  stride: BitPlanes.planeBytes(kept), width: width)
-                    guard stored < experts else { throw points.storedValueError(stored, column: c) }
+                    guard stored < experts else { throw points().storedValueError(stored, column: c) }
                     if coding == .repeatSlotDelta {
                         // Its slot delta is against the previous slot at row r.
                         let r = RepeatFlags.lastNonRepeat(atOrBefore: t, flags)
-                        previous = addModulo(stored, r == t ? previous : try points.value(column: c &- 1, row: r), experts)
+                        previous = addModulo(stored, r == t ? previous : try points().value(column: c &- 1, row: r), experts)
                     } else {
                         previous = stored
                     }
