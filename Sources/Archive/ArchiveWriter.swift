@@ -49,8 +49,9 @@ public final class ArchiveWriter {
     public var encodingThreads = 1
     private let source: BlockSource
     /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones kept as
-    /// they came (the encoder skips them, reads give the dense fill).
-    private var pending: [UInt16]
+    /// they came (the encoder skips them, reads give the dense fill). One block's worth,
+    /// allocated once: a one-row append copies into it without an array's bookkeeping.
+    private let pending: UnsafeMutableBufferPointer<UInt16>
     private var pendingRows = 0
 
     /// Creates an archive. Fails if `path` exists, unless `overwrite`.
@@ -128,10 +129,14 @@ public final class ArchiveWriter {
         committed = true
         encoder = BlockEncoder(schema: header.schema, codec: header.codec)
         source = BlockSource(path: path, schema: header.schema, mapping: mapping)
-        pending = [UInt16](repeating: 0, count: header.blockRows * header.schema.idsPerRow)
+        pending = .allocate(capacity: header.blockRows * header.schema.idsPerRow)
+        pending.initialize(repeating: 0)
     }
 
-    deinit { try? close() }
+    deinit {
+        try? close()
+        pending.deallocate()
+    }
 
     /// Rows in the archive, buffered ones included: the position the next row takes.
     public var count: Int { index.count + pendingRows }
@@ -207,7 +212,13 @@ public final class ArchiveWriter {
         // that vectorizes; the slow scan below only runs to name the first bad id.
         var largest: UInt64 = 0
         if schema.denseLayers.isEmpty {
-            largest = largestUnsignedID(rows, threads: encodingThreads)
+            // A decode step's batch is checked here; a prefill's on several threads.
+            if rows.count < 1 << 16 {
+                if idsAreBelow(rows, schema.experts) { return }
+                largest = UInt64.max
+            } else {
+                largest = largestUnsignedID(rows, threads: encodingThreads)
+            }
         } else {
             let perRow = schema.idsPerRow, topk = schema.topk
             for row in stride(from: 0, to: rows.count, by: perRow) {
@@ -238,9 +249,10 @@ public final class ArchiveWriter {
     /// is cut back and the buffer restored, so the call leaves no trace.
     private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int) throws {
         let perRow = schema.idsPerRow
-        let completesBlock = pendingRows + rowCount >= blockRows
-        let savedPending = completesBlock ? Array(pending[0..<(pendingRows * perRow)]) : []
         let savedRows = pendingRows
+        // The buffered rows, copied only if this call is about to overwrite them (after it
+        // encoded them into a block), so that a failure can put them back.
+        var savedPending: [UInt16]? = nil
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
         var consumed = 0
         do throws {
@@ -257,12 +269,13 @@ public final class ArchiveWriter {
                     continue
                 }
                 let take = min(blockRows - pendingRows, rowCount - consumed)
-                // Pointers and locals: the loop then narrows ids without a check or a property read each.
-                let count = take * perRow, source = rows.baseAddress! + consumed * perRow, offset = pendingRows * perRow
-                pending.withUnsafeMutableBufferPointer { out in
-                    let target = out.baseAddress! + offset
-                    for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
+                if pendingRows < savedRows && savedPending == nil {
+                    savedPending = Array(pending[0..<(savedRows * perRow)])
                 }
+                // Pointers and locals: the loop then narrows ids without a check or a property read each.
+                let count = take * perRow, source = rows.baseAddress! + consumed * perRow
+                let target = pending.baseAddress! + pendingRows * perRow
+                for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
                 pendingRows += take
                 consumed += take
                 if pendingRows == blockRows {
@@ -273,7 +286,7 @@ public final class ArchiveWriter {
             try write(batch)
         } catch {
             pendingRows = savedRows
-            if completesBlock { pending.replaceSubrange(0..<savedPending.count, with: savedPending) }
+            if let savedPending { _ = pending.update(fromContentsOf: savedPending) }
             throw error
         }
     }
@@ -297,8 +310,7 @@ public final class ArchiveWriter {
     }
 
     private func encodePending() throws -> [UInt8] {
-        let ids = pendingRows * schema.idsPerRow
-        return try pending.withUnsafeBufferPointer { try encode(UnsafeBufferPointer(rebasing: $0[..<ids])) }
+        try encode(UnsafeBufferPointer(rebasing: pending[..<(pendingRows * schema.idsPerRow)]))
     }
 
     /// Ids were checked on append: a codec error here is a bug, reported, never stored.
@@ -437,7 +449,7 @@ public final class ArchiveWriter {
         durableLength = min(durableLength, index.end)
         committed = checkpoint.committed
         pendingRows = checkpoint.pendingRows
-        pending.replaceSubrange(0..<checkpoint.pending.count, with: checkpoint.pending)
+        _ = pending.update(fromContentsOf: checkpoint.pending)
         source.forgetOpenBlock()
         if let mapping = try? Mapping(file: file, count: index.end) { source.remap(mapping) }
         try syncFile()

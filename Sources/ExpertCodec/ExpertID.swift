@@ -123,9 +123,23 @@ private final class ParallelMaximum<T: ExpertID>: @unchecked Sendable {
 
 /// The largest id read as an unsigned integer of its own width (lanes as wide as the data, so
 /// the loop vectorizes well); a negative id, above `T.max` that way, reads as `UInt64.max`.
-@inline(__always)
-private func largestBitPattern<T: ExpertID>(_ ids: UnsafeBufferPointer<T>) -> UInt64 {
+@inlinable
+func largestBitPattern<T: ExpertID>(_ ids: UnsafeBufferPointer<T>) -> UInt64 {
     var largest: T.Magnitude = 0
     for id in ids { largest = max(largest, T.Magnitude(truncatingIfNeeded: id)) }
     return T.isSigned && largest > T.Magnitude(T.max) ? UInt64.max : UInt64(largest)
+}
+
+/// Whether every id of a small batch (one decode step's rows) is in `0..<limit`. Inlinable, so
+/// that it runs specialized in the caller, where ``largestUnsignedID(_:threads:)``'s dispatch to
+/// the concrete type would cost more than the scan. The ids' bit patterns are ORed first: each
+/// id is at most their OR, so one pass of vector ORs settles it whenever the OR is below
+/// `limit` (always, for valid ids and a power-of-two expert count); else the largest id does.
+@inlinable
+public func idsAreBelow<T: ExpertID>(_ ids: UnsafeBufferPointer<T>, _ limit: Int) -> Bool {
+    var union: T.Magnitude = 0
+    for id in ids { union |= T.Magnitude(truncatingIfNeeded: id) }
+    let bound = UInt64(limit)
+    if !(T.isSigned && union > T.Magnitude(T.max)) && UInt64(union) < bound { return true }
+    return largestBitPattern(ids) < bound
 }

@@ -95,6 +95,29 @@ import TraceSynth
         #expect([Int64(1 << 40)].withUnsafeBufferPointer { largestUnsignedID($0) } == 1 << 40)
     }
 
+    /// The small-batch check of appends: by the ids' OR when it is below the limit, else by the
+    /// largest id; negative ids and ids at the limit are out.
+    @Test func idsAreBelowAgreesWithTheLargestID() {
+        var random = SplitMix64(seed: 13)
+        for limit in [2, 60, 64, 100, 128, 384, 65536] {
+            for _ in 0..<200 {
+                var ids = (0..<Int(random.next() % 40)).map { _ in Int32(random.next() % UInt64(limit)) }
+                #expect(ids.withUnsafeBufferPointer { idsAreBelow($0, limit) }, "valid ids below \(limit)")
+                guard !ids.isEmpty else { continue }
+                let i = Int(random.next() % UInt64(ids.count))
+                ids[i] = [Int32(limit), Int32(limit + 1), -1, Int32.min, Int32.max][Int(random.next() % 5)]
+                #expect(!ids.withUnsafeBufferPointer { idsAreBelow($0, limit) }, "\(ids[i]) among ids below \(limit)")
+            }
+        }
+        #expect([UInt8(255)].withUnsafeBufferPointer { idsAreBelow($0, 256) })
+        #expect(![Int8(-1)].withUnsafeBufferPointer { idsAreBelow($0, 256) })
+        #expect(![Int64(1 << 40)].withUnsafeBufferPointer { idsAreBelow($0, 65536) })
+        #expect([UInt16(65535), 0].withUnsafeBufferPointer { idsAreBelow($0, 65536) })
+    }
+}
+
+/// Set-bit counts without POPCNT, against counting bit by bit.
+@Suite struct BitCountTests {
     @Test func bitCountMatchesTheDefinitionAtEveryLength() {
         var random = SplitMix64(seed: 11)
         // 8 bytes of slack past the longest count: `ones` reads whole words.
