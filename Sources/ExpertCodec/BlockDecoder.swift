@@ -265,15 +265,14 @@ private struct ColumnReader<S: PlaneScalar> {
             if place.coding == .repeat {
                 var j = first, t = range.lowerBound &+ 1
                 out[range.lowerBound] = values[j]
-                if S.self == UInt8.self {
+                if S.self == UInt8.self || S.self == UInt16.self {
                     while t < range.upperBound && t & 7 != 0 {
                         j &+= 1 &- RepeatFlags.flag(t, flags)
                         out[t] = values[j]
                         t &+= 1
                     }
                     while t &+ 8 <= range.upperBound {
-                        j = Self.expandGroup(flags: flags[t >> 3], values: UnsafeRawPointer(values), after: j,
-                                             into: UnsafeMutableRawPointer(out + t))
+                        j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t)
                         t &+= 8
                     }
                 }
@@ -303,31 +302,40 @@ private struct ColumnReader<S: PlaneScalar> {
         }
     }
 
-    /// One group of 8 rows of a repeat column of byte ids: row `i` takes stored value
+    /// One group of 8 rows of a repeat column: row `i` takes stored value
     /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
     /// group. Returns the stored value of the group's last row.
     @inline(__always)
-    static func expandGroup(flags: UInt8, values: UnsafeRawPointer, after j: Int, into out: UnsafeMutableRawPointer) -> Int {
+    static func expandGroup(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>) -> Int {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
         switch flags {
         case 0: // no repeat: the next 8 stored values
-            out.storeBytes(of: values.loadUnaligned(fromByteOffset: j &+ 1, as: UInt64.self), as: UInt64.self)
+            out.update(from: values + (j &+ 1), count: 8)
             return j &+ 8
         case 0xFF: // all repeat the row before
-            out.storeBytes(of: UInt64(values.load(fromByteOffset: j, as: UInt8.self)) &* lowBits, as: UInt64.self)
+            out.update(repeating: values[j], count: 8)
             return j
         default:
             // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
             let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
             let ones = ((((kept & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | kept) & 0x8080_8080_8080_8080) &>> 7
             let prefix = ones &* lowBits
-            var word: UInt64 = 0, shift: UInt64 = 0
-            for _ in 0..<8 {
-                let index = j &+ Int((prefix &>> shift) & 0xFF)
-                word |= UInt64(values.load(fromByteOffset: index, as: UInt8.self)) &<< shift
-                shift &+= 8
+            if S.self == UInt8.self { // the 8 ids in one word, one store
+                let bytes = UnsafeRawPointer(values)
+                var word: UInt64 = 0, shift: UInt64 = 0
+                for _ in 0..<8 {
+                    let index = j &+ Int((prefix &>> shift) & 0xFF)
+                    word |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) &<< shift
+                    shift &+= 8
+                }
+                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
+            } else {
+                var shift: UInt64 = 0
+                for i in 0..<8 {
+                    out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
+                    shift &+= 8
+                }
             }
-            out.storeBytes(of: word, as: UInt64.self)
             return j &+ Int(prefix &>> 56)
         }
     }
