@@ -104,9 +104,14 @@ public final class BlockEncoder {
         raw.storeLE(UInt16(0), at: 2)
         raw.storeLE(UInt32(count), at: 4)
         raw.storeLE(UInt32(columnCount), at: 8)
-        segments.removeAll(keepingCapacity: true)
+        // Appended to as a local: on the property, every column's append paid two dynamic
+        // exclusivity checks.
+        var runs = segments
+        segments = []
+        defer { segments = runs }
+        runs.removeAll(keepingCapacity: true)
         guard count > 0 else {
-            segments.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
+            runs.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
             return (UnsafeRawPointer(out), BlockFormat.headerBytes)
         }
 
@@ -115,26 +120,27 @@ public final class BlockEncoder {
         var constantCount = 0
         for c in 0..<columnCount {
             let column = cols + c * padded
-            let first = column[0]
-            var constant = true
-            for t in 1..<count where column[t] != first { constant = false; break }
+            let constant = Self.isConstant(column, count: count)
             codings[c] = constant ? ColumnCoding.constant.rawValue : ColumnCoding.plain.rawValue
             if constant {
-                raw.storeLE(UInt16(first), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
+                raw.storeLE(UInt16(column[0]), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
                 constantCount += 1
             }
         }
 
         var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
-        segments.append(PayloadSegment(range: 0..<cursor, compress: true))
+        runs.append(PayloadSegment(range: 0..<cursor, compress: true))
         let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                               candidates: candidates.reserve(3 * padded, of: S.self),
                               flags: flags.reserve(padded / 8, of: UInt8.self))
         let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                                       candidates: UnsafeMutableRawPointer(work.candidates).assumingMemoryBound(to: UInt8.self),
                                       flags: work.flags)
-        for c in 0..<columnCount where codings[c] != ColumnCoding.constant.rawValue {
-            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
+        var slot = 0
+        for c in 0..<columnCount {
+            defer { slot = slot + 1 == schema.topk ? 0 : slot + 1 }
+            guard codings[c] != ColumnCoding.constant.rawValue else { continue }
+            let previousSlot = slot == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             let (coding, written, cost) = S.self == UInt8.self
                 ? byteWork.encode(UnsafeRawPointer(cols + c * padded).assumingMemoryBound(to: UInt8.self),
                                   previousSlot: previousSlot.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) },
@@ -142,15 +148,29 @@ public final class BlockEncoder {
                 : work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot, to: out + cursor)
             codings[c] = coding.rawValue
             // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
-            addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9)
+            Self.addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9, to: &runs)
             cursor += written
         }
         return (UnsafeRawPointer(out), cursor)
     }
 
+    /// Whether the `count` ids of `column` are all equal, compared 8 bytes at a time.
+    private static func isConstant<S: PlaneScalar>(_ column: UnsafePointer<S>, count: Int) -> Bool {
+        let raw = UnsafeRawPointer(column), bytes = count &* MemoryLayout<S>.size
+        // The first id in every lane of a word.
+        let pattern = UInt64(column[0]) &* (MemoryLayout<S>.size == 1 ? 0x0101_0101_0101_0101 : 0x0001_0001_0001_0001)
+        var at = 0
+        while at &+ 8 <= bytes {
+            if raw.loadUnaligned(fromByteOffset: at, as: UInt64.self) != pattern { return false }
+            at &+= 8
+        }
+        for t in at / MemoryLayout<S>.size..<count where column[t] != column[0] { return false }
+        return true
+    }
+
     /// Extends the last segment when it is of the same kind or either is too small to be worth
     /// a block of its own (each block costs 8 bytes of framing).
-    private func addSegment(_ range: Range<Int>, compress: Bool) {
+    private static func addSegment(_ range: Range<Int>, compress: Bool, to segments: inout [PayloadSegment]) {
         let last = segments.count - 1
         if segments[last].compress == compress || range.count < 1024 || segments[last].range.count < 1024 {
             segments[last].range = segments[last].range.lowerBound..<range.upperBound

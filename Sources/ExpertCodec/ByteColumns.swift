@@ -56,16 +56,6 @@ enum ByteGroups {
     /// Whether a bitmap byte (`0...255`) is neither 0x00 nor 0xFF: what LZ4 cannot remove.
     @inline(__always)
     static func isNontrivial(_ byte: UInt64) -> Bool { (byte &+ 1) & 0xFF > 1 }
-
-    /// ``BitPlanes/estimatedCost`` of `count` ids (zero-padded to whole groups).
-    static func estimatedCost(_ values: UnsafePointer<UInt8>, count: Int, width: Int, tables: ByteTables) -> Int {
-        let mask: UInt64 = (1 << UInt64(width)) - 1, raw = UnsafeRawPointer(values)
-        var cost = 0
-        for g in 0..<BitPlanes.planeBytes(count) {
-            cost &+= tables.setBits(nontrivialPlanes(raw.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask))
-        }
-        return cost
-    }
 }
 
 /// The lookup tables of the byte kernels, built once and never changed (so shared by every
@@ -76,15 +66,20 @@ final class ByteTables: @unchecked Sendable {
     /// Set bits of each byte value: a load, where counting costs a dozen instructions without
     /// the POPCNT instruction (not in the x86-64 baseline Swift compiles for).
     private let bitCounts: UnsafeMutablePointer<UInt8>
+    /// For each flag byte: its set bits, plus 2^32 when it is neither 0x00 nor 0xFF (a bitmap
+    /// byte LZ4 cannot remove): one sum counts both.
+    private let flagStatistics: UnsafeMutablePointer<UInt64>
     /// For each keep mask `k`, 4 words at `4k`: the bytes `k` keeps, then the bytes each of the
     /// 3 rounds of ``compact(_:keep:)`` moves (where they stand before that round).
     private let compaction: UnsafeMutablePointer<UInt64>
 
     private init() {
         bitCounts = .allocate(capacity: 256)
+        flagStatistics = .allocate(capacity: 256)
         compaction = .allocate(capacity: 4 * 256)
         for k in 0..<256 {
             bitCounts[k] = UInt8(k.nonzeroBitCount)
+            flagStatistics[k] = UInt64(k.nonzeroBitCount) | (k != 0 && k != 0xFF ? 1 << 32 : 0)
             let rounds = Self.compactionRounds(keep: k)
             for i in 0..<4 { compaction[4 * k + i] = rounds[i] }
         }
@@ -117,6 +112,12 @@ final class ByteTables: @unchecked Sendable {
     @inline(__always)
     func setBits(_ byte: UInt64) -> Int { Int(bitCounts[Int(byte & 0xFF)]) }
 
+    /// Statistics of the flag byte `byte` (`0...255`; only its low 8 bits are looked at): its
+    /// set bits, plus 2^32 when it is neither 0x00 nor 0xFF. Summed over a bitmap of fewer than
+    /// 2^32 rows, the low half counts the flags and the high half the nontrivial bytes.
+    @inline(__always)
+    func flagStatistics(_ byte: UInt64) -> UInt64 { flagStatistics[Int(byte & 0xFF)] }
+
     /// The bytes of `x` whose bit is set in `keep` (`0...255`; only its low 8 bits are looked
     /// at), packed in order into the low bytes; the bytes above them are 0.
     @inline(__always)
@@ -135,6 +136,9 @@ final class ByteTables: @unchecked Sendable {
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
+///
+/// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows
+/// give zero slot deltas and are never flagged.
 ///
 /// The choice makes a few passes over the sampled groups, each with few values live (one pass
 /// doing everything kept too many in registers): the ids (plain cost and repeat flags), the slot
@@ -222,21 +226,29 @@ struct ByteColumnWork {
     /// Over groups `0, step, 2 step, ...`: the estimated cost of the ids' planes, the repeat
     /// flags (into `flags`), how many rows they flag and the flag bytes LZ4 cannot remove.
     private func scanIDs(_ ids: UnsafePointer<UInt8>, step: Int) -> (plainCost: Int, repeats: Int, flagCost: Int) {
-        let source = UnsafeRawPointer(ids), mask = mask, tables = tables
-        let last = groups &- 1, lastValid = lastValid
-        var plainCost = 0, repeats = 0, flagCost = 0, g = 0
-        while g <= last {
+        let source = UnsafeRawPointer(ids), mask = mask, tables = tables, flags = flags
+        var plainCost = 0, statistics: UInt64 = 0
+        @inline(__always) func scan(_ g: Int, before: UInt64) {
             let x = source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self)
             plainCost &+= tables.setBits(ByteGroups.nontrivialPlanes(x, mask: mask))
-            // Row 0 repeats nothing; padding rows are never flagged.
-            let before = g == 0 ? UInt64(x & 0xFF) ^ 1 : UInt64(ids[g &* 8 &- 1])
-            let f = ByteGroups.repeatFlags(x, previous: before) & (g == last ? lastValid : 0xFF)
+            let f = ByteGroups.repeatFlags(x, previous: before)
             flags[g] = UInt8(truncatingIfNeeded: f)
-            repeats &+= tables.setBits(f)
-            flagCost &+= ByteGroups.isNontrivial(f) ? 1 : 0
+            statistics &+= tables.flagStatistics(f)
+        }
+        // Row 0 repeats nothing: any other id than its own stands before it.
+        scan(0, before: UInt64(ids[0] ^ 1))
+        var g = step
+        while g < groups {
+            scan(g, before: UInt64(ids[g &* 8 &- 1]))
             g &+= step
         }
-        return (plainCost, repeats, flagCost)
+        // Padding rows are never flagged: taken out of the last group's flags, if it was scanned.
+        if count & 7 != 0 && g &- step == groups &- 1 {
+            let f = UInt64(flags[g &- step]), valid = f & lastValid
+            flags[g &- step] = UInt8(truncatingIfNeeded: valid)
+            statistics = statistics &- tables.flagStatistics(f) &+ tables.flagStatistics(valid)
+        }
+        return (plainCost, Int(truncatingIfNeeded: statistics & 0xFFFF_FFFF), Int(truncatingIfNeeded: statistics >> 32))
     }
 
     /// The slot deltas of groups `0, step, 2 step, ...` into `deltas`; returns their estimated cost.
@@ -272,10 +284,10 @@ struct ByteColumnWork {
     private func compactRepeats(_ ids: UnsafePointer<UInt8>, withDeltas: Bool, step: Int) -> Int {
         let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
         let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
-        let tables = tables, last = groups &- 1, lastValid = lastValid
+        let tables = tables, flags = flags
         var kept = 0, g = 0
-        while g <= last {
-            let keep = ~UInt64(flags[g]) & (g == last ? lastValid : 0xFF)
+        while g < groups {
+            let keep = ~UInt64(flags[g]) & 0xFF
             // At most 8g values kept before group g: the 8 bytes stored fit the column.
             keptIDs.storeBytes(of: tables.compact(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
                                toByteOffset: kept, as: UInt64.self)
@@ -286,6 +298,8 @@ struct ByteColumnWork {
             kept &+= tables.setBits(keep)
             g &+= step
         }
+        // The padding rows of a partial last group (never flagged) were kept last: drop them.
+        if count & 7 != 0 && g &- step == groups &- 1 { kept &-= 8 &- count & 7 }
         for t in kept..<((kept + 7) & ~7) {
             compacted[t] = 0
             compactedDeltas[t] = 0
