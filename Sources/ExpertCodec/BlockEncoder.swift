@@ -8,6 +8,7 @@ public final class BlockEncoder {
     /// For each stored column, its index inside a row (dense layers skipped).
     private let sourceIndex: [Int]
     private lazy var byteGather = ByteGather(schema: schema)
+    private lazy var wordGather = WordGather(schema: schema)
     private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
     private let frames = LZ4FrameWriter()
     /// The payload's runs worth compressing or not, from the last `encodePayload`.
@@ -86,15 +87,19 @@ public final class BlockEncoder {
         let columnCount = sourceIndex.count, width = schema.bitWidth
         let padded = (count + 7) & ~7
         let cols = columns.reserve(columnCount * padded, of: S.self)
-        if S.self == UInt8.self, let input = rows.baseAddress {
-            let bytes = UnsafeMutableRawPointer(cols).assumingMemoryBound(to: UInt8.self)
-            let clean = byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
-            if !clean || (schema.experts < 1 << width
-                          && !allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)) {
+        // Byte columns for ids of at most 8 bits, 16-bit columns above.
+        let bytes = Self.retyped(cols, as: UInt8.self), words = Self.retyped(cols, as: UInt16.self)
+        if let input = rows.baseAddress {
+            let clean = S.self == UInt8.self
+                ? byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
+                : wordGather.gather(input, count: count, padded: padded, width: width, into: words)
+            // The gathers check ids against 2^width; this completes the check when experts is less.
+            let below = schema.experts == 1 << width || (S.self == UInt8.self
+                ? allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)
+                : allBelow(schema.experts, UnsafePointer(words), total: columnCount * padded))
+            if !clean || !below {
                 try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
             }
-        } else {
-            try gather(rows, count: count, padded: padded, into: cols)
         }
 
         let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
@@ -130,22 +135,18 @@ public final class BlockEncoder {
 
         var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
         runs.append(PayloadSegment(range: 0..<cursor, compress: true))
-        let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
-                              candidates: candidates.reserve(3 * padded, of: S.self),
-                              flags: flags.reserve(padded / 8, of: UInt8.self))
+        let candidates = candidates.reserve(3 * padded, of: S.self), flags = flags.reserve(padded / 8, of: UInt8.self)
         let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
-                                      candidates: UnsafeMutableRawPointer(work.candidates).assumingMemoryBound(to: UInt8.self),
-                                      flags: work.flags)
+                                      candidates: Self.retyped(candidates, as: UInt8.self), flags: flags)
+        let wordWork = WordColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
+                                      candidates: Self.retyped(candidates, as: UInt16.self), flags: flags)
         var slot = 0
         for c in 0..<columnCount {
             defer { slot = slot + 1 == schema.topk ? 0 : slot + 1 }
             guard codings[c] != ColumnCoding.constant.rawValue else { continue }
-            let previousSlot = slot == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             let (coding, written, cost) = S.self == UInt8.self
-                ? byteWork.encode(UnsafeRawPointer(cols + c * padded).assumingMemoryBound(to: UInt8.self),
-                                  previousSlot: previousSlot.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) },
-                                  to: out + cursor)
-                : work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot, to: out + cursor)
+                ? byteWork.encode(bytes + c * padded, previousSlot: slot == 0 ? nil : bytes + (c - 1) * padded, to: out + cursor)
+                : wordWork.encode(words + c * padded, previousSlot: slot == 0 ? nil : words + (c - 1) * padded, to: out + cursor)
             codings[c] = coding.rawValue
             // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
             Self.addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9, to: &runs)
@@ -179,36 +180,10 @@ public final class BlockEncoder {
         }
     }
 
-    /// Token-major rows of `T` into layer-major scratch columns, checking every stored id.
-    private func gather<T: ExpertID, S: PlaneScalar>(
-        _ rows: UnsafeBufferPointer<T>, count: Int, padded: Int, into cols: UnsafeMutablePointer<S>
-    ) throws {
-        let perRow = schema.idsPerRow
-        // Ids read as unsigned of their own width: a negative one is above T.max, so one
-        // maximum catches both kinds of bad id.
-        var largest: T.Magnitude = 0
-        sourceIndex.withUnsafeBufferPointer { source in
-            guard let input = rows.baseAddress else { return }
-            var t = 0
-            while t < count {
-                let row = input + t &* perRow
-                var at = cols + t
-                for c in 0..<source.count {
-                    let id = T.Magnitude(truncatingIfNeeded: row[source[c]])
-                    largest = max(largest, id)
-                    at.pointee = S(truncatingIfNeeded: id)
-                    at += padded
-                }
-                t &+= 1
-            }
-            for c in 0..<source.count {
-                for t in count..<padded { cols[c &* padded &+ t] = 0 }
-            }
-        }
-        let negative = T.isSigned && largest > T.Magnitude(T.max)
-        if negative || UInt64(largest) >= UInt64(schema.experts) {
-            try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
-        }
+    /// The scratch `pointer` as the column type of the path taken (`S` is that type).
+    @inline(__always)
+    private static func retyped<S, U>(_ pointer: UnsafeMutablePointer<S>, as _: U.Type) -> UnsafeMutablePointer<U> {
+        UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: U.self)
     }
 
     static func reportFirstBadID<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, schema: Schema,

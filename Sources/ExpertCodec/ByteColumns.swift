@@ -58,81 +58,6 @@ enum ByteGroups {
     static func isNontrivial(_ byte: UInt64) -> Bool { (byte &+ 1) & 0xFF > 1 }
 }
 
-/// The lookup tables of the byte kernels, built once and never changed (so shared by every
-/// thread): the set bits of each byte, and how to pack the bytes a mask keeps.
-final class ByteTables: @unchecked Sendable {
-    static let shared = ByteTables()
-
-    /// Set bits of each byte value: a load, where counting costs a dozen instructions without
-    /// the POPCNT instruction (not in the x86-64 baseline Swift compiles for).
-    private let bitCounts: UnsafeMutablePointer<UInt8>
-    /// For each flag byte: its set bits, plus 2^32 when it is neither 0x00 nor 0xFF (a bitmap
-    /// byte LZ4 cannot remove): one sum counts both.
-    private let flagStatistics: UnsafeMutablePointer<UInt64>
-    /// For each keep mask `k`, 4 words at `4k`: the bytes `k` keeps, then the bytes each of the
-    /// 3 rounds of ``compact(_:keep:)`` moves (where they stand before that round).
-    private let compaction: UnsafeMutablePointer<UInt64>
-
-    private init() {
-        bitCounts = .allocate(capacity: 256)
-        flagStatistics = .allocate(capacity: 256)
-        compaction = .allocate(capacity: 4 * 256)
-        for k in 0..<256 {
-            bitCounts[k] = UInt8(k.nonzeroBitCount)
-            flagStatistics[k] = UInt64(k.nonzeroBitCount) | (k != 0 && k != 0xFF ? 1 << 32 : 0)
-            let rounds = Self.compactionRounds(keep: k)
-            for i in 0..<4 { compaction[4 * k + i] = rounds[i] }
-        }
-    }
-
-    /// The kept bytes of `keep`, and the bytes rounds 0, 1, 2 move down by 1, 2, 4 bytes: each kept
-    /// byte moves by the number of dropped bytes below it, bit `r` of that number in round `r`.
-    /// Lower bits first, no two bytes ever meet (Hacker's Delight, 7-4).
-    static func compactionRounds(keep: Int) -> [UInt64] {
-        var rounds: [UInt64] = [0, 0, 0, 0]
-        var position = Array(0..<8), dropped = 0, moves = [Int](repeating: 0, count: 8)
-        for i in 0..<8 {
-            if keep >> i & 1 == 1 {
-                rounds[0] |= 0xFF << UInt64(8 * i)
-                moves[i] = dropped
-            } else {
-                dropped += 1
-            }
-        }
-        for round in 0..<3 {
-            for i in 0..<8 where keep >> i & 1 == 1 && moves[i] >> round & 1 == 1 {
-                rounds[round + 1] |= 0xFF << UInt64(8 * position[i])
-                position[i] -= 1 << round
-            }
-        }
-        return rounds
-    }
-
-    /// Set bits of `byte` (`0...255`; only its low 8 bits are looked at).
-    @inline(__always)
-    func setBits(_ byte: UInt64) -> Int { Int(bitCounts[Int(byte & 0xFF)]) }
-
-    /// Statistics of the flag byte `byte` (`0...255`; only its low 8 bits are looked at): its
-    /// set bits, plus 2^32 when it is neither 0x00 nor 0xFF. Summed over a bitmap of fewer than
-    /// 2^32 rows, the low half counts the flags and the high half the nontrivial bytes.
-    @inline(__always)
-    func flagStatistics(_ byte: UInt64) -> UInt64 { flagStatistics[Int(byte & 0xFF)] }
-
-    /// The bytes of `x` whose bit is set in `keep` (`0...255`; only its low 8 bits are looked
-    /// at), packed in order into the low bytes; the bytes above them are 0.
-    @inline(__always)
-    func compact(_ x: UInt64, keep: UInt64) -> UInt64 {
-        let masks = compaction + Int(keep & 0xFF) &<< 2
-        var y = x & masks[0]
-        var t = y & masks[1]
-        y = (y ^ t) | (t >> 8)
-        t = y & masks[2]
-        y = (y ^ t) | (t >> 16)
-        t = y & masks[3]
-        return (y ^ t) | (t >> 32)
-    }
-}
-
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
@@ -154,7 +79,7 @@ struct ByteColumnWork {
     /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
     let candidates: UnsafeMutablePointer<UInt8>
     let flags: UnsafeMutablePointer<UInt8>
-    let tables = ByteTables.shared
+    let tables = KernelTables.shared
 
     private var groups: Int { padded >> 3 }
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
@@ -350,17 +275,17 @@ struct ByteGather {
     }
 
     /// Gathers `count` rows of `input` into `cols` (column `c` at `c * padded`, zero-padded).
-    /// Returns false if some stored id has a bit at or above `width` (a negative id included):
-    /// the caller then finds and reports it.
+    /// Returns false if some stored id has a bit at or above `width` or is negative: the caller
+    /// then finds and reports it.
     func gather<T: ExpertID>(_ input: UnsafePointer<T>, count: Int, padded: Int, width: Int,
                              into cols: UnsafeMutablePointer<UInt8>) -> Bool {
         let raw = UnsafeRawPointer(input), tiledRows = count & ~7
         var clean: Bool
         switch MemoryLayout<T>.size {
-        case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        case 2: clean = gatherTiles(raw, lane: UInt16.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        case 4: clean = gatherTiles(raw, lane: UInt32.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 1: clean = gatherTiles(raw, lane: UInt8.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 2: clean = gatherTiles(raw, lane: UInt16.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 4: clean = gatherTiles(raw, lane: UInt32.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        default: clean = gatherTiles(raw, lane: UInt64.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
         }
         // What the tiles left: columns outside them, rows after the last whole group.
         clean = tiles.gatherRest(input, perRow: perRow, source: source, tiledRows: tiledRows, count: count,
@@ -370,10 +295,13 @@ struct ByteGather {
     }
 
     private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
-        _ input: UnsafeRawPointer, lane: L.Type, rows: Int, padded: Int, width: Int,
+        _ input: UnsafeRawPointer, lane: L.Type, signed: Bool, rows: Int, padded: Int, width: Int,
         into cols: UnsafeMutablePointer<UInt8>
     ) -> Bool {
-        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1))
+        // Bits an id may not have: those at or above `width`, and a signed type's sign bit (an
+        // Int8 id passes the width check of 8-bit ids negative).
+        let sign: L = signed ? 1 << (L.bitWidth - 1) : 0
+        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
         var high = SIMD8<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
         for t in stride(from: 0, to: rows, by: 8) {

@@ -94,10 +94,18 @@ enum WidePlanes {
     /// Writes `width` planes of 64 ids (8 bytes of each plane, plane `b` at `planes + b * stride`).
     @inline(__always)
     static func store(_ ids: UnsafeRawPointer, width: Int, to planes: UnsafeMutableRawPointer, stride: Int) {
-        @inline(__always) func bits(_ offset: Int) -> SIMD16<UInt8> {
-            unsafeBitCast(transposeBits(ids.loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self)), to: SIMD16<UInt8>.self)
+        @inline(__always) func ids16(_ i: Int) -> SIMD16<UInt8> { ids.loadUnaligned(fromByteOffset: 16 &* i, as: SIMD16<UInt8>.self) }
+        store(ids16(0), ids16(1), ids16(2), ids16(3), width: width, to: planes, stride: stride)
+    }
+
+    /// Writes `width` (at most 8) planes of 64 ids of 8 bits, 16 in each register in order.
+    @inline(__always)
+    static func store(_ a: SIMD16<UInt8>, _ b: SIMD16<UInt8>, _ c: SIMD16<UInt8>, _ d: SIMD16<UInt8>,
+                      width: Int, to planes: UnsafeMutableRawPointer, stride: Int) {
+        @inline(__always) func bits(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> {
+            unsafeBitCast(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self)), to: SIMD16<UInt8>.self)
         }
-        let words = transposeBytes(bits(0), bits(16), bits(32), bits(48))
+        let words = transposeBytes(bits(a), bits(b), bits(c), bits(d))
         @inline(__always) func store(_ pair: SIMD16<UInt8>, _ b: Int) {
             let lanes = unsafeBitCast(pair, to: SIMD2<UInt64>.self)
             planes.storeBytes(of: lanes[0], toByteOffset: b &* stride, as: UInt64.self)
@@ -107,6 +115,21 @@ enum WidePlanes {
         if width > 2 { store(words.1, 2) }
         if width > 4 { store(words.2, 4) }
         if width > 6 { store(words.3, 6) }
+    }
+
+    /// Writes `width` (1...16) planes of 64 ids of 16 bits: planes 0-7 are those of their low
+    /// bytes, planes 8-15 those of their high bytes.
+    @inline(__always)
+    static func storeWords(_ ids: UnsafeRawPointer, width: Int, to planes: UnsafeMutableRawPointer, stride: Int) {
+        @inline(__always) func bytes(_ i: Int, shift: UInt16) -> SIMD16<UInt8> {
+            SIMD16<UInt8>(truncatingIfNeeded: ids.loadUnaligned(fromByteOffset: 32 &* i, as: SIMD16<UInt16>.self) &>> shift)
+        }
+        store(bytes(0, shift: 0), bytes(1, shift: 0), bytes(2, shift: 0), bytes(3, shift: 0),
+              width: min(width, 8), to: planes, stride: stride)
+        if width > 8 {
+            store(bytes(0, shift: 8), bytes(1, shift: 8), bytes(2, shift: 8), bytes(3, shift: 8),
+                  width: width &- 8, to: planes + 8 &* stride, stride: stride)
+        }
     }
 
     /// Reads 64 ids from `width` planes (8 bytes of each, plane `b` at `planes + b * stride`).

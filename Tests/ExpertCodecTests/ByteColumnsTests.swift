@@ -144,7 +144,7 @@ import TraceSynth
     /// and the table's bit counts.
     @Test func compactionKeepsTheMaskedBytesInOrder() {
         var random = SplitMix64(seed: 11)
-        let tables = ByteTables.shared
+        let tables = KernelTables.shared
         for keep in 0..<256 {
             #expect(tables.setBits(UInt64(keep)) == keep.nonzeroBitCount)
             for _ in 0..<8 {
@@ -182,14 +182,15 @@ import TraceSynth
     }
 
     /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
-    /// is reported with its token, layer, slot and value, whatever the input type.
-    @Test(arguments: [100, 128])
+    /// is reported with its token, layer, slot and value, whatever the input type (a negative
+    /// Int8 too, with 256 experts, where it passes the width check).
+    @Test(arguments: [100, 128, 256])
     func everyBadIDIsFoundAndNamed(experts: Int) throws {
         // 15 stored columns: 0...5 and 9...17 of each row (layer 2 is dense); only 9...16 form a tile.
         let schema = try Schema(layers: 6, topk: 3, experts: experts, denseLayers: [2])
         let rows = 21, perRow = schema.idsPerRow
         var base = [Int64](repeating: 0, count: rows * perRow)
-        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 7 + i) % experts) } }
+        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 7 + i) % min(experts, 128)) } }
         func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
             let encoder = BlockEncoder(schema: schema)
             #expect(try encoder.encode(base.map { T(truncatingIfNeeded: $0) }).count > 0)
