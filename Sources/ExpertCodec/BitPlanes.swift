@@ -20,9 +20,13 @@ protocol PlaneScalar: FixedWidthInteger & UnsignedInteger & Sendable {
     /// `loadPlanes` for 64 ids (8 groups).
     static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
                              into values: UnsafeMutablePointer<Self>)
+    /// From how many groups on `storePlanes64` costs less than `storePlanes` group by group.
+    static var groupsWorthAWholeStore: Int { get }
 }
 
 extension PlaneScalar {
+    static var groupsWorthAWholeStore: Int { 8 }
+
     static func storePlanes64(of values: UnsafePointer<Self>, width: Int,
                               to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
         for group in 0..<8 { storePlanes(of: values + 8 * group, width: width, to: planes + group, stride: stride) }
@@ -64,6 +68,9 @@ func transpose8x8(_ matrix: UInt64) -> UInt64 {
 }
 
 extension UInt8: PlaneScalar {
+    /// Fewest instructions on the qwen3 and deepseek columns (callgrind, 2 to 7 tried).
+    static var groupsWorthAWholeStore: Int { 3 }
+
     @inline(__always)
     static func storePlanes(of values: UnsafePointer<UInt8>, width: Int,
                             to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
@@ -130,6 +137,16 @@ private func spreadBytes(_ packed: UInt64) -> UInt64 {
 }
 
 extension UInt16: PlaneScalar {
+    /// Fewest instructions on the kimi-k2 columns (callgrind, 2 and 3 tried).
+    static var groupsWorthAWholeStore: Int { 2 }
+
+    /// 8 groups at once (``WidePlanes/storeWords(_:width:to:stride:)``).
+    @inline(__always)
+    static func storePlanes64(of values: UnsafePointer<UInt16>, width: Int,
+                              to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
+        WidePlanes.storeWords(UnsafeRawPointer(values), width: width, to: UnsafeMutableRawPointer(planes), stride: stride)
+    }
+
     @inline(__always)
     static func storePlanes(of values: UnsafePointer<UInt16>, width: Int,
                             to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
@@ -204,6 +221,12 @@ enum BitPlanes {
         while group + 8 <= stride {
             S.storePlanes64(of: values + 8 * group, width: width, to: out + group, stride: stride)
             group += 8
+        }
+        // The groups left: as the last 8 groups of the column when that is cheaper (the groups
+        // stored twice get the same bytes twice), else one at a time.
+        if stride >= 8 && stride - group >= S.groupsWorthAWholeStore {
+            S.storePlanes64(of: values + 8 * (stride - 8), width: width, to: out + stride - 8, stride: stride)
+            return width * stride
         }
         while group < stride {
             S.storePlanes(of: values + 8 * group, width: width, to: out + group, stride: stride)

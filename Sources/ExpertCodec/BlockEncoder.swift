@@ -8,6 +8,7 @@ public final class BlockEncoder {
     /// For each stored column, its index inside a row (dense layers skipped).
     private let sourceIndex: [Int]
     private lazy var byteGather = ByteGather(schema: schema)
+    private lazy var wordGather = WordGather(schema: schema)
     private let columns = Scratch(), candidates = Scratch(), flags = Scratch(), payload = Scratch()
     private let frames = LZ4FrameWriter()
     /// The payload's runs worth compressing or not, from the last `encodePayload`.
@@ -86,15 +87,19 @@ public final class BlockEncoder {
         let columnCount = sourceIndex.count, width = schema.bitWidth
         let padded = (count + 7) & ~7
         let cols = columns.reserve(columnCount * padded, of: S.self)
-        if S.self == UInt8.self, let input = rows.baseAddress {
-            let bytes = UnsafeMutableRawPointer(cols).assumingMemoryBound(to: UInt8.self)
-            let clean = byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
-            if !clean || (schema.experts < 1 << width
-                          && !allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)) {
+        // Byte columns for ids of at most 8 bits, 16-bit columns above.
+        let bytes = Self.retyped(cols, as: UInt8.self), words = Self.retyped(cols, as: UInt16.self)
+        if let input = rows.baseAddress {
+            let clean = S.self == UInt8.self
+                ? byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
+                : wordGather.gather(input, count: count, padded: padded, width: width, into: words)
+            // The gathers check ids against 2^width; this completes the check when experts is less.
+            let below = schema.experts == 1 << width || (S.self == UInt8.self
+                ? allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)
+                : allBelow(schema.experts, UnsafePointer(words), total: columnCount * padded))
+            if !clean || !below {
                 try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
             }
-        } else {
-            try gather(rows, count: count, padded: padded, into: cols)
         }
 
         let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
@@ -104,9 +109,14 @@ public final class BlockEncoder {
         raw.storeLE(UInt16(0), at: 2)
         raw.storeLE(UInt32(count), at: 4)
         raw.storeLE(UInt32(columnCount), at: 8)
-        segments.removeAll(keepingCapacity: true)
+        // Appended to as a local: on the property, every column's append paid two dynamic
+        // exclusivity checks.
+        var runs = segments
+        segments = []
+        defer { segments = runs }
+        runs.removeAll(keepingCapacity: true)
         guard count > 0 else {
-            segments.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
+            runs.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
             return (UnsafeRawPointer(out), BlockFormat.headerBytes)
         }
 
@@ -115,42 +125,53 @@ public final class BlockEncoder {
         var constantCount = 0
         for c in 0..<columnCount {
             let column = cols + c * padded
-            let first = column[0]
-            var constant = true
-            for t in 1..<count where column[t] != first { constant = false; break }
+            let constant = Self.isConstant(column, count: count)
             codings[c] = constant ? ColumnCoding.constant.rawValue : ColumnCoding.plain.rawValue
             if constant {
-                raw.storeLE(UInt16(first), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
+                raw.storeLE(UInt16(column[0]), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
                 constantCount += 1
             }
         }
 
         var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
-        segments.append(PayloadSegment(range: 0..<cursor, compress: true))
-        let work = ColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
-                              candidates: candidates.reserve(3 * padded, of: S.self),
-                              flags: flags.reserve(padded / 8, of: UInt8.self))
+        runs.append(PayloadSegment(range: 0..<cursor, compress: true))
+        let candidates = candidates.reserve(3 * padded, of: S.self), flags = flags.reserve(padded / 8, of: UInt8.self)
         let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
-                                      candidates: UnsafeMutableRawPointer(work.candidates).assumingMemoryBound(to: UInt8.self),
-                                      flags: work.flags)
-        for c in 0..<columnCount where codings[c] != ColumnCoding.constant.rawValue {
-            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
+                                      candidates: Self.retyped(candidates, as: UInt8.self), flags: flags)
+        let wordWork = WordColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
+                                      candidates: Self.retyped(candidates, as: UInt16.self), flags: flags)
+        var slot = 0
+        for c in 0..<columnCount {
+            defer { slot = slot + 1 == schema.topk ? 0 : slot + 1 }
+            guard codings[c] != ColumnCoding.constant.rawValue else { continue }
             let (coding, written, cost) = S.self == UInt8.self
-                ? byteWork.encode(UnsafeRawPointer(cols + c * padded).assumingMemoryBound(to: UInt8.self),
-                                  previousSlot: previousSlot.map { UnsafeRawPointer($0).assumingMemoryBound(to: UInt8.self) },
-                                  to: out + cursor)
-                : work.encode(UnsafePointer(cols + c * padded), previousSlot: previousSlot, to: out + cursor)
+                ? byteWork.encode(bytes + c * padded, previousSlot: slot == 0 ? nil : bytes + (c - 1) * padded, to: out + cursor)
+                : wordWork.encode(words + c * padded, previousSlot: slot == 0 ? nil : words + (c - 1) * padded, to: out + cursor)
             codings[c] = coding.rawValue
             // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
-            addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9)
+            Self.addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9, to: &runs)
             cursor += written
         }
         return (UnsafeRawPointer(out), cursor)
     }
 
+    /// Whether the `count` ids of `column` are all equal, compared 8 bytes at a time.
+    private static func isConstant<S: PlaneScalar>(_ column: UnsafePointer<S>, count: Int) -> Bool {
+        let raw = UnsafeRawPointer(column), bytes = count &* MemoryLayout<S>.size
+        // The first id in every lane of a word.
+        let pattern = UInt64(column[0]) &* (MemoryLayout<S>.size == 1 ? 0x0101_0101_0101_0101 : 0x0001_0001_0001_0001)
+        var at = 0
+        while at &+ 8 <= bytes {
+            if raw.loadUnaligned(fromByteOffset: at, as: UInt64.self) != pattern { return false }
+            at &+= 8
+        }
+        for t in at / MemoryLayout<S>.size..<count where column[t] != column[0] { return false }
+        return true
+    }
+
     /// Extends the last segment when it is of the same kind or either is too small to be worth
     /// a block of its own (each block costs 8 bytes of framing).
-    private func addSegment(_ range: Range<Int>, compress: Bool) {
+    private static func addSegment(_ range: Range<Int>, compress: Bool, to segments: inout [PayloadSegment]) {
         let last = segments.count - 1
         if segments[last].compress == compress || range.count < 1024 || segments[last].range.count < 1024 {
             segments[last].range = segments[last].range.lowerBound..<range.upperBound
@@ -159,36 +180,10 @@ public final class BlockEncoder {
         }
     }
 
-    /// Token-major rows of `T` into layer-major scratch columns, checking every stored id.
-    private func gather<T: ExpertID, S: PlaneScalar>(
-        _ rows: UnsafeBufferPointer<T>, count: Int, padded: Int, into cols: UnsafeMutablePointer<S>
-    ) throws {
-        let perRow = schema.idsPerRow
-        // Ids read as unsigned of their own width: a negative one is above T.max, so one
-        // maximum catches both kinds of bad id.
-        var largest: T.Magnitude = 0
-        sourceIndex.withUnsafeBufferPointer { source in
-            guard let input = rows.baseAddress else { return }
-            var t = 0
-            while t < count {
-                let row = input + t &* perRow
-                var at = cols + t
-                for c in 0..<source.count {
-                    let id = T.Magnitude(truncatingIfNeeded: row[source[c]])
-                    largest = max(largest, id)
-                    at.pointee = S(truncatingIfNeeded: id)
-                    at += padded
-                }
-                t &+= 1
-            }
-            for c in 0..<source.count {
-                for t in count..<padded { cols[c &* padded &+ t] = 0 }
-            }
-        }
-        let negative = T.isSigned && largest > T.Magnitude(T.max)
-        if negative || UInt64(largest) >= UInt64(schema.experts) {
-            try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
-        }
+    /// The scratch `pointer` as the column type of the path taken (`S` is that type).
+    @inline(__always)
+    private static func retyped<S, U>(_ pointer: UnsafeMutablePointer<S>, as _: U.Type) -> UnsafeMutablePointer<U> {
+        UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: U.self)
     }
 
     static func reportFirstBadID<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, schema: Schema,

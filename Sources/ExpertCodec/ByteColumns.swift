@@ -12,21 +12,12 @@ enum ByteGroups {
     /// bytes of the group that are neither 0x00 nor 0xFF (``BitPlanes/estimatedCost``), as a mask.
     @inline(__always)
     static func nontrivialPlanes(_ x: UInt64, mask: UInt64) -> UInt64 {
-        var o = x | (x >> 32), a = x & (x >> 32)
-        o |= o >> 16; a &= a >> 16
-        o |= o >> 8; a &= a >> 8
-        return o & ~a & mask
-    }
-
-    /// Set bits of a word, without the POPCNT instruction (not in the x86-64 baseline that
-    /// Swift compiles for, so `nonzeroBitCount` costs as much anyway): callers pack eight
-    /// byte masks into one word and count them together.
-    @inline(__always)
-    static func setBits(_ word: UInt64) -> Int {
-        var x = word &- ((word >> 1) & 0x5555_5555_5555_5555)
-        x = (x & 0x3333_3333_3333_3333) &+ ((x >> 2) & 0x3333_3333_3333_3333)
-        x = (x &+ (x >> 4)) & 0x0F0F_0F0F_0F0F_0F0F
-        return Int((x &* lowBits) >> 56)
+        // The bits where some id differs from id 0: an OR over the bytes of x ^ (id 0 in every byte).
+        var y = x ^ ((x & 0xFF) &* lowBits)
+        y |= y >> 32
+        y |= y >> 16
+        y |= y >> 8
+        return y & mask
     }
 
     /// `(x - p) mod experts` in every byte, for bytes below `experts` (at most 256).
@@ -43,6 +34,14 @@ enum ByteGroups {
         return difference &- borrowed &* complement
     }
 
+    /// ``slotDeltas(_:_:complement:)`` when `experts` is `2^width` and `width < 8`:
+    /// `(x - p) mod 2^width` is `x + 128 - p` (which borrows from no other byte) cut to the
+    /// low `width` bits of each byte, `low` in every byte.
+    @inline(__always)
+    static func slotDeltas(_ x: UInt64, _ p: UInt64, low: UInt64) -> UInt64 {
+        ((x | highBits) &- p) & low
+    }
+
     /// Flags of the rows whose id equals the row before (bit `i` for byte `i`); `previous` is
     /// the id of the row before byte 0 (any other value than byte 0's for row 0).
     @inline(__always)
@@ -54,45 +53,21 @@ enum ByteGroups {
         return ((zero >> 7) &* 0x0102_0408_1020_4080) >> 56
     }
 
-    /// Bytes of a bitmap that are neither 0x00 nor 0xFF.
-    static func nontrivialBytes(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int {
-        var n = 0
-        for i in 0..<count { n &+= bytes[i] &+ 1 > 1 ? 1 : 0 }
-        return n
-    }
-
-    /// ``BitPlanes/estimatedCost`` of `count` ids (zero-padded to whole groups).
-    static func estimatedCost(_ values: UnsafePointer<UInt8>, count: Int, width: Int) -> Int {
-        let mask: UInt64 = (1 << UInt64(width)) - 1, raw = UnsafeRawPointer(values)
-        var cost = PlaneCost()
-        for g in 0..<BitPlanes.planeBytes(count) {
-            cost.add(nontrivialPlanes(raw.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask), group: g)
-        }
-        return cost.total
-    }
-}
-
-/// Sums the set bits of byte masks, one per group: eight masks are packed into a word and
-/// counted at once.
-struct PlaneCost {
-    private var counted = 0, packed: UInt64 = 0
-
-    /// Adds the mask of group `group` (groups are added in order 0, 1, 2, ...).
+    /// Whether a bitmap byte (`0...255`) is neither 0x00 nor 0xFF: what LZ4 cannot remove.
     @inline(__always)
-    mutating func add(_ mask: UInt64, group: Int) {
-        packed |= mask << UInt64((group & 7) << 3)
-        if group & 7 == 7 {
-            counted &+= ByteGroups.setBits(packed)
-            packed = 0
-        }
-    }
-
-    var total: Int { counted + ByteGroups.setBits(packed) }
+    static func isNontrivial(_ byte: UInt64) -> Bool { (byte &+ 1) & 0xFF > 1 }
 }
 
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
+///
+/// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows
+/// give zero slot deltas and are never flagged.
+///
+/// The choice makes a few passes over the sampled groups, each with few values live (one pass
+/// doing everything kept too many in registers): the ids (plain cost and repeat flags), the slot
+/// deltas, then, only when repeats are worth a look, the unflagged ids and slot deltas.
 struct ByteColumnWork {
     /// Columns with at least this many groups choose on a sample.
     static let samplingGroups = 32
@@ -104,19 +79,16 @@ struct ByteColumnWork {
     /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
     let candidates: UnsafeMutablePointer<UInt8>
     let flags: UnsafeMutablePointer<UInt8>
+    let tables = KernelTables.shared
 
     private var groups: Int { padded >> 3 }
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
-    private var complement: UInt64 { UInt64(256 - experts) }
     private var deltas: UnsafeMutablePointer<UInt8> { candidates }
     private var compacted: UnsafeMutablePointer<UInt8> { candidates + padded }
     private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + 2 * padded }
 
-    /// Rows of group `g` that exist (the last group may be partly padding): a bit per row.
-    @inline(__always)
-    private func validRows(_ g: Int) -> UInt64 {
-        g == groups &- 1 && count & 7 != 0 ? (1 << UInt64(count & 7)) - 1 : 0xFF
-    }
+    /// The rows of the last group that exist (it may be partly padding), a bit per row.
+    private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }
 
     /// Picks the coding (as ``ColumnWork/encode(_:previousSlot:to:)`` does, on a sample of
     /// the groups for long columns) and writes its body. Returns the coding, the bytes written
@@ -125,24 +97,20 @@ struct ByteColumnWork {
                 to out: UnsafeMutablePointer<UInt8>) -> (ColumnCoding, Int, Int) {
         let step = Self.samplingStep(groups: groups)
         let choice = choose(ids, previousSlot: previousSlot, step: step)
-        let cost = choice.cost * groups / choice.sampledGroups
+        let cost = step == 1 ? choice.cost : choice.cost * groups / choice.sampledGroups
         switch choice.coding {
         case .plain:
             return (.plain, BitPlanes.store(ids, count: count, width: width, to: out), cost)
         case .slotDelta:
-            if step > 1 { fillDeltas(ids, previousSlot!) }
+            if step > 1 { fillDeltas(ids, previousSlot!, step: 1) }
             return (.slotDelta, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out), cost)
         case .repeat, .repeatSlotDelta:
             var kept = choice.kept
             let values = choice.coding == .repeat ? compacted : compactedDeltas
             if step > 1 {
                 fillFlags(ids)
-                if choice.coding == .repeat {
-                    kept = compact(ids, into: values)
-                } else {
-                    fillDeltas(ids, previousSlot!)
-                    kept = compact(UnsafePointer(deltas), into: values)
-                }
+                if choice.coding == .repeatSlotDelta { fillDeltas(ids, previousSlot!, step: 1) }
+                kept = compactRepeats(ids, withDeltas: choice.coding == .repeatSlotDelta, step: 1)
             }
             out.update(from: flags, count: groups)
             return (choice.coding, groups + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + groups), cost)
@@ -156,105 +124,137 @@ struct ByteColumnWork {
     /// and the compacted ids and slot deltas (`kept` of them).
     private func choose(_ ids: UnsafePointer<UInt8>, previousSlot: UnsafePointer<UInt8>?, step: Int)
         -> (coding: ColumnCoding, cost: Int, sampledGroups: Int, kept: Int) {
-        let source = UnsafeRawPointer(ids), mask = mask, complement = complement
-        let deltaBytes = UnsafeMutableRawPointer(deltas)
-        let keptIDs = UnsafeMutableRawPointer(compacted), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
-        var plainCost = PlaneCost(), deltaCost = PlaneCost(), repeats = PlaneCost()
-        var sampled = 0, sampledRows = 0, flagCost = 0, kept = 0
-        for g in stride(from: 0, to: groups, by: step) {
-            let x = source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self)
-            plainCost.add(ByteGroups.nontrivialPlanes(x, mask: mask), group: sampled)
-            var d: UInt64 = 0
-            if let previousSlot {
-                let p = UnsafeRawPointer(previousSlot).loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self)
-                d = ByteGroups.slotDeltas(x, p, complement: complement)
-                deltaBytes.storeBytes(of: d, toByteOffset: g &* 8, as: UInt64.self)
-                deltaCost.add(ByteGroups.nontrivialPlanes(d, mask: mask), group: sampled)
-            }
-            // Row 0 repeats nothing; padding rows are never flagged.
-            let before = g == 0 ? UInt64(x & 0xFF) ^ 1 : UInt64(ids[g &* 8 &- 1])
-            let valid = validRows(g)
-            let f = ByteGroups.repeatFlags(x, previous: before) & valid
-            flags[g] = UInt8(truncatingIfNeeded: f)
-            repeats.add(f, group: sampled)
-            flagCost &+= f != 0 && f != 0xFF ? 1 : 0
-            let keep = ~f & valid
-            _ = Self.append(x, keep: keep, to: keptIDs, at: kept)
-            kept = Self.append(d, keep: keep, to: keptDeltas, at: kept)
-            sampled &+= 1
-            sampledRows &+= valid == 0xFF ? 8 : count & 7
+        let sampled = step == 1 ? groups : (groups &+ step &- 1) / step
+        // Every sampled group has 8 rows but the last group of the column, when it is sampled.
+        let lastSampled = (groups &- 1) &- (sampled &- 1) &* step == 0
+        let sampledRows = 8 &* sampled &- (lastSampled ? 8 &- tables.setBits(lastValid) : 0)
+
+        let scan = scanIDs(ids, step: step)
+        var best = ColumnCoding.plain, bestCost = scan.plainCost
+        if let previousSlot {
+            let cost = fillDeltas(ids, previousSlot, step: step)
+            if cost < bestCost { (best, bestCost) = (.slotDelta, cost) }
         }
-        var best = ColumnCoding.plain, bestCost = plainCost.total
-        if previousSlot != nil && deltaCost.total < bestCost { (best, bestCost) = (.slotDelta, deltaCost.total) }
         // Flags cost up to a bit per row: only worth a look when repeats save more than that.
-        if repeats.total * width * 2 >= sampledRows {
-            for t in kept..<((kept + 7) & ~7) {
-                compacted[t] = 0
-                compactedDeltas[t] = 0
-            }
-            let cost = flagCost + ByteGroups.estimatedCost(compacted, count: kept, width: width)
-            if cost < bestCost { (best, bestCost) = (.repeat, cost) }
-            if previousSlot != nil {
-                let cost = flagCost + ByteGroups.estimatedCost(compactedDeltas, count: kept, width: width)
-                if cost < bestCost { (best, bestCost) = (.repeatSlotDelta, cost) }
+        var kept = 0
+        if scan.repeats * width * 2 >= sampledRows {
+            kept = compactRepeats(ids, withDeltas: previousSlot != nil, step: step)
+            let costs = compactedCosts(kept: kept, withDeltas: previousSlot != nil)
+            if scan.flagCost + costs.ids < bestCost { (best, bestCost) = (.repeat, scan.flagCost + costs.ids) }
+            if previousSlot != nil && scan.flagCost + costs.deltas < bestCost {
+                (best, bestCost) = (.repeatSlotDelta, scan.flagCost + costs.deltas)
             }
         }
         return (best, bestCost, sampled, kept)
     }
 
-    /// Appends the bytes of `x` whose bit is set in `keep` at `out + kept`; returns the new
-    /// count. Writes up to 8 bytes from `out + kept`: `kept` must be at most 8 less than the
-    /// column's padded length (it is at most `8g` for group `g`).
-    @inline(__always)
-    private static func append(_ x: UInt64, keep: UInt64, to out: UnsafeMutableRawPointer, at kept: Int) -> Int {
-        if keep == 0xFF {
-            out.storeBytes(of: x, toByteOffset: kept, as: UInt64.self)
-            return kept &+ 8
+    /// Over groups `0, step, 2 step, ...`: the estimated cost of the ids' planes, the repeat
+    /// flags (into `flags`), how many rows they flag and the flag bytes LZ4 cannot remove.
+    private func scanIDs(_ ids: UnsafePointer<UInt8>, step: Int) -> (plainCost: Int, repeats: Int, flagCost: Int) {
+        let source = UnsafeRawPointer(ids), mask = mask, tables = tables, flags = flags
+        var plainCost = 0, statistics: UInt64 = 0
+        @inline(__always) func scan(_ g: Int, before: UInt64) {
+            let x = source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self)
+            plainCost &+= tables.setBits(ByteGroups.nontrivialPlanes(x, mask: mask))
+            let f = ByteGroups.repeatFlags(x, previous: before)
+            flags[g] = UInt8(truncatingIfNeeded: f)
+            statistics &+= tables.flagStatistics(f)
         }
-        // Every byte is stored; a dropped one is overwritten by the next kept one.
-        var bits = keep, xs = x, at = kept
-        for _ in 0..<8 {
-            out.storeBytes(of: UInt8(truncatingIfNeeded: xs), toByteOffset: at, as: UInt8.self)
-            at &+= Int(bits & 1)
-            bits >>= 1
-            xs >>= 8
+        // Row 0 repeats nothing: any other id than its own stands before it.
+        scan(0, before: UInt64(ids[0] ^ 1))
+        var g = step
+        while g < groups {
+            scan(g, before: UInt64(ids[g &* 8 &- 1]))
+            g &+= step
         }
-        return at
+        // Padding rows are never flagged: taken out of the last group's flags, if it was scanned.
+        if count & 7 != 0 && g &- step == groups &- 1 {
+            let f = UInt64(flags[g &- step]), valid = f & lastValid
+            flags[g &- step] = UInt8(truncatingIfNeeded: valid)
+            statistics = statistics &- tables.flagStatistics(f) &+ tables.flagStatistics(valid)
+        }
+        return (plainCost, Int(truncatingIfNeeded: statistics & 0xFFFF_FFFF), Int(truncatingIfNeeded: statistics >> 32))
     }
 
-    /// The slot deltas of every group.
-    private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>) {
-        let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
-        let out = UnsafeMutableRawPointer(deltas), complement = complement
-        for g in 0..<groups {
-            let d = ByteGroups.slotDeltas(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
-                                          previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), complement: complement)
-            out.storeBytes(of: d, toByteOffset: g &* 8, as: UInt64.self)
+    /// The slot deltas of groups `0, step, 2 step, ...` into `deltas`; returns their estimated cost.
+    @discardableResult
+    private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int) -> Int {
+        if experts == 1 << width && width < 8 {
+            let low = mask &* ByteGroups.lowBits
+            return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, low: low) }
         }
+        let complement = UInt64(256 &- experts)
+        return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, complement: complement) }
+    }
+
+    @inline(__always)
+    private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int,
+                            delta: (UInt64, UInt64) -> UInt64) -> Int {
+        let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
+        let out = UnsafeMutableRawPointer(deltas), mask = mask, tables = tables
+        var cost = 0, g = 0
+        while g < groups {
+            let d = delta(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
+                          previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self))
+            out.storeBytes(of: d, toByteOffset: g &* 8, as: UInt64.self)
+            cost &+= tables.setBits(ByteGroups.nontrivialPlanes(d, mask: mask))
+            g &+= step
+        }
+        return cost
+    }
+
+    /// The ids and (when `withDeltas`) the slot deltas of groups `0, step, 2 step, ...` whose
+    /// rows `flags` does not flag, put together into `compacted` and `compactedDeltas` and
+    /// zero-padded to a whole group. Returns how many rows were kept.
+    private func compactRepeats(_ ids: UnsafePointer<UInt8>, withDeltas: Bool, step: Int) -> Int {
+        let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
+        let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
+        let tables = tables, flags = flags
+        var kept = 0, g = 0
+        while g < groups {
+            let keep = ~UInt64(flags[g]) & 0xFF
+            // At most 8g values kept before group g: the 8 bytes stored fit the column.
+            keptIDs.storeBytes(of: tables.compact(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
+                               toByteOffset: kept, as: UInt64.self)
+            if withDeltas {
+                keptDeltas.storeBytes(of: tables.compact(slotDeltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
+                                      toByteOffset: kept, as: UInt64.self)
+            }
+            kept &+= tables.setBits(keep)
+            g &+= step
+        }
+        // The padding rows of a partial last group (never flagged) were kept last: drop them.
+        if count & 7 != 0 && g &- step == groups &- 1 { kept &-= 8 &- count & 7 }
+        for t in kept..<((kept + 7) & ~7) {
+            compacted[t] = 0
+            compactedDeltas[t] = 0
+        }
+        return kept
     }
 
     /// The repeat flags of every group.
     private func fillFlags(_ ids: UnsafePointer<UInt8>) {
-        let source = UnsafeRawPointer(ids)
+        let source = UnsafeRawPointer(ids), last = groups &- 1, lastValid = lastValid
         var before = UInt64(ids[0] ^ 1)
-        for g in 0..<groups {
+        for g in 0...last {
             let x = source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self)
-            flags[g] = UInt8(truncatingIfNeeded: ByteGroups.repeatFlags(x, previous: before) & validRows(g))
+            flags[g] = UInt8(truncatingIfNeeded: ByteGroups.repeatFlags(x, previous: before) & (g == last ? lastValid : 0xFF))
             before = x >> 56
         }
     }
 
-    /// The values of the rows not flagged in `flags`, zero-padded to a whole group. Returns
-    /// how many were kept.
-    private func compact(_ values: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
-        let source = UnsafeRawPointer(values), raw = UnsafeMutableRawPointer(out)
-        var kept = 0
-        for g in 0..<groups {
-            kept = Self.append(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
-                               keep: ~UInt64(flags[g]) & validRows(g), to: raw, at: kept)
+    /// The estimated costs of the `kept` compacted ids and (when `withDeltas`) slot deltas.
+    private func compactedCosts(kept: Int, withDeltas: Bool) -> (ids: Int, deltas: Int) {
+        let ids = UnsafeRawPointer(compacted), deltas = UnsafeRawPointer(compactedDeltas)
+        let mask = mask, tables = tables
+        var idCost = 0, deltaCost = 0
+        for g in 0..<BitPlanes.planeBytes(kept) {
+            idCost &+= tables.setBits(ByteGroups.nontrivialPlanes(ids.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask))
+            if withDeltas {
+                deltaCost &+= tables.setBits(ByteGroups.nontrivialPlanes(deltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask))
+            }
         }
-        for t in kept..<((kept + 7) & ~7) { out[t] = 0 }
-        return kept
+        return (idCost, deltaCost)
     }
 }
 
@@ -275,17 +275,17 @@ struct ByteGather {
     }
 
     /// Gathers `count` rows of `input` into `cols` (column `c` at `c * padded`, zero-padded).
-    /// Returns false if some stored id has a bit at or above `width` (a negative id included):
-    /// the caller then finds and reports it.
+    /// Returns false if some stored id has a bit at or above `width` or is negative: the caller
+    /// then finds and reports it.
     func gather<T: ExpertID>(_ input: UnsafePointer<T>, count: Int, padded: Int, width: Int,
                              into cols: UnsafeMutablePointer<UInt8>) -> Bool {
         let raw = UnsafeRawPointer(input), tiledRows = count & ~7
         var clean: Bool
         switch MemoryLayout<T>.size {
-        case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        case 2: clean = gatherTiles(raw, lane: UInt16.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        case 4: clean = gatherTiles(raw, lane: UInt32.self, rows: tiledRows, padded: padded, width: width, into: cols)
-        default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 1: clean = gatherTiles(raw, lane: UInt8.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 2: clean = gatherTiles(raw, lane: UInt16.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 4: clean = gatherTiles(raw, lane: UInt32.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        default: clean = gatherTiles(raw, lane: UInt64.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
         }
         // What the tiles left: columns outside them, rows after the last whole group.
         clean = tiles.gatherRest(input, perRow: perRow, source: source, tiledRows: tiledRows, count: count,
@@ -295,10 +295,13 @@ struct ByteGather {
     }
 
     private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
-        _ input: UnsafeRawPointer, lane: L.Type, rows: Int, padded: Int, width: Int,
+        _ input: UnsafeRawPointer, lane: L.Type, signed: Bool, rows: Int, padded: Int, width: Int,
         into cols: UnsafeMutablePointer<UInt8>
     ) -> Bool {
-        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1))
+        // Bits an id may not have: those at or above `width`, and a signed type's sign bit (an
+        // Int8 id passes the width check of 8-bit ids negative).
+        let sign: L = signed ? 1 << (L.bitWidth - 1) : 0
+        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
         var high = SIMD8<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
         for t in stride(from: 0, to: rows, by: 8) {

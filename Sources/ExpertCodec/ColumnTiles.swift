@@ -25,8 +25,8 @@ struct ColumnTiles {
 
     /// Gathers what the tiles leave of `count` token-major rows of `input`: every row of the
     /// uncovered columns, and rows `tiledRows..<count` of the covered ones, into `cols` (column
-    /// `c` at `c * stride`). Returns false if some id has a bit at or above `bitWidth` (a
-    /// negative id included).
+    /// `c` at `c * stride`). Returns false if some id has a bit at or above `bitWidth` or is
+    /// negative.
     func gatherRest<T: ExpertID, Out: FixedWidthInteger>(
         _ input: UnsafePointer<T>, perRow: Int, source: [Int], tiledRows: Int, count: Int, bitWidth: Int,
         into cols: UnsafeMutablePointer<Out>, stride: Int
@@ -39,7 +39,8 @@ struct ColumnTiles {
             var at = input + (rows.lowerBound &* perRow &+ source[c])
             for t in rows {
                 let id = UInt64(truncatingIfNeeded: T.Magnitude(truncatingIfNeeded: at.pointee))
-                clean = clean && id < limit
+                // A negative id of a type no wider than the ids reads as a valid magnitude.
+                clean = clean && id < limit && at.pointee >= 0
                 column[t] = Out(truncatingIfNeeded: id)
                 at += perRow
             }

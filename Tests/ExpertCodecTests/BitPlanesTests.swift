@@ -16,6 +16,23 @@ import TraceSynth
         }
     }
 
+    /// The register byte transpose of ``WidePlanes``: byte `j` of word `i` becomes byte `i` of word `j`.
+    @Test func registerByteTransposeMatchesTheDefinition() {
+        var random = SplitMix64(seed: 8)
+        for _ in 0..<100 {
+            let words = (0..<8).map { _ in random.next() }
+            func register(_ i: Int) -> SIMD16<UInt8> { unsafeBitCast(SIMD2(words[2 * i], words[2 * i + 1]), to: SIMD16<UInt8>.self) }
+            let out = WidePlanes.transposeBytes(register(0), register(1), register(2), register(3))
+            let transposed = [out.0, out.1, out.2, out.3].flatMap { pair in
+                let lanes = unsafeBitCast(pair, to: SIMD2<UInt64>.self)
+                return [lanes[0], lanes[1]]
+            }
+            for i in 0..<8 {
+                for j in 0..<8 { #expect((words[i] >> UInt64(8 * j)) & 0xFF == (transposed[j] >> UInt64(8 * i)) & 0xFF) }
+            }
+        }
+    }
+
     @Test(arguments: 1...16)
     func planesRoundTripAtEveryWidth(width: Int) {
         var random = SplitMix64(seed: UInt64(width))

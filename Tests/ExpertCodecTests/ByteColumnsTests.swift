@@ -101,32 +101,96 @@ import TraceSynth
         }
     }
 
+    /// Long columns, sampled or not: the choice, the estimated cost and the body are those of
+    /// spec 1.6 (``SpecColumnChoice``), on columns of every kind, with and without a previous slot.
+    @Test(arguments: [2, 7, 64, 100, 128, 256])
+    func sampledChoicesAreTheSpecs(experts: Int) throws {
+        var random = SplitMix64(seed: UInt64(experts) &* 31)
+        let width = try Schema(layers: 1, topk: 1, experts: experts).bitWidth
+        var chosen = Set<ColumnCoding>()
+        for count in [8 * ByteColumnWork.samplingGroups - 1, 8 * ByteColumnWork.samplingGroups, 8 * 33 + 3, 561, 1000] {
+            let padded = (count + 7) & ~7
+            var previous = [UInt8](repeating: 0, count: padded)
+            for kind in 0..<6 {
+                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                if kind == 1 { // runs of 8 rows or so, so that the repeat codings get a look
+                    for t in 1..<count where random.next() % 8 != 0 { ids[t] = ids[t - 1] }
+                }
+                guard Set(ids).count > 1 else { continue } // constant columns never get here
+                ids += [UInt8](repeating: 0, count: padded - count)
+                for withPrevious in [false, true] {
+                    let spec = SpecColumnChoice.choose(ids: ids[0..<count].map(Int.init), previous: withPrevious ? previous[0..<count].map(Int.init) : nil,
+                                                       experts: experts, width: width)
+                    var scratch = [UInt8](repeating: 0xAA, count: 3 * padded), flags = [UInt8](repeating: 0x55, count: padded / 8)
+                    var out = [UInt8](repeating: 0, count: 2 * padded + width * padded)
+                    let result = scratch.withUnsafeMutableBufferPointer { s in flags.withUnsafeMutableBufferPointer { f in
+                        ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
+                            ByteColumnWork(count: count, padded: padded, width: width, experts: experts,
+                                           candidates: s.baseAddress!, flags: f.baseAddress!)
+                                .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
+                        } } } } }
+                    #expect(result.0 == spec.coding && result.2 == spec.cost, "E \(experts), \(count) rows, kind \(kind): \(result) vs \(spec.coding) \(spec.cost)")
+                    #expect(Array(out[0..<result.1]) == spec.body, "E \(experts), \(count) rows, kind \(kind): bodies differ")
+                    chosen.insert(result.0)
+                }
+                previous = ids
+            }
+        }
+        // With 1-bit ids a flag bitmap costs what the plane it saves does: repeats never win.
+        #expect(chosen.count >= (experts == 2 ? 2 : 3), "E \(experts): only \(chosen) chosen")
+    }
+
+    /// Every keep mask on random words: the kept bytes in order at the bottom, zeros above;
+    /// and the table's bit counts.
+    @Test func compactionKeepsTheMaskedBytesInOrder() {
+        var random = SplitMix64(seed: 11)
+        let tables = KernelTables.shared
+        for keep in 0..<256 {
+            #expect(tables.setBits(UInt64(keep)) == keep.nonzeroBitCount)
+            for _ in 0..<8 {
+                let x = random.next()
+                var expected: UInt64 = 0, kept: UInt64 = 0
+                for i in 0..<8 where keep >> i & 1 == 1 {
+                    expected |= (x >> UInt64(8 * i) & 0xFF) << (8 * kept)
+                    kept += 1
+                }
+                #expect(tables.compact(x, keep: UInt64(keep)) == expected, "keep \(keep), x \(x)")
+            }
+        }
+    }
+
     @Test func slotDeltasOfEveryPairOfBytes() {
-        for experts in [2, 6, 100, 128, 255, 256] {
+        for experts in [2, 4, 6, 64, 100, 128, 255, 256] {
             let complement = UInt64(256 - experts)
             for x in 0..<experts {
                 for p in stride(from: 0, to: experts, by: max(1, experts / 37)) {
                     // The pair in byte 3, its neighbours chosen to borrow and not.
                     let xs = UInt64(x) << 24 | UInt64(experts - 1) << 16 | 0
                     let ps = UInt64(p) << 24 | 0 << 16 | UInt64(experts - 1)
-                    let d = ByteGroups.slotDeltas(xs, ps, complement: complement)
-                    #expect((d >> 24) & 0xFF == UInt64((x - p + experts) % experts))
-                    #expect((d >> 16) & 0xFF == UInt64(experts - 1))
-                    #expect(d & 0xFF == UInt64(1 % experts), "E \(experts): 0 - (E-1) mod E")
+                    var results = [ByteGroups.slotDeltas(xs, ps, complement: complement)]
+                    if experts < 256 && experts.nonzeroBitCount == 1 {
+                        results.append(ByteGroups.slotDeltas(xs, ps, low: UInt64(experts - 1) &* ByteGroups.lowBits))
+                    }
+                    for d in results {
+                        #expect((d >> 24) & 0xFF == UInt64((x - p + experts) % experts))
+                        #expect((d >> 16) & 0xFF == UInt64(experts - 1))
+                        #expect(d & 0xFF == UInt64(1 % experts), "E \(experts): 0 - (E-1) mod E")
+                    }
                 }
             }
         }
     }
 
     /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
-    /// is reported with its token, layer, slot and value, whatever the input type.
-    @Test(arguments: [100, 128])
+    /// is reported with its token, layer, slot and value, whatever the input type (a negative
+    /// Int8 too, with 256 experts, where it passes the width check).
+    @Test(arguments: [100, 128, 256])
     func everyBadIDIsFoundAndNamed(experts: Int) throws {
         // 15 stored columns: 0...5 and 9...17 of each row (layer 2 is dense); only 9...16 form a tile.
         let schema = try Schema(layers: 6, topk: 3, experts: experts, denseLayers: [2])
         let rows = 21, perRow = schema.idsPerRow
         var base = [Int64](repeating: 0, count: rows * perRow)
-        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 7 + i) % experts) } }
+        for t in 0..<rows { for i in 0..<perRow { base[t * perRow + i] = schema.denseLayers.contains(i / 3) ? 0xFFFF : Int64((t * 7 + i) % min(experts, 128)) } }
         func check<T: ExpertID>(_ type: T.Type, _ values: [Int64]) throws {
             let encoder = BlockEncoder(schema: schema)
             #expect(try encoder.encode(base.map { T(truncatingIfNeeded: $0) }).count > 0)

@@ -1,7 +1,7 @@
 // codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
 // liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
 //
-// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [TRACE.npy | MODEL:TOKENS]...
+// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
 // Both codecs by default (fast: layout 1, compact: layout 2).
 // Without traces: ../shared/data's traces when present, and generated model shapes.
 import ExpertCodec
@@ -39,6 +39,17 @@ func loadTrace(_ path: String) throws -> Trace {
 func synthesize(_ model: ModelShape, tokens: Int) throws -> Trace {
     var synth = TraceSynthesizer(schema: try model.schema(), seed: 1)
     return Trace(name: "synth \(model.name)", schema: try model.schema(), rows: synth.rows(tokens, as: Int32.self))
+}
+
+/// With `--digest`, a digest of every frame written is printed: encoder changes meant to keep
+/// the bytes are checked by comparing it before and after.
+nonisolated(unsafe) var printDigest = false
+
+/// FNV-1a, 64 bits, over the frames in order.
+func digest(_ frames: [[UInt8]]) -> UInt64 {
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for frame in frames { for byte in frame { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 } }
+    return hash
 }
 
 /// Wall time, or with `--cpu-time` this thread's CPU time (steadier on a shared machine).
@@ -96,6 +107,7 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int, codec: BlockCode
         }
     }
     guard output == trace.rows else { throw CodecError.shapeMismatch("\(trace.name): round trip differs") }
+    if printDigest { print("frames digest \(String(digest(frames), radix: 16)) (\(codec), \(blockRows)-row blocks)") }
     return Measurement(method: "ExpertCodec \(codec), \(blockRows)-row blocks", bytes: frames.reduce(0) { $0 + $1.count },
                        encodeSeconds: encode, decodeSeconds: decode)
 }
@@ -151,6 +163,7 @@ while let argument = arguments.next() {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
     case "--cpu-time": useCPUTime = true
+    case "--digest": printDigest = true
     case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
     default: inputs.append(argument)
     }

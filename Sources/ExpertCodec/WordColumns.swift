@@ -1,0 +1,322 @@
+/// The encoder's kernels for ids of 9 to 16 bits (257 to 65536 experts): the 8 ids of one column
+/// in a group of 8 rows are the 16-bit lanes of two words, rows `8g ..< 8g + 4` in the first and
+/// `8g + 4 ..< 8g + 8` in the second, so that one word operation does the work of four. They
+/// compute the costs of spec 1.6 exactly as the generic ``ColumnWork`` does, on every group
+/// (spec 1.6 samples only columns of ids of at most 8 bits). ``ByteGroups`` is the same for bytes.
+enum WordGroups {
+    static let lowBits: UInt64 = 0x0001_0001_0001_0001
+    static let highBits: UInt64 = 0x8000_8000_8000_8000
+    static let low15Bits: UInt64 = 0x7FFF_7FFF_7FFF_7FFF
+
+    /// The two words of group `g` of a column of 16-bit ids at `column`.
+    @inline(__always)
+    static func load(_ column: UnsafeRawPointer, group g: Int) -> (low: UInt64, high: UInt64) {
+        (column.loadUnaligned(fromByteOffset: g &* 16, as: UInt64.self),
+         column.loadUnaligned(fromByteOffset: g &* 16 &+ 8, as: UInt64.self))
+    }
+
+    /// Bit positions below `width` (set in `mask`) where the 8 ids of a group do not all agree:
+    /// the plane bytes of the group that are neither 0x00 nor 0xFF, as a mask of up to 16 bits.
+    @inline(__always)
+    static func nontrivialPlanes(_ low: UInt64, _ high: UInt64, mask: UInt64) -> UInt64 {
+        // The bits where some id differs from id 0: an OR over the lanes of both words ^ id 0.
+        let first = (low & 0xFFFF) &* lowBits
+        var y = (low ^ first) | (high ^ first)
+        y |= y >> 32
+        y |= y >> 16
+        return y & mask
+    }
+
+    /// `(x - p) mod experts` in every 16-bit lane, for lanes below `experts` (at most 65536).
+    /// `complement` is `65536 - experts`. ``ByteGroups/slotDeltas(_:_:complement:)`` for lanes of 16 bits.
+    @inline(__always)
+    static func slotDeltas(_ x: UInt64, _ p: UInt64, complement: UInt64) -> UInt64 {
+        // Lanewise x - p mod 65536, without borrows between lanes.
+        let equalBits = ~(x ^ p)
+        let difference = ((x | highBits) &- (p & ~highBits)) ^ (equalBits & highBits)
+        // A lane borrowed (x < p) when its top bit's full subtractor borrows out.
+        let borrowed = (((~x & p) | (equalBits & difference)) & highBits) >> 15
+        // There the difference is x - p + 65536; x - p + experts is that minus 65536 - experts,
+        // which cannot borrow into the next lane.
+        return difference &- borrowed &* complement
+    }
+
+    /// ``slotDeltas(_:_:complement:)`` when `experts` is `2^width` and `width < 16`:
+    /// `(x - p) mod 2^width` is `x + 32768 - p` (which borrows from no other lane) cut to the
+    /// low `width` bits of each lane, `low` in every lane.
+    @inline(__always)
+    static func slotDeltas(_ x: UInt64, _ p: UInt64, low: UInt64) -> UInt64 {
+        ((x | highBits) &- p) & low
+    }
+
+    /// Flags of the 4 rows of `x` whose id equals the row before (bit `i` for lane `i`);
+    /// `previous` is the id of the row before lane 0.
+    @inline(__always)
+    static func repeatFlags(_ x: UInt64, previous: UInt64) -> UInt64 {
+        let y = x ^ ((x << 16) | previous)
+        // 0x8000 in exactly the lanes of y that are zero.
+        let zero = ~(((y & low15Bits) &+ low15Bits) | y | low15Bits)
+        // Bit 15 of lane i lands on bit 48 + i, every other product term below bit 48.
+        return ((zero >> 15) &* 0x0001_0002_0004_0008) >> 48
+    }
+}
+
+/// ``ByteColumnWork`` for ids of 9 to 16 bits, on 16-bit scratch columns, every group costed.
+/// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows give
+/// zero slot deltas and are never flagged.
+struct WordColumnWork {
+    let count: Int, padded: Int, width: Int, experts: Int
+    /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
+    let candidates: UnsafeMutablePointer<UInt16>
+    let flags: UnsafeMutablePointer<UInt8>
+    let tables = KernelTables.shared
+
+    private var groups: Int { padded >> 3 }
+    private var mask: UInt64 { (1 << UInt64(width)) - 1 }
+    private var deltas: UnsafeMutablePointer<UInt16> { candidates }
+    private var compacted: UnsafeMutablePointer<UInt16> { candidates + padded }
+    private var compactedDeltas: UnsafeMutablePointer<UInt16> { candidates + 2 * padded }
+
+    /// The rows of the last group that exist (it may be partly padding), a bit per row.
+    private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }
+
+    /// Set bits of a mask of up to 16 plane positions.
+    @inline(__always)
+    private func setBits(_ planes: UInt64) -> Int { tables.setBits(planes) &+ tables.setBits(planes >> 8) }
+
+    /// Picks the coding as ``ColumnWork/encode(_:previousSlot:to:)`` does and writes its body.
+    /// Returns the coding, the bytes written and their estimated cost (``BitPlanes/estimatedCost``).
+    func encode(_ ids: UnsafePointer<UInt16>, previousSlot: UnsafePointer<UInt16>?,
+                to out: UnsafeMutablePointer<UInt8>) -> (ColumnCoding, Int, Int) {
+        let scan = scanIDs(ids)
+        var best = ColumnCoding.plain, bestCost = scan.plainCost
+        if let previousSlot {
+            let cost = fillDeltas(ids, previousSlot)
+            if cost < bestCost { (best, bestCost) = (.slotDelta, cost) }
+        }
+        // Flags cost up to a bit per row: only worth a look when repeats save more than that.
+        var kept = count
+        if scan.repeats * width * 2 >= count {
+            kept = compactRepeats(ids, withDeltas: previousSlot != nil)
+            let costs = compactedCosts(kept: kept, withDeltas: previousSlot != nil)
+            if scan.flagCost + costs.ids < bestCost { (best, bestCost) = (.repeat, scan.flagCost + costs.ids) }
+            if previousSlot != nil && scan.flagCost + costs.deltas < bestCost {
+                (best, bestCost) = (.repeatSlotDelta, scan.flagCost + costs.deltas)
+            }
+        }
+        switch best {
+        case .plain:
+            return (best, BitPlanes.store(ids, count: count, width: width, to: out), bestCost)
+        case .slotDelta:
+            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out), bestCost)
+        case .repeat, .repeatSlotDelta:
+            out.update(from: flags, count: groups)
+            let values = best == .repeat ? compacted : compactedDeltas
+            return (best, groups + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + groups), bestCost)
+        case .constant:
+            preconditionFailure("constant columns are chosen before WordColumnWork")
+        }
+    }
+
+    /// The estimated cost of the ids' planes, the repeat flags (into `flags`), how many rows
+    /// they flag and the flag bytes LZ4 cannot remove.
+    private func scanIDs(_ ids: UnsafePointer<UInt16>) -> (plainCost: Int, repeats: Int, flagCost: Int) {
+        let source = UnsafeRawPointer(ids), mask = mask, tables = tables, flags = flags
+        var plainCost = 0, statistics: UInt64 = 0
+        @inline(__always) func scan(_ g: Int, before: UInt64) {
+            let (low, high) = WordGroups.load(source, group: g)
+            plainCost &+= setBits(WordGroups.nontrivialPlanes(low, high, mask: mask))
+            let f = WordGroups.repeatFlags(low, previous: before) | WordGroups.repeatFlags(high, previous: low >> 48) << 4
+            flags[g] = UInt8(truncatingIfNeeded: f)
+            statistics &+= tables.flagStatistics(f)
+        }
+        // Row 0 repeats nothing: any other id than its own stands before it.
+        scan(0, before: UInt64(ids[0] ^ 1))
+        for g in 1..<groups { scan(g, before: UInt64(ids[g &* 8 &- 1])) }
+        // Padding rows are never flagged: taken out of the last group's flags.
+        if count & 7 != 0 {
+            let f = UInt64(flags[groups &- 1]), valid = f & lastValid
+            flags[groups &- 1] = UInt8(truncatingIfNeeded: valid)
+            statistics = statistics &- tables.flagStatistics(f) &+ tables.flagStatistics(valid)
+        }
+        return (plainCost, Int(truncatingIfNeeded: statistics & 0xFFFF_FFFF), Int(truncatingIfNeeded: statistics >> 32))
+    }
+
+    /// The slot deltas of every group into `deltas`; returns their estimated cost.
+    private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>) -> Int {
+        if experts == 1 << width && width < 16 {
+            let low = mask &* WordGroups.lowBits
+            return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, low: low) }
+        }
+        let complement = UInt64(65536 &- experts)
+        return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, complement: complement) }
+    }
+
+    @inline(__always)
+    private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>,
+                            delta: (UInt64, UInt64) -> UInt64) -> Int {
+        let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
+        let out = UnsafeMutableRawPointer(deltas), mask = mask
+        var cost = 0
+        for g in 0..<groups {
+            let x = WordGroups.load(source, group: g), p = WordGroups.load(previous, group: g)
+            let low = delta(x.low, p.low), high = delta(x.high, p.high)
+            out.storeBytes(of: low, toByteOffset: g &* 16, as: UInt64.self)
+            out.storeBytes(of: high, toByteOffset: g &* 16 &+ 8, as: UInt64.self)
+            cost &+= setBits(WordGroups.nontrivialPlanes(low, high, mask: mask))
+        }
+        return cost
+    }
+
+    /// The ids and (when `withDeltas`) the slot deltas of the rows `flags` does not flag, put
+    /// together into `compacted` and `compactedDeltas` and zero-padded to a whole group.
+    /// Returns how many rows were kept.
+    private func compactRepeats(_ ids: UnsafePointer<UInt16>, withDeltas: Bool) -> Int {
+        let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
+        let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
+        let tables = tables, flags = flags
+        var kept = 0
+        // Each half's kept lanes are stored at the next free lane, 4 lanes (8 bytes) at a time:
+        // at most 8g + 4 lanes are taken before, so the stores fit the column.
+        @inline(__always) func append(_ x: (low: UInt64, high: UInt64), keep: UInt64, keptLow: Int, to out: UnsafeMutableRawPointer) {
+            out.storeBytes(of: tables.compactLanes(x.low, keep: keep), toByteOffset: kept &* 2, as: UInt64.self)
+            out.storeBytes(of: tables.compactLanes(x.high, keep: keep >> 4), toByteOffset: (kept &+ keptLow) &* 2, as: UInt64.self)
+        }
+        for g in 0..<groups {
+            let keep = ~UInt64(flags[g]) & 0xFF, keptLow = tables.setBits(keep & 0xF)
+            append(WordGroups.load(source, group: g), keep: keep, keptLow: keptLow, to: keptIDs)
+            if withDeltas { append(WordGroups.load(slotDeltas, group: g), keep: keep, keptLow: keptLow, to: keptDeltas) }
+            kept &+= tables.setBits(keep)
+        }
+        // The padding rows of a partial last group (never flagged) were kept last: drop them.
+        if count & 7 != 0 { kept &-= 8 &- count & 7 }
+        for t in kept..<((kept + 7) & ~7) {
+            compacted[t] = 0
+            compactedDeltas[t] = 0
+        }
+        return kept
+    }
+
+    /// The estimated costs of the `kept` compacted ids and (when `withDeltas`) slot deltas.
+    private func compactedCosts(kept: Int, withDeltas: Bool) -> (ids: Int, deltas: Int) {
+        let ids = UnsafeRawPointer(compacted), deltas = UnsafeRawPointer(compactedDeltas), mask = mask
+        var idCost = 0, deltaCost = 0
+        for g in 0..<BitPlanes.planeBytes(kept) {
+            let x = WordGroups.load(ids, group: g)
+            idCost &+= setBits(WordGroups.nontrivialPlanes(x.low, x.high, mask: mask))
+            if withDeltas {
+                let d = WordGroups.load(deltas, group: g)
+                deltaCost &+= setBits(WordGroups.nontrivialPlanes(d.low, d.high, mask: mask))
+            }
+        }
+        return (idCost, deltaCost)
+    }
+}
+
+/// Token-major rows into 16-bit columns (ids of 9 to 16 bits), 8 rows x 8 columns at a time:
+/// a row's 8 ids are narrowed to the 16-bit lanes of a register, and an 8x8 transpose of those
+/// lanes turns 8 rows into 8 column pieces. Ids are checked on the way against `2^width`, and
+/// against the sign of a signed input type: see `gather`. ``ByteGather`` is the same for bytes.
+struct WordGather {
+    let perRow: Int
+    /// Each stored column's index inside a row.
+    let source: [Int]
+    /// Runs of 8 stored columns side by side in a row.
+    let tiles: ColumnTiles
+
+    init(schema: Schema) {
+        perRow = schema.idsPerRow
+        source = schema.storedIndices
+        tiles = ColumnTiles(source: source, width: 8)
+    }
+
+    /// Gathers `count` rows of `input` into `cols` (column `c` at `c * padded`, zero-padded).
+    /// Returns false if some stored id has a bit at or above `width` or is negative: the caller
+    /// then finds and reports it.
+    func gather<T: ExpertID>(_ input: UnsafePointer<T>, count: Int, padded: Int, width: Int,
+                             into cols: UnsafeMutablePointer<UInt16>) -> Bool {
+        let raw = UnsafeRawPointer(input), tiledRows = count & ~7
+        var clean: Bool
+        switch MemoryLayout<T>.size {
+        case 1: clean = gatherTiles(raw, lane: UInt8.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 2: clean = gatherTiles(raw, lane: UInt16.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        case 4: clean = gatherTiles(raw, lane: UInt32.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        default: clean = gatherTiles(raw, lane: UInt64.self, signed: T.isSigned, rows: tiledRows, padded: padded, width: width, into: cols)
+        }
+        // What the tiles left: columns outside them, rows after the last whole group.
+        clean = tiles.gatherRest(input, perRow: perRow, source: source, tiledRows: tiledRows, count: count,
+                                 bitWidth: width, into: cols, stride: padded) && clean
+        for c in 0..<source.count { (cols + c &* padded + count).update(repeating: 0, count: padded &- count) }
+        return clean
+    }
+
+    private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
+        _ input: UnsafeRawPointer, lane: L.Type, signed: Bool, rows: Int, padded: Int, width: Int,
+        into cols: UnsafeMutablePointer<UInt16>
+    ) -> Bool {
+        // Bits an id may not have: those at or above `width`, and a signed type's sign bit (an
+        // id of a signed type as wide as the ids or narrower would pass the width check negative).
+        let sign: L = signed ? 1 << (L.bitWidth - 1) : 0
+        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
+        var high = SIMD8<L>()
+        let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* padded
+        for t in stride(from: 0, to: rows, by: 8) {
+            for c in tiles.starts {
+                let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
+                @inline(__always) func row(_ r: Int) -> SIMD8<UInt16> {
+                    let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
+                    high |= ids & outside
+                    return SIMD8<UInt16>(truncatingIfNeeded: ids)
+                }
+                let columns = Self.transpose((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)))
+                let at = out + (c &* padded &+ t) &* 2
+                at.storeBytes(of: columns.0, as: SIMD8<UInt16>.self)
+                (at + columnBytes).storeBytes(of: columns.1, as: SIMD8<UInt16>.self)
+                (at + 2 &* columnBytes).storeBytes(of: columns.2, as: SIMD8<UInt16>.self)
+                (at + 3 &* columnBytes).storeBytes(of: columns.3, as: SIMD8<UInt16>.self)
+                (at + 4 &* columnBytes).storeBytes(of: columns.4, as: SIMD8<UInt16>.self)
+                (at + 5 &* columnBytes).storeBytes(of: columns.5, as: SIMD8<UInt16>.self)
+                (at + 6 &* columnBytes).storeBytes(of: columns.6, as: SIMD8<UInt16>.self)
+                (at + 7 &* columnBytes).storeBytes(of: columns.7, as: SIMD8<UInt16>.self)
+            }
+        }
+        return high == SIMD8<L>()
+    }
+
+    typealias Lanes8 = (SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>,
+                        SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>)
+
+    /// The 8x8 transpose of 16-bit lanes (lane `j` of register `i` becomes lane `i` of register
+    /// `j`): three rounds interleaving lanes of 16, 32 then 64 bits of two registers, each a
+    /// shuffle LLVM turns into one SSE2 unpack instruction (NEON zips).
+    @inline(__always)
+    static func transpose(_ r: Lanes8) -> Lanes8 {
+        @inline(__always) func low16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
+            unsafeBitCast(SIMD8(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]), to: SIMD4<UInt32>.self)
+        }
+        @inline(__always) func high16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
+            unsafeBitCast(SIMD8(x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD4<UInt32>.self)
+        }
+        @inline(__always) func low32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
+            unsafeBitCast(SIMD4(x[0], y[0], x[1], y[1]), to: SIMD2<UInt64>.self)
+        }
+        @inline(__always) func high32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
+            unsafeBitCast(SIMD4(x[2], y[2], x[3], y[3]), to: SIMD2<UInt64>.self)
+        }
+        @inline(__always) func low64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
+            unsafeBitCast(SIMD2(x[0], y[0]), to: SIMD8<UInt16>.self)
+        }
+        @inline(__always) func high64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
+            unsafeBitCast(SIMD2(x[1], y[1]), to: SIMD8<UInt16>.self)
+        }
+        // Lane j of registers 0 and 1 (2 and 3, ...) side by side: 32-bit lane j % 4 of the low
+        // (j < 4) or high result.
+        let a0 = low16(r.0, r.1), a1 = high16(r.0, r.1), b0 = low16(r.2, r.3), b1 = high16(r.2, r.3)
+        let c0 = low16(r.4, r.5), c1 = high16(r.4, r.5), d0 = low16(r.6, r.7), d1 = high16(r.6, r.7)
+        // Lane j of registers 0-3 (4-7): 64-bit lane j % 2.
+        let e0 = low32(a0, b0), e1 = high32(a0, b0), e2 = low32(a1, b1), e3 = high32(a1, b1)
+        let f0 = low32(c0, d0), f1 = high32(c0, d0), f2 = low32(c1, d1), f3 = high32(c1, d1)
+        return (low64(e0, f0), high64(e0, f0), low64(e1, f1), high64(e1, f1),
+                low64(e2, f2), high64(e2, f2), low64(e3, f3), high64(e3, f3))
+    }
+}
