@@ -147,6 +147,13 @@ extension UInt16: PlaneScalar {
         WidePlanes.storeWords(UnsafeRawPointer(values), width: width, to: UnsafeMutableRawPointer(planes), stride: stride)
     }
 
+    /// 8 groups at once (``WidePlanes/loadWords(_:width:stride:into:)``).
+    @inline(__always)
+    static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
+                             into values: UnsafeMutablePointer<UInt16>) {
+        WidePlanes.loadWords(UnsafeRawPointer(planes), width: width, stride: stride, into: UnsafeMutableRawPointer(values))
+    }
+
     @inline(__always)
     static func storePlanes(of values: UnsafePointer<UInt16>, width: Int,
                             to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
