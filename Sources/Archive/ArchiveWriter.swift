@@ -192,8 +192,11 @@ public final class ArchiveWriter {
         let appended = batchRows - skipped
         if appended > 0 {
             let tail = UnsafeBufferPointer(rebasing: rows[(skipped * perRow)...])
-            try validate(tail, firstPosition: start + skipped)
-            try store(tail, rows: appended)
+            // A batch that only fills the pending block (a decode step's) is checked as it is
+            // copied into it; any other first, as it may be encoded straight from `rows`.
+            let checkedOnCopy = schema.denseLayers.isEmpty && pendingRows + appended <= blockRows
+            if !checkedOnCopy { try validate(tail, firstPosition: start + skipped) }
+            try store(tail, rows: appended, checkedOnCopy: checkedOnCopy)
         }
         return AppendResult(appended: appended, skipped: skipped, differing: differing)
     }
@@ -246,8 +249,10 @@ public final class ArchiveWriter {
 
 
     /// Buffers `rows` and writes every block they complete in one write; on failure the file
-    /// is cut back and the buffer restored, so the call leaves no trace.
-    private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int) throws {
+    /// is cut back and the buffer restored, so the call leaves no trace. With `checkedOnCopy`
+    /// (no dense layers, and the rows fit in the pending block), the ids are checked as they
+    /// are copied into it, before anything is encoded.
+    private func store<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, rows rowCount: Int, checkedOnCopy: Bool = false) throws {
         let perRow = schema.idsPerRow
         let savedRows = pendingRows
         // The buffered rows, copied only if this call is about to overwrite them (after it
@@ -275,7 +280,20 @@ public final class ArchiveWriter {
                 // Pointers and locals: the loop then narrows ids without a check or a property read each.
                 let count = take * perRow, source = rows.baseAddress! + consumed * perRow
                 let target = pending.baseAddress! + pendingRows * perRow
-                for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
+                if checkedOnCopy {
+                    // Every id is at most the OR of all: below the expert count, all are valid
+                    // (else the exact check names the first bad one, or passes).
+                    var union: T.Magnitude = 0
+                    for i in 0..<count {
+                        target[i] = UInt16(truncatingIfNeeded: source[i])
+                        union |= T.Magnitude(truncatingIfNeeded: source[i])
+                    }
+                    if (T.isSigned && union > T.Magnitude(T.max)) || UInt64(union) >= UInt64(schema.experts) {
+                        try validate(UnsafeBufferPointer(start: source, count: count), firstPosition: index.count + pendingRows)
+                    }
+                } else {
+                    for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
+                }
                 pendingRows += take
                 consumed += take
                 if pendingRows == blockRows {

@@ -79,6 +79,37 @@ import TraceSynth
         #expect(throws: ArchiveError.self) { try writer.append([Int32](repeating: 0, count: 5), at: 7) }
     }
 
+    /// Decode steps (batches that only fill the pending block) are checked as they are copied
+    /// into it: a bad id anywhere is named and nothing is kept, whether or not the row would
+    /// complete a block; valid ids whose OR reaches the expert count (10 = 8 | 2) pass.
+    @Test func badIDsOfADecodeStepAreRefusedAndNothingKept() throws {
+        let dir = TemporaryDirectory()
+        let schema = try Schema(layers: 3, topk: 2, experts: 10)
+        let path = dir.path("a")
+        let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 4)
+        var stored: [Int64] = []
+        for step in 0..<9 {
+            let row: [Int64] = [8, 2, Int64(step % 10), 1, 9, 0]
+            for (slot, bad) in [(0, Int64(10)), (5, -1), (3, Int64(1) << 40), (4, Int64.min)] {
+                var wrong = row
+                wrong[slot] = bad
+                let before = fileBytes(path)
+                #expect(throws: ArchiveError.invalidRows(path: path, position: step,
+                                                         reason: "expert id \(bad) at layer \(slot / 2), slot \(slot % 2) is outside [0, 10)")) {
+                    try writer.append(wrong, at: step)
+                }
+                #expect(writer.count == step && fileBytes(path) == before, "step \(step): nothing kept")
+            }
+            try writer.append(row, at: step)
+            stored += row
+        }
+        // Two rows at once, the second bad, as the pending block fills: neither is kept.
+        #expect(throws: ArchiveError.self) { try writer.append([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 10] as [UInt16], at: 9) }
+        #expect(writer.count == 9)
+        try writer.flush()
+        #expect(try ArchiveReader(path: path).rows(0..<9, as: Int64.self) == stored)
+    }
+
     @Test func truncateIsDurableAndAppendContinuesThere() throws {
         let dir = TemporaryDirectory()
         let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 4)
