@@ -269,19 +269,42 @@ struct ByteColumnWork {
     @discardableResult
     private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int) -> Int {
         if experts == 1 << width && width < 8 {
-            let low = mask &* ByteGroups.lowBits
-            return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, low: low) }
+            let low = mask &* ByteGroups.lowBits, lowBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: mask))
+            return fillDeltas(ids, previousSlot, step: step, pairs: { ($0 &- $1) & lowBytes }) {
+                ByteGroups.slotDeltas($0, $1, low: low)
+            }
         }
-        let complement = UInt64(256 &- experts)
-        return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, complement: complement) }
+        let complement = UInt64(256 &- experts), complementBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: complement))
+        // Where x < p the byte difference wrapped by 256; x - p + experts is 256 - experts less.
+        return fillDeltas(ids, previousSlot, step: step, pairs: { x, p in
+            (x &- p) &- (unsafeBitCast(x .< p, to: SIMD16<UInt8>.self) & complementBytes)
+        }) { ByteGroups.slotDeltas($0, $1, complement: complement) }
     }
 
+    /// `pairs` computes the slot deltas of two groups in one SSE2 register, `delta` those of one
+    /// group in a word. Every group (`step` 1) goes four at a time, then one at a time.
     @inline(__always)
     private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int,
+                            pairs: (SIMD16<UInt8>, SIMD16<UInt8>) -> SIMD16<UInt8>,
                             delta: (UInt64, UInt64) -> UInt64) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask, tables = tables
         var cost = 0, g = 0
+        if step == 1 {
+            @inline(__always) func deltas(_ g: Int) -> GroupPairs.Pair {
+                let d = pairs(source.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self),
+                              previous.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self))
+                out.storeBytes(of: d, toByteOffset: g &* 8, as: SIMD16<UInt8>.self)
+                return unsafeBitCast(d, to: GroupPairs.Pair.self)
+            }
+            var sums = GroupPairs.Pair()
+            while g &+ 4 <= groups {
+                sums &+= GroupPairs.setBits(GroupPairs.nontrivialPlanes(deltas(g), deltas(g &+ 2)))
+                g &+= 4
+            }
+            let (low, high) = GroupPairs.halves(sums)
+            cost = low &+ high
+        }
         while g < groups {
             let d = delta(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
                           previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self))
