@@ -58,6 +58,74 @@ enum ByteGroups {
     static func isNontrivial(_ byte: UInt64) -> Bool { (byte &+ 1) & 0xFF > 1 }
 }
 
+/// ``ByteGroups`` kernels on two groups at once: the two 64-bit lanes of an SSE2 register
+/// (`SIMD2<UInt64>`, shifts per lane) each hold the 8 ids of one group, so one vector
+/// operation does the work of two scalar ones. A group's plane bytes that are neither 0x00
+/// nor 0xFF are the bits where some id differs from the one before it in the group: the OR
+/// of the 7 neighbour differences, which two lanes fold together.
+enum GroupPairs {
+    typealias Pair = SIMD2<UInt64>
+
+    /// Every byte but byte 0 of each lane: the neighbour difference of a group's first row
+    /// compares it with another group's row, or with nothing.
+    /// (Computed, not stored: a stored static is read through a `swift_once` check.)
+    private static var allButFirst: Pair { Pair(repeating: ~0xFF) }
+    /// Bit `i` in byte `i` of each lane: turns a lane of 0x00/0xFF bytes into its byte mask.
+    private static var byteWeights: Pair { Pair(repeating: 0x8040_2010_0804_0201) }
+    private static var low32: Pair { Pair(repeating: 0xFFFF_FFFF) }
+    private static var high32: Pair { Pair(repeating: 0xFFFF_FFFF_0000_0000) }
+
+    /// `low`'s 8 bytes ORed together into byte 0 of each lane, `high`'s into byte 4 (the
+    /// other bytes hold leftovers): the 4 folds two lanes share.
+    @inline(__always)
+    static func fold(low: Pair, high: Pair) -> Pair {
+        var c = ((low | low &>> 32) & low32) | ((high | high &<< 32) & high32)
+        c |= c &>> 16
+        c |= c &>> 8
+        return c
+    }
+
+    /// For each lane of `x`, its rows' repeat flags (a row repeats the byte of `before` in
+    /// the same place: the row before it) in byte 4, and the nontrivial plane bytes of the
+    /// group, as a ``ByteGroups/nontrivialPlanes(_:mask:)`` mask, in byte 0.
+    @inline(__always)
+    static func scan(_ x: Pair, before: Pair) -> Pair {
+        let differences = x ^ before
+        let equal = unsafeBitCast(unsafeBitCast(differences, to: SIMD16<UInt8>.self) .== SIMD16<UInt8>(), to: Pair.self)
+        return fold(low: differences & allButFirst, high: equal & byteWeights)
+    }
+
+    /// The nontrivial plane bytes (``ByteGroups/nontrivialPlanes(_:mask:)``) of the 4 groups in
+    /// the lanes of `a` and `b`, as masks in bytes 0 (`a`) and 4 (`b`) of each lane.
+    @inline(__always)
+    static func nontrivialPlanes(_ a: Pair, _ b: Pair) -> Pair {
+        fold(low: (a ^ a &<< 8) & allButFirst, high: (b ^ b &<< 8) & allButFirst)
+    }
+
+    /// The set bits of bytes 0 and 4 of each lane, in the low and high halves of the lanes:
+    /// summed over fewer than 2^24 calls, the halves of the two lanes are two counts.
+    @inline(__always)
+    static func setBits(_ masks: Pair) -> Pair {
+        var v = masks & Pair(repeating: 0x0000_00FF_0000_00FF)
+        v = v &- ((v &>> 1) & Pair(repeating: 0x5555_5555_5555_5555))
+        v = (v & Pair(repeating: 0x3333_3333_3333_3333)) &+ ((v &>> 2) & Pair(repeating: 0x3333_3333_3333_3333))
+        return (v &+ v &>> 4) & Pair(repeating: 0x0F0F_0F0F_0F0F_0F0F)
+    }
+
+    /// The two halves of `sums` (from ``setBits(_:)``), each added over both lanes.
+    @inline(__always)
+    static func halves(_ sums: Pair) -> (low: Int, high: Int) {
+        let total = sums[0] &+ sums[1]
+        return (Int(truncatingIfNeeded: total & 0xFFFF_FFFF), Int(truncatingIfNeeded: total >> 32))
+    }
+
+    /// The 8 bytes at `offset` and the 8 at `other` of `base`, as the two lanes.
+    @inline(__always)
+    static func load(_ base: UnsafeRawPointer, _ offset: Int, _ other: Int) -> Pair {
+        Pair(base.loadUnaligned(fromByteOffset: offset, as: UInt64.self), base.loadUnaligned(fromByteOffset: other, as: UInt64.self))
+    }
+}
+
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
@@ -160,10 +228,31 @@ struct ByteColumnWork {
             flags[g] = UInt8(truncatingIfNeeded: f)
             statistics &+= tables.flagStatistics(f)
         }
+        // Two groups at a time; `before` is the ids one row earlier, row 8g - 1 first.
+        @inline(__always) func scan(_ g: Int, _ h: Int, _ x: GroupPairs.Pair, before: GroupPairs.Pair) {
+            let s = GroupPairs.scan(x, before: before), a = s[0], b = s[1]
+            plainCost &+= tables.setBits(a) &+ tables.setBits(b)
+            flags[g] = UInt8(truncatingIfNeeded: a >> 32)
+            flags[h] = UInt8(truncatingIfNeeded: b >> 32)
+            statistics &+= tables.flagStatistics(a >> 32) &+ tables.flagStatistics(b >> 32)
+        }
         // Row 0 repeats nothing: any other id than its own stands before it.
         scan(0, before: UInt64(ids[0] ^ 1))
         var g = step
-        while g < groups {
+        if step == 1 {
+            while g &+ 1 < groups {
+                scan(g, g &+ 1, source.loadUnaligned(fromByteOffset: g &* 8, as: GroupPairs.Pair.self),
+                     before: source.loadUnaligned(fromByteOffset: g &* 8 &- 1, as: GroupPairs.Pair.self))
+                g &+= 2
+            }
+        } else {
+            while g &+ step < groups {
+                let h = g &+ step
+                scan(g, h, GroupPairs.load(source, g &* 8, h &* 8), before: GroupPairs.load(source, g &* 8 &- 1, h &* 8 &- 1))
+                g &+= 2 &* step
+            }
+        }
+        if g < groups {
             scan(g, before: UInt64(ids[g &* 8 &- 1]))
             g &+= step
         }
@@ -180,19 +269,42 @@ struct ByteColumnWork {
     @discardableResult
     private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int) -> Int {
         if experts == 1 << width && width < 8 {
-            let low = mask &* ByteGroups.lowBits
-            return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, low: low) }
+            let low = mask &* ByteGroups.lowBits, lowBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: mask))
+            return fillDeltas(ids, previousSlot, step: step, pairs: { ($0 &- $1) & lowBytes }) {
+                ByteGroups.slotDeltas($0, $1, low: low)
+            }
         }
-        let complement = UInt64(256 &- experts)
-        return fillDeltas(ids, previousSlot, step: step) { ByteGroups.slotDeltas($0, $1, complement: complement) }
+        let complement = UInt64(256 &- experts), complementBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: complement))
+        // Where x < p the byte difference wrapped by 256; x - p + experts is 256 - experts less.
+        return fillDeltas(ids, previousSlot, step: step, pairs: { x, p in
+            (x &- p) &- (unsafeBitCast(x .< p, to: SIMD16<UInt8>.self) & complementBytes)
+        }) { ByteGroups.slotDeltas($0, $1, complement: complement) }
     }
 
+    /// `pairs` computes the slot deltas of two groups in one SSE2 register, `delta` those of one
+    /// group in a word. Every group (`step` 1) goes four at a time, then one at a time.
     @inline(__always)
     private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int,
+                            pairs: (SIMD16<UInt8>, SIMD16<UInt8>) -> SIMD16<UInt8>,
                             delta: (UInt64, UInt64) -> UInt64) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask, tables = tables
         var cost = 0, g = 0
+        if step == 1 {
+            @inline(__always) func deltas(_ g: Int) -> GroupPairs.Pair {
+                let d = pairs(source.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self),
+                              previous.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self))
+                out.storeBytes(of: d, toByteOffset: g &* 8, as: SIMD16<UInt8>.self)
+                return unsafeBitCast(d, to: GroupPairs.Pair.self)
+            }
+            var sums = GroupPairs.Pair()
+            while g &+ 4 <= groups {
+                sums &+= GroupPairs.setBits(GroupPairs.nontrivialPlanes(deltas(g), deltas(g &+ 2)))
+                g &+= 4
+            }
+            let (low, high) = GroupPairs.halves(sums)
+            cost = low &+ high
+        }
         while g < groups {
             let d = delta(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
                           previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self))
@@ -246,13 +358,31 @@ struct ByteColumnWork {
     /// The estimated costs of the `kept` compacted ids and (when `withDeltas`) slot deltas.
     private func compactedCosts(kept: Int, withDeltas: Bool) -> (ids: Int, deltas: Int) {
         let ids = UnsafeRawPointer(compacted), deltas = UnsafeRawPointer(compactedDeltas)
-        let mask = mask, tables = tables
-        var idCost = 0, deltaCost = 0
-        for g in 0..<BitPlanes.planeBytes(kept) {
+        let mask = mask, tables = tables, keptGroups = BitPlanes.planeBytes(kept)
+        var sums = GroupPairs.Pair(), g = 0
+        @inline(__always) func pair(_ base: UnsafeRawPointer, _ g: Int) -> GroupPairs.Pair {
+            base.loadUnaligned(fromByteOffset: g &* 8, as: GroupPairs.Pair.self)
+        }
+        // Four groups a step: two of ids and two of slot deltas, or four of ids.
+        if withDeltas {
+            while g &+ 2 <= keptGroups {
+                sums &+= GroupPairs.setBits(GroupPairs.nontrivialPlanes(pair(ids, g), pair(deltas, g)))
+                g &+= 2
+            }
+        } else {
+            while g &+ 4 <= keptGroups {
+                sums &+= GroupPairs.setBits(GroupPairs.nontrivialPlanes(pair(ids, g), pair(ids, g &+ 2)))
+                g &+= 4
+            }
+        }
+        let (low, high) = GroupPairs.halves(sums)
+        var idCost = withDeltas ? low : low &+ high, deltaCost = withDeltas ? high : 0
+        while g < keptGroups {
             idCost &+= tables.setBits(ByteGroups.nontrivialPlanes(ids.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask))
             if withDeltas {
                 deltaCost &+= tables.setBits(ByteGroups.nontrivialPlanes(deltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), mask: mask))
             }
+            g &+= 1
         }
         return (idCost, deltaCost)
     }

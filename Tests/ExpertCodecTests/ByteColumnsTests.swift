@@ -159,6 +159,43 @@ import TraceSynth
         }
     }
 
+    /// The two-group kernels give each lane what the one-group kernels give its word: the
+    /// nontrivial planes (ids below 2^width, as the gathers ensure), the repeat flags against the
+    /// row before, and the bit counts of both; on random groups, groups of one value and runs.
+    @Test func groupPairsMatchTheWordKernels() {
+        var random = SplitMix64(seed: 23)
+        for width in 1...8 {
+            let mask: UInt64 = (1 << UInt64(width)) - 1
+            func group() -> UInt64 {
+                var x: UInt64 = 0, current = random.next() & mask
+                let kind = random.next() % 3
+                for i in 0..<8 {
+                    if kind == 0 || (kind == 2 && random.next() % 3 == 0) { current = random.next() & mask }
+                    x |= current << UInt64(8 * i)
+                }
+                return x
+            }
+            for _ in 0..<500 {
+                let a = group(), b = group(), c = group(), d = group()
+                let beforeA = random.next() & mask, beforeB = random.next() % 2 == 0 ? a & 0xFF : random.next() & mask
+                let planes = GroupPairs.nontrivialPlanes(GroupPairs.Pair(a, b), GroupPairs.Pair(c, d))
+                #expect(planes[0] & 0xFF == ByteGroups.nontrivialPlanes(a, mask: mask))
+                #expect(planes[1] & 0xFF == ByteGroups.nontrivialPlanes(b, mask: mask))
+                #expect(planes[0] >> 32 & 0xFF == ByteGroups.nontrivialPlanes(c, mask: mask))
+                #expect(planes[1] >> 32 & 0xFF == ByteGroups.nontrivialPlanes(d, mask: mask))
+                let counts = GroupPairs.halves(GroupPairs.setBits(planes))
+                #expect(counts.low == (ByteGroups.nontrivialPlanes(a, mask: mask) | ByteGroups.nontrivialPlanes(b, mask: mask) << 8).nonzeroBitCount)
+                #expect(counts.high == (ByteGroups.nontrivialPlanes(c, mask: mask) | ByteGroups.nontrivialPlanes(d, mask: mask) << 8).nonzeroBitCount)
+                // The rows before: each group's ids one row later, the row before it first.
+                let scan = GroupPairs.scan(GroupPairs.Pair(a, b), before: GroupPairs.Pair(a << 8 | beforeA, b << 8 | beforeB))
+                #expect(scan[0] & 0xFF == ByteGroups.nontrivialPlanes(a, mask: mask))
+                #expect(scan[1] & 0xFF == ByteGroups.nontrivialPlanes(b, mask: mask))
+                #expect(scan[0] >> 32 & 0xFF == ByteGroups.repeatFlags(a, previous: beforeA))
+                #expect(scan[1] >> 32 & 0xFF == ByteGroups.repeatFlags(b, previous: beforeB))
+            }
+        }
+    }
+
     @Test func slotDeltasOfEveryPairOfBytes() {
         for experts in [2, 4, 6, 64, 100, 128, 255, 256] {
             let complement = UInt64(256 - experts)
