@@ -390,7 +390,8 @@ struct ByteColumnWork {
 
 /// Token-major rows into byte columns (ids of at most 8 bits), 8 rows x 8 columns at a time:
 /// a row's 8 ids are narrowed to the 8 bytes of a word, and an 8x8 byte transpose turns 8 such
-/// words into 8 column words. Ids are checked on the way against `2^width`: see `check`.
+/// words into 8 column words. Ids are checked on the way against `2^width`, and against the
+/// sign of a signed input type: see `gather`.
 struct ByteGather {
     let perRow: Int
     /// Each stored column's index inside a row.
