@@ -37,15 +37,24 @@ extension UnsafeBufferPointer where Element: ExpertID {
         func typed<U>(_: U.Type) -> UnsafeBufferPointer<U> {
             UnsafeBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
         }
-        switch Element.self {
-        case is UInt8.Type: body(typed(UInt8.self))
-        case is Int8.Type: body(typed(Int8.self))
-        case is UInt16.Type: body(typed(UInt16.self))
-        case is Int16.Type: body(typed(Int16.self))
-        case is UInt32.Type: body(typed(UInt32.self))
-        case is Int32.Type: body(typed(Int32.self))
-        case is UInt64.Type: body(typed(UInt64.self))
-        default: body(typed(Int64.self))
+        // Metatype equality (a pointer compare), not `is` casts (a runtime call each): this
+        // runs once per call of every public entry point, a decode step's append included.
+        if Element.self == UInt8.self {
+            body(typed(UInt8.self))
+        } else if Element.self == Int8.self {
+            body(typed(Int8.self))
+        } else if Element.self == UInt16.self {
+            body(typed(UInt16.self))
+        } else if Element.self == Int16.self {
+            body(typed(Int16.self))
+        } else if Element.self == UInt32.self {
+            body(typed(UInt32.self))
+        } else if Element.self == Int32.self {
+            body(typed(Int32.self))
+        } else if Element.self == UInt64.self {
+            body(typed(UInt64.self))
+        } else {
+            body(typed(Int64.self))
         }
     }
 }
@@ -58,15 +67,24 @@ extension UnsafeMutableBufferPointer where Element: ExpertID {
         func typed<U>(_: U.Type) -> UnsafeMutableBufferPointer<U> {
             UnsafeMutableBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
         }
-        switch Element.self {
-        case is UInt8.Type: body(typed(UInt8.self))
-        case is Int8.Type: body(typed(Int8.self))
-        case is UInt16.Type: body(typed(UInt16.self))
-        case is Int16.Type: body(typed(Int16.self))
-        case is UInt32.Type: body(typed(UInt32.self))
-        case is Int32.Type: body(typed(Int32.self))
-        case is UInt64.Type: body(typed(UInt64.self))
-        default: body(typed(Int64.self))
+        // Metatype equality (a pointer compare), not `is` casts (a runtime call each): this
+        // runs once per call of every public entry point, a decode step's append included.
+        if Element.self == UInt8.self {
+            body(typed(UInt8.self))
+        } else if Element.self == Int8.self {
+            body(typed(Int8.self))
+        } else if Element.self == UInt16.self {
+            body(typed(UInt16.self))
+        } else if Element.self == Int16.self {
+            body(typed(Int16.self))
+        } else if Element.self == UInt32.self {
+            body(typed(UInt32.self))
+        } else if Element.self == Int32.self {
+            body(typed(Int32.self))
+        } else if Element.self == UInt64.self {
+            body(typed(UInt64.self))
+        } else {
+            body(typed(Int64.self))
         }
     }
 }
