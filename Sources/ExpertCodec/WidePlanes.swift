@@ -72,23 +72,13 @@ enum WidePlanes {
             unsafeBitCast(SIMD16(x[0], x[8], x[1], x[9], x[2], x[10], x[3], x[11],
                                  x[4], x[12], x[5], x[13], x[6], x[14], x[7], x[15]), to: SIMD8<UInt16>.self)
         }
-        // Byte j of four words: 32-bit lane j (bytes 0-3 of the words) or j - 4 (bytes 4-7).
-        @inline(__always) func quadsLow(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
-            unsafeBitCast(SIMD8(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]), to: SIMD4<UInt32>.self)
-        }
-        @inline(__always) func quadsHigh(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
-            unsafeBitCast(SIMD8(x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD4<UInt32>.self)
-        }
         // Byte j of all eight words: word j.
-        @inline(__always) func wordsLow(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD16<UInt8> {
-            unsafeBitCast(SIMD4(x[0], y[0], x[1], y[1]), to: SIMD16<UInt8>.self)
-        }
-        @inline(__always) func wordsHigh(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD16<UInt8> {
-            unsafeBitCast(SIMD4(x[2], y[2], x[3], y[3]), to: SIMD16<UInt8>.self)
-        }
+        @inline(__always) func words(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
         let p = pairs(a), q = pairs(b), r = pairs(c), s = pairs(d)
-        let low = (quadsLow(p, q), quadsLow(r, s)), high = (quadsHigh(p, q), quadsHigh(r, s))
-        return (wordsLow(low.0, low.1), wordsHigh(low.0, low.1), wordsLow(high.0, high.1), wordsHigh(high.0, high.1))
+        // Byte j of four words: 32-bit lane j (bytes 0-3 of the words) or j - 4 (bytes 4-7).
+        let low = (Unpack.low16(p, q), Unpack.low16(r, s)), high = (Unpack.high16(p, q), Unpack.high16(r, s))
+        return (words(Unpack.low32(low.0, low.1)), words(Unpack.high32(low.0, low.1)),
+                words(Unpack.low32(high.0, high.1)), words(Unpack.high32(high.0, high.1)))
     }
 
     /// Writes `width` planes of 64 ids (8 bytes of each plane, plane `b` at `planes + b * stride`).
@@ -161,5 +151,42 @@ enum WidePlanes {
         for g in 0..<8 {
             ids.storeBytes(of: bytes(low[g]) | bytes(high[g]) &<< 8, toByteOffset: 16 &* g, as: SIMD8<UInt16>.self)
         }
+    }
+}
+
+/// Interleaving the low or high halves of two registers, lane by lane: shuffles LLVM turns into
+/// one SSE2 unpack instruction each (NEON zips), the steps of the lane transposes.
+enum Unpack {
+    /// 16-bit lanes 0-3 (4-7) of `x` and `y` alternating: 32-bit lane `j` holds lane `j` of both.
+    @inline(__always)
+    static func low16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
+        unsafeBitCast(SIMD8(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]), to: SIMD4<UInt32>.self)
+    }
+
+    @inline(__always)
+    static func high16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
+        unsafeBitCast(SIMD8(x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD4<UInt32>.self)
+    }
+
+    /// 32-bit lanes 0-1 (2-3) of `x` and `y` alternating.
+    @inline(__always)
+    static func low32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
+        unsafeBitCast(SIMD4(x[0], y[0], x[1], y[1]), to: SIMD2<UInt64>.self)
+    }
+
+    @inline(__always)
+    static func high32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
+        unsafeBitCast(SIMD4(x[2], y[2], x[3], y[3]), to: SIMD2<UInt64>.self)
+    }
+
+    /// 64-bit lane 0 (1) of `x`, then of `y`.
+    @inline(__always)
+    static func low64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD2(x[0], y[0]), to: SIMD8<UInt16>.self)
+    }
+
+    @inline(__always)
+    static func high64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD2(x[1], y[1]), to: SIMD8<UInt16>.self)
     }
 }

@@ -287,36 +287,18 @@ struct WordGather {
                         SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>)
 
     /// The 8x8 transpose of 16-bit lanes (lane `j` of register `i` becomes lane `i` of register
-    /// `j`): three rounds interleaving lanes of 16, 32 then 64 bits of two registers, each a
-    /// shuffle LLVM turns into one SSE2 unpack instruction (NEON zips).
+    /// `j`): three rounds interleaving lanes of 16, 32 then 64 bits of two registers (``Unpack``).
     @inline(__always)
     static func transpose(_ r: Lanes8) -> Lanes8 {
-        @inline(__always) func low16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
-            unsafeBitCast(SIMD8(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]), to: SIMD4<UInt32>.self)
-        }
-        @inline(__always) func high16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
-            unsafeBitCast(SIMD8(x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD4<UInt32>.self)
-        }
-        @inline(__always) func low32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
-            unsafeBitCast(SIMD4(x[0], y[0], x[1], y[1]), to: SIMD2<UInt64>.self)
-        }
-        @inline(__always) func high32(_ x: SIMD4<UInt32>, _ y: SIMD4<UInt32>) -> SIMD2<UInt64> {
-            unsafeBitCast(SIMD4(x[2], y[2], x[3], y[3]), to: SIMD2<UInt64>.self)
-        }
-        @inline(__always) func low64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
-            unsafeBitCast(SIMD2(x[0], y[0]), to: SIMD8<UInt16>.self)
-        }
-        @inline(__always) func high64(_ x: SIMD2<UInt64>, _ y: SIMD2<UInt64>) -> SIMD8<UInt16> {
-            unsafeBitCast(SIMD2(x[1], y[1]), to: SIMD8<UInt16>.self)
-        }
         // Lane j of registers 0 and 1 (2 and 3, ...) side by side: 32-bit lane j % 4 of the low
         // (j < 4) or high result.
-        let a0 = low16(r.0, r.1), a1 = high16(r.0, r.1), b0 = low16(r.2, r.3), b1 = high16(r.2, r.3)
-        let c0 = low16(r.4, r.5), c1 = high16(r.4, r.5), d0 = low16(r.6, r.7), d1 = high16(r.6, r.7)
+        typealias U = Unpack
+        let a0 = U.low16(r.0, r.1), a1 = U.high16(r.0, r.1), b0 = U.low16(r.2, r.3), b1 = U.high16(r.2, r.3)
+        let c0 = U.low16(r.4, r.5), c1 = U.high16(r.4, r.5), d0 = U.low16(r.6, r.7), d1 = U.high16(r.6, r.7)
         // Lane j of registers 0-3 (4-7): 64-bit lane j % 2.
-        let e0 = low32(a0, b0), e1 = high32(a0, b0), e2 = low32(a1, b1), e3 = high32(a1, b1)
-        let f0 = low32(c0, d0), f1 = high32(c0, d0), f2 = low32(c1, d1), f3 = high32(c1, d1)
-        return (low64(e0, f0), high64(e0, f0), low64(e1, f1), high64(e1, f1),
-                low64(e2, f2), high64(e2, f2), low64(e3, f3), high64(e3, f3))
+        let e0 = U.low32(a0, b0), e1 = U.high32(a0, b0), e2 = U.low32(a1, b1), e3 = U.high32(a1, b1)
+        let f0 = U.low32(c0, d0), f1 = U.high32(c0, d0), f2 = U.low32(c1, d1), f3 = U.high32(c1, d1)
+        return (U.low64(e0, f0), U.high64(e0, f0), U.low64(e1, f1), U.high64(e1, f1),
+                U.low64(e2, f2), U.high64(e2, f2), U.low64(e3, f3), U.high64(e3, f3))
     }
 }

@@ -5,25 +5,6 @@ import TraceSynth
 /// The word-at-a-time kernels for ids of at most 8 bits must choose and write exactly what the
 /// generic per-id ``ColumnWork`` does (spec 1.6), on columns of every kind.
 @Suite struct ByteColumnsTests {
-    /// Columns that favour each coding in turn: random ids, runs (repeats), ids close to the
-    /// previous slot's (slot deltas), both, one value, and the extremes 0 and E - 1.
-    static func column(_ kind: Int, count: Int, experts: Int, previous: [UInt8], random: inout SplitMix64) -> [UInt8] {
-        var ids = [UInt8](repeating: 0, count: count)
-        var current = Int(random.next() % UInt64(experts))
-        for t in 0..<count {
-            switch kind {
-            case 0: current = Int(random.next() % UInt64(experts))
-            case 1: if random.next() % 4 == 0 { current = Int(random.next() % UInt64(experts)) }
-            case 2: current = (Int(previous[t]) + Int(random.next() % 3)) % experts
-            case 3: if random.next() % 3 == 0 { current = (Int(previous[t]) + 1) % experts }
-            case 4: break
-            default: current = random.next() % 2 == 0 ? 0 : experts - 1
-            }
-            ids[t] = UInt8(current)
-        }
-        return ids
-    }
-
     /// Below ``ByteColumnWork/samplingGroups`` groups, where every group is looked at.
     @Test(arguments: [2, 3, 6, 7, 8, 60, 64, 100, 128, 160, 200, 255, 256])
     func sameChoicesAndBytesAsTheGenericCoder(experts: Int) throws {
@@ -33,7 +14,7 @@ import TraceSynth
             let padded = (count + 7) & ~7
             var previous = [UInt8](repeating: 0, count: padded)
             for kind in 0..<6 {
-                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 ids += [UInt8](repeating: 0, count: padded - count)
                 for withPrevious in [false, true] {
                     var scratchA = [UInt8](repeating: 0xAA, count: 3 * padded), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
@@ -74,7 +55,7 @@ import TraceSynth
             for t in 0..<count { runs[t] = t > 0 && random.next() % 12 != 0 ? runs[t - 1] : UInt8(random.next() % UInt64(experts)) }
             let expected: [(Int, Bool, ColumnCoding)] = [(0, false, .plain), (1, false, .repeat), (2, true, .slotDelta), (3, true, .slotDelta)]
             for (kind, withPrevious, coding) in expected {
-                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 if kind == 1 { ids = runs }
                 if kind == 3 { // the previous slot plus one: the slot delta is constant
                     for t in 0..<count { previous[t] = runs[t] }
@@ -112,7 +93,7 @@ import TraceSynth
             let padded = (count + 7) & ~7
             var previous = [UInt8](repeating: 0, count: padded)
             for kind in 0..<6 {
-                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 if kind == 1 { // runs of 8 rows or so, so that the repeat codings get a look
                     for t in 1..<count where random.next() % 8 != 0 { ids[t] = ids[t - 1] }
                 }

@@ -17,6 +17,26 @@ enum Fixtures {
         return try! Schema(layers: layers, topk: topk, experts: experts, denseLayers: dense)
     }
 
+    /// A column that favours each coding in turn (`kind` 0-5): random ids, runs (repeats), ids
+    /// close to the previous slot's (slot deltas), both, one value, and the extremes 0 and E - 1.
+    static func column<S: FixedWidthInteger>(_ kind: Int, count: Int, experts: Int, previous: [S],
+                                             random: inout SplitMix64) -> [S] {
+        var ids = [S](repeating: 0, count: count)
+        var current = Int(random.next() % UInt64(experts))
+        for t in 0..<count {
+            switch kind {
+            case 0: current = Int(random.next() % UInt64(experts))
+            case 1: if random.next() % 4 == 0 { current = Int(random.next() % UInt64(experts)) }
+            case 2: current = (Int(previous[t]) + Int(random.next() % 3)) % experts
+            case 3: if random.next() % 3 == 0 { current = (Int(previous[t]) + 1) % experts }
+            case 4: break
+            default: current = random.next() % 2 == 0 ? 0 : experts - 1
+            }
+            ids[t] = S(current)
+        }
+        return ids
+    }
+
     /// Rows of one of several characters: realistic, uniform, constant, alternating, sorted slots.
     static func rows(_ schema: Schema, count: Int, _ random: inout SplitMix64) -> [Int64] {
         let kind = Int.random(in: 0..<5, using: &random)

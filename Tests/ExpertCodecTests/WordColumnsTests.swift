@@ -5,25 +5,6 @@ import TraceSynth
 /// The kernels for ids of 9 to 16 bits must choose and write exactly what the generic per-id
 /// ``ColumnWork`` does (spec 1.6), and the whole encoder exactly what spec 1.6 says.
 @Suite struct WordColumnsTests {
-    /// Columns that favour each coding in turn: random ids, runs (repeats), ids close to the
-    /// previous slot's (slot deltas), both, one value, and the extremes 0 and E - 1.
-    static func column(_ kind: Int, count: Int, experts: Int, previous: [UInt16], random: inout SplitMix64) -> [UInt16] {
-        var ids = [UInt16](repeating: 0, count: count)
-        var current = Int(random.next() % UInt64(experts))
-        for t in 0..<count {
-            switch kind {
-            case 0: current = Int(random.next() % UInt64(experts))
-            case 1: if random.next() % 4 == 0 { current = Int(random.next() % UInt64(experts)) }
-            case 2: current = (Int(previous[t]) + Int(random.next() % 3)) % experts
-            case 3: if random.next() % 3 == 0 { current = (Int(previous[t]) + 1) % experts }
-            case 4: break
-            default: current = random.next() % 2 == 0 ? 0 : experts - 1
-            }
-            ids[t] = UInt16(current)
-        }
-        return ids
-    }
-
     @Test(arguments: [257, 300, 384, 512, 1000, 4096, 32768, 65535, 65536])
     func sameChoicesAndBytesAsTheGenericCoder(experts: Int) throws {
         var random = SplitMix64(seed: UInt64(experts))
@@ -33,7 +14,7 @@ import TraceSynth
             let padded = (count + 7) & ~7
             var previous = [UInt16](repeating: 0, count: padded)
             for kind in 0..<6 {
-                var ids = Self.column(kind, count: count, experts: experts, previous: previous, random: &random)
+                var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 ids += [UInt16](repeating: 0, count: padded - count)
                 for withPrevious in [false, true] {
                     var scratchA = [UInt16](repeating: 0xAAAA, count: 3 * padded), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
