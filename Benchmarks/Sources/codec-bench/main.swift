@@ -153,6 +153,10 @@ func report(_ trace: Trace, _ rows: [Measurement]) {
     }
 }
 
+let usage = """
+    usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
+    models: \(ModelShape.all.map(\.name).joined(separator: ", "))
+    """
 var blockRows: Int?
 var repeats = 5
 var inputs: [String] = []
@@ -165,6 +169,12 @@ while let argument = arguments.next() {
     case "--cpu-time": useCPUTime = true
     case "--digest": printDigest = true
     case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
+    case "-h", "--help":
+        print(usage)
+        exit(0)
+    case let option where option.hasPrefix("-"):
+        FileHandle.standardError.write(Data("codec-bench: unknown option \(option)\n\(usage)\n".utf8))
+        exit(2)
     default: inputs.append(argument)
     }
 }
@@ -182,7 +192,10 @@ for input in inputs {
         trace = try loadTrace(input)
     } else {
         let parts = input.split(separator: ":")
-        guard let model = ModelShape.named(String(parts[0])) else { fatalError("unknown model \(parts[0])") }
+        guard let model = ModelShape.named(String(parts[0])) else {
+            FileHandle.standardError.write(Data("codec-bench: unknown model \(parts[0]) (neither a .npy path nor one of the models)\n\(usage)\n".utf8))
+            exit(2)
+        }
         trace = try synthesize(model, tokens: parts.count > 1 ? Int(parts[1]) ?? 50000 : 50000)
     }
     // Each codec at the fast codec's default block size; the compact one also at its own
