@@ -17,6 +17,7 @@ func residentMiB() -> Double {
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }
 
+let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append]"
 var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
@@ -30,7 +31,12 @@ while let argument = arguments.next() {
     case "--only-append": onlyAppend = true
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--reads": reads = arguments.next().flatMap(Int.init) ?? reads
-    default: fatalError("unknown argument \(argument)")
+    case "-h", "--help":
+        print(usage)
+        exit(0)
+    default:
+        FileHandle.standardError.write(Data("archive-bench: unknown argument \(argument)\n\(usage)\n".utf8))
+        exit(2)
     }
 }
 
