@@ -42,8 +42,9 @@ public final class BlockDecoder {
         let header = try frames.header(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
         let size = header.size
-        // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`).
-        let bytes = payload.reserve(size + PayloadLayout.slackBytes)
+        // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`),
+        // plane loads up to 8 bytes of every plane (`BitPlanes.load`).
+        let bytes = payload.reserve(size + max(PayloadLayout.slackBytes, BitPlanes.loadSlackBytes))
         try frames.decompress(frame, header: header, into: bytes, contentChecksum: contentChecksum)
         do {
             if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
@@ -183,9 +184,10 @@ public final class BlockDecoder {
     private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>,
                                                       scalar: S.Type) throws {
         let rows = layout.rows, padded = (rows + 7) & ~7, columnCount = sourceIndex.count
-        let cols = columns.reserve(columnCount * padded, of: S.self)
+        // Room for what `BitPlanes.load` writes past a column's last group.
+        let cols = columns.reserve(columnCount * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
-                                     values: values.reserve(padded, of: S.self))
+                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self))
         for c in 0..<columnCount {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
