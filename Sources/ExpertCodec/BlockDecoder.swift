@@ -367,25 +367,35 @@ private struct ColumnReader<S: PlaneScalar> {
             out.update(repeating: values[j], count: 8)
             return j
         default:
+            // Adding 0x7F to a byte that is 0 or 2^i sets its high bit exactly when it is 2^i.
+            if S.self == UInt8.self {
+                // Row i takes stored value `j + 1 + i - d(i)`, `d(i)` the flagged rows among
+                // 0...i: a word of the 8 values after `j`, whose byte i takes the byte d(i) rows
+                // up, in three rounds of pulls by 4, 2 and 1 rows, each where that bit of d(i)
+                // is set. `d` steps by at most 1 per row, so the bits a round has yet to pull
+                // are the same at the row it pulls from; above the word is `values[j]`.
+                let flagged = (((UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201 &+ 0x7F7F_7F7F_7F7F_7F7F)
+                               & 0x8080_8080_8080_8080) &>> 7
+                let d = flagged &* lowBits, above = UInt64(values[j]) &* lowBits
+                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
+                @inline(__always) func pull(bit: UInt64, rows: UInt64) {
+                    let pulled = ((d &>> bit) & lowBits) &* 0xFF, shift = 8 &* rows
+                    word = (word & ~pulled) | (((word &<< shift) | (above &>> (64 &- shift))) & pulled)
+                }
+                pull(bit: 2, rows: 4)
+                pull(bit: 1, rows: 2)
+                pull(bit: 0, rows: 1)
+                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
+                return j &+ 8 &- Int(d &>> 56)
+            }
             // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
             let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
-            let ones = ((((kept & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | kept) & 0x8080_8080_8080_8080) &>> 7
+            let ones = ((kept &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7
             let prefix = ones &* lowBits
-            if S.self == UInt8.self { // the 8 ids in one word, one store
-                let bytes = UnsafeRawPointer(values)
-                var word: UInt64 = 0, shift: UInt64 = 0
-                for _ in 0..<8 {
-                    let index = j &+ Int((prefix &>> shift) & 0xFF)
-                    word |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) &<< shift
-                    shift &+= 8
-                }
-                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-            } else {
-                var shift: UInt64 = 0
-                for i in 0..<8 {
-                    out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
-                    shift &+= 8
-                }
+            var shift: UInt64 = 0
+            for i in 0..<8 {
+                out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
+                shift &+= 8
             }
             return j &+ Int(prefix &>> 56)
         }
