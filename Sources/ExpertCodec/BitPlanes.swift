@@ -22,10 +22,13 @@ protocol PlaneScalar: FixedWidthInteger & UnsignedInteger & Sendable {
                              into values: UnsafeMutablePointer<Self>)
     /// From how many groups on `storePlanes64` costs less than `storePlanes` group by group.
     static var groupsWorthAWholeStore: Int { get }
+    /// The same for `loadPlanes64` and `loadPlanes`.
+    static var groupsWorthAWholeLoad: Int { get }
 }
 
 extension PlaneScalar {
     static var groupsWorthAWholeStore: Int { 8 }
+    static var groupsWorthAWholeLoad: Int { 8 }
 
     static func storePlanes64(of values: UnsafePointer<Self>, width: Int,
                               to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
@@ -70,6 +73,7 @@ func transpose8x8(_ matrix: UInt64) -> UInt64 {
 extension UInt8: PlaneScalar {
     /// Fewest instructions on the qwen3 and deepseek columns (callgrind, 2 to 7 tried).
     static var groupsWorthAWholeStore: Int { 3 }
+    static var groupsWorthAWholeLoad: Int { 3 }
 
     @inline(__always)
     static func storePlanes(of values: UnsafePointer<UInt8>, width: Int,
@@ -139,6 +143,7 @@ private func spreadBytes(_ packed: UInt64) -> UInt64 {
 extension UInt16: PlaneScalar {
     /// Fewest instructions on the kimi-k2 columns (callgrind, 2 and 3 tried).
     static var groupsWorthAWholeStore: Int { 2 }
+    static var groupsWorthAWholeLoad: Int { 2 }
 
     /// 8 groups at once (``WidePlanes/storeWords(_:width:to:stride:)``).
     @inline(__always)
@@ -242,7 +247,14 @@ enum BitPlanes {
         return width * stride
     }
 
+    /// Readable bytes `load` needs after the last plane, and ids of room after `8 * groups.upperBound`.
+    static let loadSlackBytes = 7, loadSlackIDs = 56
+
     /// Reads groups `groups` of `width` planes of `count` ids into `values[8 * group ...]`.
+    ///
+    /// The groups left after the last 8 are read as 8 too when that is cheaper: those reads may
+    /// reach `loadSlackBytes` past the planes and write `loadSlackIDs` ids (garbage) past the
+    /// groups, room the caller provides. A column's 64 ids cost about a third of 8 single groups.
     static func load<S: PlaneScalar>(_ planes: UnsafePointer<UInt8>, count: Int, width: Int,
                                      groups: Range<Int>, into values: UnsafeMutablePointer<S>) {
         let stride = planeBytes(count)
@@ -250,6 +262,10 @@ enum BitPlanes {
         while group + 8 <= groups.upperBound {
             S.loadPlanes64(from: planes + group, stride: stride, width: width, into: values + 8 * group)
             group += 8
+        }
+        if groups.upperBound - group >= S.groupsWorthAWholeLoad {
+            S.loadPlanes64(from: planes + group, stride: stride, width: width, into: values + 8 * group)
+            return
         }
         while group < groups.upperBound {
             S.loadPlanes(from: planes + group, stride: stride, width: width, into: values + 8 * group)

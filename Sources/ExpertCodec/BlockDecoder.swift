@@ -42,8 +42,9 @@ public final class BlockDecoder {
         let header = try frames.header(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
         let size = header.size
-        // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`).
-        let bytes = payload.reserve(size + PayloadLayout.slackBytes)
+        // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`),
+        // plane loads up to 8 bytes of every plane (`BitPlanes.load`).
+        let bytes = payload.reserve(size + max(PayloadLayout.slackBytes, BitPlanes.loadSlackBytes))
         try frames.decompress(frame, header: header, into: bytes, contentChecksum: contentChecksum)
         do {
             if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
@@ -183,9 +184,10 @@ public final class BlockDecoder {
     private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>,
                                                       scalar: S.Type) throws {
         let rows = layout.rows, padded = (rows + 7) & ~7, columnCount = sourceIndex.count
-        let cols = columns.reserve(columnCount * padded, of: S.self)
+        // Room for what `BitPlanes.load` writes past a column's last group.
+        let cols = columns.reserve(columnCount * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
-                                     values: values.reserve(padded, of: S.self))
+                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self))
         for c in 0..<columnCount {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
@@ -262,43 +264,92 @@ private struct ColumnReader<S: PlaneScalar> {
             BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)
-            if place.coding == .repeat {
-                var j = first, t = range.lowerBound &+ 1
-                out[range.lowerBound] = values[j]
-                if S.self == UInt8.self || S.self == UInt16.self {
-                    while t < range.upperBound && t & 7 != 0 {
-                        j &+= 1 &- RepeatFlags.flag(t, flags)
-                        out[t] = values[j]
-                        t &+= 1
-                    }
-                    while t &+ 8 <= range.upperBound {
-                        j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t)
-                        t &+= 8
-                    }
-                }
-                while t < range.upperBound {
-                    j &+= 1 &- RepeatFlags.flag(t, flags)
-                    out[t] = values[j]
-                    t &+= 1
-                }
-            } else {
-                let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
-                var j = first
-                out[range.lowerBound] = RepeatFlags.flag(range.lowerBound, flags) == 1
-                    ? S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema).value(column: c, row: range.lowerBound))
-                    : addModulo(values[j], previous[range.lowerBound], modulus)
-                // A flag byte at a time: its bits shift out as the rows go.
-                var t = range.lowerBound &+ 1, bits = Int(flags[t >> 3]) &>> (t & 7)
-                while t < range.upperBound {
-                    if t & 7 == 0 { bits = Int(flags[t >> 3]) }
-                    let repeated = bits & 1
-                    bits &>>= 1
-                    j &+= 1 &- repeated
-                    let fresh = addModulo(values[j], previous[t], modulus)
-                    out[t] = repeated == 1 ? out[t &- 1] : fresh
-                    t &+= 1
-                }
+            expand(flags: flags, values: values, first: first, range, into: out)
+            guard place.coding == .repeatSlotDelta else { return }
+            // Each row's stored delta plus the previous slot at that row: right for the unflagged
+            // rows. A flagged row then copies the id above it (spec 1.5.5), row `range.lowerBound`
+            // the one it repeats, read from the planes.
+            let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
+            for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
+            if RepeatFlags.flag(range.lowerBound, flags) == 1 {
+                out[range.lowerBound] = S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema)
+                    .value(column: c, row: range.lowerBound))
             }
+            Self.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
+        }
+    }
+
+    /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
+    /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
+    private func expand(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int, _ range: Range<Int>,
+                        into out: UnsafeMutablePointer<S>) {
+        var j = first, t = range.lowerBound &+ 1
+        out[range.lowerBound] = values[j]
+        if S.self == UInt8.self || S.self == UInt16.self {
+            while t < range.upperBound && t & 7 != 0 {
+                j &+= 1 &- RepeatFlags.flag(t, flags)
+                out[t] = values[j]
+                t &+= 1
+            }
+            while t &+ 8 <= range.upperBound {
+                j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t)
+                t &+= 8
+            }
+        }
+        while t < range.upperBound {
+            j &+= 1 &- RepeatFlags.flag(t, flags)
+            out[t] = values[j]
+            t &+= 1
+        }
+    }
+
+    /// Flagged rows of `rows` take the value of the row before them, in order: a run of flagged
+    /// rows takes the value of the row before the run.
+    static func copyFlagged(_ flags: UnsafePointer<UInt8>, rows: Range<Int>, in out: UnsafeMutablePointer<S>) {
+        @inline(__always) func copy(_ t: Int) {
+            out[t] = RepeatFlags.flag(t, flags) == 1 ? out[t &- 1] : out[t]
+        }
+        var t = rows.lowerBound
+        if S.self == UInt8.self {
+            while t < rows.upperBound && t & 7 != 0 {
+                copy(t)
+                t &+= 1
+            }
+            while t &+ 8 <= rows.upperBound {
+                copyFlaggedBytes(flags[t >> 3], in: UnsafeMutableRawPointer(out + t))
+                t &+= 8
+            }
+        }
+        while t < rows.upperBound {
+            copy(t)
+            t &+= 1
+        }
+    }
+
+    /// `copyFlagged` on one group of 8 byte-wide rows at `group` (the row before it at
+    /// `group - 1`), a word at a time: in three rounds every flagged row takes the value 1, 2, then
+    /// 4 rows up, and stays flagged for the next round if that row was flagged too. Rows above
+    /// the group read as the row before it.
+    @inline(__always)
+    static func copyFlaggedBytes(_ flags: UInt8, in group: UnsafeMutableRawPointer) {
+        let lowBits: UInt64 = 0x0101_0101_0101_0101
+        switch flags {
+        case 0:
+            return
+        case 0xFF:
+            group.storeBytes(of: UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits, as: UInt64.self)
+        default:
+            let above = UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits
+            // Byte i of `bits` is 2^i or 0; adding 0x7F sets its high bit exactly when it is 2^i.
+            let bits = (UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201
+            var flagged = (((bits &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7) &* 0xFF
+            var word = group.loadUnaligned(as: UInt64.self)
+            word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
+            flagged &= flagged &<< 8
+            word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
+            flagged &= flagged &<< 16
+            word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
+            group.storeBytes(of: word, as: UInt64.self)
         }
     }
 
@@ -316,25 +367,35 @@ private struct ColumnReader<S: PlaneScalar> {
             out.update(repeating: values[j], count: 8)
             return j
         default:
+            // Adding 0x7F to a byte that is 0 or 2^i sets its high bit exactly when it is 2^i.
+            if S.self == UInt8.self {
+                // Row i takes stored value `j + 1 + i - d(i)`, `d(i)` the flagged rows among
+                // 0...i: a word of the 8 values after `j`, whose byte i takes the byte d(i) rows
+                // up, in three rounds of pulls by 4, 2 and 1 rows, each where that bit of d(i)
+                // is set. `d` steps by at most 1 per row, so the bits a round has yet to pull
+                // are the same at the row it pulls from; above the word is `values[j]`.
+                let flagged = (((UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201 &+ 0x7F7F_7F7F_7F7F_7F7F)
+                               & 0x8080_8080_8080_8080) &>> 7
+                let d = flagged &* lowBits, above = UInt64(values[j]) &* lowBits
+                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
+                @inline(__always) func pull(bit: UInt64, rows: UInt64) {
+                    let pulled = ((d &>> bit) & lowBits) &* 0xFF, shift = 8 &* rows
+                    word = (word & ~pulled) | (((word &<< shift) | (above &>> (64 &- shift))) & pulled)
+                }
+                pull(bit: 2, rows: 4)
+                pull(bit: 1, rows: 2)
+                pull(bit: 0, rows: 1)
+                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
+                return j &+ 8 &- Int(d &>> 56)
+            }
             // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
             let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
-            let ones = ((((kept & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | kept) & 0x8080_8080_8080_8080) &>> 7
+            let ones = ((kept &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7
             let prefix = ones &* lowBits
-            if S.self == UInt8.self { // the 8 ids in one word, one store
-                let bytes = UnsafeRawPointer(values)
-                var word: UInt64 = 0, shift: UInt64 = 0
-                for _ in 0..<8 {
-                    let index = j &+ Int((prefix &>> shift) & 0xFF)
-                    word |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) &<< shift
-                    shift &+= 8
-                }
-                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-            } else {
-                var shift: UInt64 = 0
-                for i in 0..<8 {
-                    out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
-                    shift &+= 8
-                }
+            var shift: UInt64 = 0
+            for i in 0..<8 {
+                out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
+                shift &+= 8
             }
             return j &+ Int(prefix &>> 56)
         }
