@@ -255,8 +255,7 @@ private struct ColumnReader<S: PlaneScalar> {
         case .slotDelta:
             BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
             try checkRange(out, range, column: c)
-            let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
-            for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
+            addPreviousSlot(previousSlot!, range, to: out)
         case .repeat, .repeatSlotDelta:
             let flags = body(c), kept = Int(place.kept)
             let first = RepeatFlags.nonRepeats(through: range.lowerBound, flags) - 1
@@ -269,14 +268,20 @@ private struct ColumnReader<S: PlaneScalar> {
             // Each row's stored delta plus the previous slot at that row: right for the unflagged
             // rows. A flagged row then copies the id above it (spec 1.5.5), row `range.lowerBound`
             // the one it repeats, read from the planes.
-            let previous = previousSlot!, modulus = S(truncatingIfNeeded: experts)
-            for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
+            addPreviousSlot(previousSlot!, range, to: out)
             if RepeatFlags.flag(range.lowerBound, flags) == 1 {
                 out[range.lowerBound] = S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema)
                     .value(column: c, row: range.lowerBound))
             }
             Self.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
         }
+    }
+
+    /// Slot deltas in `out[range]` become ids: each plus the previous slot's id at its row, mod `experts`.
+    @inline(__always)
+    private func addPreviousSlot(_ previous: UnsafePointer<S>, _ range: Range<Int>, to out: UnsafeMutablePointer<S>) {
+        let modulus = S(truncatingIfNeeded: experts)
+        for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
     }
 
     /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
@@ -340,9 +345,7 @@ private struct ColumnReader<S: PlaneScalar> {
             group.storeBytes(of: UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits, as: UInt64.self)
         default:
             let above = UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits
-            // Byte i of `bits` is 2^i or 0; adding 0x7F sets its high bit exactly when it is 2^i.
-            let bits = (UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201
-            var flagged = (((bits &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7) &* 0xFF
+            var flagged = RepeatFlags.spread(flags) &* 0xFF
             var word = group.loadUnaligned(as: UInt64.self)
             word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
             flagged &= flagged &<< 8
@@ -367,16 +370,13 @@ private struct ColumnReader<S: PlaneScalar> {
             out.update(repeating: values[j], count: 8)
             return j
         default:
-            // Adding 0x7F to a byte that is 0 or 2^i sets its high bit exactly when it is 2^i.
             if S.self == UInt8.self {
                 // Row i takes stored value `j + 1 + i - d(i)`, `d(i)` the flagged rows among
                 // 0...i: a word of the 8 values after `j`, whose byte i takes the byte d(i) rows
                 // up, in three rounds of pulls by 4, 2 and 1 rows, each where that bit of d(i)
                 // is set. `d` steps by at most 1 per row, so the bits a round has yet to pull
                 // are the same at the row it pulls from; above the word is `values[j]`.
-                let flagged = (((UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201 &+ 0x7F7F_7F7F_7F7F_7F7F)
-                               & 0x8080_8080_8080_8080) &>> 7
-                let d = flagged &* lowBits, above = UInt64(values[j]) &* lowBits
+                let d = RepeatFlags.spread(flags) &* lowBits, above = UInt64(values[j]) &* lowBits
                 var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
                 @inline(__always) func pull(bit: UInt64, rows: UInt64) {
                     let pulled = ((d &>> bit) & lowBits) &* 0xFF, shift = 8 &* rows
@@ -388,10 +388,8 @@ private struct ColumnReader<S: PlaneScalar> {
                 UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
                 return j &+ 8 &- Int(d &>> 56)
             }
-            // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
-            let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
-            let ones = ((kept &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7
-            let prefix = ones &* lowBits
+            // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
+            let prefix = RepeatFlags.spread(~flags) &* lowBits
             var shift: UInt64 = 0
             for i in 0..<8 {
                 out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]

@@ -83,6 +83,15 @@ enum RepeatFlags {
     @inline(__always)
     static func flag(_ t: Int, _ flags: UnsafePointer<UInt8>) -> Int { Int(flags[t >> 3] >> UInt8(t & 7)) & 1 }
 
+    /// The 8 flags of a bitmap byte, one per byte: byte `i` of the result is bit `i` of `flags`.
+    /// (Byte `i` of the masked product is `2^i` or 0; adding 0x7F sets its high bit exactly
+    /// when it is `2^i`.)
+    @inline(__always)
+    static func spread(_ flags: UInt8) -> UInt64 {
+        let bits = (UInt64(flags) &* 0x0101_0101_0101_0101) & 0x8040_2010_0804_0201
+        return ((bits &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7
+    }
+
     /// Rows `0...t` whose flag is clear: the stored value of row `t` is at this count minus one.
     /// May read up to 7 bytes past the bitmap, inside the payload or its slack.
     @inline(__always)
