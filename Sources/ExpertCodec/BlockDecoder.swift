@@ -286,13 +286,14 @@ private struct ColumnReader<S: PlaneScalar> {
         var j = first, t = range.lowerBound &+ 1
         out[range.lowerBound] = values[j]
         if S.self == UInt8.self || S.self == UInt16.self {
+            let pulls = RepeatPulls.shared.words
             while t < range.upperBound && t & 7 != 0 {
                 j &+= 1 &- RepeatFlags.flag(t, flags)
                 out[t] = values[j]
                 t &+= 1
             }
             while t &+ 8 <= range.upperBound {
-                j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t)
+                j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t, pulls: pulls)
                 t &+= 8
             }
         }
@@ -357,7 +358,8 @@ private struct ColumnReader<S: PlaneScalar> {
     /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
     /// group. Returns the stored value of the group's last row.
     @inline(__always)
-    static func expandGroup(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>) -> Int {
+    static func expandGroup(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>,
+                            pulls: UnsafePointer<UInt64>) -> Int {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
         switch flags {
         case 0: // no repeat: the next 8 stored values
@@ -367,26 +369,20 @@ private struct ColumnReader<S: PlaneScalar> {
             out.update(repeating: values[j], count: 8)
             return j
         default:
-            // Adding 0x7F to a byte that is 0 or 2^i sets its high bit exactly when it is 2^i.
             if S.self == UInt8.self {
-                // Row i takes stored value `j + 1 + i - d(i)`, `d(i)` the flagged rows among
-                // 0...i: a word of the 8 values after `j`, whose byte i takes the byte d(i) rows
-                // up, in three rounds of pulls by 4, 2 and 1 rows, each where that bit of d(i)
-                // is set. `d` steps by at most 1 per row, so the bits a round has yet to pull
-                // are the same at the row it pulls from; above the word is `values[j]`.
-                let flagged = (((UInt64(flags) &* lowBits) & 0x8040_2010_0804_0201 &+ 0x7F7F_7F7F_7F7F_7F7F)
-                               & 0x8080_8080_8080_8080) &>> 7
-                let d = flagged &* lowBits, above = UInt64(values[j]) &* lowBits
+                // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
+                // above the word is `values[j]`.
+                let above = UInt64(values[j]) &* lowBits, rounds = pulls + 4 &* Int(flags)
                 var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
-                @inline(__always) func pull(bit: UInt64, rows: UInt64) {
-                    let pulled = ((d &>> bit) & lowBits) &* 0xFF, shift = 8 &* rows
-                    word = (word & ~pulled) | (((word &<< shift) | (above &>> (64 &- shift))) & pulled)
+                @inline(__always) func pull(_ round: Int, rows: UInt64) {
+                    let shift = 8 &* rows
+                    word ^= (word ^ ((word &<< shift) | (above &>> (64 &- shift)))) & rounds[round]
                 }
-                pull(bit: 2, rows: 4)
-                pull(bit: 1, rows: 2)
-                pull(bit: 0, rows: 1)
+                pull(0, rows: 4)
+                pull(1, rows: 2)
+                pull(2, rows: 1)
                 UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-                return j &+ 8 &- Int(d &>> 56)
+                return j &+ Int(rounds[3])
             }
             // Byte i: 1 where row i is unflagged; times lowBits, byte i counts rows 0...i.
             let kept = (UInt64(~flags) &* lowBits) & 0x8040_2010_0804_0201
@@ -398,6 +394,35 @@ private struct ColumnReader<S: PlaneScalar> {
                 shift &+= 8
             }
             return j &+ Int(prefix &>> 56)
+        }
+    }
+}
+
+/// How ``ColumnReader/expandGroup(flags:values:after:into:pulls:)`` places a group of 8 byte-wide
+/// rows, for each flag byte but 0x00 and 0xFF: row `i` takes stored value `j + 1 + i - d(i)`,
+/// `d(i)` the flagged rows among `0...i`. A word of the 8 values after `j` gets there in three
+/// rounds where byte `i` takes the byte 4, 2, then 1 rows up, where that bit of `d(i)` is set:
+/// `d` steps by at most 1 per row, so the bits a round has yet to pull are the same at the row
+/// it pulls from. Built once and never changed, so shared by every thread; a load per round
+/// instead of computing `d` and the rounds (about 20 instructions a group).
+final class RepeatPulls: @unchecked Sendable {
+    static let shared = RepeatPulls()
+
+    /// 4 words at `4 * flags`: the rows (0xFF bytes) each of the 3 rounds pulls, then the rows unflagged.
+    let words: UnsafeMutablePointer<UInt64>
+
+    private init() {
+        words = .allocate(capacity: 4 * 256)
+        for flags in 0..<256 {
+            var flagged = 0
+            (words + 4 * flags).initialize(repeating: 0, count: 4)
+            for i in 0..<8 {
+                flagged += flags >> i & 1
+                for (round, bit) in [2, 1, 0].enumerated() where flagged >> bit & 1 == 1 {
+                    words[4 * flags + round] |= 0xFF << UInt64(8 * i)
+                }
+            }
+            words[4 * flags + 3] = UInt64(8 - flagged)
         }
     }
 }
