@@ -263,7 +263,7 @@ private struct ColumnReader<S: PlaneScalar> {
             BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)
-            expand(flags: flags, values: values, first: first, range, into: out)
+            RepeatRows.expand(flags: flags, values: values, first: first, range, into: out)
             guard place.coding == .repeatSlotDelta else { return }
             // Each row's stored delta plus the previous slot at that row: right for the unflagged
             // rows. A flagged row then copies the id above it (spec 1.5.5), row `range.lowerBound`
@@ -273,7 +273,7 @@ private struct ColumnReader<S: PlaneScalar> {
                 out[range.lowerBound] = S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema)
                     .value(column: c, row: range.lowerBound))
             }
-            Self.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
+            RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
         }
     }
 
@@ -282,120 +282,5 @@ private struct ColumnReader<S: PlaneScalar> {
     private func addPreviousSlot(_ previous: UnsafePointer<S>, _ range: Range<Int>, to out: UnsafeMutablePointer<S>) {
         let modulus = S(truncatingIfNeeded: experts)
         for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
-    }
-
-    /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
-    /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
-    private func expand(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int, _ range: Range<Int>,
-                        into out: UnsafeMutablePointer<S>) {
-        var j = first, t = range.lowerBound &+ 1
-        out[range.lowerBound] = values[j]
-        if S.self == UInt8.self || S.self == UInt16.self {
-            while t < range.upperBound && t & 7 != 0 {
-                j &+= 1 &- RepeatFlags.flag(t, flags)
-                out[t] = values[j]
-                t &+= 1
-            }
-            while t &+ 8 <= range.upperBound {
-                j = Self.expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t)
-                t &+= 8
-            }
-        }
-        while t < range.upperBound {
-            j &+= 1 &- RepeatFlags.flag(t, flags)
-            out[t] = values[j]
-            t &+= 1
-        }
-    }
-
-    /// Flagged rows of `rows` take the value of the row before them, in order: a run of flagged
-    /// rows takes the value of the row before the run.
-    static func copyFlagged(_ flags: UnsafePointer<UInt8>, rows: Range<Int>, in out: UnsafeMutablePointer<S>) {
-        @inline(__always) func copy(_ t: Int) {
-            out[t] = RepeatFlags.flag(t, flags) == 1 ? out[t &- 1] : out[t]
-        }
-        var t = rows.lowerBound
-        if S.self == UInt8.self {
-            while t < rows.upperBound && t & 7 != 0 {
-                copy(t)
-                t &+= 1
-            }
-            while t &+ 8 <= rows.upperBound {
-                copyFlaggedBytes(flags[t >> 3], in: UnsafeMutableRawPointer(out + t))
-                t &+= 8
-            }
-        }
-        while t < rows.upperBound {
-            copy(t)
-            t &+= 1
-        }
-    }
-
-    /// `copyFlagged` on one group of 8 byte-wide rows at `group` (the row before it at
-    /// `group - 1`), a word at a time: in three rounds every flagged row takes the value 1, 2, then
-    /// 4 rows up, and stays flagged for the next round if that row was flagged too. Rows above
-    /// the group read as the row before it.
-    @inline(__always)
-    static func copyFlaggedBytes(_ flags: UInt8, in group: UnsafeMutableRawPointer) {
-        let lowBits: UInt64 = 0x0101_0101_0101_0101
-        switch flags {
-        case 0:
-            return
-        case 0xFF:
-            group.storeBytes(of: UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits, as: UInt64.self)
-        default:
-            let above = UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits
-            var flagged = RepeatFlags.spread(flags) &* 0xFF
-            var word = group.loadUnaligned(as: UInt64.self)
-            word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
-            flagged &= flagged &<< 8
-            word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
-            flagged &= flagged &<< 16
-            word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
-            group.storeBytes(of: word, as: UInt64.self)
-        }
-    }
-
-    /// One group of 8 rows of a repeat column: row `i` takes stored value
-    /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
-    /// group. Returns the stored value of the group's last row.
-    @inline(__always)
-    static func expandGroup(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>) -> Int {
-        let lowBits: UInt64 = 0x0101_0101_0101_0101
-        switch flags {
-        case 0: // no repeat: the next 8 stored values
-            out.update(from: values + (j &+ 1), count: 8)
-            return j &+ 8
-        case 0xFF: // all repeat the row before
-            out.update(repeating: values[j], count: 8)
-            return j
-        default:
-            if S.self == UInt8.self {
-                // Row i takes stored value `j + 1 + i - d(i)`, `d(i)` the flagged rows among
-                // 0...i: a word of the 8 values after `j`, whose byte i takes the byte d(i) rows
-                // up, in three rounds of pulls by 4, 2 and 1 rows, each where that bit of d(i)
-                // is set. `d` steps by at most 1 per row, so the bits a round has yet to pull
-                // are the same at the row it pulls from; above the word is `values[j]`.
-                let d = RepeatFlags.spread(flags) &* lowBits, above = UInt64(values[j]) &* lowBits
-                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
-                @inline(__always) func pull(bit: UInt64, rows: UInt64) {
-                    let pulled = ((d &>> bit) & lowBits) &* 0xFF, shift = 8 &* rows
-                    word = (word & ~pulled) | (((word &<< shift) | (above &>> (64 &- shift))) & pulled)
-                }
-                pull(bit: 2, rows: 4)
-                pull(bit: 1, rows: 2)
-                pull(bit: 0, rows: 1)
-                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-                return j &+ 8 &- Int(d &>> 56)
-            }
-            // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
-            let prefix = RepeatFlags.spread(~flags) &* lowBits
-            var shift: UInt64 = 0
-            for i in 0..<8 {
-                out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
-                shift &+= 8
-            }
-            return j &+ Int(prefix &>> 56)
-        }
     }
 }

@@ -461,8 +461,9 @@ struct ByteGather {
 }
 
 /// The inverse of ``ByteGather``: byte columns (ids of at most 8 bits) into token-major rows of
-/// any id type, 8 rows x 8 columns at a time: 8 column words, an 8x8 byte transpose, then each
-/// row's 8 ids widened and stored together.
+/// any id type, 8 rows x 8 columns at a time: 8 column words, an 8x8 byte transpose (SSE2
+/// unpacks, ``WidePlanes/transposeBytes(_:_:_:_:)``), then each row's 8 ids widened and stored
+/// together.
 struct ByteScatter {
     let gather: ByteGather
 
@@ -511,22 +512,19 @@ struct ByteScatter {
             let rowOut = out + (t &- rows.lowerBound) &* rowBytes
             for c in gather.tiles.starts {
                 let at = c &* padded &+ t
-                var words = (input.loadUnaligned(fromByteOffset: at, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 2 &* padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 3 &* padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 4 &* padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 5 &* padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 6 &* padded, as: UInt64.self),
-                             input.loadUnaligned(fromByteOffset: at &+ 7 &* padded, as: UInt64.self))
-                transposeBytes(&words)
-                let first = rowOut + source[c] &* MemoryLayout<L>.size
-                @inline(__always) func store(_ word: UInt64, _ r: Int) {
-                    let ids = SIMD8<L>(truncatingIfNeeded: unsafeBitCast(word, to: SIMD8<UInt8>.self))
-                    (first + r &* rowBytes).storeBytes(of: ids, as: SIMD8<L>.self)
+                // Columns 2i and 2i + 1 in register i; out, rows 2i and 2i + 1.
+                @inline(__always) func columns(_ i: Int) -> SIMD16<UInt8> {
+                    unsafeBitCast(SIMD2(input.loadUnaligned(fromByteOffset: at &+ 2 &* i &* padded, as: UInt64.self),
+                                        input.loadUnaligned(fromByteOffset: at &+ (2 &* i &+ 1) &* padded, as: UInt64.self)),
+                                  to: SIMD16<UInt8>.self)
                 }
-                store(words.0, 0); store(words.1, 1); store(words.2, 2); store(words.3, 3)
-                store(words.4, 4); store(words.5, 5); store(words.6, 6); store(words.7, 7)
+                let rowPairs = WidePlanes.transposeBytes(columns(0), columns(1), columns(2), columns(3))
+                let first = rowOut + source[c] &* MemoryLayout<L>.size
+                @inline(__always) func store(_ pair: SIMD16<UInt8>, _ r: Int) {
+                    (first + r &* rowBytes).storeBytes(of: SIMD8<L>(truncatingIfNeeded: pair.lowHalf), as: SIMD8<L>.self)
+                    (first + (r &+ 1) &* rowBytes).storeBytes(of: SIMD8<L>(truncatingIfNeeded: pair.highHalf), as: SIMD8<L>.self)
+                }
+                store(rowPairs.0, 0); store(rowPairs.1, 2); store(rowPairs.2, 4); store(rowPairs.3, 6)
             }
         }
     }

@@ -1,0 +1,148 @@
+/// The rows of a flagged column (repeat, repeatSlotDelta; spec 1.5.5) from its stored values,
+/// a group of 8 rows at a time.
+enum RepeatRows {
+    /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
+    /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
+    /// Byte-wide groups read a word of values: up to 7 values past the last one used must be readable.
+    static func expand<S: PlaneScalar>(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int,
+                                       _ range: Range<Int>, into out: UnsafeMutablePointer<S>) {
+        var j = first, t = range.lowerBound &+ 1
+        out[range.lowerBound] = values[j]
+        if S.self == UInt8.self || S.self == UInt16.self {
+            let pulls = RepeatPulls.shared.words
+            while t < range.upperBound && t & 7 != 0 {
+                j &+= 1 &- RepeatFlags.flag(t, flags)
+                out[t] = values[j]
+                t &+= 1
+            }
+            while t &+ 8 <= range.upperBound {
+                j = expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t, pulls: pulls)
+                t &+= 8
+            }
+        }
+        while t < range.upperBound {
+            j &+= 1 &- RepeatFlags.flag(t, flags)
+            out[t] = values[j]
+            t &+= 1
+        }
+    }
+
+    /// Flagged rows of `rows` take the value of the row before them, in order: a run of flagged
+    /// rows takes the value of the row before the run.
+    static func copyFlagged<S: PlaneScalar>(_ flags: UnsafePointer<UInt8>, rows: Range<Int>,
+                                            in out: UnsafeMutablePointer<S>) {
+        @inline(__always) func copy(_ t: Int) {
+            out[t] = RepeatFlags.flag(t, flags) == 1 ? out[t &- 1] : out[t]
+        }
+        var t = rows.lowerBound
+        if S.self == UInt8.self {
+            while t < rows.upperBound && t & 7 != 0 {
+                copy(t)
+                t &+= 1
+            }
+            while t &+ 8 <= rows.upperBound {
+                copyFlaggedBytes(flags[t >> 3], in: UnsafeMutableRawPointer(out + t))
+                t &+= 8
+            }
+        }
+        while t < rows.upperBound {
+            copy(t)
+            t &+= 1
+        }
+    }
+
+    /// `copyFlagged` on one group of 8 byte-wide rows at `group` (the row before it at
+    /// `group - 1`), a word at a time: in three rounds every flagged row takes the value 1, 2, then
+    /// 4 rows up, and stays flagged for the next round if that row was flagged too. Rows above
+    /// the group read as the row before it.
+    @inline(__always)
+    static func copyFlaggedBytes(_ flags: UInt8, in group: UnsafeMutableRawPointer) {
+        let lowBits: UInt64 = 0x0101_0101_0101_0101
+        switch flags {
+        case 0:
+            return
+        case 0xFF:
+            group.storeBytes(of: UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits, as: UInt64.self)
+        default:
+            let above = UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits
+            var flagged = RepeatFlags.spread(flags) &* 0xFF
+            var word = group.loadUnaligned(as: UInt64.self)
+            word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
+            flagged &= flagged &<< 8
+            word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
+            flagged &= flagged &<< 16
+            word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
+            group.storeBytes(of: word, as: UInt64.self)
+        }
+    }
+
+    /// One group of 8 rows of a repeat column: row `i` takes stored value
+    /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
+    /// group. Returns the stored value of the group's last row.
+    @inline(__always)
+    static func expandGroup<S: PlaneScalar>(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>,
+                            pulls: UnsafePointer<UInt64>) -> Int {
+        let lowBits: UInt64 = 0x0101_0101_0101_0101
+        switch flags {
+        case 0: // no repeat: the next 8 stored values
+            out.update(from: values + (j &+ 1), count: 8)
+            return j &+ 8
+        case 0xFF: // all repeat the row before
+            out.update(repeating: values[j], count: 8)
+            return j
+        default:
+            if S.self == UInt8.self {
+                // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
+                // above the word is `values[j]`.
+                let above = UInt64(values[j]) &* lowBits, rounds = pulls + 4 &* Int(flags)
+                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
+                @inline(__always) func pull(_ round: Int, rows: UInt64) {
+                    let shift = 8 &* rows
+                    word ^= (word ^ ((word &<< shift) | (above &>> (64 &- shift)))) & rounds[round]
+                }
+                pull(0, rows: 4)
+                pull(1, rows: 2)
+                pull(2, rows: 1)
+                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
+                return j &+ Int(rounds[3])
+            }
+            // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
+            let prefix = RepeatFlags.spread(~flags) &* lowBits
+            var shift: UInt64 = 0
+            for i in 0..<8 {
+                out[i] = values[j &+ Int((prefix &>> shift) & 0xFF)]
+                shift &+= 8
+            }
+            return j &+ Int(prefix &>> 56)
+        }
+    }
+}
+
+/// How ``RepeatRows/expandGroup(flags:values:after:into:pulls:)`` places a group of 8 byte-wide
+/// rows, for each flag byte but 0x00 and 0xFF: row `i` takes stored value `j + 1 + i - d(i)`,
+/// `d(i)` the flagged rows among `0...i`. A word of the 8 values after `j` gets there in three
+/// rounds where byte `i` takes the byte 4, 2, then 1 rows up, where that bit of `d(i)` is set:
+/// `d` steps by at most 1 per row, so the bits a round has yet to pull are the same at the row
+/// it pulls from. Built once and never changed, so shared by every thread; a load per round
+/// instead of computing `d` and the rounds (about 20 instructions a group).
+final class RepeatPulls: @unchecked Sendable {
+    static let shared = RepeatPulls()
+
+    /// 4 words at `4 * flags`: the rows (0xFF bytes) each of the 3 rounds pulls, then the rows unflagged.
+    let words: UnsafeMutablePointer<UInt64>
+
+    private init() {
+        words = .allocate(capacity: 4 * 256)
+        for flags in 0..<256 {
+            var flagged = 0
+            (words + 4 * flags).initialize(repeating: 0, count: 4)
+            for i in 0..<8 {
+                flagged += flags >> i & 1
+                for (round, bit) in [2, 1, 0].enumerated() where flagged >> bit & 1 == 1 {
+                    words[4 * flags + round] |= 0xFF << UInt64(8 * i)
+                }
+            }
+            words[4 * flags + 3] = UInt64(8 - flagged)
+        }
+    }
+}
