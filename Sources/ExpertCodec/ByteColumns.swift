@@ -143,8 +143,17 @@ struct ByteColumnWork {
     /// Every how many groups a column of `groups` groups is sampled.
     static func samplingStep(groups: Int) -> Int { groups < samplingGroups ? 1 : min(4, groups / 16) }
 
+    /// Bytes past a compacted column that ``compactRepeats(_:withDeltas:step:)`` may write
+    /// (and no one reads): it stores 16 bytes where 8 are due.
+    static let spill = 8
+
+    /// Bytes of `candidates` for columns of `padded` rows: the three scratch columns, the two
+    /// compacted ones each followed by ``spill`` bytes.
+    static func candidateBytes(padded: Int) -> Int { 3 * padded + 2 * spill }
+
     let count: Int, padded: Int, width: Int, experts: Int
-    /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
+    /// Three scratch columns (``candidateBytes(padded:)``): slot deltas, compacted slot deltas,
+    /// compacted ids.
     let candidates: UnsafeMutablePointer<UInt8>
     let flags: UnsafeMutablePointer<UInt8>
     let tables = KernelTables.shared
@@ -152,8 +161,8 @@ struct ByteColumnWork {
     private var groups: Int { padded >> 3 }
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
     private var deltas: UnsafeMutablePointer<UInt8> { candidates }
-    private var compacted: UnsafeMutablePointer<UInt8> { candidates + padded }
-    private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + 2 * padded }
+    private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + padded }
+    private var compacted: UnsafeMutablePointer<UInt8> { candidates + 2 * padded + Self.spill }
 
     /// The rows of the last group that exist (it may be partly padding), a bit per row.
     private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }
@@ -321,26 +330,32 @@ struct ByteColumnWork {
     private func compactRepeats(_ ids: UnsafePointer<UInt8>, withDeltas: Bool, step: Int) -> Int {
         let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
         let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
-        let tables = tables, flags = flags
-        var kept = 0, g = 0
-        while g < groups {
-            let keep = ~UInt64(flags[g]) & 0xFF
-            // At most 8g values kept before group g: the 8 bytes stored fit the column.
-            keptIDs.storeBytes(of: tables.compact(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
-                               toByteOffset: kept, as: UInt64.self)
-            if withDeltas {
-                keptDeltas.storeBytes(of: tables.compact(slotDeltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
-                                      toByteOffset: kept, as: UInt64.self)
+        let tables = tables, flags = flags, groups = groups
+        // One loop with and one without slot deltas (a test and a branch per group less).
+        @inline(__always) func pack(withDeltas: Bool) -> (kept: Int, end: Int) {
+            var kept = 0, g = 0
+            while g < groups {
+                let keep = ~UInt64(flags[g]) & 0xFF
+                // The group's ids and slot deltas share the keep mask: packed together, in one register.
+                let packed = tables.compact(GroupPairs.Pair(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
+                                                            withDeltas ? slotDeltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self) : 0),
+                                            keep: keep)
+                // The whole register at the next free byte (no lane taken out of it, which costs more
+                // than packing): the 8 bytes due, then 8 that the next group overwrites, or that spill
+                // past the column after the last (at most 8g values are kept before group g).
+                keptIDs.storeBytes(of: packed, toByteOffset: kept, as: GroupPairs.Pair.self)
+                if withDeltas { keptDeltas.storeBytes(of: GroupPairs.Pair(packed[1], packed[0]), toByteOffset: kept, as: GroupPairs.Pair.self) }
+                kept &+= tables.setBits(keep)
+                g &+= step
             }
-            kept &+= tables.setBits(keep)
-            g &+= step
+            return (kept, g)
         }
+        var (kept, end) = withDeltas ? pack(withDeltas: true) : pack(withDeltas: false)
         // The padding rows of a partial last group (never flagged) were kept last: drop them.
-        if count & 7 != 0 && g &- step == groups &- 1 { kept &-= 8 &- count & 7 }
-        for t in kept..<((kept + 7) & ~7) {
-            compacted[t] = 0
-            compactedDeltas[t] = 0
-        }
+        if count & 7 != 0 && end &- step == groups &- 1 { kept &-= 8 &- count & 7 }
+        // Zeros to the end of the last group (within the spill room: kept <= padded).
+        keptIDs.storeBytes(of: 0, toByteOffset: kept, as: UInt64.self)
+        keptDeltas.storeBytes(of: 0, toByteOffset: kept, as: UInt64.self)
         return kept
     }
 
