@@ -404,9 +404,9 @@ struct ByteColumnWork {
 }
 
 /// Token-major rows into byte columns (ids of at most 8 bits), 8 rows x 8 columns at a time:
-/// a row's 8 ids are narrowed to the 8 bytes of a word, and an 8x8 byte transpose turns 8 such
-/// words into 8 column words. Ids are checked on the way against `2^width`, and against the
-/// sign of a signed input type: see `gather`.
+/// a row's 8 ids are narrowed to the 8 bytes of a word, and an 8x8 byte transpose (SSE2, two
+/// words a register) turns 8 such words into 8 column words. Ids are checked on the way against
+/// `2^width`, and against the sign of a signed input type: see `gather`.
 struct ByteGather {
     let perRow: Int
     /// Each stored column's index inside a row.
@@ -447,31 +447,35 @@ struct ByteGather {
         // Bits an id may not have: those at or above `width`, and a signed type's sign bit (an
         // Int8 id passes the width check of 8-bit ids negative).
         let sign: L = signed ? 1 << (L.bitWidth - 1) : 0
-        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
-        var high = SIMD8<L>()
+        let outside = SIMD16<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
+        // Every id gathered, ORed together: checked once at the end.
+        var seen = SIMD16<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
         for t in stride(from: 0, to: rows, by: 8) {
             for c in tiles.starts {
                 let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
-                @inline(__always) func row(_ r: Int) -> UInt64 {
-                    let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
-                    high |= ids & outside
-                    return unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: ids), to: UInt64.self)
+                // Rows r and r + 1 narrowed into one SSE2 register, as its two words.
+                @inline(__always) func rows(_ r: Int) -> SIMD16<UInt8> {
+                    let ids = SIMD16(lowHalf: (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self),
+                                     highHalf: (first + (r &+ 1) &* rowBytes).loadUnaligned(as: SIMD8<L>.self))
+                    seen |= ids
+                    return SIMD16<UInt8>(truncatingIfNeeded: ids)
                 }
-                var words = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-                transposeBytes(&words)
+                // The SSE2 byte transpose: two columns' 8 rows in each register out.
+                let columns = WidePlanes.transposeBytes(rows(0), rows(2), rows(4), rows(6))
                 let at = c &* padded &+ t
-                out.storeBytes(of: words.0, toByteOffset: at, as: UInt64.self)
-                out.storeBytes(of: words.1, toByteOffset: at &+ padded, as: UInt64.self)
-                out.storeBytes(of: words.2, toByteOffset: at &+ 2 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.3, toByteOffset: at &+ 3 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.4, toByteOffset: at &+ 4 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.5, toByteOffset: at &+ 5 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.6, toByteOffset: at &+ 6 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.7, toByteOffset: at &+ 7 &* padded, as: UInt64.self)
+                @inline(__always) func store(_ pair: SIMD16<UInt8>, _ j: Int) {
+                    let words = unsafeBitCast(pair, to: SIMD2<UInt64>.self)
+                    out.storeBytes(of: words[0], toByteOffset: at &+ j &* padded, as: UInt64.self)
+                    out.storeBytes(of: words[1], toByteOffset: at &+ (j &+ 1) &* padded, as: UInt64.self)
+                }
+                store(columns.0, 0)
+                store(columns.1, 2)
+                store(columns.2, 4)
+                store(columns.3, 6)
             }
         }
-        return high == SIMD8<L>()
+        return seen & outside == SIMD16<L>()
     }
 }
 
