@@ -126,6 +126,16 @@ enum GroupPairs {
     }
 }
 
+/// The scratch columns the column kernels (``ByteColumnWork``, ``WordColumnWork``) choose in:
+/// slot deltas, compacted slot deltas, compacted ids. The compacted ones are each followed by
+/// ``spillBytes`` that their whole-register stores may write past the column (and no one reads).
+enum CandidateColumns {
+    static let spillBytes = 16
+
+    /// Elements of `S` for columns of `padded` rows.
+    static func count<S>(padded: Int, of _: S.Type) -> Int { 3 * padded + 2 * spillBytes / MemoryLayout<S>.size }
+}
+
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
@@ -143,17 +153,8 @@ struct ByteColumnWork {
     /// Every how many groups a column of `groups` groups is sampled.
     static func samplingStep(groups: Int) -> Int { groups < samplingGroups ? 1 : min(4, groups / 16) }
 
-    /// Bytes past a compacted column that ``compactRepeats(_:withDeltas:step:)`` may write
-    /// (and no one reads): it stores 16 bytes where 8 are due.
-    static let spill = 8
-
-    /// Bytes of `candidates` for columns of `padded` rows: the three scratch columns, the two
-    /// compacted ones each followed by ``spill`` bytes.
-    static func candidateBytes(padded: Int) -> Int { 3 * padded + 2 * spill }
-
     let count: Int, padded: Int, width: Int, experts: Int
-    /// Three scratch columns (``candidateBytes(padded:)``): slot deltas, compacted slot deltas,
-    /// compacted ids.
+    /// The ``CandidateColumns``.
     let candidates: UnsafeMutablePointer<UInt8>
     let flags: UnsafeMutablePointer<UInt8>
     let tables = KernelTables.shared
@@ -162,7 +163,7 @@ struct ByteColumnWork {
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
     private var deltas: UnsafeMutablePointer<UInt8> { candidates }
     private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + padded }
-    private var compacted: UnsafeMutablePointer<UInt8> { candidates + 2 * padded + Self.spill }
+    private var compacted: UnsafeMutablePointer<UInt8> { candidates + 2 * padded + CandidateColumns.spillBytes }
 
     /// The rows of the last group that exist (it may be partly padding), a bit per row.
     private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }

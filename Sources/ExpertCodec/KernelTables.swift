@@ -14,8 +14,8 @@ final class KernelTables: @unchecked Sendable {
     /// lanes each of the 3 rounds of ``compact(_:keep:)`` moves (where they stand before it).
     /// Each mask fills both halves of an SSE2 register, so that one load serves two words.
     private let byteCompaction: UnsafeMutablePointer<SIMD2<UInt64>>
-    /// The same for keep masks of 4 lanes of 16 bits: 3 words at `3k`, 2 rounds.
-    private let laneCompaction: UnsafeMutablePointer<UInt64>
+    /// The same for keep masks of 4 lanes of 16 bits: 3 masks at `3k`, 2 rounds.
+    private let laneCompaction: UnsafeMutablePointer<SIMD2<UInt64>>
 
     private init() {
         bitCounts = .allocate(capacity: 256)
@@ -30,7 +30,7 @@ final class KernelTables: @unchecked Sendable {
         }
         for k in 0..<16 {
             let rounds = Self.compactionRounds(keep: k, lanes: 4)
-            for i in 0..<3 { laneCompaction[3 * k + i] = rounds[i] }
+            for i in 0..<3 { laneCompaction[3 * k + i] = SIMD2(repeating: rounds[i]) }
         }
     }
 
@@ -85,15 +85,15 @@ final class KernelTables: @unchecked Sendable {
         return (y ^ t) | (t &>> 32)
     }
 
-    /// The 16-bit lanes of `x` whose bit is set in `keep` (`0...15`; only its low 4 bits are
-    /// looked at), packed in order into the low lanes; the lanes above them are 0.
+    /// In each half of `x`, the 16-bit lanes whose bit is set in `keep` (`0...15`; only its
+    /// low 4 bits are looked at), packed in order into the low lanes; the lanes above them are 0.
     @inline(__always)
-    func compactLanes(_ x: UInt64, keep: UInt64) -> UInt64 {
+    func compactLanes(_ x: SIMD2<UInt64>, keep: UInt64) -> SIMD2<UInt64> {
         let masks = laneCompaction + Int(keep & 0xF) &* 3
         var y = x & masks[0]
         var t = y & masks[1]
-        y = (y ^ t) | (t >> 16)
+        y = (y ^ t) | (t &>> 16)
         t = y & masks[2]
-        return (y ^ t) | (t >> 32)
+        return (y ^ t) | (t &>> 32)
     }
 }
