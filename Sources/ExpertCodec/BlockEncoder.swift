@@ -135,7 +135,8 @@ public final class BlockEncoder {
 
         var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
         runs.append(PayloadSegment(range: 0..<cursor, compress: true))
-        let candidates = candidates.reserve(3 * padded, of: S.self), flags = flags.reserve(padded / 8, of: UInt8.self)
+        let candidates = candidates.reserve(CandidateColumns.count(padded: padded, of: S.self), of: S.self)
+        let flags = flags.reserve(padded / 8, of: UInt8.self)
         let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                                       candidates: Self.retyped(candidates, as: UInt8.self), flags: flags)
         let wordWork = WordColumnWork(count: count, padded: padded, width: width, experts: schema.experts,

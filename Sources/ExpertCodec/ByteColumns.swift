@@ -126,6 +126,16 @@ enum GroupPairs {
     }
 }
 
+/// The scratch columns the column kernels (``ByteColumnWork``, ``WordColumnWork``) choose in:
+/// slot deltas, compacted slot deltas, compacted ids. The compacted ones are each followed by
+/// ``spillBytes`` that their whole-register stores may write past the column (and no one reads).
+enum CandidateColumns {
+    static let spillBytes = 16
+
+    /// Elements of `S` for columns of `padded` rows.
+    static func count<S>(padded: Int, of _: S.Type) -> Int { 3 * padded + 2 * spillBytes / MemoryLayout<S>.size }
+}
+
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
@@ -144,7 +154,7 @@ struct ByteColumnWork {
     static func samplingStep(groups: Int) -> Int { groups < samplingGroups ? 1 : min(4, groups / 16) }
 
     let count: Int, padded: Int, width: Int, experts: Int
-    /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
+    /// The ``CandidateColumns``.
     let candidates: UnsafeMutablePointer<UInt8>
     let flags: UnsafeMutablePointer<UInt8>
     let tables = KernelTables.shared
@@ -152,8 +162,8 @@ struct ByteColumnWork {
     private var groups: Int { padded >> 3 }
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
     private var deltas: UnsafeMutablePointer<UInt8> { candidates }
-    private var compacted: UnsafeMutablePointer<UInt8> { candidates + padded }
-    private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + 2 * padded }
+    private var compactedDeltas: UnsafeMutablePointer<UInt8> { candidates + padded }
+    private var compacted: UnsafeMutablePointer<UInt8> { candidates + 2 * padded + CandidateColumns.spillBytes }
 
     /// The rows of the last group that exist (it may be partly padding), a bit per row.
     private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }
@@ -321,26 +331,32 @@ struct ByteColumnWork {
     private func compactRepeats(_ ids: UnsafePointer<UInt8>, withDeltas: Bool, step: Int) -> Int {
         let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
         let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
-        let tables = tables, flags = flags
-        var kept = 0, g = 0
-        while g < groups {
-            let keep = ~UInt64(flags[g]) & 0xFF
-            // At most 8g values kept before group g: the 8 bytes stored fit the column.
-            keptIDs.storeBytes(of: tables.compact(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
-                               toByteOffset: kept, as: UInt64.self)
-            if withDeltas {
-                keptDeltas.storeBytes(of: tables.compact(slotDeltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self), keep: keep),
-                                      toByteOffset: kept, as: UInt64.self)
+        let tables = tables, flags = flags, groups = groups
+        // One loop with and one without slot deltas (a test and a branch per group less).
+        @inline(__always) func pack(withDeltas: Bool) -> (kept: Int, end: Int) {
+            var kept = 0, g = 0
+            while g < groups {
+                let keep = ~UInt64(flags[g]) & 0xFF
+                // The group's ids and slot deltas share the keep mask: packed together, in one register.
+                let packed = tables.compact(GroupPairs.Pair(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
+                                                            withDeltas ? slotDeltas.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self) : 0),
+                                            keep: keep)
+                // The whole register at the next free byte (no lane taken out of it, which costs more
+                // than packing): the 8 bytes due, then 8 that the next group overwrites, or that spill
+                // past the column after the last (at most 8g values are kept before group g).
+                keptIDs.storeBytes(of: packed, toByteOffset: kept, as: GroupPairs.Pair.self)
+                if withDeltas { keptDeltas.storeBytes(of: GroupPairs.Pair(packed[1], packed[0]), toByteOffset: kept, as: GroupPairs.Pair.self) }
+                kept &+= tables.setBits(keep)
+                g &+= step
             }
-            kept &+= tables.setBits(keep)
-            g &+= step
+            return (kept, g)
         }
+        var (kept, end) = withDeltas ? pack(withDeltas: true) : pack(withDeltas: false)
         // The padding rows of a partial last group (never flagged) were kept last: drop them.
-        if count & 7 != 0 && g &- step == groups &- 1 { kept &-= 8 &- count & 7 }
-        for t in kept..<((kept + 7) & ~7) {
-            compacted[t] = 0
-            compactedDeltas[t] = 0
-        }
+        if count & 7 != 0 && end &- step == groups &- 1 { kept &-= 8 &- count & 7 }
+        // Zeros to the end of the last group (within the spill room: kept <= padded).
+        keptIDs.storeBytes(of: 0, toByteOffset: kept, as: UInt64.self)
+        keptDeltas.storeBytes(of: 0, toByteOffset: kept, as: UInt64.self)
         return kept
     }
 
@@ -389,9 +405,9 @@ struct ByteColumnWork {
 }
 
 /// Token-major rows into byte columns (ids of at most 8 bits), 8 rows x 8 columns at a time:
-/// a row's 8 ids are narrowed to the 8 bytes of a word, and an 8x8 byte transpose turns 8 such
-/// words into 8 column words. Ids are checked on the way against `2^width`, and against the
-/// sign of a signed input type: see `gather`.
+/// a row's 8 ids are narrowed to the 8 bytes of a word, and an 8x8 byte transpose (SSE2, two
+/// words a register) turns 8 such words into 8 column words. Ids are checked on the way against
+/// `2^width`, and against the sign of a signed input type: see `gather`.
 struct ByteGather {
     let perRow: Int
     /// Each stored column's index inside a row.
@@ -432,31 +448,35 @@ struct ByteGather {
         // Bits an id may not have: those at or above `width`, and a signed type's sign bit (an
         // Int8 id passes the width check of 8-bit ids negative).
         let sign: L = signed ? 1 << (L.bitWidth - 1) : 0
-        let outside = SIMD8<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
-        var high = SIMD8<L>()
+        let outside = SIMD16<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1) | sign)
+        // Every id gathered, ORed together: checked once at the end.
+        var seen = SIMD16<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
         for t in stride(from: 0, to: rows, by: 8) {
             for c in tiles.starts {
                 let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
-                @inline(__always) func row(_ r: Int) -> UInt64 {
-                    let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
-                    high |= ids & outside
-                    return unsafeBitCast(SIMD8<UInt8>(truncatingIfNeeded: ids), to: UInt64.self)
+                // Rows r and r + 1 narrowed into one SSE2 register, as its two words.
+                @inline(__always) func rows(_ r: Int) -> SIMD16<UInt8> {
+                    let ids = SIMD16(lowHalf: (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self),
+                                     highHalf: (first + (r &+ 1) &* rowBytes).loadUnaligned(as: SIMD8<L>.self))
+                    seen |= ids
+                    return SIMD16<UInt8>(truncatingIfNeeded: ids)
                 }
-                var words = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7))
-                transposeBytes(&words)
+                // The SSE2 byte transpose: two columns' 8 rows in each register out.
+                let columns = WidePlanes.transposeBytes(rows(0), rows(2), rows(4), rows(6))
                 let at = c &* padded &+ t
-                out.storeBytes(of: words.0, toByteOffset: at, as: UInt64.self)
-                out.storeBytes(of: words.1, toByteOffset: at &+ padded, as: UInt64.self)
-                out.storeBytes(of: words.2, toByteOffset: at &+ 2 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.3, toByteOffset: at &+ 3 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.4, toByteOffset: at &+ 4 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.5, toByteOffset: at &+ 5 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.6, toByteOffset: at &+ 6 &* padded, as: UInt64.self)
-                out.storeBytes(of: words.7, toByteOffset: at &+ 7 &* padded, as: UInt64.self)
+                @inline(__always) func store(_ pair: SIMD16<UInt8>, _ j: Int) {
+                    let words = unsafeBitCast(pair, to: SIMD2<UInt64>.self)
+                    out.storeBytes(of: words[0], toByteOffset: at &+ j &* padded, as: UInt64.self)
+                    out.storeBytes(of: words[1], toByteOffset: at &+ (j &+ 1) &* padded, as: UInt64.self)
+                }
+                store(columns.0, 0)
+                store(columns.1, 2)
+                store(columns.2, 4)
+                store(columns.3, 6)
             }
         }
-        return high == SIMD8<L>()
+        return seen & outside == SIMD16<L>()
     }
 }
 

@@ -10,11 +10,12 @@ final class KernelTables: @unchecked Sendable {
     /// For each flag byte: its set bits, plus 2^32 when it is neither 0x00 nor 0xFF (a bitmap
     /// byte LZ4 cannot remove): one sum counts both.
     private let flagStatistics: UnsafeMutablePointer<UInt64>
-    /// For each keep mask `k` of 8 byte lanes, 4 words at `4k`: the lanes `k` keeps, then the
+    /// For each keep mask `k` of 8 byte lanes, 4 masks at `4k`: the lanes `k` keeps, then the
     /// lanes each of the 3 rounds of ``compact(_:keep:)`` moves (where they stand before it).
-    private let byteCompaction: UnsafeMutablePointer<UInt64>
-    /// The same for keep masks of 4 lanes of 16 bits: 3 words at `3k`, 2 rounds.
-    private let laneCompaction: UnsafeMutablePointer<UInt64>
+    /// Each mask fills both halves of an SSE2 register, so that one load serves two words.
+    private let byteCompaction: UnsafeMutablePointer<SIMD2<UInt64>>
+    /// The same for keep masks of 4 lanes of 16 bits: 3 masks at `3k`, 2 rounds.
+    private let laneCompaction: UnsafeMutablePointer<SIMD2<UInt64>>
 
     private init() {
         bitCounts = .allocate(capacity: 256)
@@ -25,11 +26,11 @@ final class KernelTables: @unchecked Sendable {
             bitCounts[k] = UInt8(k.nonzeroBitCount)
             flagStatistics[k] = UInt64(k.nonzeroBitCount) | (k != 0 && k != 0xFF ? 1 << 32 : 0)
             let rounds = Self.compactionRounds(keep: k, lanes: 8)
-            for i in 0..<4 { byteCompaction[4 * k + i] = rounds[i] }
+            for i in 0..<4 { byteCompaction[4 * k + i] = SIMD2(repeating: rounds[i]) }
         }
         for k in 0..<16 {
             let rounds = Self.compactionRounds(keep: k, lanes: 4)
-            for i in 0..<3 { laneCompaction[3 * k + i] = rounds[i] }
+            for i in 0..<3 { laneCompaction[3 * k + i] = SIMD2(repeating: rounds[i]) }
         }
     }
 
@@ -69,29 +70,30 @@ final class KernelTables: @unchecked Sendable {
     @inline(__always)
     func flagStatistics(_ byte: UInt64) -> UInt64 { flagStatistics[Int(byte & 0xFF)] }
 
-    /// The bytes of `x` whose bit is set in `keep` (`0...255`; only its low 8 bits are looked
-    /// at), packed in order into the low bytes; the bytes above them are 0.
+    /// In each half of `x`, the bytes whose bit is set in `keep` (`0...255`; only its low 8
+    /// bits are looked at), packed in order into the low bytes; the bytes above them are 0.
+    /// Two words packed by one mask (the ids and slot deltas of a group) for the price of one.
     @inline(__always)
-    func compact(_ x: UInt64, keep: UInt64) -> UInt64 {
+    func compact(_ x: SIMD2<UInt64>, keep: UInt64) -> SIMD2<UInt64> {
         let masks = byteCompaction + Int(keep & 0xFF) &<< 2
         var y = x & masks[0]
         var t = y & masks[1]
-        y = (y ^ t) | (t >> 8)
+        y = (y ^ t) | (t &>> 8)
         t = y & masks[2]
-        y = (y ^ t) | (t >> 16)
+        y = (y ^ t) | (t &>> 16)
         t = y & masks[3]
-        return (y ^ t) | (t >> 32)
+        return (y ^ t) | (t &>> 32)
     }
 
-    /// The 16-bit lanes of `x` whose bit is set in `keep` (`0...15`; only its low 4 bits are
-    /// looked at), packed in order into the low lanes; the lanes above them are 0.
+    /// In each half of `x`, the 16-bit lanes whose bit is set in `keep` (`0...15`; only its
+    /// low 4 bits are looked at), packed in order into the low lanes; the lanes above them are 0.
     @inline(__always)
-    func compactLanes(_ x: UInt64, keep: UInt64) -> UInt64 {
+    func compactLanes(_ x: SIMD2<UInt64>, keep: UInt64) -> SIMD2<UInt64> {
         let masks = laneCompaction + Int(keep & 0xF) &* 3
         var y = x & masks[0]
         var t = y & masks[1]
-        y = (y ^ t) | (t >> 16)
+        y = (y ^ t) | (t &>> 16)
         t = y & masks[2]
-        return (y ^ t) | (t >> 32)
+        return (y ^ t) | (t &>> 32)
     }
 }

@@ -66,7 +66,7 @@ enum WordGroups {
 /// zero slot deltas and are never flagged.
 struct WordColumnWork {
     let count: Int, padded: Int, width: Int, experts: Int
-    /// Three scratch columns: slot deltas, compacted ids, compacted slot deltas.
+    /// The ``CandidateColumns``.
     let candidates: UnsafeMutablePointer<UInt16>
     let flags: UnsafeMutablePointer<UInt8>
     let tables = KernelTables.shared
@@ -74,8 +74,8 @@ struct WordColumnWork {
     private var groups: Int { padded >> 3 }
     private var mask: UInt64 { (1 << UInt64(width)) - 1 }
     private var deltas: UnsafeMutablePointer<UInt16> { candidates }
-    private var compacted: UnsafeMutablePointer<UInt16> { candidates + padded }
-    private var compactedDeltas: UnsafeMutablePointer<UInt16> { candidates + 2 * padded }
+    private var compactedDeltas: UnsafeMutablePointer<UInt16> { candidates + padded }
+    private var compacted: UnsafeMutablePointer<UInt16> { candidates + 2 * padded + CandidateColumns.spillBytes / 2 }
 
     /// The rows of the last group that exist (it may be partly padding), a bit per row.
     private var lastValid: UInt64 { count & 7 == 0 ? 0xFF : (1 << UInt64(count & 7)) - 1 }
@@ -174,26 +174,34 @@ struct WordColumnWork {
     private func compactRepeats(_ ids: UnsafePointer<UInt16>, withDeltas: Bool) -> Int {
         let source = UnsafeRawPointer(ids), keptIDs = UnsafeMutableRawPointer(compacted)
         let slotDeltas = UnsafeRawPointer(deltas), keptDeltas = UnsafeMutableRawPointer(compactedDeltas)
-        let tables = tables, flags = flags
-        var kept = 0
-        // Each half's kept lanes are stored at the next free lane, 4 lanes (8 bytes) at a time:
-        // at most 8g + 4 lanes are taken before, so the stores fit the column.
-        @inline(__always) func append(_ x: (low: UInt64, high: UInt64), keep: UInt64, keptLow: Int, to out: UnsafeMutableRawPointer) {
-            out.storeBytes(of: tables.compactLanes(x.low, keep: keep), toByteOffset: kept &* 2, as: UInt64.self)
-            out.storeBytes(of: tables.compactLanes(x.high, keep: keep >> 4), toByteOffset: (kept &+ keptLow) &* 2, as: UInt64.self)
+        let tables = tables, flags = flags, groups = groups
+        // Each half's ids and slot deltas share its keep mask: packed together, in one register,
+        // stored whole at the next free lane (no lane taken out of it): the 4 lanes due, then 4
+        // that the next half overwrites, or that spill past the column after the last (at most
+        // 8g + 4 lanes are kept before the high half of group g).
+        @inline(__always) func append(_ x: SIMD2<UInt64>, keep: UInt64, at lane: Int, withDeltas: Bool) {
+            let packed = tables.compactLanes(x, keep: keep)
+            keptIDs.storeBytes(of: packed, toByteOffset: lane &* 2, as: SIMD2<UInt64>.self)
+            if withDeltas { keptDeltas.storeBytes(of: SIMD2(packed[1], packed[0]), toByteOffset: lane &* 2, as: SIMD2<UInt64>.self) }
         }
-        for g in 0..<groups {
-            let keep = ~UInt64(flags[g]) & 0xFF, keptLow = tables.setBits(keep & 0xF)
-            append(WordGroups.load(source, group: g), keep: keep, keptLow: keptLow, to: keptIDs)
-            if withDeltas { append(WordGroups.load(slotDeltas, group: g), keep: keep, keptLow: keptLow, to: keptDeltas) }
-            kept &+= tables.setBits(keep)
+        // One loop with and one without slot deltas (a test and a branch per group less).
+        @inline(__always) func pack(withDeltas: Bool) -> Int {
+            var kept = 0
+            for g in 0..<groups {
+                let keep = ~UInt64(flags[g]) & 0xFF, keptLow = tables.setBits(keep & 0xF)
+                let x = WordGroups.load(source, group: g), d = withDeltas ? WordGroups.load(slotDeltas, group: g) : (low: 0, high: 0)
+                append(SIMD2(x.low, d.low), keep: keep, at: kept, withDeltas: withDeltas)
+                append(SIMD2(x.high, d.high), keep: keep >> 4, at: kept &+ keptLow, withDeltas: withDeltas)
+                kept &+= tables.setBits(keep)
+            }
+            return kept
         }
+        var kept = withDeltas ? pack(withDeltas: true) : pack(withDeltas: false)
         // The padding rows of a partial last group (never flagged) were kept last: drop them.
         if count & 7 != 0 { kept &-= 8 &- count & 7 }
-        for t in kept..<((kept + 7) & ~7) {
-            compacted[t] = 0
-            compactedDeltas[t] = 0
-        }
+        // Zeros to the end of the last group (within the spill room: kept <= padded).
+        keptIDs.storeBytes(of: SIMD2<UInt64>(), toByteOffset: kept &* 2, as: SIMD2<UInt64>.self)
+        keptDeltas.storeBytes(of: SIMD2<UInt64>(), toByteOffset: kept &* 2, as: SIMD2<UInt64>.self)
         return kept
     }
 

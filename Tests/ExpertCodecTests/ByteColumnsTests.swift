@@ -17,8 +17,8 @@ import TraceSynth
                 var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 ids += [UInt8](repeating: 0, count: padded - count)
                 for withPrevious in [false, true] {
-                    var scratchA = [UInt8](repeating: 0xAA, count: 3 * padded), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
-                    var scratchB = [UInt8](repeating: 0x55, count: 3 * padded), flagsB = [UInt8](repeating: 0x55, count: padded / 8)
+                    var scratchA = [UInt8](repeating: 0xAA, count: CandidateColumns.count(padded: padded, of: UInt8.self)), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
+                    var scratchB = [UInt8](repeating: 0x55, count: CandidateColumns.count(padded: padded, of: UInt8.self)), flagsB = [UInt8](repeating: 0x55, count: padded / 8)
                     let bound = 2 * padded + width * padded
                     var outA = [UInt8](repeating: 0, count: bound), outB = [UInt8](repeating: 0, count: bound)
                     let a = scratchA.withUnsafeMutableBufferPointer { s in flagsA.withUnsafeMutableBufferPointer { f in
@@ -62,7 +62,7 @@ import TraceSynth
                     ids = runs.map { UInt8((Int($0) + 1) % experts) }
                 }
                 ids += [UInt8](repeating: 0, count: padded - count)
-                var scratch = [UInt8](repeating: 0, count: 3 * padded), flags = [UInt8](repeating: 0, count: padded / 8)
+                var scratch = [UInt8](repeating: 0, count: CandidateColumns.count(padded: padded, of: UInt8.self)), flags = [UInt8](repeating: 0, count: padded / 8)
                 var out = [UInt8](repeating: 0, count: 2 * padded + width * padded)
                 let result = scratch.withUnsafeMutableBufferPointer { s in flags.withUnsafeMutableBufferPointer { f in
                     ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
@@ -70,7 +70,7 @@ import TraceSynth
                                        candidates: s.baseAddress!, flags: f.baseAddress!)
                             .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
                     } } } } }
-                var scratchA = [UInt8](repeating: 0, count: 3 * padded), flagsA = [UInt8](repeating: 0, count: padded / 8)
+                var scratchA = [UInt8](repeating: 0, count: CandidateColumns.count(padded: padded, of: UInt8.self)), flagsA = [UInt8](repeating: 0, count: padded / 8)
                 let exact = scratchA.withUnsafeMutableBufferPointer { s in flagsA.withUnsafeMutableBufferPointer { f in
                     ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
                         ColumnWork<UInt8>(count: count, padded: padded, width: width, experts: experts,
@@ -102,7 +102,7 @@ import TraceSynth
                 for withPrevious in [false, true] {
                     let spec = SpecColumnChoice.choose(ids: ids[0..<count].map(Int.init), previous: withPrevious ? previous[0..<count].map(Int.init) : nil,
                                                        experts: experts, width: width)
-                    var scratch = [UInt8](repeating: 0xAA, count: 3 * padded), flags = [UInt8](repeating: 0x55, count: padded / 8)
+                    var scratch = [UInt8](repeating: 0xAA, count: CandidateColumns.count(padded: padded, of: UInt8.self)), flags = [UInt8](repeating: 0x55, count: padded / 8)
                     var out = [UInt8](repeating: 0, count: 2 * padded + width * padded)
                     let result = scratch.withUnsafeMutableBufferPointer { s in flags.withUnsafeMutableBufferPointer { f in
                         ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in out.withUnsafeMutableBufferPointer { o in
@@ -121,7 +121,7 @@ import TraceSynth
         #expect(chosen.count >= (experts == 2 ? 2 : 3), "E \(experts): only \(chosen) chosen")
     }
 
-    /// Every keep mask on random words: the kept bytes in order at the bottom, zeros above;
+    /// Every keep mask on random pairs of words: in each, the kept bytes in order at the bottom, zeros above;
     /// and the table's bit counts.
     @Test func compactionKeepsTheMaskedBytesInOrder() {
         var random = SplitMix64(seed: 11)
@@ -129,10 +129,11 @@ import TraceSynth
         for keep in 0..<256 {
             #expect(tables.setBits(UInt64(keep)) == keep.nonzeroBitCount)
             for _ in 0..<8 {
-                let x = random.next()
-                var expected: UInt64 = 0, kept: UInt64 = 0
+                // Both halves of the register, each on its own.
+                let x = SIMD2(random.next(), random.next())
+                var expected = SIMD2<UInt64>(), kept: UInt64 = 0
                 for i in 0..<8 where keep >> i & 1 == 1 {
-                    expected |= (x >> UInt64(8 * i) & 0xFF) << (8 * kept)
+                    expected |= (x &>> UInt64(8 * i) & 0xFF) &<< (8 * kept)
                     kept += 1
                 }
                 #expect(tables.compact(x, keep: UInt64(keep)) == expected, "keep \(keep), x \(x)")

@@ -17,8 +17,8 @@ import TraceSynth
                 var ids = Fixtures.column(kind, count: count, experts: experts, previous: previous, random: &random)
                 ids += [UInt16](repeating: 0, count: padded - count)
                 for withPrevious in [false, true] {
-                    var scratchA = [UInt16](repeating: 0xAAAA, count: 3 * padded), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
-                    var scratchB = [UInt16](repeating: 0x5555, count: 3 * padded), flagsB = [UInt8](repeating: 0x55, count: padded / 8)
+                    var scratchA = [UInt16](repeating: 0xAAAA, count: CandidateColumns.count(padded: padded, of: UInt16.self)), flagsA = [UInt8](repeating: 0xAA, count: padded / 8)
+                    var scratchB = [UInt16](repeating: 0x5555, count: CandidateColumns.count(padded: padded, of: UInt16.self)), flagsB = [UInt8](repeating: 0x55, count: padded / 8)
                     let bound = 2 * padded + 2 * width * padded
                     var outA = [UInt8](repeating: 0, count: bound), outB = [UInt8](repeating: 0, count: bound)
                     let a = scratchA.withUnsafeMutableBufferPointer { s in flagsA.withUnsafeMutableBufferPointer { f in
@@ -72,10 +72,11 @@ import TraceSynth
         let tables = KernelTables.shared
         for keep in 0..<16 {
             for _ in 0..<8 {
-                let x = random.next()
-                var expected: UInt64 = 0, kept: UInt64 = 0
+                // Both halves of the register, each on its own.
+                let x = SIMD2(random.next(), random.next())
+                var expected = SIMD2<UInt64>(), kept: UInt64 = 0
                 for i in 0..<4 where keep >> i & 1 == 1 {
-                    expected |= (x >> UInt64(16 * i) & 0xFFFF) << (16 * kept)
+                    expected |= (x &>> UInt64(16 * i) & 0xFFFF) &<< (16 * kept)
                     kept += 1
                 }
                 #expect(tables.compactLanes(x, keep: UInt64(keep)) == expected, "keep \(keep), x \(x)")
