@@ -41,22 +41,6 @@ extension PlaneScalar {
     }
 }
 
-/// Transposes an 8x8 byte matrix held as 8 words (byte `j` of `rows[i]` becomes byte `i` of `rows[j]`).
-@inline(__always)
-func transposeBytes(_ r: inout (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)) {
-    @inline(__always) func swap(_ a: inout UInt64, _ b: inout UInt64, _ shift: UInt64, _ mask: UInt64) {
-        let t = ((a >> shift) ^ b) & mask
-        b ^= t
-        a ^= t << shift
-    }
-    swap(&r.0, &r.1, 8, 0x00FF_00FF_00FF_00FF); swap(&r.2, &r.3, 8, 0x00FF_00FF_00FF_00FF)
-    swap(&r.4, &r.5, 8, 0x00FF_00FF_00FF_00FF); swap(&r.6, &r.7, 8, 0x00FF_00FF_00FF_00FF)
-    swap(&r.0, &r.2, 16, 0x0000_FFFF_0000_FFFF); swap(&r.1, &r.3, 16, 0x0000_FFFF_0000_FFFF)
-    swap(&r.4, &r.6, 16, 0x0000_FFFF_0000_FFFF); swap(&r.5, &r.7, 16, 0x0000_FFFF_0000_FFFF)
-    swap(&r.0, &r.4, 32, 0x0000_0000_FFFF_FFFF); swap(&r.1, &r.5, 32, 0x0000_0000_FFFF_FFFF)
-    swap(&r.2, &r.6, 32, 0x0000_0000_FFFF_FFFF); swap(&r.3, &r.7, 32, 0x0000_0000_FFFF_FFFF)
-}
-
 /// Transposes an 8x8 bit matrix held as 8 bytes (bit `j` of byte `i` becomes bit `i` of byte `j`).
 @inline(__always)
 func transpose8x8(_ matrix: UInt64) -> UInt64 {
