@@ -157,9 +157,13 @@ def lz4_block_decode(src, out, block_start, max_out, linked):
     """lz4_Block_format.md: decode one LZ4 block, appending to bytearray `out`.
 
     Matches may reach back before `block_start` only for linked blocks (B.Indep = 0).
+    Enforces the end-of-block rules of lz4_Block_format.md, as liblz4's LZ4_decompress_safe
+    does (found by experiment, see the report): the last match must start at least 12 bytes
+    before the end of the block's output and end at least 5 bytes before it.
     Raises ValueError on a malformed block or output above `max_out` bytes.
     """
     i, n = 0, len(src)
+    last_match = None                                         # (start, end) of the last match
     limit = block_start + max_out
     lowest = 0 if linked else block_start
     while True:
@@ -183,8 +187,12 @@ def lz4_block_decode(src, out, block_start, max_out, linked):
             raise ValueError("LZ4 block decompresses to more than the block maximum size")
         out += src[i:i + length]
         i += length
-        if i == n:
-            return                                            # the last sequence has no match
+        if i == n:                                            # the last sequence has no match
+            produced = len(out) - block_start
+            if last_match and (last_match[0] > produced - 12 or last_match[1] > produced - 5):
+                raise ValueError("LZ4 end-of-block rule broken: the last 5 bytes must be literals "
+                                 "and the last match must start 12 bytes before the end")
+            return
         if i + 2 > n:
             raise ValueError("LZ4 match offset runs past the block")
         offset = src[i] | (src[i + 1] << 8)
@@ -204,6 +212,7 @@ def lz4_block_decode(src, out, block_start, max_out, linked):
         mlen += 4
         if len(out) + mlen > limit:
             raise ValueError("LZ4 block decompresses to more than the block maximum size")
+        last_match = (len(out) - block_start, len(out) - block_start + mlen)
         start = len(out) - offset
         if offset >= mlen:
             out += out[start:start + mlen]
@@ -808,13 +817,15 @@ class Archive:
         tail = None if stop is None else (stop, L)
         return N, live, end, tail
 
-    def rows(self):
-        """2.6: every row 0 ..< N, [N, layers, topk] int64."""
+    def rows(self, check_content=True):
+        """2.6: every row 0 ..< N, [N, layers, topk] int64.
+
+        check_content=False skips the frame content checksum, as the reference's reads do (1.4)."""
         out = np.zeros((self.N, self.schema.layers, self.schema.topk), dtype=np.int64)
         for b in self.blocks:
             frame = self.data[b.frame_offset:b.frame_offset + b.frame_length]
             try:
-                _, cols = decode_block(frame, self.schema, b.stored_rows)
+                _, cols = decode_block(frame, self.schema, b.stored_rows, check_content=check_content)
             except FormatError as error:
                 raise FormatError(b.frame_offset + error.offset if not isinstance(error, PayloadError)
                                   else b.frame_offset,
@@ -864,6 +875,9 @@ def main(argv=None):
     parser.add_argument("--block", help="decode one block frame (a spec vector .lz4)")
     parser.add_argument("--schema", help="the vector .json holding the block's schema and rows")
     parser.add_argument("--payload", help="the vector .payload to compare with (default: beside --block)")
+    parser.add_argument("--skip-content-checksum", action="store_true",
+                        help="archive mode: do not check block content checksums when reading rows "
+                             "(allowed by 1.4; the reference's reads skip them)")
     parser.add_argument("--expect-json", help="archive mode: compare with the 'rows' of this JSON")
     args = parser.parse_args(argv)
     try:
@@ -882,7 +896,7 @@ def main(argv=None):
             with open(args.archive, "rb") as f:
                 data = f.read()
             archive = Archive(data)
-            rows = archive.rows()
+            rows = archive.rows(check_content=not args.skip_content_checksum)
             if args.expect_json:
                 with open(args.expect_json) as f:
                     want = np.array(json.load(f)["rows"], dtype=np.int64)
