@@ -6,6 +6,7 @@ Every function names the section it implements. Speed is not a goal.
 
     moe_reader.py ARCHIVE -o OUT.npy [--dtype int32]
     moe_reader.py --block VECTOR.lz4 --schema VECTOR.json [--payload VECTOR.payload]
+    moe_reader.py --vectors spec/vectors
 
 Exit status 1 with one line "moe_reader: error: ... at byte N: ..." on a damaged or invalid input.
 """
@@ -803,7 +804,8 @@ class Archive:
                     continue                                 # fast path: not a record
                 rec = intact_record(data, c, L)
                 if rec is not None and rec.synced > stop:
-                    raise FormatError(stop, f"damaged; the record at byte {c} shows this data had been synced")
+                    raise FormatError(stop, "the record here is not intact or does not chain; "
+                                                 f"the record at byte {c} shows this data had been synced")
         for b in every:                                                               # step 3
             if b.record_offset < synced:
                 continue
@@ -867,21 +869,68 @@ def check_vector_block(block_path, json_path, payload_path):
     return rows, problems
 
 
+def check_vector_directory(directory):
+    """1.9, 1.10.8, 2.11: every block vector of `directory` (and compact/), and archive/small."""
+    import glob
+    import os
+    problems, count = [], 0
+    for block in sorted(glob.glob(os.path.join(directory, "*.lz4")) + glob.glob(os.path.join(directory, "compact", "*.lz4"))):
+        stem = block[:-4]
+        try:
+            _, found = check_vector_block(block, stem + ".json", stem + ".payload")
+        except FormatError as error:
+            found = [f"refused at byte {error.offset}: {error.reason}"]
+        problems += [f"{block}: {p}" for p in found]
+        count += 1
+    archive_path = os.path.join(directory, "archive", "small.archive")
+    with open(archive_path, "rb") as f:
+        rows = Archive(f.read()).rows()
+    with open(os.path.join(directory, "archive", "small.json")) as f:
+        if not np.array_equal(rows, np.array(json.load(f)["rows"], dtype=np.int64)):
+            problems.append(f"{archive_path}: rows differ from small.json")
+    return count, problems
+
+
+def read_archive(path, output, dtype, check_content):
+    """Part 2: open `path`, read every row, write them to `output` (.npy) if given."""
+    with open(path, "rb") as f:
+        data = f.read()
+    archive = Archive(data)
+    rows = archive.rows(check_content=check_content)
+    if output:
+        np.save(output, rows.astype(dtype or narrowest_dtype(archive.schema.experts)))
+    tail = f", ignored tail at byte {archive.tail[0]}" if archive.tail else ""
+    print(f"{path}: {archive.N} rows in {len(archive.blocks)} blocks{tail}")
+    return rows
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Clean-room reader of MoE routing archives (spec/FORMAT.md).")
-    parser.add_argument("archive", nargs="?", help="archive file")
-    parser.add_argument("-o", "--output", help="write the rows as .npy")
+    parser = argparse.ArgumentParser(
+        description="Clean-room reader of MoE routing archives (spec/FORMAT.md).",
+        epilog="Several archives may be given, each followed by its own -o: A -o A.npy B -o B.npy.")
+    parser.add_argument("archive", nargs="*", help="archive file(s)")
+    parser.add_argument("-o", "--output", action="append", default=[], help="write the rows as .npy")
     parser.add_argument("--dtype", help="output dtype (default: uint8 for E <= 256, else uint16)")
     parser.add_argument("--block", help="decode one block frame (a spec vector .lz4)")
     parser.add_argument("--schema", help="the vector .json holding the block's schema and rows")
     parser.add_argument("--payload", help="the vector .payload to compare with (default: beside --block)")
+    parser.add_argument("--vectors", help="check every vector of this spec/vectors directory")
     parser.add_argument("--skip-content-checksum", action="store_true",
                         help="archive mode: do not check block content checksums when reading rows "
                              "(allowed by 1.4; the reference's reads skip them)")
     parser.add_argument("--expect-json", help="archive mode: compare with the 'rows' of this JSON")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    name = None
     try:
-        if args.block:
+        if args.vectors:
+            name = args.vectors
+            count, problems = check_vector_directory(args.vectors)
+            if problems:
+                print(f"moe_reader: error: {problems[0]} ({len(problems)} problems)", file=sys.stderr)
+                return 1
+            print(f"{args.vectors}: {count} block vectors and the archive vector match")
+        elif args.block:
+            name = args.block
             if not args.schema:
                 parser.error("--block needs --schema")
             payload_path = args.payload
@@ -893,24 +942,21 @@ def main(argv=None):
                 return 1
             print(f"{args.block}: {rows.shape[0]} rows, payload and rows match the vector")
         elif args.archive:
-            with open(args.archive, "rb") as f:
-                data = f.read()
-            archive = Archive(data)
-            rows = archive.rows(check_content=not args.skip_content_checksum)
-            if args.expect_json:
-                with open(args.expect_json) as f:
-                    want = np.array(json.load(f)["rows"], dtype=np.int64)
-                if rows.shape != want.shape or not np.array_equal(rows, want):
-                    print(f"moe_reader: error: {args.archive}: rows differ from {args.expect_json}", file=sys.stderr)
-                    return 1
-            if args.output:
-                np.save(args.output, rows.astype(args.dtype or narrowest_dtype(archive.schema.experts)))
-            tail = f", ignored tail at byte {archive.tail[0]}" if archive.tail else ""
-            print(f"{args.archive}: {archive.N} rows in {len(archive.blocks)} blocks{tail}")
+            if args.output and len(args.output) != len(args.archive):
+                parser.error("give one -o per archive, or none")
+            outputs = args.output or [None] * len(args.archive)
+            for path, output in zip(args.archive, outputs):
+                name = path
+                rows = read_archive(path, output, args.dtype, not args.skip_content_checksum)
+                if args.expect_json:
+                    with open(args.expect_json) as f:
+                        want = np.array(json.load(f)["rows"], dtype=np.int64)
+                    if rows.shape != want.shape or not np.array_equal(rows, want):
+                        print(f"moe_reader: error: {path}: rows differ from {args.expect_json}", file=sys.stderr)
+                        return 1
         else:
-            parser.error("give an ARCHIVE or --block")
+            parser.error("give an ARCHIVE, --block or --vectors")
     except FormatError as error:
-        name = args.block or args.archive
         print(f"moe_reader: error: {name}: damaged at byte {error.offset}: {error.reason}", file=sys.stderr)
         return 1
     except OSError as error:
