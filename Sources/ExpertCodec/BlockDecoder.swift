@@ -8,7 +8,8 @@ public final class BlockDecoder {
     private let payload = Scratch(), columns = Scratch(), values = Scratch()
     private let layout: PayloadLayout
     private lazy var compact = CompactDecoder(schema: schema)
-    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema))
+    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema), dense: dense)
+    private let dense: DenseRuns
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
 
@@ -16,6 +17,7 @@ public final class BlockDecoder {
         self.schema = schema
         sourceIndex = schema.storedIndices
         layout = PayloadLayout(columnCount: sourceIndex.count)
+        dense = DenseRuns(schema: schema)
     }
 
     /// Rows of the open block (0 before the first `open`).
@@ -204,9 +206,9 @@ public final class BlockDecoder {
                     for c in 0..<perRow { row[c] = T(truncatingIfNeeded: column[c &* padded]) }
                 }
             } else {
+                dense.fill(rows: range.count, perRow: perRow, in: out)
                 for t in range {
                     let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
-                    row.update(repeating: T(Schema.denseFill), count: perRow)
                     for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: column[c &* padded]) }
                 }
             }

@@ -486,12 +486,13 @@ struct ByteGather {
 /// together.
 struct ByteScatter {
     let gather: ByteGather
+    let dense: DenseRuns
 
     /// Rows `range` of `cols` (column `c` at `c * padded`) into `out`, `range.count` rows of
     /// `perRow` ids; dense layers get ``Schema/denseFill`` (0).
     func scatter<T: ExpertID>(_ cols: UnsafePointer<UInt8>, padded: Int, range: Range<Int>, into out: UnsafeMutablePointer<T>) {
         let perRow = gather.perRow, source = gather.source
-        if source.count != perRow { out.update(repeating: T(Schema.denseFill), count: range.count &* perRow) }
+        dense.fill(rows: range.count, perRow: perRow, in: out)
         // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
         let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
         let inTile = gather.tiles.covered
