@@ -98,37 +98,71 @@ enum WidePlanes {
     /// lanes of a `SIMD8<UInt64>`).
     @inline(__always)
     static func loadBytes(_ planes: UnsafeRawPointer, width: Int, stride: Int) -> SIMD8<UInt64> {
+        let pairs = loadGroupPairs(planes, width: width, stride: stride)
+        @inline(__always) func lanes(_ x: SIMD16<UInt8>) -> SIMD2<UInt64> { unsafeBitCast(x, to: SIMD2<UInt64>.self) }
+        return SIMD8(lowHalf: SIMD4(lowHalf: lanes(pairs.0), highHalf: lanes(pairs.1)),
+                     highHalf: SIMD4(lowHalf: lanes(pairs.2), highHalf: lanes(pairs.3)))
+    }
+
+    /// ``loadBytes(_:width:stride:)`` as it comes out of the transposes: groups `2i` and `2i + 1`
+    /// in register `i`.
+    @inline(__always)
+    static func loadGroupPairs(_ planes: UnsafeRawPointer, width: Int, stride: Int)
+        -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
         var words = SIMD8<UInt64>()
         for b in 0..<width { words[b] = planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
         @inline(__always) func bytes(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
-        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD2<UInt64> { transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self)) }
+        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> { bytes(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self))) }
         let groups = transposeBytes(bytes(words.lowHalf.lowHalf), bytes(words.lowHalf.highHalf),
                                     bytes(words.highHalf.lowHalf), bytes(words.highHalf.highHalf))
-        return SIMD8(lowHalf: SIMD4(lowHalf: ids(groups.0), highHalf: ids(groups.1)),
-                     highHalf: SIMD4(lowHalf: ids(groups.2), highHalf: ids(groups.3)))
+        return (ids(groups.0), ids(groups.1), ids(groups.2), ids(groups.3))
     }
 
     /// Reads 64 ids of 9-16 bits (the inverse of ``storeWords(_:width:to:stride:)``): the low 8
     /// planes and the high `width - 8` are each the planes of 64 byte-wide ids, and the two
-    /// halves of every id are interleaved in SSE2 lanes. About a third of the instructions of a
-    /// scalar 8x8 transpose per group and half.
+    /// halves of every id are interleaved by SSE2 byte unpacks, two groups a register pair.
     @inline(__always)
     static func loadWords(_ planes: UnsafeRawPointer, width: Int, stride: Int, into ids: UnsafeMutableRawPointer) {
-        let low = loadBytes(planes, width: min(width, 8), stride: stride)
-        let high = loadBytes(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride)
-        @inline(__always) func bytes(_ word: UInt64) -> SIMD8<UInt16> {
-            SIMD8<UInt16>(truncatingIfNeeded: unsafeBitCast(word.littleEndian, to: SIMD8<UInt8>.self))
+        interleave(low: loadGroupPairs(planes, width: min(width, 8), stride: stride),
+                   high: loadGroupPairs(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride), into: ids)
+    }
+
+    /// Stores the 64 ids whose low and high bytes are in `low` and `high` (groups `2i` and
+    /// `2i + 1` in register `i`). Not inlined: inlined, LLVM merged the unpacks into the shifts
+    /// of the transposes before them and got about 150 blend instructions for the 8 unpacks
+    /// (kimi decode: 38M of 279M instructions).
+    @inline(never)
+    static func interleave(low: (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>),
+                           high: (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>),
+                           into ids: UnsafeMutableRawPointer) {
+        @inline(__always) func store(_ low: SIMD16<UInt8>, _ high: SIMD16<UInt8>, _ i: Int) {
+            ids.storeBytes(of: Unpack.low8(low, high), toByteOffset: 32 &* i, as: SIMD8<UInt16>.self)
+            ids.storeBytes(of: Unpack.high8(low, high), toByteOffset: 32 &* i &+ 16, as: SIMD8<UInt16>.self)
         }
-        // Group g: the low bytes of its 8 ids in low[g], the high bytes in high[g].
-        for g in 0..<8 {
-            ids.storeBytes(of: bytes(low[g]) | bytes(high[g]) &<< 8, toByteOffset: 16 &* g, as: SIMD8<UInt16>.self)
-        }
+        store(low.0, high.0, 0)
+        store(low.1, high.1, 1)
+        store(low.2, high.2, 2)
+        store(low.3, high.3, 3)
     }
 }
 
 /// Interleaving the low or high halves of two registers, lane by lane: shuffles LLVM turns into
 /// one SSE2 unpack instruction each (NEON zips), the steps of the lane transposes.
 enum Unpack {
+    /// 8-bit lanes 0-7 (8-15) of `x` and `y` alternating: 16-bit lane `j` is lane `j` of `x`
+    /// and, above it, lane `j` of `y`.
+    @inline(__always)
+    static func low8(_ x: SIMD16<UInt8>, _ y: SIMD16<UInt8>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD16(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3],
+                             x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD8<UInt16>.self)
+    }
+
+    @inline(__always)
+    static func high8(_ x: SIMD16<UInt8>, _ y: SIMD16<UInt8>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD16(x[8], y[8], x[9], y[9], x[10], y[10], x[11], y[11],
+                             x[12], y[12], x[13], y[13], x[14], y[14], x[15], y[15]), to: SIMD8<UInt16>.self)
+    }
+
     /// 16-bit lanes 0-3 (4-7) of `x` and `y` alternating: 32-bit lane `j` holds lane `j` of both.
     @inline(__always)
     static func low16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {
