@@ -9,6 +9,7 @@ public final class BlockDecoder {
     private let layout: PayloadLayout
     private lazy var compact = CompactDecoder(schema: schema)
     private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema), dense: dense)
+    private lazy var wordScatter = WordScatter(gather: WordGather(schema: schema), dense: dense)
     private let dense: DenseRuns
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
@@ -194,24 +195,10 @@ public final class BlockDecoder {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
         }
-        let perRow = schema.idsPerRow
         if S.self == UInt8.self {
             byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
-            return
-        }
-        sourceIndex.withUnsafeBufferPointer { source in
-            if source.count == perRow { // no dense layer: column c is row index c
-                for t in range {
-                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
-                    for c in 0..<perRow { row[c] = T(truncatingIfNeeded: column[c &* padded]) }
-                }
-            } else {
-                dense.fill(rows: range.count, perRow: perRow, in: out)
-                for t in range {
-                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
-                    for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: column[c &* padded]) }
-                }
-            }
+        } else {
+            wordScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt16.self), padded: padded, range: range, into: out)
         }
     }
 }

@@ -47,6 +47,31 @@ struct ColumnTiles {
         }
         return clean
     }
+
+    /// Scatters what the tiles leave of rows `range` of `cols` (column `c` at `c * stride`) into
+    /// the token-major rows at `out` (row `range.lowerBound` first): every row of the uncovered
+    /// columns, and the rows outside `tiled` of the covered ones.
+    func scatterRest<S: FixedWidthInteger, T: ExpertID>(
+        _ cols: UnsafePointer<S>, stride: Int, range: Range<Int>, tiled: Range<Int>, perRow: Int, source: [Int],
+        into out: UnsafeMutablePointer<T>
+    ) {
+        for c in 0..<source.count {
+            let column = cols + c &* stride, index = source[c]
+            @inline(__always) func rows(_ r: Range<Int>) {
+                var at = out + ((r.lowerBound &- range.lowerBound) &* perRow &+ index)
+                for t in r {
+                    at.pointee = T(truncatingIfNeeded: column[t])
+                    at += perRow
+                }
+            }
+            if covered[c] && !tiled.isEmpty {
+                rows(range.lowerBound..<tiled.lowerBound)
+                rows(tiled.upperBound..<range.upperBound)
+            } else {
+                rows(range)
+            }
+        }
+    }
 }
 
 /// Whether all `total` values at `values` are below `experts`: one vector maximum. The gathers
