@@ -222,12 +222,20 @@ private struct ColumnReader<S: PlaneScalar> {
         .corruptBlock("column \(c): \(why)", offset: layout.places[c].offsetOrValue, inPayload: true)
     }
 
-    /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`.
+    /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`. Inlined
+    /// around a static loop: a call on `self` retained the layout and the schema's two arrays
+    /// for it, 3 retains and releases a column.
+    @inline(__always)
     private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws {
         guard experts < 1 << width else { return }
+        let largest = Self.largest(ids, range)
+        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+    }
+
+    private static func largest(_ ids: UnsafePointer<S>, _ range: Range<Int>) -> S {
         var largest: S = 0
         for i in range { largest = Swift.max(largest, ids[i]) }
-        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+        return largest
     }
 
     /// Decodes rows `range` of column `c` into `out[range]`; `previousSlot[range]` is already decoded.
@@ -259,11 +267,18 @@ private struct ColumnReader<S: PlaneScalar> {
             // the one it repeats, read from the planes.
             addPreviousSlot(previousSlot!, range, to: out)
             if RepeatFlags.flag(range.lowerBound, flags) == 1 {
-                out[range.lowerBound] = S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema)
-                    .value(column: c, row: range.lowerBound))
+                out[range.lowerBound] = try pointValue(column: c, row: range.lowerBound)
             }
             RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
         }
+    }
+
+    /// The id of column `c` at row `t`, read from the planes (``PointReader``). Out of line: the
+    /// reader it makes copies the layout and the schema, which were otherwise retained around
+    /// the kernels of every flagged column (3 retains and releases a column).
+    @inline(never)
+    private func pointValue(column c: Int, row t: Int) throws -> S {
+        S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema).value(column: c, row: t))
     }
 
     /// Slot deltas in `out[range]` become ids: each plus the previous slot's id at its row, mod `experts`.
