@@ -110,7 +110,15 @@ enum WidePlanes {
     static func loadGroupPairs(_ planes: UnsafeRawPointer, width: Int, stride: Int)
         -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
         var words = SIMD8<UInt64>()
-        for b in 0..<width { words[b] = planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
+        @inline(__always) func plane(_ b: Int) -> UInt64 { planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
+        if width >= 8 {
+            // All 8 planes straight into their lanes: the loop stores each word through memory at
+            // a lane index known only at run time (kimi: 12.7M of 200M decode instructions).
+            // (Unrolled for narrower widths too, it cost qwen3's 7 planes 2% more.)
+            words = SIMD8(plane(0), plane(1), plane(2), plane(3), plane(4), plane(5), plane(6), plane(7))
+        } else {
+            for b in 0..<width { words[b] = plane(b) }
+        }
         @inline(__always) func bytes(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
         @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> { bytes(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self))) }
         let groups = transposeBytes(bytes(words.lowHalf.lowHalf), bytes(words.lowHalf.highHalf),
@@ -123,8 +131,29 @@ enum WidePlanes {
     /// halves of every id are interleaved by SSE2 byte unpacks, two groups a register pair.
     @inline(__always)
     static func loadWords(_ planes: UnsafeRawPointer, width: Int, stride: Int, into ids: UnsafeMutableRawPointer) {
-        interleave(low: loadGroupPairs(planes, width: min(width, 8), stride: stride),
-                   high: loadGroupPairs(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride), into: ids)
+        let high = width == 9 ? loadNinthBits(planes + 8 &* stride)
+                              : loadGroupPairs(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride)
+        interleave(low: loadGroupPairs(planes, width: min(width, 8), stride: stride), high: high, into: ids)
+    }
+
+    /// ``loadGroupPairs(_:width:stride:)`` of one plane (the high bytes of 9-bit ids, 257-512
+    /// experts: kimi-k2): each plane byte repeated over its group's 8 bytes by unpacks, then
+    /// byte `i` keeps bit `i`, as 0 or 1. About 20 instructions where the two transposes of a
+    /// single plane take over 100.
+    @inline(__always)
+    static func loadNinthBits(_ plane: UnsafeRawPointer) -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
+        let bytes = unsafeBitCast(SIMD2<UInt64>(plane.loadUnaligned(as: UInt64.self), 0), to: SIMD16<UInt8>.self)
+        // Lane g of `doubled` is byte g twice; 32-bit lane j of `quadrupled` is byte j (or j + 4) 4 times.
+        let doubled = Unpack.low8(bytes, bytes)
+        let quadrupled = (Unpack.low16(doubled, doubled), Unpack.high16(doubled, doubled))
+        let bit = SIMD16<UInt8>(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128), one = SIMD16<UInt8>(repeating: 1)
+        // Groups 2i and 2i + 1, each plane byte 8 times, down to bit `i` of byte `i`, then to 0 or 1
+        // (a compare: `pointwiseMin` stayed a call).
+        @inline(__always) func bits(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> {
+            unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt8>.self) & bit .== bit, to: SIMD16<UInt8>.self) & one
+        }
+        return (bits(Unpack.low32(quadrupled.0, quadrupled.0)), bits(Unpack.high32(quadrupled.0, quadrupled.0)),
+                bits(Unpack.low32(quadrupled.1, quadrupled.1)), bits(Unpack.high32(quadrupled.1, quadrupled.1)))
     }
 
     /// Stores the 64 ids whose low and high bytes are in `low` and `high` (groups `2i` and
