@@ -8,7 +8,9 @@ public final class BlockDecoder {
     private let payload = Scratch(), columns = Scratch(), values = Scratch()
     private let layout: PayloadLayout
     private lazy var compact = CompactDecoder(schema: schema)
-    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema))
+    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema), dense: dense)
+    private lazy var wordScatter = WordScatter(gather: WordGather(schema: schema), dense: dense)
+    private let dense: DenseRuns
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
 
@@ -16,6 +18,7 @@ public final class BlockDecoder {
         self.schema = schema
         sourceIndex = schema.storedIndices
         layout = PayloadLayout(columnCount: sourceIndex.count)
+        dense = DenseRuns(schema: schema)
     }
 
     /// Rows of the open block (0 before the first `open`).
@@ -192,24 +195,10 @@ public final class BlockDecoder {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
         }
-        let perRow = schema.idsPerRow
         if S.self == UInt8.self {
             byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
-            return
-        }
-        sourceIndex.withUnsafeBufferPointer { source in
-            if source.count == perRow { // no dense layer: column c is row index c
-                for t in range {
-                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
-                    for c in 0..<perRow { row[c] = T(truncatingIfNeeded: column[c &* padded]) }
-                }
-            } else {
-                for t in range {
-                    let row = out + (t &- range.lowerBound) &* perRow, column = cols + t
-                    row.update(repeating: T(Schema.denseFill), count: perRow)
-                    for c in 0..<source.count { row[source[c]] = T(truncatingIfNeeded: column[c &* padded]) }
-                }
-            }
+        } else {
+            wordScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt16.self), padded: padded, range: range, into: out)
         }
     }
 }
@@ -233,12 +222,20 @@ private struct ColumnReader<S: PlaneScalar> {
         .corruptBlock("column \(c): \(why)", offset: layout.places[c].offsetOrValue, inPayload: true)
     }
 
-    /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`.
+    /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`. Inlined
+    /// around a static loop: a call on `self` retained the layout and the schema's two arrays
+    /// for it, 3 retains and releases a column.
+    @inline(__always)
     private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws {
         guard experts < 1 << width else { return }
+        let largest = Self.largest(ids, range)
+        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+    }
+
+    private static func largest(_ ids: UnsafePointer<S>, _ range: Range<Int>) -> S {
         var largest: S = 0
         for i in range { largest = Swift.max(largest, ids[i]) }
-        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+        return largest
     }
 
     /// Decodes rows `range` of column `c` into `out[range]`; `previousSlot[range]` is already decoded.
@@ -270,11 +267,18 @@ private struct ColumnReader<S: PlaneScalar> {
             // the one it repeats, read from the planes.
             addPreviousSlot(previousSlot!, range, to: out)
             if RepeatFlags.flag(range.lowerBound, flags) == 1 {
-                out[range.lowerBound] = S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema)
-                    .value(column: c, row: range.lowerBound))
+                out[range.lowerBound] = try pointValue(column: c, row: range.lowerBound)
             }
             RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
         }
+    }
+
+    /// The id of column `c` at row `t`, read from the planes (``PointReader``). Out of line: the
+    /// reader it makes copies the layout and the schema, which were otherwise retained around
+    /// the kernels of every flagged column (3 retains and releases a column).
+    @inline(never)
+    private func pointValue(column c: Int, row t: Int) throws -> S {
+        S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema).value(column: c, row: t))
     }
 
     /// Slot deltas in `out[range]` become ids: each plus the previous slot's id at its row, mod `experts`.

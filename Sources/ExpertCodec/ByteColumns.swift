@@ -486,15 +486,15 @@ struct ByteGather {
 /// together.
 struct ByteScatter {
     let gather: ByteGather
+    let dense: DenseRuns
 
     /// Rows `range` of `cols` (column `c` at `c * padded`) into `out`, `range.count` rows of
     /// `perRow` ids; dense layers get ``Schema/denseFill`` (0).
     func scatter<T: ExpertID>(_ cols: UnsafePointer<UInt8>, padded: Int, range: Range<Int>, into out: UnsafeMutablePointer<T>) {
         let perRow = gather.perRow, source = gather.source
-        if source.count != perRow { out.update(repeating: T(Schema.denseFill), count: range.count &* perRow) }
+        dense.fill(rows: range.count, perRow: perRow, in: out)
         // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
         let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
-        let inTile = gather.tiles.covered
         if first < tiledEnd {
             let raw = UnsafeMutableRawPointer(out + (first &- range.lowerBound) &* perRow)
             switch MemoryLayout<T>.size {
@@ -505,22 +505,7 @@ struct ByteScatter {
             }
         }
         // What the tiles left: columns outside them, and rows before and after the tiled ones.
-        for c in 0..<source.count {
-            let column = cols + c &* padded, index = source[c]
-            @inline(__always) func rows(_ r: Range<Int>) {
-                var at = out + ((r.lowerBound &- range.lowerBound) &* perRow &+ index)
-                for t in r {
-                    at.pointee = T(truncatingIfNeeded: column[t])
-                    at += perRow
-                }
-            }
-            if inTile[c] && first < tiledEnd {
-                rows(range.lowerBound..<first)
-                rows(tiledEnd..<range.upperBound)
-            } else {
-                rows(range)
-            }
-        }
+        gather.tiles.scatterRest(cols, stride: padded, range: range, tiled: first..<tiledEnd, perRow: perRow, source: source, into: out)
     }
 
     private func scatterTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(

@@ -47,6 +47,31 @@ struct ColumnTiles {
         }
         return clean
     }
+
+    /// Scatters what the tiles leave of rows `range` of `cols` (column `c` at `c * stride`) into
+    /// the token-major rows at `out` (row `range.lowerBound` first): every row of the uncovered
+    /// columns, and the rows outside `tiled` of the covered ones.
+    func scatterRest<S: FixedWidthInteger, T: ExpertID>(
+        _ cols: UnsafePointer<S>, stride: Int, range: Range<Int>, tiled: Range<Int>, perRow: Int, source: [Int],
+        into out: UnsafeMutablePointer<T>
+    ) {
+        for c in 0..<source.count {
+            let column = cols + c &* stride, index = source[c]
+            @inline(__always) func rows(_ r: Range<Int>) {
+                var at = out + ((r.lowerBound &- range.lowerBound) &* perRow &+ index)
+                for t in r {
+                    at.pointee = T(truncatingIfNeeded: column[t])
+                    at += perRow
+                }
+            }
+            if covered[c] && !tiled.isEmpty {
+                rows(range.lowerBound..<tiled.lowerBound)
+                rows(tiled.upperBound..<range.upperBound)
+            } else {
+                rows(range)
+            }
+        }
+    }
 }
 
 /// Whether all `total` values at `values` are below `experts`: one vector maximum. The gathers
@@ -65,4 +90,40 @@ func allBelow<S: FixedWidthInteger & UnsignedInteger & SIMDScalar>(_ experts: In
         i &+= 1
     }
     return top < experts
+}
+
+/// The ids of a row that belong to dense layers, as runs of consecutive indices (a dense
+/// layer's `topk` ids, merged with its dense neighbours). The decoders write ``Schema/denseFill``
+/// there only, instead of filling whole rows that the stored columns then overwrite: for
+/// deepseek-v3 (3 dense layers of 61) a 20th of the stores, not twice all of them.
+struct DenseRuns {
+    /// `(first index, ids)` of each run, in row order.
+    let runs: [(start: Int, count: Int)]
+
+    init(schema: Schema) {
+        var runs: [(start: Int, count: Int)] = []
+        for layer in schema.denseLayers {
+            let start = layer * schema.topk
+            if let last = runs.last, last.start + last.count == start {
+                runs[runs.count - 1].count += schema.topk
+            } else {
+                runs.append((start, schema.topk))
+            }
+        }
+        self.runs = runs
+    }
+
+    /// Fills the dense ids of `rows` rows of `perRow` ids at `out`.
+    func fill<T: ExpertID>(rows: Int, perRow: Int, in out: UnsafeMutablePointer<T>) {
+        guard !runs.isEmpty else { return }
+        runs.withUnsafeBufferPointer { runs in
+            var row = out
+            for _ in 0..<rows {
+                for run in runs {
+                    for i in 0..<run.count { row[run.start &+ i] = T(Schema.denseFill) }
+                }
+                row += perRow
+            }
+        }
+    }
 }

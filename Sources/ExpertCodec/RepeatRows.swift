@@ -7,18 +7,29 @@ enum RepeatRows {
     static func expand<S: PlaneScalar>(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int,
                                        _ range: Range<Int>, into out: UnsafeMutablePointer<S>) {
         var j = first, t = range.lowerBound &+ 1
-        out[range.lowerBound] = values[j]
         if S.self == UInt8.self || S.self == UInt16.self {
             let pulls = RepeatPulls.shared.words
+            if range.lowerBound & 7 == 0 && range.lowerBound &+ 8 <= range.upperBound {
+                // A range that starts a group (a whole block's does) starts with a whole group:
+                // its first row takes `values[first]` flagged or not, as if it were unflagged.
+                // (Row by row, that group cost about 100 instructions.)
+                j = expandGroup(flags: flags[range.lowerBound >> 3] & ~1, values: values, after: first &- 1,
+                                before: 0, into: out + range.lowerBound, pulls: pulls)
+                t = range.lowerBound &+ 8
+            } else {
+                out[range.lowerBound] = values[j]
+            }
             while t < range.upperBound && t & 7 != 0 {
                 j &+= 1 &- RepeatFlags.flag(t, flags)
                 out[t] = values[j]
                 t &+= 1
             }
             while t &+ 8 <= range.upperBound {
-                j = expandGroup(flags: flags[t >> 3], values: values, after: j, into: out + t, pulls: pulls)
+                j = expandGroup(flags: flags[t >> 3], values: values, after: j, before: values[j], into: out + t, pulls: pulls)
                 t &+= 8
             }
+        } else {
+            out[range.lowerBound] = values[j]
         }
         while t < range.upperBound {
             j &+= 1 &- RepeatFlags.flag(t, flags)
@@ -36,12 +47,19 @@ enum RepeatRows {
         }
         var t = rows.lowerBound
         if S.self == UInt8.self {
+            let group = t &- 1
+            if group & 7 == 0 && t &+ 7 <= rows.upperBound {
+                // Rows that start right after a group's first row (a whole block's do): that
+                // group whole, its first row left as it is (as if unflagged).
+                copyFlaggedBytes(flags[group >> 3] & ~1, above: 0, in: UnsafeMutableRawPointer(out + group))
+                t &+= 7
+            }
             while t < rows.upperBound && t & 7 != 0 {
                 copy(t)
                 t &+= 1
             }
             while t &+ 8 <= rows.upperBound {
-                copyFlaggedBytes(flags[t >> 3], in: UnsafeMutableRawPointer(out + t))
+                copyFlaggedBytes(flags[t >> 3], above: UInt8(truncatingIfNeeded: out[t &- 1]), in: UnsafeMutableRawPointer(out + t))
                 t &+= 8
             }
         }
@@ -51,20 +69,20 @@ enum RepeatRows {
         }
     }
 
-    /// `copyFlagged` on one group of 8 byte-wide rows at `group` (the row before it at
-    /// `group - 1`), a word at a time: in three rounds every flagged row takes the value 1, 2, then
-    /// 4 rows up, and stays flagged for the next round if that row was flagged too. Rows above
-    /// the group read as the row before it.
+    /// `copyFlagged` on one group of 8 byte-wide rows at `group`, `above` the row before it, a
+    /// word at a time: in three rounds every flagged row takes the value 1, 2, then 4 rows up,
+    /// and stays flagged for the next round if that row was flagged too. Rows above the group
+    /// read as `above`.
     @inline(__always)
-    static func copyFlaggedBytes(_ flags: UInt8, in group: UnsafeMutableRawPointer) {
+    static func copyFlaggedBytes(_ flags: UInt8, above before: UInt8, in group: UnsafeMutableRawPointer) {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
         switch flags {
         case 0:
             return
         case 0xFF:
-            group.storeBytes(of: UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits, as: UInt64.self)
+            group.storeBytes(of: UInt64(before) &* lowBits, as: UInt64.self)
         default:
-            let above = UInt64(group.load(fromByteOffset: -1, as: UInt8.self)) &* lowBits
+            let above = UInt64(before) &* lowBits
             var flagged = RepeatFlags.spread(flags) &* 0xFF
             var word = group.loadUnaligned(as: UInt64.self)
             word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
@@ -78,23 +96,24 @@ enum RepeatRows {
 
     /// One group of 8 rows of a repeat column: row `i` takes stored value
     /// `j + (unflagged rows among 0...i)`, where `j` is the stored value of the row before the
-    /// group. Returns the stored value of the group's last row.
+    /// group, `before` (`values[j]`: passed in, so that a group whose first row is unflagged may
+    /// have `j = -1`). Returns the stored value of the group's last row.
     @inline(__always)
-    static func expandGroup<S: PlaneScalar>(flags: UInt8, values: UnsafePointer<S>, after j: Int, into out: UnsafeMutablePointer<S>,
-                            pulls: UnsafePointer<UInt64>) -> Int {
+    static func expandGroup<S: PlaneScalar>(flags: UInt8, values: UnsafePointer<S>, after j: Int, before: S,
+                                            into out: UnsafeMutablePointer<S>, pulls: UnsafePointer<UInt64>) -> Int {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
         switch flags {
         case 0: // no repeat: the next 8 stored values
             out.update(from: values + (j &+ 1), count: 8)
             return j &+ 8
         case 0xFF: // all repeat the row before
-            out.update(repeating: values[j], count: 8)
+            out.update(repeating: before, count: 8)
             return j
         default:
             if S.self == UInt8.self {
                 // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
                 // above the word is `values[j]`.
-                let above = UInt64(values[j]) &* lowBits, rounds = pulls + 4 &* Int(flags)
+                let above = UInt64(before) &* lowBits, rounds = pulls + 4 &* Int(flags)
                 var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
                 @inline(__always) func pull(_ round: Int, rows: UInt64) {
                     let shift = 8 &* rows

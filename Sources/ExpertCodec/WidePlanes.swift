@@ -98,37 +98,100 @@ enum WidePlanes {
     /// lanes of a `SIMD8<UInt64>`).
     @inline(__always)
     static func loadBytes(_ planes: UnsafeRawPointer, width: Int, stride: Int) -> SIMD8<UInt64> {
+        let pairs = loadGroupPairs(planes, width: width, stride: stride)
+        @inline(__always) func lanes(_ x: SIMD16<UInt8>) -> SIMD2<UInt64> { unsafeBitCast(x, to: SIMD2<UInt64>.self) }
+        return SIMD8(lowHalf: SIMD4(lowHalf: lanes(pairs.0), highHalf: lanes(pairs.1)),
+                     highHalf: SIMD4(lowHalf: lanes(pairs.2), highHalf: lanes(pairs.3)))
+    }
+
+    /// ``loadBytes(_:width:stride:)`` as it comes out of the transposes: groups `2i` and `2i + 1`
+    /// in register `i`.
+    @inline(__always)
+    static func loadGroupPairs(_ planes: UnsafeRawPointer, width: Int, stride: Int)
+        -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
         var words = SIMD8<UInt64>()
-        for b in 0..<width { words[b] = planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
+        @inline(__always) func plane(_ b: Int) -> UInt64 { planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
+        if width >= 8 {
+            // All 8 planes straight into their lanes: the loop stores each word through memory at
+            // a lane index known only at run time (kimi: 12.7M of 200M decode instructions).
+            // (Unrolled for narrower widths too, it cost qwen3's 7 planes 2% more.)
+            words = SIMD8(plane(0), plane(1), plane(2), plane(3), plane(4), plane(5), plane(6), plane(7))
+        } else {
+            for b in 0..<width { words[b] = plane(b) }
+        }
         @inline(__always) func bytes(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
-        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD2<UInt64> { transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self)) }
+        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> { bytes(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self))) }
         let groups = transposeBytes(bytes(words.lowHalf.lowHalf), bytes(words.lowHalf.highHalf),
                                     bytes(words.highHalf.lowHalf), bytes(words.highHalf.highHalf))
-        return SIMD8(lowHalf: SIMD4(lowHalf: ids(groups.0), highHalf: ids(groups.1)),
-                     highHalf: SIMD4(lowHalf: ids(groups.2), highHalf: ids(groups.3)))
+        return (ids(groups.0), ids(groups.1), ids(groups.2), ids(groups.3))
     }
 
     /// Reads 64 ids of 9-16 bits (the inverse of ``storeWords(_:width:to:stride:)``): the low 8
     /// planes and the high `width - 8` are each the planes of 64 byte-wide ids, and the two
-    /// halves of every id are interleaved in SSE2 lanes. About a third of the instructions of a
-    /// scalar 8x8 transpose per group and half.
+    /// halves of every id are interleaved by SSE2 byte unpacks, two groups a register pair.
     @inline(__always)
     static func loadWords(_ planes: UnsafeRawPointer, width: Int, stride: Int, into ids: UnsafeMutableRawPointer) {
-        let low = loadBytes(planes, width: min(width, 8), stride: stride)
-        let high = loadBytes(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride)
-        @inline(__always) func bytes(_ word: UInt64) -> SIMD8<UInt16> {
-            SIMD8<UInt16>(truncatingIfNeeded: unsafeBitCast(word.littleEndian, to: SIMD8<UInt8>.self))
+        let high = width == 9 ? loadNinthBits(planes + 8 &* stride)
+                              : loadGroupPairs(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride)
+        interleave(low: loadGroupPairs(planes, width: min(width, 8), stride: stride), high: high, into: ids)
+    }
+
+    /// ``loadGroupPairs(_:width:stride:)`` of one plane (the high bytes of 9-bit ids, 257-512
+    /// experts: kimi-k2): each plane byte repeated over its group's 8 bytes by unpacks, then
+    /// byte `i` keeps bit `i`, as 0 or 1. About 20 instructions where the two transposes of a
+    /// single plane take over 100.
+    @inline(__always)
+    static func loadNinthBits(_ plane: UnsafeRawPointer) -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
+        let bytes = unsafeBitCast(SIMD2<UInt64>(plane.loadUnaligned(as: UInt64.self), 0), to: SIMD16<UInt8>.self)
+        // Lane g of `doubled` is byte g twice; 32-bit lane j of `quadrupled` is byte j (or j + 4) 4 times.
+        let doubled = Unpack.low8(bytes, bytes)
+        let quadrupled = (Unpack.low16(doubled, doubled), Unpack.high16(doubled, doubled))
+        let bit = SIMD16<UInt8>(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128), one = SIMD16<UInt8>(repeating: 1)
+        // Groups 2i and 2i + 1, each plane byte 8 times, down to bit `i` of byte `i`, then to 0 or 1
+        // (a compare: `pointwiseMin` stayed a call).
+        @inline(__always) func bits(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> {
+            unsafeBitCast(unsafeBitCast(x, to: SIMD16<UInt8>.self) & bit .== bit, to: SIMD16<UInt8>.self) & one
         }
-        // Group g: the low bytes of its 8 ids in low[g], the high bytes in high[g].
-        for g in 0..<8 {
-            ids.storeBytes(of: bytes(low[g]) | bytes(high[g]) &<< 8, toByteOffset: 16 &* g, as: SIMD8<UInt16>.self)
+        return (bits(Unpack.low32(quadrupled.0, quadrupled.0)), bits(Unpack.high32(quadrupled.0, quadrupled.0)),
+                bits(Unpack.low32(quadrupled.1, quadrupled.1)), bits(Unpack.high32(quadrupled.1, quadrupled.1)))
+    }
+
+    /// Stores the 64 ids whose low and high bytes are in `low` and `high` (groups `2i` and
+    /// `2i + 1` in register `i`). Not inlined: inlined, LLVM merged the unpacks into the shifts
+    /// of the transposes before them and got about 150 blend instructions for the 8 unpacks
+    /// (kimi decode: 38M of 279M instructions).
+    @inline(never)
+    static func interleave(low: (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>),
+                           high: (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>),
+                           into ids: UnsafeMutableRawPointer) {
+        @inline(__always) func store(_ low: SIMD16<UInt8>, _ high: SIMD16<UInt8>, _ i: Int) {
+            ids.storeBytes(of: Unpack.low8(low, high), toByteOffset: 32 &* i, as: SIMD8<UInt16>.self)
+            ids.storeBytes(of: Unpack.high8(low, high), toByteOffset: 32 &* i &+ 16, as: SIMD8<UInt16>.self)
         }
+        store(low.0, high.0, 0)
+        store(low.1, high.1, 1)
+        store(low.2, high.2, 2)
+        store(low.3, high.3, 3)
     }
 }
 
 /// Interleaving the low or high halves of two registers, lane by lane: shuffles LLVM turns into
 /// one SSE2 unpack instruction each (NEON zips), the steps of the lane transposes.
 enum Unpack {
+    /// 8-bit lanes 0-7 (8-15) of `x` and `y` alternating: 16-bit lane `j` is lane `j` of `x`
+    /// and, above it, lane `j` of `y`.
+    @inline(__always)
+    static func low8(_ x: SIMD16<UInt8>, _ y: SIMD16<UInt8>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD16(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3],
+                             x[4], y[4], x[5], y[5], x[6], y[6], x[7], y[7]), to: SIMD8<UInt16>.self)
+    }
+
+    @inline(__always)
+    static func high8(_ x: SIMD16<UInt8>, _ y: SIMD16<UInt8>) -> SIMD8<UInt16> {
+        unsafeBitCast(SIMD16(x[8], y[8], x[9], y[9], x[10], y[10], x[11], y[11],
+                             x[12], y[12], x[13], y[13], x[14], y[14], x[15], y[15]), to: SIMD8<UInt16>.self)
+    }
+
     /// 16-bit lanes 0-3 (4-7) of `x` and `y` alternating: 32-bit lane `j` holds lane `j` of both.
     @inline(__always)
     static func low16(_ x: SIMD8<UInt16>, _ y: SIMD8<UInt16>) -> SIMD4<UInt32> {

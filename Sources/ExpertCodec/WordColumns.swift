@@ -310,3 +310,65 @@ struct WordGather {
                 U.low64(e2, f2), U.high64(e2, f2), U.low64(e3, f3), U.high64(e3, f3))
     }
 }
+
+/// The inverse of ``WordGather``: 16-bit columns (ids of 9-16 bits) into token-major rows of any
+/// id type, 8 rows x 8 columns at a time: each column's 8 rows in one register, the 8x8 transpose
+/// of 16-bit lanes (``WordGather/transpose(_:)``), then each row's 8 ids widened and stored
+/// together (kimi: about 1 instruction an id, 4 id by id).
+struct WordScatter {
+    let gather: WordGather
+    let dense: DenseRuns
+
+    /// Rows `range` of `cols` (column `c` at `c * padded`) into `out`, `range.count` rows of
+    /// `perRow` ids; dense layers get ``Schema/denseFill`` (0).
+    func scatter<T: ExpertID>(_ cols: UnsafePointer<UInt16>, padded: Int, range: Range<Int>, into out: UnsafeMutablePointer<T>) {
+        let perRow = gather.perRow
+        dense.fill(rows: range.count, perRow: perRow, in: out)
+        // Tiles start at a multiple of 8 rows of the column, wherever the range starts.
+        let first = (range.lowerBound &+ 7) & ~7, tiledEnd = max(first, range.upperBound & ~7)
+        if first < tiledEnd {
+            let raw = UnsafeMutableRawPointer(out + (first &- range.lowerBound) &* perRow)
+            switch MemoryLayout<T>.size { // 16-bit ids never go to 8-bit outputs (`decodeRows` checks)
+            case 2: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt16.self, into: raw)
+            case 4: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt32.self, into: raw)
+            default: scatterTiles(cols, padded: padded, rows: first..<tiledEnd, lane: UInt64.self, into: raw)
+            }
+        }
+        // What the tiles left: columns outside them, and rows before and after the tiled ones.
+        gather.tiles.scatterRest(cols, stride: padded, range: range, tiled: first..<tiledEnd, perRow: perRow,
+                                 source: gather.source, into: out)
+    }
+
+    private func scatterTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
+        _ cols: UnsafePointer<UInt16>, padded: Int, rows: Range<Int>, lane: L.Type, into out: UnsafeMutableRawPointer
+    ) {
+        let source = gather.source, input = UnsafeRawPointer(cols)
+        let rowBytes = gather.perRow &* MemoryLayout<L>.size, columnBytes = 2 &* padded
+        for t in stride(from: rows.lowerBound, to: rows.upperBound, by: 8) {
+            let rowOut = out + (t &- rows.lowerBound) &* rowBytes
+            for c in gather.tiles.starts {
+                let at = input + (c &* padded &+ t) &* 2
+                @inline(__always) func column(_ i: Int) -> SIMD8<UInt16> {
+                    (at + i &* columnBytes).loadUnaligned(as: SIMD8<UInt16>.self)
+                }
+                let ids = WordGather.transpose((column(0), column(1), column(2), column(3),
+                                                column(4), column(5), column(6), column(7)))
+                let first = rowOut + source[c] &* MemoryLayout<L>.size
+                @inline(__always) func store(_ row: SIMD8<UInt16>, _ r: Int) {
+                    let to = first + r &* rowBytes
+                    switch MemoryLayout<L>.size {
+                    case 2:
+                        to.storeBytes(of: row, as: SIMD8<UInt16>.self)
+                    case 4: // widened by unpacks with zero: `SIMD8<UInt32>(truncatingIfNeeded:)` stayed a call
+                        to.storeBytes(of: Unpack.low16(row, SIMD8()), as: SIMD4<UInt32>.self)
+                        to.storeBytes(of: Unpack.high16(row, SIMD8()), toByteOffset: 16, as: SIMD4<UInt32>.self)
+                    default:
+                        to.storeBytes(of: SIMD8<L>(truncatingIfNeeded: row), as: SIMD8<L>.self)
+                    }
+                }
+                store(ids.0, 0); store(ids.1, 1); store(ids.2, 2); store(ids.3, 3)
+                store(ids.4, 4); store(ids.5, 5); store(ids.6, 6); store(ids.7, 7)
+            }
+        }
+    }
+}

@@ -62,6 +62,28 @@ import TraceSynth
                     narrowPlanes.withUnsafeMutableBufferPointer { p in BitPlanes.store(v.baseAddress!, count: count, width: width, to: p.baseAddress!) }
                 }
                 #expect(narrowPlanes == planes, "UInt8 and UInt16 scratch give the same planes")
+                var narrowDecoded = [UInt8](repeating: 0xFF, count: padded + BitPlanes.loadSlackIDs)
+                (planes + [UInt8](repeating: 0x55, count: BitPlanes.loadSlackBytes)).withUnsafeBufferPointer { p in
+                    narrowDecoded.withUnsafeMutableBufferPointer { d in
+                        BitPlanes.load(p.baseAddress!, count: count, width: width, groups: 0..<BitPlanes.planeBytes(count), into: d.baseAddress!)
+                    }
+                }
+                #expect(Array(narrowDecoded[..<padded]) == narrow, "UInt8 scratch loads the same ids")
+            }
+        }
+    }
+
+    /// The ninth bits of 9-bit ids (``WidePlanes/loadNinthBits(_:)``): byte `i` of group `g` is
+    /// bit `i` of plane byte `g`, for every value of every plane byte.
+    @Test func ninthBitsOfEveryPlaneByte() {
+        for value in 0..<256 {
+            let plane = (0..<8).map { UInt8((value + 37 * $0) & 0xFF) }
+            let pairs = plane.withUnsafeBytes { WidePlanes.loadNinthBits($0.baseAddress!) }
+            let registers = [pairs.0, pairs.1, pairs.2, pairs.3]
+            for g in 0..<8 {
+                for i in 0..<8 {
+                    #expect(registers[g / 2][8 * (g % 2) + i] == (plane[g] >> UInt8(i)) & 1, "plane byte \(plane[g]), row \(i)")
+                }
             }
         }
     }

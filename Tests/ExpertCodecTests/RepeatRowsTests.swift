@@ -26,7 +26,10 @@ import TraceSynth
                     expected.append(values[j])
                 }
                 for _ in 0..<20 {
-                    let a = Int.random(in: 0..<rows, using: &random), b = Int.random(in: a + 1...rows, using: &random)
+                    // Half the ranges start a group, as a whole block does (its first group is expanded whole).
+                    var a = Int.random(in: 0..<rows, using: &random)
+                    if random.next() % 2 == 0 { a &= ~7 }
+                    let b = Int.random(in: a + 1...rows, using: &random)
                     let first = RepeatFlags.nonRepeats(through: a, flags) - 1
                     var out = [S](repeating: 0, count: rows)
                     flags.withUnsafeBufferPointer { f in
@@ -55,7 +58,7 @@ import TraceSynth
             var out = [UInt8](repeating: 0, count: 8)
             let last = values.withUnsafeBufferPointer { v in
                 out.withUnsafeMutableBufferPointer {
-                    RepeatRows.expandGroup(flags: UInt8(flags), values: v.baseAddress!, after: 3, into: $0.baseAddress!,
+                    RepeatRows.expandGroup(flags: UInt8(flags), values: v.baseAddress!, after: 3, before: v[3], into: $0.baseAddress!,
                                            pulls: RepeatPulls.shared.words)
                 }
             }
@@ -72,7 +75,10 @@ import TraceSynth
                 let (flags, _) = Self.column(&random, rows: rows, as: S.self)
                 let ids = (0..<rows).map { _ in S(truncatingIfNeeded: random.next()) }
                 for _ in 0..<20 {
-                    let a = Int.random(in: 1..<rows, using: &random), b = Int.random(in: a...rows, using: &random)
+                    // Half the ranges start right after a group's first row, as a whole block's do.
+                    var a = Int.random(in: 1..<rows, using: &random)
+                    if random.next() % 2 == 0 { a = (a - 1) & ~7 + 1 }
+                    let b = Int.random(in: a...rows, using: &random)
                     var expected = ids
                     for t in a..<b where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
                     var out = ids

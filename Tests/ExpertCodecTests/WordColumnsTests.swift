@@ -103,6 +103,47 @@ import TraceSynth
         }
     }
 
+    /// The decoder's scatter of 16-bit columns into rows puts every id where the row-by-row
+    /// definition does, into every output type it serves, for ranges starting and ending
+    /// anywhere inside and outside the 8x8 tiles; dense layers read as the fill, and stores
+    /// outside the range's rows never happen.
+    @Test func wordScatterMatchesRowByRow() throws {
+        var random = SplitMix64(seed: 9)
+        // Dense layers between tiles, and a topk that leaves columns outside every tile.
+        for (layers, topk, dense) in [(5, 8, [1, 2]), (7, 3, [0, 4]), (2, 16, [Int]())] {
+            let schema = try Schema(layers: layers, topk: topk, experts: 384, denseLayers: dense)
+            let gather = WordGather(schema: schema)
+            let scatter = WordScatter(gather: gather, dense: DenseRuns(schema: schema))
+            let rows = 37, padded = 40, perRow = schema.idsPerRow, stored = gather.source
+            let cols = (0..<stored.count * padded).map { _ in UInt16(random.next() % 384) }
+            func check<T: ExpertID>(_: T.Type) {
+                for start in [0, 1, 7, 8, 9, 15, 16, 23] {
+                    for end in [start, start + 1, start + 8, start + 13, rows] where end >= start && end <= rows {
+                        let guardRows = 1
+                        var out = [T](repeating: T(truncatingIfNeeded: -1), count: (end - start + 2 * guardRows) * perRow)
+                        var expected = out
+                        for t in start..<end {
+                            let row = (t - start + guardRows) * perRow
+                            for layer in dense { for s in 0..<topk { expected[row + layer * topk + s] = 0 } }
+                            for c in 0..<stored.count { expected[row + stored[c]] = T(cols[c * padded + t]) }
+                        }
+                        cols.withUnsafeBufferPointer { cols in
+                            out.withUnsafeMutableBufferPointer { out in
+                                scatter.scatter(cols.baseAddress!, padded: padded, range: start..<end,
+                                                into: out.baseAddress! + guardRows * perRow)
+                            }
+                        }
+                        #expect(out == expected, "\(T.self) rows \(start)..<\(end), \(layers)x\(topk)")
+                    }
+                }
+            }
+            check(Int32.self)
+            check(UInt16.self)
+            check(Int64.self)
+            check(UInt32.self)
+        }
+    }
+
     /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
     /// is reported with its token, layer, slot and value, whatever the input type: above E, above
     /// 2^w, and negative (also in types no wider than the ids: Int8 and Int16 with 65536 experts).
