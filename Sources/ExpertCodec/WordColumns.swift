@@ -61,6 +61,49 @@ enum WordGroups {
     }
 }
 
+/// ``WordGroups`` kernels on two groups at once, in SSE2 registers: a group's 8 ids of 16 bits
+/// fill one register (`SIMD8<UInt16>`), so one vector operation does the work of two scalar
+/// ones on its two words. ``GroupPairs`` is the same for groups of bytes: as there, a group's
+/// plane bytes that are neither 0x00 nor 0xFF are the bits where some id differs from the one
+/// before it in the group.
+enum WordPairs {
+    typealias Lanes = SIMD8<UInt16>
+    typealias Pair = SIMD2<UInt64>
+
+    /// Every lane but lane 0: the neighbour difference of a group's first row compares it with
+    /// another group's row, or with nothing. (Computed, not stored: see ``GroupPairs``.)
+    private static var allButFirst: Lanes { Lanes(0, ~0, ~0, ~0, ~0, ~0, ~0, ~0) }
+    /// Bit `i` in lane `i`: turns a lane mask of 0x0000/0xFFFF lanes into its bits.
+    private static var laneWeights: Lanes { Lanes(1, 2, 4, 8, 16, 32, 64, 128) }
+    private static var low32: Pair { Pair(repeating: 0xFFFF_FFFF) }
+    private static var high32: Pair { Pair(repeating: 0xFFFF_FFFF_0000_0000) }
+
+    /// The two groups' registers folded into one: lane `k` of the result is the OR of the two
+    /// words of group `k`.
+    @inline(__always)
+    static func halves(_ a: Lanes, _ b: Lanes) -> Pair {
+        let a = unsafeBitCast(a, to: Pair.self), b = unsafeBitCast(b, to: Pair.self)
+        return Pair(a[0], b[0]) | Pair(a[1], b[1])
+    }
+
+    /// For groups `x.0` and `x.1`, each with the ids one row earlier in `before` (the row
+    /// before them first): lane `k` holds group `k`'s nontrivial planes (as a
+    /// ``WordGroups/nontrivialPlanes(_:_:mask:)`` mask, before the width mask) in bits 0-15 and
+    /// its repeat flags in bits 32-39.
+    @inline(__always)
+    static func scan(_ x: (Lanes, Lanes), before: (Lanes, Lanes)) -> Pair {
+        let d0 = x.0 ^ before.0, d1 = x.1 ^ before.1
+        let zero = Lanes()
+        let planes = halves(d0 & allButFirst, d1 & allButFirst)
+        let flags = halves(unsafeBitCast(d0 .== zero, to: Lanes.self) & laneWeights,
+                           unsafeBitCast(d1 .== zero, to: Lanes.self) & laneWeights)
+        // The 4 lanes of 16 bits of `planes` ORed into bits 0-15, those of `flags` into 32-47.
+        var c = ((planes | planes &>> 32) & low32) | ((flags | flags &<< 32) & high32)
+        c |= c &>> 16
+        return c
+    }
+}
+
 /// ``ByteColumnWork`` for ids of 9 to 16 bits, on 16-bit scratch columns, every group costed.
 /// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows give
 /// zero slot deltas and are never flagged.
@@ -130,9 +173,26 @@ struct WordColumnWork {
             flags[g] = UInt8(truncatingIfNeeded: f)
             statistics &+= tables.flagStatistics(f)
         }
+        // Two groups at a time (``WordPairs``); `before` is the ids one row earlier.
+        @inline(__always) func lanes(_ offset: Int) -> WordPairs.Lanes {
+            source.loadUnaligned(fromByteOffset: offset, as: WordPairs.Lanes.self)
+        }
+        @inline(__always) func scan(_ g: Int, _ h: Int) {
+            let s = WordPairs.scan((lanes(g &* 16), lanes(h &* 16)), before: (lanes(g &* 16 &- 2), lanes(h &* 16 &- 2)))
+            let a = s[0], b = s[1]
+            plainCost &+= setBits(a & mask) &+ setBits(b & mask)
+            flags[g] = UInt8(truncatingIfNeeded: a >> 32)
+            flags[h] = UInt8(truncatingIfNeeded: b >> 32)
+            statistics &+= tables.flagStatistics(a >> 32) &+ tables.flagStatistics(b >> 32)
+        }
         // Row 0 repeats nothing: any other id than its own stands before it.
         scan(0, before: UInt64(ids[0] ^ 1))
-        for g in 1..<groups { scan(g, before: UInt64(ids[g &* 8 &- 1])) }
+        var g = 1
+        while g &+ 1 < groups {
+            scan(g, g &+ 1)
+            g &+= 2
+        }
+        if g < groups { scan(g, before: UInt64(ids[g &* 8 &- 1])) }
         // Padding rows are never flagged: taken out of the last group's flags.
         if count & 7 != 0 {
             let f = UInt64(flags[groups &- 1]), valid = f & lastValid
