@@ -86,6 +86,22 @@ enum WordPairs {
         return Pair(a[0], b[0]) | Pair(a[1], b[1])
     }
 
+    /// The nontrivial planes of groups `a` and `b` (as ``WordGroups/nontrivialPlanes(_:_:mask:)``
+    /// masks, before the width mask) in bits 0-15 of lanes 0 and 1: the bits set in some id
+    /// and clear in another, the OR of the ids less their AND (a broadcast of each group's
+    /// first id to XOR with made LLVM take the lanes out one by one).
+    @inline(__always)
+    static func nontrivialPlanes(_ a: Lanes, _ b: Lanes) -> Pair {
+        let a = unsafeBitCast(a, to: Pair.self), b = unsafeBitCast(b, to: Pair.self)
+        let low = Pair(a[0], b[0]), high = Pair(a[1], b[1])
+        var or = low | high, and = low & high
+        or |= or &>> 32
+        and &= and &>> 32
+        or |= or &>> 16
+        and &= and &>> 16
+        return or & ~and
+    }
+
     /// For groups `x.0` and `x.1`, each with the ids one row earlier in `before` (the row
     /// before them first): lane `k` holds group `k`'s nontrivial planes (as a
     /// ``WordGroups/nontrivialPlanes(_:_:mask:)`` mask, before the width mask) in bits 0-15 and
@@ -205,20 +221,37 @@ struct WordColumnWork {
     /// The slot deltas of every group into `deltas`; returns their estimated cost.
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>) -> Int {
         if experts == 1 << width && width < 16 {
-            let low = mask &* WordGroups.lowBits
-            return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, low: low) }
+            let low = mask &* WordGroups.lowBits, lowLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: mask))
+            return fillDeltas(ids, previousSlot, pairs: { ($0 &- $1) & lowLanes }) { WordGroups.slotDeltas($0, $1, low: low) }
         }
-        let complement = UInt64(65536 &- experts)
-        return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, complement: complement) }
+        let complement = UInt64(65536 &- experts), complementLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: complement))
+        // Where x < p the lane difference wrapped by 65536; x - p + experts is 65536 - experts less.
+        return fillDeltas(ids, previousSlot, pairs: { x, p in
+            (x &- p) &- (unsafeBitCast(x .< p, to: WordPairs.Lanes.self) & complementLanes)
+        }) { WordGroups.slotDeltas($0, $1, complement: complement) }
     }
 
+    /// `pairs` computes the slot deltas of a group in one SSE2 register, `delta` those of one
+    /// word. Two groups at a time (``WordPairs``), then the last one in words.
     @inline(__always)
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>,
+                            pairs: (WordPairs.Lanes, WordPairs.Lanes) -> WordPairs.Lanes,
                             delta: (UInt64, UInt64) -> UInt64) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask
-        var cost = 0
-        for g in 0..<groups {
+        @inline(__always) func groupDeltas(_ g: Int) -> WordPairs.Lanes {
+            let d = pairs(source.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self),
+                          previous.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self))
+            out.storeBytes(of: d, toByteOffset: g &* 16, as: WordPairs.Lanes.self)
+            return d
+        }
+        var cost = 0, g = 0
+        while g &+ 2 <= groups {
+            let planes = WordPairs.nontrivialPlanes(groupDeltas(g), groupDeltas(g &+ 1))
+            cost &+= setBits(planes[0] & mask) &+ setBits(planes[1] & mask)
+            g &+= 2
+        }
+        if g < groups {
             let x = WordGroups.load(source, group: g), p = WordGroups.load(previous, group: g)
             let low = delta(x.low, p.low), high = delta(x.high, p.high)
             out.storeBytes(of: low, toByteOffset: g &* 16, as: UInt64.self)
