@@ -367,7 +367,7 @@ struct WordGather {
                 @inline(__always) func row(_ r: Int) -> SIMD8<UInt16> {
                     let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
                     high |= ids & outside
-                    return SIMD8<UInt16>(truncatingIfNeeded: ids)
+                    return Self.narrow(ids)
                 }
                 let columns = Self.transpose((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)))
                 let at = out + (c &* padded &+ t) &* 2
@@ -382,6 +382,15 @@ struct WordGather {
             }
         }
         return high == SIMD8<L>()
+    }
+
+    /// The low 16 bits of each lane, spelled lane by lane: LLVM makes a few SSE2 shuffles of it,
+    /// where the standard library's `init(truncatingIfNeeded:)` from `SIMD8<UInt32>` stayed a
+    /// call per row.
+    @inline(__always)
+    static func narrow<L: FixedWidthInteger & SIMDScalar>(_ x: SIMD8<L>) -> SIMD8<UInt16> {
+        @inline(__always) func lane(_ i: Int) -> UInt16 { UInt16(truncatingIfNeeded: x[i]) }
+        return SIMD8(lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7))
     }
 
     typealias Lanes8 = (SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>,

@@ -119,6 +119,20 @@ import TraceSynth
         }
     }
 
+    @Test func narrowingKeepsTheLow16BitsOfEveryLane() {
+        var random = SplitMix64(seed: 8)
+        func check<L: FixedWidthInteger & SIMDScalar>(_: L.Type) {
+            let x = SIMD8<L>((0..<8).map { _ in L(truncatingIfNeeded: random.next()) })
+            #expect(WordGather.narrow(x) == SIMD8<UInt16>(truncatingIfNeeded: x), "\(L.self): \(x)")
+        }
+        for _ in 0..<50 {
+            check(UInt8.self)
+            check(UInt16.self)
+            check(UInt32.self)
+            check(UInt64.self)
+        }
+    }
+
     @Test func laneTransposeMatchesTheDefinition() {
         var random = SplitMix64(seed: 6)
         for _ in 0..<50 {
