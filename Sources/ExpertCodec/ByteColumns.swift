@@ -136,6 +136,49 @@ enum CandidateColumns {
     static func count<S>(padded: Int, of _: S.Type) -> Int { 3 * padded + 2 * spillBytes / MemoryLayout<S>.size }
 }
 
+/// How the slot deltas of byte ids wrap, `(x - p) mod experts` in every byte: of two groups
+/// in an SSE2 register, or of one group in a word. Types rather than closures: the closures of
+/// the SSE2 form stayed calls in the loop (with their registers spilled around them).
+protocol ByteDeltaRule {
+    func pairs(_ x: SIMD16<UInt8>, _ p: SIMD16<UInt8>) -> SIMD16<UInt8>
+    func group(_ x: UInt64, _ p: UInt64) -> UInt64
+}
+
+/// `experts` is `2^width`, `width < 8`: the difference cut to the low `width` bits.
+struct PowerOfTwoByteDeltas: ByteDeltaRule {
+    let low: UInt64, lowBytes: SIMD16<UInt8>
+
+    init(mask: UInt64) {
+        low = mask &* ByteGroups.lowBits
+        lowBytes = SIMD16(repeating: UInt8(truncatingIfNeeded: mask))
+    }
+
+    @inline(__always)
+    func pairs(_ x: SIMD16<UInt8>, _ p: SIMD16<UInt8>) -> SIMD16<UInt8> { (x &- p) & lowBytes }
+
+    @inline(__always)
+    func group(_ x: UInt64, _ p: UInt64) -> UInt64 { ByteGroups.slotDeltas(x, p, low: low) }
+}
+
+/// Any other `experts` (at most 256): where x < p the byte difference wrapped by 256, and
+/// x - p + experts is 256 - experts less.
+struct ModuloByteDeltas: ByteDeltaRule {
+    let complement: UInt64, complementBytes: SIMD16<UInt8>
+
+    init(experts: Int) {
+        complement = UInt64(256 &- experts)
+        complementBytes = SIMD16(repeating: UInt8(truncatingIfNeeded: complement))
+    }
+
+    @inline(__always)
+    func pairs(_ x: SIMD16<UInt8>, _ p: SIMD16<UInt8>) -> SIMD16<UInt8> {
+        (x &- p) &- (unsafeBitCast(x .< p, to: SIMD16<UInt8>.self) & complementBytes)
+    }
+
+    @inline(__always)
+    func group(_ x: UInt64, _ p: UInt64) -> UInt64 { ByteGroups.slotDeltas(x, p, complement: complement) }
+}
+
 /// ``ColumnWork`` for ids of at most 8 bits. A column of ``samplingGroups`` groups of 8 rows
 /// or more chooses its coding on every `step`th group only, `step = min(4, groups / 16)`
 /// (spec 1.6): at least 16 groups are looked at, and the choice takes up to a quarter of the work.
@@ -279,31 +322,23 @@ struct ByteColumnWork {
     @discardableResult
     private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int) -> Int {
         if experts == 1 << width && width < 8 {
-            let low = mask &* ByteGroups.lowBits, lowBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: mask))
-            return fillDeltas(ids, previousSlot, step: step, pairs: { ($0 &- $1) & lowBytes }) {
-                ByteGroups.slotDeltas($0, $1, low: low)
-            }
+            return fillDeltas(ids, previousSlot, step: step, rule: PowerOfTwoByteDeltas(mask: mask))
         }
-        let complement = UInt64(256 &- experts), complementBytes = SIMD16<UInt8>(repeating: UInt8(truncatingIfNeeded: complement))
-        // Where x < p the byte difference wrapped by 256; x - p + experts is 256 - experts less.
-        return fillDeltas(ids, previousSlot, step: step, pairs: { x, p in
-            (x &- p) &- (unsafeBitCast(x .< p, to: SIMD16<UInt8>.self) & complementBytes)
-        }) { ByteGroups.slotDeltas($0, $1, complement: complement) }
+        return fillDeltas(ids, previousSlot, step: step, rule: ModuloByteDeltas(experts: experts))
     }
 
-    /// `pairs` computes the slot deltas of two groups in one SSE2 register, `delta` those of one
-    /// group in a word. Every group (`step` 1) goes four at a time, then one at a time.
+    /// `rule` computes the slot deltas of two groups in one SSE2 register, or of one group in a
+    /// word. Every group (`step` 1) goes four at a time, then one at a time.
     @inline(__always)
-    private func fillDeltas(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>, step: Int,
-                            pairs: (SIMD16<UInt8>, SIMD16<UInt8>) -> SIMD16<UInt8>,
-                            delta: (UInt64, UInt64) -> UInt64) -> Int {
+    private func fillDeltas<Rule: ByteDeltaRule>(_ ids: UnsafePointer<UInt8>, _ previousSlot: UnsafePointer<UInt8>,
+                                                 step: Int, rule: Rule) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask, tables = tables
         var cost = 0, g = 0
         if step == 1 {
             @inline(__always) func deltas(_ g: Int) -> GroupPairs.Pair {
-                let d = pairs(source.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self),
-                              previous.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self))
+                let d = rule.pairs(source.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self),
+                                   previous.loadUnaligned(fromByteOffset: g &* 8, as: SIMD16<UInt8>.self))
                 out.storeBytes(of: d, toByteOffset: g &* 8, as: SIMD16<UInt8>.self)
                 return unsafeBitCast(d, to: GroupPairs.Pair.self)
             }
@@ -316,8 +351,8 @@ struct ByteColumnWork {
             cost = low &+ high
         }
         while g < groups {
-            let d = delta(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
-                          previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self))
+            let d = rule.group(source.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self),
+                               previous.loadUnaligned(fromByteOffset: g &* 8, as: UInt64.self))
             out.storeBytes(of: d, toByteOffset: g &* 8, as: UInt64.self)
             cost &+= tables.setBits(ByteGroups.nontrivialPlanes(d, mask: mask))
             g &+= step

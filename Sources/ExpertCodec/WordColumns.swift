@@ -61,6 +61,65 @@ enum WordGroups {
     }
 }
 
+/// ``WordGroups`` kernels on two groups at once, in SSE2 registers: a group's 8 ids of 16 bits
+/// fill one register (`SIMD8<UInt16>`), so one vector operation does the work of two scalar
+/// ones on its two words. ``GroupPairs`` is the same for groups of bytes: as there, a group's
+/// plane bytes that are neither 0x00 nor 0xFF are the bits where some id differs from the one
+/// before it in the group.
+enum WordPairs {
+    typealias Lanes = SIMD8<UInt16>
+    typealias Pair = SIMD2<UInt64>
+
+    /// Every lane but lane 0: the neighbour difference of a group's first row compares it with
+    /// another group's row, or with nothing. (Computed, not stored: see ``GroupPairs``.)
+    private static var allButFirst: Lanes { Lanes(0, ~0, ~0, ~0, ~0, ~0, ~0, ~0) }
+    /// Bit `i` in lane `i`: turns a lane mask of 0x0000/0xFFFF lanes into its bits.
+    private static var laneWeights: Lanes { Lanes(1, 2, 4, 8, 16, 32, 64, 128) }
+    private static var low32: Pair { Pair(repeating: 0xFFFF_FFFF) }
+    private static var high32: Pair { Pair(repeating: 0xFFFF_FFFF_0000_0000) }
+
+    /// The two groups' registers folded into one: lane `k` of the result is the OR of the two
+    /// words of group `k`.
+    @inline(__always)
+    static func halves(_ a: Lanes, _ b: Lanes) -> Pair {
+        let a = unsafeBitCast(a, to: Pair.self), b = unsafeBitCast(b, to: Pair.self)
+        return Pair(a[0], b[0]) | Pair(a[1], b[1])
+    }
+
+    /// The nontrivial planes of groups `a` and `b` (as ``WordGroups/nontrivialPlanes(_:_:mask:)``
+    /// masks, before the width mask) in bits 0-15 of lanes 0 and 1: the bits set in some id
+    /// and clear in another, the OR of the ids less their AND (a broadcast of each group's
+    /// first id to XOR with made LLVM take the lanes out one by one).
+    @inline(__always)
+    static func nontrivialPlanes(_ a: Lanes, _ b: Lanes) -> Pair {
+        let a = unsafeBitCast(a, to: Pair.self), b = unsafeBitCast(b, to: Pair.self)
+        let low = Pair(a[0], b[0]), high = Pair(a[1], b[1])
+        var or = low | high, and = low & high
+        or |= or &>> 32
+        and &= and &>> 32
+        or |= or &>> 16
+        and &= and &>> 16
+        return or & ~and
+    }
+
+    /// For groups `x.0` and `x.1`, each with the ids one row earlier in `before` (the row
+    /// before them first): lane `k` holds group `k`'s nontrivial planes (as a
+    /// ``WordGroups/nontrivialPlanes(_:_:mask:)`` mask, before the width mask) in bits 0-15 and
+    /// its repeat flags in bits 32-39.
+    @inline(__always)
+    static func scan(_ x: (Lanes, Lanes), before: (Lanes, Lanes)) -> Pair {
+        let d0 = x.0 ^ before.0, d1 = x.1 ^ before.1
+        let zero = Lanes()
+        let planes = halves(d0 & allButFirst, d1 & allButFirst)
+        let flags = halves(unsafeBitCast(d0 .== zero, to: Lanes.self) & laneWeights,
+                           unsafeBitCast(d1 .== zero, to: Lanes.self) & laneWeights)
+        // The 4 lanes of 16 bits of `planes` ORed into bits 0-15, those of `flags` into 32-47.
+        var c = ((planes | planes &>> 32) & low32) | ((flags | flags &<< 32) & high32)
+        c |= c &>> 16
+        return c
+    }
+}
+
 /// ``ByteColumnWork`` for ids of 9 to 16 bits, on 16-bit scratch columns, every group costed.
 /// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows give
 /// zero slot deltas and are never flagged.
@@ -130,9 +189,26 @@ struct WordColumnWork {
             flags[g] = UInt8(truncatingIfNeeded: f)
             statistics &+= tables.flagStatistics(f)
         }
+        // Two groups at a time (``WordPairs``); `before` is the ids one row earlier.
+        @inline(__always) func lanes(_ offset: Int) -> WordPairs.Lanes {
+            source.loadUnaligned(fromByteOffset: offset, as: WordPairs.Lanes.self)
+        }
+        @inline(__always) func scan(_ g: Int, _ h: Int) {
+            let s = WordPairs.scan((lanes(g &* 16), lanes(h &* 16)), before: (lanes(g &* 16 &- 2), lanes(h &* 16 &- 2)))
+            let a = s[0], b = s[1]
+            plainCost &+= setBits(a & mask) &+ setBits(b & mask)
+            flags[g] = UInt8(truncatingIfNeeded: a >> 32)
+            flags[h] = UInt8(truncatingIfNeeded: b >> 32)
+            statistics &+= tables.flagStatistics(a >> 32) &+ tables.flagStatistics(b >> 32)
+        }
         // Row 0 repeats nothing: any other id than its own stands before it.
         scan(0, before: UInt64(ids[0] ^ 1))
-        for g in 1..<groups { scan(g, before: UInt64(ids[g &* 8 &- 1])) }
+        var g = 1
+        while g &+ 1 < groups {
+            scan(g, g &+ 1)
+            g &+= 2
+        }
+        if g < groups { scan(g, before: UInt64(ids[g &* 8 &- 1])) }
         // Padding rows are never flagged: taken out of the last group's flags.
         if count & 7 != 0 {
             let f = UInt64(flags[groups &- 1]), valid = f & lastValid
@@ -145,20 +221,37 @@ struct WordColumnWork {
     /// The slot deltas of every group into `deltas`; returns their estimated cost.
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>) -> Int {
         if experts == 1 << width && width < 16 {
-            let low = mask &* WordGroups.lowBits
-            return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, low: low) }
+            let low = mask &* WordGroups.lowBits, lowLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: mask))
+            return fillDeltas(ids, previousSlot, pairs: { ($0 &- $1) & lowLanes }) { WordGroups.slotDeltas($0, $1, low: low) }
         }
-        let complement = UInt64(65536 &- experts)
-        return fillDeltas(ids, previousSlot) { WordGroups.slotDeltas($0, $1, complement: complement) }
+        let complement = UInt64(65536 &- experts), complementLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: complement))
+        // Where x < p the lane difference wrapped by 65536; x - p + experts is 65536 - experts less.
+        return fillDeltas(ids, previousSlot, pairs: { x, p in
+            (x &- p) &- (unsafeBitCast(x .< p, to: WordPairs.Lanes.self) & complementLanes)
+        }) { WordGroups.slotDeltas($0, $1, complement: complement) }
     }
 
+    /// `pairs` computes the slot deltas of a group in one SSE2 register, `delta` those of one
+    /// word. Two groups at a time (``WordPairs``), then the last one in words.
     @inline(__always)
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>,
+                            pairs: (WordPairs.Lanes, WordPairs.Lanes) -> WordPairs.Lanes,
                             delta: (UInt64, UInt64) -> UInt64) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask
-        var cost = 0
-        for g in 0..<groups {
+        @inline(__always) func groupDeltas(_ g: Int) -> WordPairs.Lanes {
+            let d = pairs(source.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self),
+                          previous.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self))
+            out.storeBytes(of: d, toByteOffset: g &* 16, as: WordPairs.Lanes.self)
+            return d
+        }
+        var cost = 0, g = 0
+        while g &+ 2 <= groups {
+            let planes = WordPairs.nontrivialPlanes(groupDeltas(g), groupDeltas(g &+ 1))
+            cost &+= setBits(planes[0] & mask) &+ setBits(planes[1] & mask)
+            g &+= 2
+        }
+        if g < groups {
             let x = WordGroups.load(source, group: g), p = WordGroups.load(previous, group: g)
             let low = delta(x.low, p.low), high = delta(x.high, p.high)
             out.storeBytes(of: low, toByteOffset: g &* 16, as: UInt64.self)
@@ -274,7 +367,7 @@ struct WordGather {
                 @inline(__always) func row(_ r: Int) -> SIMD8<UInt16> {
                     let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
                     high |= ids & outside
-                    return SIMD8<UInt16>(truncatingIfNeeded: ids)
+                    return Self.narrow(ids)
                 }
                 let columns = Self.transpose((row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7)))
                 let at = out + (c &* padded &+ t) &* 2
@@ -289,6 +382,15 @@ struct WordGather {
             }
         }
         return high == SIMD8<L>()
+    }
+
+    /// The low 16 bits of each lane, spelled lane by lane: LLVM makes a few SSE2 shuffles of it,
+    /// where the standard library's `init(truncatingIfNeeded:)` from `SIMD8<UInt32>` stayed a
+    /// call per row.
+    @inline(__always)
+    static func narrow<L: FixedWidthInteger & SIMDScalar>(_ x: SIMD8<L>) -> SIMD8<UInt16> {
+        @inline(__always) func lane(_ i: Int) -> UInt16 { UInt16(truncatingIfNeeded: x[i]) }
+        return SIMD8(lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7))
     }
 
     typealias Lanes8 = (SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>, SIMD8<UInt16>,

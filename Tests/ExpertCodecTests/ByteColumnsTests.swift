@@ -200,6 +200,24 @@ import TraceSynth
         }
     }
 
+    /// The delta rules' SSE2 form (two groups a register) gives the word form's bytes, and
+    /// both the definition's `(x - p) mod experts`.
+    @Test func deltaRulesAgreeInBothForms() {
+        var random = SplitMix64(seed: 9)
+        func check<Rule: ByteDeltaRule>(_ rule: Rule, experts: Int) {
+            for _ in 0..<200 {
+                let x = SIMD16<UInt8>((0..<16).map { _ in UInt8(random.next() % UInt64(experts)) })
+                let p = SIMD16<UInt8>((0..<16).map { _ in UInt8(random.next() % UInt64(experts)) })
+                let d = rule.pairs(x, p), words = unsafeBitCast(d, to: SIMD2<UInt64>.self)
+                let xw = unsafeBitCast(x, to: SIMD2<UInt64>.self), pw = unsafeBitCast(p, to: SIMD2<UInt64>.self)
+                #expect(words[0] == rule.group(xw[0], pw[0]) && words[1] == rule.group(xw[1], pw[1]), "E \(experts)")
+                for i in 0..<16 { #expect(Int(d[i]) == (Int(x[i]) - Int(p[i]) + experts) % experts, "E \(experts)") }
+            }
+        }
+        for experts in [2, 4, 64, 128] { check(PowerOfTwoByteDeltas(mask: UInt64(experts - 1)), experts: experts) }
+        for experts in [2, 3, 6, 64, 100, 128, 255, 256] { check(ModuloByteDeltas(experts: experts), experts: experts) }
+    }
+
     /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
     /// is reported with its token, layer, slot and value, whatever the input type (a negative
     /// Int8 too, with 256 experts, where it passes the width check).

@@ -93,6 +93,46 @@ import TraceSynth
         }
     }
 
+    /// Two groups in SSE2 registers (``WordPairs``) against the scalar kernels on each group's
+    /// two words: the nontrivial planes and the repeat flags, on groups with and without repeats.
+    @Test func pairsOfGroupsMatchTheScalarKernels() {
+        var random = SplitMix64(seed: 7)
+        for round in 0..<400 {
+            // Three groups side by side: the row before each of the last two is in the column.
+            var ids = [UInt16](repeating: 0, count: 24)
+            for t in ids.indices {
+                let repeats = t > 0 && random.next() % 4 < UInt64(round % 4)
+                ids[t] = repeats ? ids[t - 1] : UInt16(truncatingIfNeeded: random.next() >> UInt64(round % 3 * 6))
+            }
+            ids.withUnsafeBytes { raw in
+                func lanes(_ offset: Int) -> SIMD8<UInt16> { raw.loadUnaligned(fromByteOffset: offset, as: SIMD8<UInt16>.self) }
+                let s = WordPairs.scan((lanes(16), lanes(32)), before: (lanes(14), lanes(30)))
+                for (k, g) in [1, 2].enumerated() {
+                    let (low, high) = WordGroups.load(raw.baseAddress!, group: g)
+                    let flags = WordGroups.repeatFlags(low, previous: UInt64(ids[8 * g - 1]))
+                        | WordGroups.repeatFlags(high, previous: low >> 48) << 4
+                    #expect(s[k] & 0xFFFF == WordGroups.nontrivialPlanes(low, high, mask: 0xFFFF), "\(ids)")
+                    #expect(s[k] >> 32 & 0xFFFF == flags, "\(ids)")
+                    #expect(WordPairs.nontrivialPlanes(lanes(16), lanes(32))[k] & 0xFFFF == WordGroups.nontrivialPlanes(low, high, mask: 0xFFFF))
+                }
+            }
+        }
+    }
+
+    @Test func narrowingKeepsTheLow16BitsOfEveryLane() {
+        var random = SplitMix64(seed: 8)
+        func check<L: FixedWidthInteger & SIMDScalar>(_: L.Type) {
+            let x = SIMD8<L>((0..<8).map { _ in L(truncatingIfNeeded: random.next()) })
+            #expect(WordGather.narrow(x) == SIMD8<UInt16>(truncatingIfNeeded: x), "\(L.self): \(x)")
+        }
+        for _ in 0..<50 {
+            check(UInt8.self)
+            check(UInt16.self)
+            check(UInt32.self)
+            check(UInt64.self)
+        }
+    }
+
     @Test func laneTransposeMatchesTheDefinition() {
         var random = SplitMix64(seed: 6)
         for _ in 0..<50 {
