@@ -93,10 +93,10 @@ public final class BlockEncoder {
             let clean = S.self == UInt8.self
                 ? byteGather.gather(input, count: count, padded: padded, width: width, into: bytes)
                 : wordGather.gather(input, count: count, padded: padded, width: width, into: words)
-            // The gathers check ids against 2^width; this completes the check when experts is less.
-            let below = schema.experts == 1 << width || (S.self == UInt8.self
-                ? allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)
-                : allBelow(schema.experts, UnsafePointer(words), total: columnCount * padded))
+            // The byte gather checks ids against 2^width; this completes the check when experts is
+            // less. The word gather checks against experts itself.
+            let below = schema.experts == 1 << width || S.self == UInt16.self
+                || allBelow(schema.experts, UnsafePointer(bytes), total: columnCount * padded)
             if !clean || !below {
                 try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
             }

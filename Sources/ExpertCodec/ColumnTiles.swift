@@ -25,13 +25,13 @@ struct ColumnTiles {
 
     /// Gathers what the tiles leave of `count` token-major rows of `input`: every row of the
     /// uncovered columns, and rows `tiledRows..<count` of the covered ones, into `cols` (column
-    /// `c` at `c * stride`). Returns false if some id has a bit at or above `bitWidth` or is
-    /// negative.
+    /// `c` at `c * stride`). Returns false if some id has a bit at or above `bitWidth`, is
+    /// negative or is not below `experts` (when given).
     func gatherRest<T: ExpertID, Out: FixedWidthInteger>(
         _ input: UnsafePointer<T>, perRow: Int, source: [Int], tiledRows: Int, count: Int, bitWidth: Int,
-        into cols: UnsafeMutablePointer<Out>, stride: Int
+        experts: Int = .max, into cols: UnsafeMutablePointer<Out>, stride: Int
     ) -> Bool {
-        let limit = UInt64(1) << UInt64(bitWidth)
+        let limit = min(UInt64(1) << UInt64(bitWidth), UInt64(experts))
         var clean = true
         for c in 0..<source.count {
             let rows = covered[c] ? tiledRows..<count : 0..<count
@@ -74,8 +74,9 @@ struct ColumnTiles {
     }
 }
 
-/// Whether all `total` values at `values` are below `experts`: one vector maximum. The gathers
-/// check ids against `2^width` as they go; this completes the check when `experts` is less.
+/// Whether all `total` values at `values` are below `experts`: one vector maximum. The byte and
+/// compact gathers check ids against `2^width` as they go; this completes the check when
+/// `experts` is less. (The word gather checks against `experts` as it goes.)
 func allBelow<S: FixedWidthInteger & UnsignedInteger & SIMDScalar>(_ experts: Int, _ values: UnsafePointer<S>, total: Int) -> Bool {
     var largest = SIMD16<S>()
     let raw = UnsafeRawPointer(values), size = MemoryLayout<S>.size

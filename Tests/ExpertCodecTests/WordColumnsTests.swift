@@ -187,7 +187,8 @@ import TraceSynth
     /// A bad id anywhere (inside an 8x8 tile of the gather, in the columns or rows it leaves)
     /// is reported with its token, layer, slot and value, whatever the input type: above E, above
     /// 2^w, and negative (also in types no wider than the ids: Int8 and Int16 with 65536 experts).
-    @Test(arguments: [257, 384, 512, 65536])
+    /// 65535 experts: 16-bit ids below a count that is not a power of two.
+    @Test(arguments: [257, 384, 512, 65535, 65536])
     func everyBadIDIsFoundAndNamed(experts: Int) throws {
         // 15 stored columns: 0...5 and 9...17 of each row (layer 2 is dense); only 9...16 form a tile.
         let schema = try Schema(layers: 6, topk: 3, experts: experts, denseLayers: [2])
