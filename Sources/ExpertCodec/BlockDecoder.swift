@@ -254,9 +254,13 @@ private struct ColumnReader<S: PlaneScalar> {
             try checkRange(out, range, column: c)
             addPreviousSlot(previousSlot!, range, to: out)
         case .repeat, .repeatSlotDelta:
+            // The stored values of rows `range` are `first..<end`. The layout checked that row 0
+            // is unflagged and counted the column's flags (`kept` is rows minus that count), so
+            // the ends of the column need no bit count: a whole block's range needs none.
             let flags = body(c), kept = Int(place.kept)
-            let first = RepeatFlags.nonRepeats(through: range.lowerBound, flags) - 1
-            let end = range.count == 1 ? first + 1 : RepeatFlags.nonRepeats(through: range.upperBound - 1, flags)
+            let first = range.lowerBound == 0 ? 0 : RepeatFlags.nonRepeats(through: range.lowerBound, flags) - 1
+            let end = range.upperBound == rows ? kept
+                : range.count == 1 ? first + 1 : RepeatFlags.nonRepeats(through: range.upperBound - 1, flags)
             BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)

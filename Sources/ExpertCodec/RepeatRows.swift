@@ -46,12 +46,20 @@ enum RepeatRows {
             out[t] = RepeatFlags.flag(t, flags) == 1 ? out[t &- 1] : out[t]
         }
         var t = rows.lowerBound
-        if S.self == UInt8.self {
+        if S.self == UInt8.self || S.self == UInt16.self {
+            /// The group of 8 rows at `g` a word at a time, `above` the row before it.
+            @inline(__always) func copyGroup(_ flags: UInt8, at g: Int, above: S) {
+                if S.self == UInt8.self {
+                    copyFlaggedBytes(flags, above: UInt8(truncatingIfNeeded: above), in: UnsafeMutableRawPointer(out + g))
+                } else {
+                    copyFlaggedWords(flags, above: UInt16(truncatingIfNeeded: above), in: UnsafeMutableRawPointer(out + g))
+                }
+            }
             let group = t &- 1
             if group & 7 == 0 && t &+ 7 <= rows.upperBound {
                 // Rows that start right after a group's first row (a whole block's do): that
                 // group whole, its first row left as it is (as if unflagged).
-                copyFlaggedBytes(flags[group >> 3] & ~1, above: 0, in: UnsafeMutableRawPointer(out + group))
+                copyGroup(flags[group >> 3] & ~1, at: group, above: 0)
                 t &+= 7
             }
             while t < rows.upperBound && t & 7 != 0 {
@@ -59,13 +67,50 @@ enum RepeatRows {
                 t &+= 1
             }
             while t &+ 8 <= rows.upperBound {
-                copyFlaggedBytes(flags[t >> 3], above: UInt8(truncatingIfNeeded: out[t &- 1]), in: UnsafeMutableRawPointer(out + t))
+                copyGroup(flags[t >> 3], at: t, above: out[t &- 1])
                 t &+= 8
             }
         }
         while t < rows.upperBound {
             copy(t)
             t &+= 1
+        }
+    }
+
+    /// `copyFlagged` on one group of 8 rows of 16-bit ids at `group`, `above` the row before it:
+    /// each half of the group is a word of 4 lanes, done like ``copyFlaggedBytes(_:above:in:)``
+    /// in two rounds (a flagged lane takes the lane 1, then 2 up; a half all flagged takes the
+    /// row above it), the high half after the low one, below its last lane.
+    @inline(__always)
+    static func copyFlaggedWords(_ flags: UInt8, above before: UInt16, in group: UnsafeMutableRawPointer) {
+        let lowLanes: UInt64 = 0x0001_0001_0001_0001
+        switch flags {
+        case 0:
+            return
+        case 0xFF:
+            let word = UInt64(before) &* lowLanes
+            group.storeBytes(of: word, as: UInt64.self)
+            group.storeBytes(of: word, toByteOffset: 8, as: UInt64.self)
+        default:
+            // One half: `flags` 4 bits, `above` the row before the half in every lane.
+            @inline(__always) func half(_ flags: UInt8, above: UInt64, at offset: Int) -> UInt64 {
+                // Lane i of `bits` is 2^i or 0; adding 0x7FFF sets its high bit exactly when it is 2^i.
+                let bits = (UInt64(flags) &* lowLanes) & 0x0008_0004_0002_0001
+                var flagged = (((bits &+ 0x7FFF_7FFF_7FFF_7FFF) & 0x8000_8000_8000_8000) &>> 15) &* 0xFFFF
+                var word = group.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+                guard flagged != 0 else { return word }
+                // Two rounds reach 3 rows up: a half all flagged would need a third, so it
+                // takes `above` whole instead.
+                if flags == 0xF { word = above } else {
+                    word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
+                    flagged &= flagged &<< 16
+                    word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
+                }
+                group.storeBytes(of: word, toByteOffset: offset, as: UInt64.self)
+                return word
+            }
+            let low = half(flags & 0xF, above: UInt64(before) &* lowLanes, at: 0)
+            _ = half(flags &>> 4, above: (low &>> 48) &* lowLanes, at: 8)
         }
     }
 

@@ -92,4 +92,42 @@ import TraceSynth
         check(UInt8.self)
         check(UInt16.self)
     }
+    /// The word kernels of ``RepeatRows/copyFlagged(_:rows:in:)`` (bytes, and 16-bit ids in 4
+    /// lanes a word) on every flag byte, as a middle group of 3 and as a first group, from every
+    /// start of a range.
+    @Test func copyFlaggedEveryFlagByte() {
+        var random = SplitMix64(seed: 34)
+        func check<S: PlaneScalar>(_: S.Type) {
+            for byte in 0...255 {
+                let rows = 24
+                var flags = [UInt8](repeating: 0, count: 3 + PayloadLayout.slackBytes)
+                flags[0] = UInt8(truncatingIfNeeded: random.next()) & ~1
+                flags[1] = UInt8(byte)
+                flags[2] = UInt8(truncatingIfNeeded: random.next())
+                let ids = (0..<rows).map { _ in S(truncatingIfNeeded: random.next()) }
+                for a in 1..<rows {
+                    for b in [a + (rows - a) / 2, rows] where b >= a {
+                        var expected = ids
+                        for t in a..<b where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
+                        var out = ids
+                        flags.withUnsafeBufferPointer { f in
+                            out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: a..<b, in: $0.baseAddress!) }
+                        }
+                        #expect(out == expected, "\(S.self) flags \(byte) rows \(a)..<\(b)")
+                    }
+                }
+                // As the first group of a range from row 1, as a whole block's.
+                flags[0] = UInt8(byte) & ~1
+                var expected = ids
+                for t in 1..<rows where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
+                var out = ids
+                flags.withUnsafeBufferPointer { f in
+                    out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: 1..<rows, in: $0.baseAddress!) }
+                }
+                #expect(out == expected, "\(S.self) first group flags \(byte)")
+            }
+        }
+        check(UInt8.self)
+        check(UInt16.self)
+    }
 }
