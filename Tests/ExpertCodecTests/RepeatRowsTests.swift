@@ -79,12 +79,7 @@ import TraceSynth
                     var a = Int.random(in: 1..<rows, using: &random)
                     if random.next() % 2 == 0 { a = (a - 1) & ~7 + 1 }
                     let b = Int.random(in: a...rows, using: &random)
-                    var expected = ids
-                    for t in a..<b where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
-                    var out = ids
-                    flags.withUnsafeBufferPointer { f in
-                        out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: a..<b, in: $0.baseAddress!) }
-                    }
+                    let (out, expected) = copyFlagged(ids, flags, rows: a..<b)
                     #expect(out == expected, "\(S.self) rows \(a)..<\(b) of \(rows)")
                 }
             }
@@ -107,27 +102,29 @@ import TraceSynth
                 let ids = (0..<rows).map { _ in S(truncatingIfNeeded: random.next()) }
                 for a in 1..<rows {
                     for b in [a + (rows - a) / 2, rows] where b >= a {
-                        var expected = ids
-                        for t in a..<b where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
-                        var out = ids
-                        flags.withUnsafeBufferPointer { f in
-                            out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: a..<b, in: $0.baseAddress!) }
-                        }
+                        let (out, expected) = copyFlagged(ids, flags, rows: a..<b)
                         #expect(out == expected, "\(S.self) flags \(byte) rows \(a)..<\(b)")
                     }
                 }
                 // As the first group of a range from row 1, as a whole block's.
                 flags[0] = UInt8(byte) & ~1
-                var expected = ids
-                for t in 1..<rows where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
-                var out = ids
-                flags.withUnsafeBufferPointer { f in
-                    out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: 1..<rows, in: $0.baseAddress!) }
-                }
+                let (out, expected) = copyFlagged(ids, flags, rows: 1..<rows)
                 #expect(out == expected, "\(S.self) first group flags \(byte)")
             }
         }
         check(UInt8.self)
         check(UInt16.self)
+    }
+
+    /// `ids` after ``RepeatRows/copyFlagged(_:rows:in:)`` on `rows`, and after the definition:
+    /// each flagged row of `rows` takes the row before it, in order.
+    func copyFlagged<S: PlaneScalar>(_ ids: [S], _ flags: [UInt8], rows: Range<Int>) -> (out: [S], expected: [S]) {
+        var expected = ids
+        for t in rows where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
+        var out = ids
+        flags.withUnsafeBufferPointer { f in
+            out.withUnsafeMutableBufferPointer { RepeatRows.copyFlagged(f.baseAddress!, rows: rows, in: $0.baseAddress!) }
+        }
+        return (out, expected)
     }
 }

@@ -154,6 +154,22 @@ class Schema:
 # ---------------------------------------------------------------------------------------------
 # 1.4 The frame: LZ4 frame format, with our own LZ4 block decoder.
 
+def lz4_length(src, i, n, nibble, what):
+    """A sequence's literal or match length from its token nibble: 15 is continued by bytes
+    added until one below 255 (lz4_Block_format.md). Returns the length and the next index."""
+    length = nibble
+    if length == 15:
+        while True:
+            if i >= n:
+                raise ValueError(f"LZ4 {what} length runs past the block")
+            b = src[i]
+            i += 1
+            length += b
+            if b != 255:
+                break
+    return length, i
+
+
 def lz4_block_decode(src, out, block_start, max_out, linked):
     """lz4_Block_format.md: decode one LZ4 block, appending to bytearray `out`.
 
@@ -172,16 +188,7 @@ def lz4_block_decode(src, out, block_start, max_out, linked):
             raise ValueError("LZ4 block ends inside a sequence")
         token = src[i]
         i += 1
-        length = token >> 4
-        if length == 15:
-            while True:
-                if i >= n:
-                    raise ValueError("LZ4 literal length runs past the block")
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
+        length, i = lz4_length(src, i, n, token >> 4, "literal")
         if i + length > n:
             raise ValueError("LZ4 literals run past the block")
         if len(out) + length > limit:
@@ -200,16 +207,7 @@ def lz4_block_decode(src, out, block_start, max_out, linked):
         i += 2
         if offset == 0 or len(out) - offset < lowest:
             raise ValueError(f"LZ4 match offset {offset} out of range")
-        mlen = token & 15
-        if mlen == 15:
-            while True:
-                if i >= n:
-                    raise ValueError("LZ4 match length runs past the block")
-                b = src[i]
-                i += 1
-                mlen += b
-                if b != 255:
-                    break
+        mlen, i = lz4_length(src, i, n, token & 15, "match")
         mlen += 4
         if len(out) + mlen > limit:
             raise ValueError("LZ4 block decompresses to more than the block maximum size")
