@@ -48,6 +48,11 @@ struct RANSEncodeSymbol {
     }
 }
 
+/// 1 for a nonzero count, else 0, without a branch (where zero and nonzero counts alternate at
+/// random, a branch mispredicts half the time).
+@inline(__always)
+private func nonzero(_ count: UInt32) -> Int { Int(truncatingIfNeeded: (UInt64(count) &+ 0xFFFF_FFFF) &>> 32) }
+
 /// A table reference of the block: a coded column (context 0), or the rows of a split column
 /// whose previous slot repeats (context 1) or does not (context 2). Its symbol counts are a
 /// dense row of `alphabet` counts.
@@ -178,31 +183,33 @@ final class CompactEncoder {
     }
 
     /// `sum c log2 c` and the number of nonzero counts of the symbols `0..<E` and the escape
-    /// (four counters) of `h`, plus those of `h2` when given.
+    /// (four counters) of `h`, plus those of `h2` when given. Four sums, because the adds'
+    /// latency bounds this loop.
     @inline(__always)
     private func tally(_ h: UnsafePointer<UInt32>, plus h2: UnsafePointer<UInt32>?, experts e: Int,
                        _ xl: UnsafePointer<Double>) -> (Double, Int) {
-        var sum = 0.0, present = 0
-        if let h2 {
-            for s in 0..<e {
-                let c = Int(h[s] &+ h2[s])
-                sum += xl[c]
-                present &+= c == 0 ? 0 : 1
-            }
-            let c = Int(h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3] &+ h2[e] &+ h2[e &+ 1] &+ h2[e &+ 2] &+ h2[e &+ 3])
-            sum += xl[c]
-            present &+= c == 0 ? 0 : 1
-        } else {
-            for s in 0..<e {
-                let c = Int(h[s])
-                sum += xl[c]
-                present &+= c == 0 ? 0 : 1
-            }
-            let c = Int(h[e] &+ h[e &+ 1] &+ h[e &+ 2] &+ h[e &+ 3])
-            sum += xl[c]
-            present &+= c == 0 ? 0 : 1
+        var sum0 = 0.0, sum1 = 0.0, sum2 = 0.0, sum3 = 0.0, present = 0
+        @inline(__always) func count(_ s: Int) -> UInt32 { h2.map { h[s] &+ $0[s] } ?? h[s] }
+        var s = 0
+        while s &+ 4 <= e {
+            let a = count(s), b = count(s &+ 1), c = count(s &+ 2), d = count(s &+ 3)
+            sum0 += xl[Int(a)]
+            sum1 += xl[Int(b)]
+            sum2 += xl[Int(c)]
+            sum3 += xl[Int(d)]
+            present &+= nonzero(a) &+ nonzero(b) &+ nonzero(c) &+ nonzero(d)
+            s &+= 4
         }
-        return (sum, present)
+        while s < e {
+            let a = count(s)
+            sum0 += xl[Int(a)]
+            present &+= nonzero(a)
+            s &+= 1
+        }
+        let escapes = count(e) &+ count(e &+ 1) &+ count(e &+ 2) &+ count(e &+ 3)
+        sum0 += xl[Int(escapes)]
+        present &+= nonzero(escapes)
+        return ((sum0 + sum1) + (sum2 + sum3), present)
     }
 
     /// The dense counts of `h` (plus `h2`) into `out[0...E]`.
@@ -357,8 +364,7 @@ final class CompactEncoder {
             var ownTables = 0
             for (u, unit) in units.enumerated() {
                 let g = group(unit), counts = unitCounts + u * alphabet, cost = costs + g * alphabet
-                var shared: Float = 0
-                for s in 0..<alphabet { shared += Float(counts[s]) * cost[s] }
+                let shared = Self.dot(counts, cost, count: alphabet)
                 if Double(shared) < unit.ownCost || ownTables >= ownBudget {
                     if groupTable[g] < 0 {
                         groupTable[g] = tables.count
@@ -507,10 +513,13 @@ final class CompactEncoder {
     private func quantize(_ counts: UnsafePointer<UInt32>, total: Int, alphabet: Int,
                           into entries: UnsafeMutablePointer<UInt32>, at used: inout Int) -> TableInfo {
         let out = entries + used
+        // Every symbol is written, and the next one overwrites it unless its count is nonzero
+        // (no branch). `out` has room for `alphabet` entries.
         var present = 0
-        for s in 0..<alphabet where counts[s] != 0 {
-            out[present] = UInt32(s) | counts[s] << 16 // the count for now (< 2^16)
-            present += 1
+        for s in 0..<alphabet {
+            let n = counts[s]
+            out[present] = UInt32(truncatingIfNeeded: s) | n << 16 // the count for now (< 2^16)
+            present &+= nonzero(n)
         }
         let needed = Int.bitWidth - (max(total, present, 2) - 1).leadingZeroBitCount
         let scale = min(CompactFormat.maxScaleBits, needed)
@@ -580,6 +589,25 @@ final class CompactEncoder {
         }
         bits.write(bestG, bits: 4)
         for k in 0..<table.present { bits.expGolomb(Int(items[k] >> 16) - 1, bestG) }
+    }
+
+    /// `sum counts[s] * cost[s]`, in four sums: one would wait on each add's latency.
+    @inline(__always)
+    private static func dot(_ counts: UnsafePointer<UInt32>, _ cost: UnsafePointer<Float>, count n: Int) -> Float {
+        var sum0: Float = 0, sum1: Float = 0, sum2: Float = 0, sum3: Float = 0
+        var s = 0
+        while s &+ 4 <= n {
+            sum0 += Float(counts[s]) * cost[s]
+            sum1 += Float(counts[s &+ 1]) * cost[s &+ 1]
+            sum2 += Float(counts[s &+ 2]) * cost[s &+ 2]
+            sum3 += Float(counts[s &+ 3]) * cost[s &+ 3]
+            s &+= 4
+        }
+        while s < n {
+            sum0 += Float(counts[s]) * cost[s]
+            s &+= 1
+        }
+        return (sum0 + sum1) + (sum2 + sum3)
     }
 
     /// log2 within about 0.01, for cost estimates.
