@@ -485,21 +485,22 @@ final class CompactEncoder {
 
     /// rANS-encodes one column backwards (row 0 last) from its rows' count indices (symbol,
     /// escape lane, and with `Shape.split` the context offset `stride` of rows coded with
-    /// `repeated`). Row `t` uses state `t % 4`; tables hold `stride` entries.
+    /// `repeated`). Row `t` uses state `t % 4`; tables hold `stride` entries, both in one array.
     private static func encodeColumn<Shape: SymbolShape>(_ shape: Shape.Type, _ symbols: UnsafePointer<UInt16>, count n: Int,
                                                          stride: Int, _ other: UnsafePointer<RANSEncodeSymbol>,
                                                          _ repeated: UnsafePointer<RANSEncodeSymbol>,
                                      _ x0: inout UInt64, _ x1: inout UInt64, _ x2: inout UInt64, _ x3: inout UInt64,
                                      _ end: inout UnsafeMutablePointer<UInt8>) {
         var s0 = x0, s1 = x1, s2 = x2, s3 = x3, out = end
-        let otherBits = Int(bitPattern: other), switchBits = otherBits ^ (Int(bitPattern: repeated) &- stride &* MemoryLayout<RANSEncodeSymbol>.stride)
+        // Both tables are in one array: an index with the context offset (at or above `stride`)
+        // moves by `toRepeated` entries, from `other + symbol` to `repeated + symbol - stride`.
+        let toRepeated = (repeated - other) &- stride
         /// Row `t`'s entry.
         @inline(__always) func entry(_ t: Int) -> UnsafePointer<RANSEncodeSymbol> {
             let symbol = Int(symbols[t])
             guard Shape.split else { return other + symbol }
-            // `repeated - stride` (as an address) where the index carries the context offset.
-            let high = (stride &- 1 &- symbol) &>> 63
-            return UnsafePointer(bitPattern: otherBits ^ (switchBits & high))! + symbol
+            let inContext = (stride &- 1 &- symbol) &>> 63 // all ones from `stride` on
+            return other + (symbol &+ (toRepeated & inContext))
         }
         @inline(__always) func putRow(_ t: Int) {
             switch t & 3 {
