@@ -170,6 +170,29 @@ enum RepeatRows {
                 UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
                 return j &+ Int(rounds[3])
             }
+            if S.self == UInt16.self {
+                // The same rounds on an SSE2 register of the 8 values after `j`, with the masks
+                // of ``RepeatPulls/lanes``.
+                typealias Lanes = SIMD8<UInt16>
+                let masks = RepeatPulls.shared.lanes + 3 &* Int(flags), above = UInt16(truncatingIfNeeded: before)
+                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: Lanes.self)
+                @inline(__always) func pull(_ round: Int, _ pulled: Lanes) {
+                    let mask = masks[round]
+                    word = (word & ~mask) | (pulled & mask)
+                }
+                @inline(__always) func halves(_ x: Lanes) -> SIMD4<UInt32> { unsafeBitCast(x, to: SIMD4<UInt32>.self) }
+                let aboveLanes = Lanes(repeating: above), abovePairs = halves(aboveLanes)
+                // 4 rows up: the low half moves up, `above` fills it.
+                pull(0, unsafeBitCast(SIMD2(unsafeBitCast(aboveLanes, to: SIMD2<UInt64>.self)[0],
+                                            unsafeBitCast(word, to: SIMD2<UInt64>.self)[0]), to: Lanes.self))
+                // 2 rows up: 32-bit lanes (row pairs) 0, 1, 2 move up one, `above` fills lane 0.
+                let w = halves(word)
+                pull(1, unsafeBitCast(SIMD4(abovePairs[0], w[0], w[1], w[2]), to: Lanes.self))
+                // 1 row up.
+                pull(2, Lanes(above, word[0], word[1], word[2], word[3], word[4], word[5], word[6]))
+                UnsafeMutableRawPointer(out).storeBytes(of: word, as: Lanes.self)
+                return j &+ Int(pulls[4 &* Int(flags) &+ 3])
+            }
             // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
             let prefix = RepeatFlags.spread(~flags) &* lowBits
             var shift: UInt64 = 0
@@ -194,9 +217,19 @@ final class RepeatPulls: @unchecked Sendable {
 
     /// 4 words at `4 * flags`: the rows (0xFF bytes) each of the 3 rounds pulls, then the rows unflagged.
     let words: UnsafeMutablePointer<UInt64>
+    /// The 3 masks of `words` for 16-bit rows at `3 * flags` (0xFFFF lanes): a load per round
+    /// where widening the byte masks took 5 instructions.
+    let lanes: UnsafeMutablePointer<SIMD8<UInt16>>
 
     private init() {
         words = .allocate(capacity: 4 * 256)
+        lanes = .allocate(capacity: 3 * 256)
+        defer {
+            for k in 0..<(3 * 256) {
+                let word = words[4 * (k / 3) + k % 3]
+                lanes.advanced(by: k).initialize(to: SIMD8((0..<8).map { UInt16(truncatingIfNeeded: (word >> UInt64(8 * $0)) & 1) &* 0xFFFF }))
+            }
+        }
         for flags in 0..<256 {
             var flagged = 0
             (words + 4 * flags).initialize(repeating: 0, count: 4)
