@@ -168,7 +168,7 @@ enum RepeatRows {
                 pull(1, rows: 2)
                 pull(2, rows: 1)
                 UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-                return j &+ Int(rounds[3])
+                return j &+ Int(truncatingIfNeeded: rounds[3])
             }
             if S.self == UInt16.self {
                 // The same rounds on an SSE2 register of the 8 values after `j`, with the masks
@@ -191,7 +191,7 @@ enum RepeatRows {
                 // 1 row up.
                 pull(2, Lanes(above, word[0], word[1], word[2], word[3], word[4], word[5], word[6]))
                 UnsafeMutableRawPointer(out).storeBytes(of: word, as: Lanes.self)
-                return j &+ Int(pulls[4 &* Int(flags) &+ 3])
+                return j &+ Int(truncatingIfNeeded: pulls[4 &* Int(flags) &+ 3])
             }
             // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
             let prefix = RepeatFlags.spread(~flags) &* lowBits
