@@ -604,39 +604,48 @@ final class CompactEncoder {
         let items = entries + table.start
         bits.write(table.scale, bits: 4)
         bits.gamma(table.present)
-        var previous = -1
-        // Bit lengths of f - 1, for the exp-Golomb parameter.
-        var lengths = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &lengths) { raw in
-            let lengthCount = raw.baseAddress!.assumingMemoryBound(to: Int.self)
+        // expGolomb_g(x) takes 2 floor(log2(x + 2^g)) - g + 1 bits. With b the bit length of x
+        // and m that of x ^ (2^b - 1) (b less the leading ones of x), floor(log2(x + 2^g)) is
+        // max(b - 1, g), plus 1 where m <= g < b (the add carries past bit b - 1). So the bits
+        // of every g follow from two counts by bit length: lengths[b] and carries[m].
+        let bestG = withUnsafeTemporaryAllocation(of: Int.self, capacity: 28) { counts -> Int in
+            let lengths = counts.baseAddress!, carries = lengths + 14
+            lengths.initialize(repeating: 0, count: 28)
+            var previous = -1
             for k in 0..<table.present {
                 let s = Int(items[k] & 0xFFFF)
-                bits.gamma(s - previous)
+                bits.gamma(s &- previous)
                 previous = s
-                let x = Int(items[k] >> 16) - 1
-                lengthCount[Int.bitWidth - x.leadingZeroBitCount] += 1
+                let x = Int(items[k] >> 16) &- 1 // below 2^12
+                let b = Int.bitWidth &- x.leadingZeroBitCount
+                lengths[b] &+= 1
+                carries[Int.bitWidth &- (x ^ ((1 &<< b) &- 1)).leadingZeroBitCount] &+= 1
             }
-        }
-        // expGolomb_g(x) takes 2 floor(log2(x + 2^g)) - g + 1 bits; with b = bit length of x,
-        // floor(log2(x + 2^g)) is g when b <= g, else b - 1 or b: estimate with b - 1, then
-        // choose exactly among the best estimate and its neighbours.
-        var estimateG = 0, estimateBits = Int.max
-        withUnsafeBytes(of: &lengths) { raw in
-            let lengthCount = raw.baseAddress!.assumingMemoryBound(to: Int.self)
-            for g in 0..<12 {
+            /// The bits of every frequency at parameter `g`, estimated without the carries.
+            func estimate(_ g: Int) -> Int {
                 var n = 0
-                for b in 0..<14 { n += lengthCount[b] * (2 * max(b - 1, g) - g + 1) }
+                for b in 0..<14 { n &+= lengths[b] &* (2 &* max(b &- 1, g) &- g &+ 1) }
+                return n
+            }
+            /// Exactly: the carries are the values with m <= g, less those with b <= g.
+            func exact(_ g: Int) -> Int {
+                var carried = 0
+                for b in 0...g { carried &+= carries[b] &- lengths[b] }
+                return estimate(g) &+ 2 &* carried
+            }
+            // The best estimate, then the exact best among it and its neighbours (the choice
+            // of the three passes over the frequencies this replaces).
+            var estimateG = 0, estimateBits = Int.max
+            for g in 0..<12 {
+                let n = estimate(g)
                 if n < estimateBits { (estimateG, estimateBits) = (g, n) }
             }
-        }
-        var bestG = 0, bestBits = Int.max
-        for g in max(0, estimateG - 1)...min(11, estimateG + 1) {
-            var n = 0
-            for k in 0..<table.present {
-                let x = Int(items[k] >> 16) - 1
-                n += 2 * (Int.bitWidth - 1 - (x + 1 << g).leadingZeroBitCount) - g + 1
+            var bestG = 0, bestBits = Int.max
+            for g in max(0, estimateG - 1)...min(11, estimateG + 1) {
+                let n = exact(g)
+                if n < bestBits { (bestG, bestBits) = (g, n) }
             }
-            if n < bestBits { (bestG, bestBits) = (g, n) }
+            return bestG
         }
         bits.write(bestG, bits: 4)
         for k in 0..<table.present { bits.expGolomb(Int(items[k] >> 16) - 1, bestG) }
