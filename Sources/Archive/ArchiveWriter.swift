@@ -158,13 +158,15 @@ public final class ArchiveWriter {
                                     compareOverlap: Bool = false) throws -> AppendResult {
         let call = ConcreteAppend(writer: self, start: start, compareOverlap: compareOverlap)
         rows.withConcreteIDType(call)
-        return try call.result.get()
+        guard let result = call.result else { throw ArchiveError.invalidArgument("append did not run") }
+        return try result.get()
     }
 
     /// `append` for the concrete id type: its loops run specialized.
     private final class ConcreteAppend: ConcreteIDBody {
         let writer: ArchiveWriter, start: Int, compareOverlap: Bool
-        var result: Result<AppendResult, any Error> = .failure(ArchiveError.invalidArgument("append did not run"))
+        /// Set by the call (nil until then: a default failure allocated an error every append).
+        var result: Result<AppendResult, any Error>?
 
         init(writer: ArchiveWriter, start: Int, compareOverlap: Bool) {
             self.writer = writer

@@ -49,7 +49,8 @@ public final class BlockEncoder {
     public func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws -> [UInt8] {
         let encoding = PayloadEncoding(encoder: self)
         rows.withConcreteIDType(encoding)
-        let (payloadStart, payloadCount) = try encoding.result.get()
+        guard let result = encoding.result else { throw CodecError.shapeMismatch("not encoded") }
+        let (payloadStart, payloadCount) = try result.get()
         return frames.frame(UnsafeRawBufferPointer(start: payloadStart, count: payloadCount), segments: segments)
     }
 
@@ -204,7 +205,8 @@ public final class BlockEncoder {
 /// `encodePayload` for the concrete id type.
 private final class PayloadEncoding: ConcreteIDBody {
     let encoder: BlockEncoder
-    var result: Result<(UnsafeRawPointer, Int), any Error> = .failure(CodecError.shapeMismatch("not encoded"))
+    /// Set by the call (nil until then, so that no error is allocated for every block).
+    var result: Result<(UnsafeRawPointer, Int), any Error>?
     init(encoder: BlockEncoder) { self.encoder = encoder }
     func callAsFunction<U: ExpertID>(_ ids: UnsafeBufferPointer<U>) {
         do { result = .success(try encoder.encodePayload(ids)) } catch { result = .failure(error) }
