@@ -79,13 +79,12 @@ final class CompactEncoder {
     private var units: [Unit] = []
     private var tables: [TableInfo] = []
 
-    /// Runs of four stored columns side by side in a row.
-    private let tiles: ColumnTiles
+    private let wordGather: WordGather
 
     init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.storedIndices
-        tiles = ColumnTiles(source: sourceIndex, width: 4)
+        wordGather = WordGather(schema: schema)
     }
 
     private func growLogTable(to count: Int) {
@@ -717,68 +716,12 @@ final class CompactEncoder {
         return (UnsafeRawPointer(out), cursor)
     }
 
-    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id: runs
-    /// of four stored columns side by side in a row go four rows at a time (a 4x4 transpose of
-    /// 16-bit lanes in four words), the rest one id at a time.
+    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id: the
+    /// fast codec's 8 x 8 transposes of 16-bit lanes (``WordGather``), columns `count` apart.
     private func gather<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, into cols: UnsafeMutablePointer<UInt16>) throws {
         guard let input = rows.baseAddress, count > 0 else { return }
-        let perRow = schema.idsPerRow, width = schema.bitWidth, experts = schema.experts
-        let tiledRows = count & ~3
-        var clean: Bool
-        let raw = UnsafeRawPointer(input)
-        switch MemoryLayout<T>.size {
-        case 1: clean = gatherTiles(raw, lane: UInt8.self, rows: tiledRows, count: count, width: width, into: cols)
-        case 2: clean = gatherTiles(raw, lane: UInt16.self, rows: tiledRows, count: count, width: width, into: cols)
-        case 4: clean = gatherTiles(raw, lane: UInt32.self, rows: tiledRows, count: count, width: width, into: cols)
-        default: clean = gatherTiles(raw, lane: UInt64.self, rows: tiledRows, count: count, width: width, into: cols)
-        }
-        // What the tiles left: columns outside them, rows after the last whole group of four.
-        clean = tiles.gatherRest(input, perRow: perRow, source: sourceIndex, tiledRows: tiledRows, count: count,
-                                 bitWidth: width, into: cols, stride: count) && clean
-        // The width check is the whole check when E is a power of two.
-        if clean && experts < 1 << width {
-            clean = allBelow(experts, UnsafePointer(cols), total: count &* sourceIndex.count)
-        }
-        if !clean {
+        if !wordGather.gather(input, count: count, padded: count, width: schema.bitWidth, into: cols) {
             try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
         }
-    }
-
-    /// Rows `0..<rows` (a multiple of four) of the tiles; false if some id has a bit at or above
-    /// `width` (a negative id included).
-    private func gatherTiles<L: FixedWidthInteger & UnsignedInteger & SIMDScalar>(
-        _ input: UnsafeRawPointer, lane: L.Type, rows: Int, count: Int, width: Int, into cols: UnsafeMutablePointer<UInt16>
-    ) -> Bool {
-        let outside = SIMD4<L>(repeating: ~L(truncatingIfNeeded: (UInt64(1) << UInt64(width)) &- 1))
-        var high = SIMD4<L>()
-        let size = MemoryLayout<L>.size, rowBytes = schema.idsPerRow &* size
-        let out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* count
-        let low16: UInt64 = 0x0000_FFFF_0000_FFFF, low32: UInt64 = 0x0000_0000_FFFF_FFFF
-        tiles.starts.withUnsafeBufferPointer { tiles in
-            sourceIndex.withUnsafeBufferPointer { source in
-                for t in stride(from: 0, to: rows, by: 4) {
-                    for c in tiles {
-                        let first = input + (t &* schema.idsPerRow &+ source[c]) &* size
-                        @inline(__always) func row(_ r: Int) -> UInt64 {
-                            let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD4<L>.self)
-                            high |= ids & outside
-                            return unsafeBitCast(SIMD4<UInt16>(truncatingIfNeeded: ids), to: UInt64.self)
-                        }
-                        let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
-                        // Lanes (16 bits, low first): r0 = a0 a1 a2 a3, r1 = b0..b3, r2 = c.., r3 = d..
-                        let u0 = (r0 & low16) | (r1 & low16) &<< 16 // a0 b0 a2 b2
-                        let u1 = (r0 &>> 16) & low16 | (r1 & ~low16) // a1 b1 a3 b3
-                        let u2 = (r2 & low16) | (r3 & low16) &<< 16 // c0 d0 c2 d2
-                        let u3 = (r2 &>> 16) & low16 | (r3 & ~low16) // c1 d1 c3 d3
-                        let at = c &* columnBytes &+ 2 &* t
-                        out.storeBytes(of: (u0 & low32) | u2 &<< 32, toByteOffset: at, as: UInt64.self)
-                        out.storeBytes(of: (u1 & low32) | u3 &<< 32, toByteOffset: at &+ columnBytes, as: UInt64.self)
-                        out.storeBytes(of: u0 &>> 32 | (u2 & ~low32), toByteOffset: at &+ 2 &* columnBytes, as: UInt64.self)
-                        out.storeBytes(of: u1 &>> 32 | (u3 & ~low32), toByteOffset: at &+ 3 &* columnBytes, as: UInt64.self)
-                    }
-                }
-            }
-        }
-        return high == SIMD4<L>()
     }
 }
