@@ -141,6 +141,13 @@ struct BitReader {
 
     var bitsLeft: Int { count * 8 - position }
 
+    /// Valid bits of a ``window()``.
+    static let windowBits = 57
+
+    /// Moves past `bits` bits of a ``window()`` (at most ``windowBits``).
+    @inline(__always)
+    mutating func skip(_ bits: Int) { position &+= bits }
+
     /// Up to 57 bits from the current position (zeros past the end).
     @inline(__always)
     private func peek() -> UInt64 {
@@ -155,9 +162,9 @@ struct BitReader {
     }
 
     /// The 64 bits at the current byte, shifted to the current bit, when eight bytes remain
-    /// there (at least 57 valid bits), else nil.
+    /// there (at least ``windowBits`` valid bits), else nil.
     @inline(__always)
-    private func window() -> UInt64? {
+    func window() -> UInt64? {
         let byte = position &>> 3
         guard byte &+ 8 <= count else { return nil }
         return UInt64(littleEndian: UnsafeRawPointer(base + byte).loadUnaligned(as: UInt64.self)) &>> UInt64(position & 7)
@@ -295,21 +302,73 @@ struct FrequencyTable {
         guard (1...CompactFormat.maxScaleBits).contains(scale) else { throw bits.fail("table scale \(scale) outside 1...\(CompactFormat.maxScaleBits)") }
         let count = try bits.gamma()
         guard count <= min(alphabet, 1 << scale) else { throw bits.fail("table of \(count) symbols (alphabet \(alphabet), scale \(scale))") }
+        // Symbols, then frequencies: several codes from each 64-bit window while whole codes fit
+        // in it (table codes are mostly a few bits long); the codes that do not, one at a time
+        // with every check. Both paths read the same values and fail on the same codes.
         var previous = -1
-        for k in 0..<count {
+        var k = 0
+        while k < count, var w = bits.window() {
+            var used = 0
+            repeat {
+                let zeros = w.trailingZeroBitCount, length = 2 &* zeros &+ 1
+                guard used &+ length <= BitReader.windowBits else { break }
+                let k64 = UInt64(truncatingIfNeeded: zeros)
+                previous &+= Int(truncatingIfNeeded: 1 &<< k64 | (w &>> (k64 &+ 1)) & ((1 &<< k64) &- 1))
+                w &>>= UInt64(truncatingIfNeeded: length)
+                used &+= length
+                guard previous < alphabet else {
+                    bits.skip(used)
+                    throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)")
+                }
+                symbols[k] = UInt16(truncatingIfNeeded: previous)
+                k &+= 1
+            } while k < count
+            bits.skip(used)
+            if used == 0 { break }
+        }
+        while k < count {
             let gap = try bits.gamma()
             previous += gap
             guard previous < alphabet else { throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)") }
             symbols[k] = UInt16(truncatingIfNeeded: previous)
+            k += 1
         }
         let g = try bits.read(4)
         guard g < 12 else { throw bits.fail("exp-Golomb parameter \(g) above 11") }
         var sum = 0
-        for k in 0..<count {
+        let total = 1 << scale
+        k = 0
+        let g64 = UInt64(truncatingIfNeeded: g)
+        while k < count, var w = bits.window() {
+            var used = 0
+            repeat {
+                // expGolomb: gamma of (f - 1) >> g plus one, then g bits; a gamma part of 20 zeros
+                // or more (perhaps too large for `expGolomb`) is left to it.
+                let zeros = w.trailingZeroBitCount, length = 2 &* zeros &+ 1 &+ g
+                guard zeros < 20, used &+ length <= BitReader.windowBits else { break }
+                let k64 = UInt64(truncatingIfNeeded: zeros)
+                let high = Int(truncatingIfNeeded: 1 &<< k64 | (w &>> (k64 &+ 1)) & ((1 &<< k64) &- 1)) &- 1
+                let low = Int(truncatingIfNeeded: (w &>> (2 &* k64 &+ 1)) & ((1 &<< g64) &- 1))
+                let f = (high &<< g | low) &+ 1
+                w &>>= UInt64(truncatingIfNeeded: length)
+                used &+= length
+                sum &+= f
+                guard sum <= total else {
+                    bits.skip(used)
+                    throw bits.fail("frequencies exceed the scale \(total)")
+                }
+                freqs[k] = UInt16(truncatingIfNeeded: f)
+                k &+= 1
+            } while k < count
+            bits.skip(used)
+            if used == 0 { break }
+        }
+        while k < count {
             let f = try bits.expGolomb(g) + 1
             sum += f
-            guard sum <= 1 << scale else { throw bits.fail("frequencies exceed the scale \(1 << scale)") }
+            guard sum <= total else { throw bits.fail("frequencies exceed the scale \(total)") }
             freqs[k] = UInt16(truncatingIfNeeded: f)
+            k += 1
         }
         guard sum == 1 << scale else { throw bits.fail("frequencies sum to \(sum), not \(1 << scale)") }
         return (scale, count)
