@@ -4,7 +4,7 @@
 /// trap, loop or allocate more than the payload bound allows.
 final class CompactDecoder {
     let schema: Schema
-    private let columns = Scratch(), decodeTables = Scratch(), symbolScratch = Scratch()
+    private let columns = Scratch(), decodeTables = Scratch(), symbolScratch = Scratch(), selectScratch = Scratch()
     /// `wrap[v]` for `v` in `0..<3E`: `v` below E, `v - E` below 2E, else `0xFFFF` (an escape):
     /// a slot delta's id from `symbol + previous`, the escape's symbol being 2E in decode tables.
     private let wrap: UnsafeMutablePointer<UInt16>
@@ -158,6 +158,7 @@ final class CompactDecoder {
             var at = cursor
             let escape = UInt16(experts)
             let wrapTable = UnsafePointer(wrap)
+            let select = selectScratch.reserve(count, of: UInt8.self)
             for c in 0..<columnCount where tableOf[c] >= 0 {
                 pair[0] = decodeTable(tableOf[c])
                 pair[1] = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
@@ -166,16 +167,16 @@ final class CompactDecoder {
                 switch (kinds[c].isDelta, kinds[c].isSplit) {
                 case (false, false):
                     (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
-                                                     UnsafePointer(pair), states, bytes, size, at)
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (true, false):
                     (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
-                                                     UnsafePointer(pair), states, bytes, size, at)
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (false, true):
                     (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
-                                                     UnsafePointer(pair), states, bytes, size, at)
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (true, true):
                     (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
-                                                     UnsafePointer(pair), states, bytes, size, at)
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 }
                 // Row 0 has no row above: its symbol must not be the escape (which resolved to
                 // the value `escape` itself, out of range).
@@ -246,7 +247,7 @@ final class CompactDecoder {
     private static func decodeColumn<Shape: SymbolShape>(
         _ shape: Shape.Type, into out: UnsafeMutablePointer<UInt16>, _ previous: UnsafePointer<UInt16>,
         _ wrap: UnsafePointer<UInt16>, count: Int,
-        experts: Int, _ tables: UnsafePointer<DecodeTable>,
+        experts: Int, _ tables: UnsafePointer<DecodeTable>, _ select: UnsafeMutablePointer<UInt8>,
         _ states: (UInt64, UInt64, UInt64, UInt64),
         _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: Int
     ) -> ((UInt64, UInt64, UInt64, UInt64), Int) {
@@ -255,11 +256,17 @@ final class CompactDecoder {
         let e = Int(experts)
         var above = e
         let other = tables[0]
+        // A split column's rows pick their table by a byte offset into `tables`, found for every
+        // row first (a select of two tables' fields in the loop spills or branches).
+        if Shape.split && count > 0 {
+            let stride = UInt8(MemoryLayout<DecodeTable>.stride)
+            select[0] = 0
+            for t in 1..<count { select[t] = previous[t] == previous[t &- 1] ? stride : 0 }
+        }
         /// Row `t >= 1`'s table.
         @inline(__always) func table(_ t: Int) -> DecodeTable {
             guard Shape.split else { return other }
-            // An index, not a select of two tables' fields (which the compiler spills or branches on).
-            return tables[previous[t] == previous[t &- 1] ? 1 : 0]
+            return UnsafeRawPointer(tables).load(fromByteOffset: Int(select[t]), as: DecodeTable.self)
         }
         /// Row `t`'s id from its symbol: the row above for the escape (symbol 2E), else the id or
         /// slot delta (through `wrap`, which gives 0xFFFF for the escape).
