@@ -143,16 +143,20 @@ final class CompactDecoder {
             let ransStart = cursor
             cursor += CompactFormat.stateBytes
             // Decode tables: per table, one entry per slot (symbol, frequency and the slot's
-            // offset in its symbol's range: one load gives the whole step).
+            // offset in its symbol's range: one load gives the whole step), each with its own
+            // slack. A table is filled when a column first uses it, so that it is still in the
+            // L1 cache for that column (blocks of wide schemas hold hundreds of tables).
             var tableStart = [Int](repeating: 0, count: tableCount + 1)
-            for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] }
-            let entries = decodeTables.reserve(tableStart[tableCount] + Self.tableSlack, of: UInt64.self)
-            for i in 0..<tableCount {
-                Self.buildTable(entries + tableStart[i], symbols: tableSymbols + tableItems[i], freqs: tableFreqs + tableItems[i],
-                                count: tableItems[i + 1] - tableItems[i], experts: experts)
-            }
+            for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] + Self.tableSlack }
+            let entries = decodeTables.reserve(tableStart[tableCount], of: UInt64.self)
+            var built = [Bool](repeating: false, count: tableCount)
             func decodeTable(_ i: Int) -> DecodeTable {
-                DecodeTable(UnsafePointer(entries + tableStart[i]), scale: tableScale[i])
+                if !built[i] {
+                    Self.buildTable(entries + tableStart[i], symbols: tableSymbols + tableItems[i], freqs: tableFreqs + tableItems[i],
+                                    count: tableItems[i + 1] - tableItems[i], experts: experts)
+                    built[i] = true
+                }
+                return DecodeTable(UnsafePointer(entries + tableStart[i]), scale: tableScale[i])
             }
             var states = (x0, x1, x2, x3)
             var at = cursor
