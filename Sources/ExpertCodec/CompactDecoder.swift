@@ -90,7 +90,8 @@ final class CompactDecoder {
         // Every table's symbols and frequencies, flat: table i's at `tableItems[i] ..< tableItems[i + 1]`.
         var tableScale = [Int](repeating: 0, count: tableCount), tableItems = [Int](repeating: 0, count: tableCount + 1)
         let itemCapacity = tableCount * alphabet
-        let tableSymbols = symbolScratch.reserve(max(1, 2 * itemCapacity), of: UInt16.self), tableFreqs = tableSymbols + itemCapacity
+        let room = itemCapacity + FrequencyTable.slack
+        let tableSymbols = symbolScratch.reserve(2 * room, of: UInt16.self), tableFreqs = tableSymbols + room
         for i in 0..<tableCount {
             let (scale, present) = try FrequencyTable.read(from: &bits, alphabet: alphabet, symbols: tableSymbols + tableItems[i],
                                                           freqs: tableFreqs + tableItems[i])
