@@ -300,18 +300,27 @@ final class CompactDecoder {
             resolve(symbol, t)
             t &+= 1
         }
-        // While sixteen bytes remain (the most four symbols read), without bounds checks or branches.
-        while t &+ 4 <= count && p &+ 16 <= size {
-            let a = fastStep(&s0, table(t), bytes, &p)
-            let b = fastStep(&s1, table(t &+ 1), bytes, &p)
-            let c = fastStep(&s2, table(t &+ 2), bytes, &p)
-            let d = fastStep(&s3, table(t &+ 3), bytes, &p)
-            resolve(a, t)
-            resolve(b, t &+ 1)
-            resolve(c, t &+ 2)
-            resolve(d, t &+ 3)
-            t &+= 4
+        // Rounds of four rows without bounds checks or branches, as many at a time as the rows
+        // and the bytes left (sixteen at most per round) allow: one bound per run of rounds
+        // (fewer live values than a row and a byte bound per round).
+        var word = bytes + p
+        while true {
+            let rounds = min((count &- t) &>> 2, (size &- (word - bytes)) &>> 4)
+            if rounds <= 0 { break }
+            let end = t &+ 4 &* rounds
+            repeat {
+                let a = fastStep(&s0, table(t), &word)
+                let b = fastStep(&s1, table(t &+ 1), &word)
+                let c = fastStep(&s2, table(t &+ 2), &word)
+                let d = fastStep(&s3, table(t &+ 3), &word)
+                resolve(a, t)
+                resolve(b, t &+ 1)
+                resolve(c, t &+ 2)
+                resolve(d, t &+ 3)
+                t &+= 4
+            } while t < end
         }
+        p = word - bytes
         while t < count {
             let symbol: Int
             switch t & 3 {
@@ -329,16 +338,16 @@ final class CompactDecoder {
     /// `step` where four bytes at `at` are known to be readable: the word is loaded whatever
     /// the state and selected, no branch.
     @inline(__always)
-    private static func fastStep(_ x: inout UInt64, _ table: DecodeTable, _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> Int {
+    private static func fastStep(_ x: inout UInt64, _ table: DecodeTable, _ at: inout UnsafePointer<UInt8>) -> Int {
         let entry = table.entries[Int(truncatingIfNeeded: x & table.mask)]
         let state = (entry &>> 32) &* (x &>> table.scale) &+ (entry & 0xFFFF)
-        let word = UInt64(UInt32(littleEndian: UnsafeRawPointer(bytes + at).loadUnaligned(as: UInt32.self)))
+        let word = UInt64(UInt32(littleEndian: UnsafeRawPointer(at).loadUnaligned(as: UInt32.self)))
         // Arithmetic selects (the compiler made `?:` a branch here, which mispredicts): states
         // are below 2^63, so `state - L` has its top bit set exactly when a word is needed.
         let refill = (state &- CompactFormat.stateLow) &>> 63
         let mask = 0 &- refill
         x = state &+ (((state &<< 32 | word) &- state) & mask)
-        at &+= Int(truncatingIfNeeded: refill &<< 2)
+        at += Int(truncatingIfNeeded: refill &<< 2)
         return Int(truncatingIfNeeded: (entry &>> 16) & 0xFFFF)
     }
 
