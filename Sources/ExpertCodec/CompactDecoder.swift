@@ -276,15 +276,9 @@ final class CompactDecoder {
         /// Row `t`'s id from its symbol: the row above for the escape (symbol 2E), else the id or
         /// slot delta (through `wrap`, which gives 0xFFFF for the escape).
         @inline(__always) func resolve(_ symbol: Int, _ t: Int) {
-            let v: Int, escaped: Int
-            if Shape.delta {
-                v = Int(wrap[symbol &+ Int(previous[t])])
-                escaped = ((v ^ 0xFFFF) &- 1) &>> 63 // all ones for the escape
-            } else {
-                v = symbol
-                escaped = ((symbol ^ (2 &* e)) &- 1) &>> 63
-            }
-            above = v ^ ((v ^ above) & escaped)
+            let v = Shape.delta ? Int(wrap[symbol &+ Int(previous[t])]) : symbol
+            // A compare and a conditional move (the escape keeps `above`).
+            above = v == (Shape.delta ? 0xFFFF : 2 &* e) ? above : v
             out[t] = UInt16(truncatingIfNeeded: above)
         }
         // Row 0: the second table.
