@@ -136,10 +136,15 @@ public final class BlockDecoder {
         }
     }
 
-    /// Rows `range` of the open compact block, from its decoded columns.
+    /// Rows `range` of the open compact block, from its decoded columns: the fast codec's 16-bit
+    /// scatter (8 x 8 transposes) for ids of 16 bits or more, else row by row.
     private func copyCompact<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>) {
         let perRow = schema.idsPerRow, rows = compact.rows
         let cols = compact.column(0)
+        if MemoryLayout<T>.size >= 2 {
+            wordScatter.scatter(cols, padded: rows, range: range, into: out)
+            return
+        }
         sourceIndex.withUnsafeBufferPointer { source in
             // Row by row (sequential stores), eight rows at a time so that each column's reads
             // stay in one cache line.

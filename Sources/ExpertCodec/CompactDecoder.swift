@@ -4,11 +4,14 @@
 /// trap, loop or allocate more than the payload bound allows.
 final class CompactDecoder {
     let schema: Schema
-    private let columns = Scratch(), decodeTables = Scratch(), decodeInfo = Scratch(), symbolScratch = Scratch()
+    private let columns = Scratch(), decodeTables = Scratch(), symbolScratch = Scratch(), selectScratch = Scratch()
     /// `wrap[v]` for `v` in `0..<3E`: `v` below E, `v - E` below 2E, else `0xFFFF` (an escape):
     /// a slot delta's id from `symbol + previous`, the escape's symbol being 2E in decode tables.
     private let wrap: UnsafeMutablePointer<UInt16>
     private(set) var rows = 0
+    /// The two tables of the column being decoded: the second for the rows of a split column
+    /// whose previous slot repeats.
+    private let pair = UnsafeMutablePointer<DecodeTable>.allocate(capacity: 2)
 
     init(schema: Schema) {
         self.schema = schema
@@ -18,7 +21,10 @@ final class CompactDecoder {
         for v in 0..<size { wrap[v] = UInt16(truncatingIfNeeded: v < e ? v : v < 2 * e ? v - e : 0xFFFF) }
     }
 
-    deinit { wrap.deallocate() }
+    deinit {
+        wrap.deallocate()
+        pair.deallocate()
+    }
 
     /// Column `c`'s ids, `rows` of them, after a successful `decode`.
     func column(_ c: Int) -> UnsafePointer<UInt16> {
@@ -84,7 +90,8 @@ final class CompactDecoder {
         // Every table's symbols and frequencies, flat: table i's at `tableItems[i] ..< tableItems[i + 1]`.
         var tableScale = [Int](repeating: 0, count: tableCount), tableItems = [Int](repeating: 0, count: tableCount + 1)
         let itemCapacity = tableCount * alphabet
-        let tableSymbols = symbolScratch.reserve(max(1, 2 * itemCapacity), of: UInt16.self), tableFreqs = tableSymbols + itemCapacity
+        let room = itemCapacity + FrequencyTable.slack
+        let tableSymbols = symbolScratch.reserve(2 * room, of: UInt16.self), tableFreqs = tableSymbols + room
         for i in 0..<tableCount {
             let (scale, present) = try FrequencyTable.read(from: &bits, alphabet: alphabet, symbols: tableSymbols + tableItems[i],
                                                           freqs: tableFreqs + tableItems[i])
@@ -136,49 +143,45 @@ final class CompactDecoder {
             }
             let ransStart = cursor
             cursor += CompactFormat.stateBytes
-            // Decode tables: per table, the symbol of each slot (the escape as 2E), and per symbol
-            // freq | start << 16.
+            // Decode tables: per table, one entry per slot (symbol, frequency and the slot's
+            // offset in its symbol's range: one load gives the whole step), each with its own
+            // slack. A table is filled when a column first uses it, so that it is still in the
+            // L1 cache for that column (blocks of wide schemas hold hundreds of tables).
             var tableStart = [Int](repeating: 0, count: tableCount + 1)
-            for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] }
-            let symbolOf = decodeTables.reserve(tableStart[tableCount], of: UInt16.self)
-            let infoStride = 2 * experts + 1
-            let info = decodeInfo.reserve(tableCount * infoStride, of: UInt32.self)
-            for i in 0..<tableCount {
-                var start = 0
-                let symbols = symbolOf + tableStart[i], infos = info + i * infoStride
-                for k in tableItems[i]..<tableItems[i + 1] {
-                    let f = Int(tableFreqs[k])
-                    let s = tableSymbols[k] == UInt16(experts) ? UInt16(2 * experts) : tableSymbols[k]
-                    (symbols + start).update(repeating: s, count: f)
-                    infos[Int(s)] = UInt32(truncatingIfNeeded: f | start << 16)
-                    start += f
-                }
-            }
+            for i in 0..<tableCount { tableStart[i + 1] = tableStart[i] + 1 << tableScale[i] + Self.tableSlack }
+            let entries = decodeTables.reserve(tableStart[tableCount], of: UInt64.self)
+            var built = [Bool](repeating: false, count: tableCount)
             func decodeTable(_ i: Int) -> DecodeTable {
-                DecodeTable(UnsafePointer(symbolOf + tableStart[i]), UnsafePointer(info + i * infoStride), scale: tableScale[i])
+                if !built[i] {
+                    Self.buildTable(entries + tableStart[i], symbols: tableSymbols + tableItems[i], freqs: tableFreqs + tableItems[i],
+                                    count: tableItems[i + 1] - tableItems[i], experts: experts)
+                    built[i] = true
+                }
+                return DecodeTable(UnsafePointer(entries + tableStart[i]), scale: tableScale[i])
             }
             var states = (x0, x1, x2, x3)
             var at = cursor
             let escape = UInt16(experts)
             let wrapTable = UnsafePointer(wrap)
+            let select = selectScratch.reserve(count, of: UInt8.self)
             for c in 0..<columnCount where tableOf[c] >= 0 {
-                let other = decodeTable(tableOf[c])
-                let repeated = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
+                pair[0] = decodeTable(tableOf[c])
+                pair[1] = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
                 let out = cols + c * count
                 let previous = UnsafePointer(cols + (c % topk == 0 ? c : c - 1) * count)
                 switch (kinds[c].isDelta, kinds[c].isSplit) {
                 case (false, false):
-                    (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
-                                                     repeated, states, bytes, size, at)
+                    (states, at) = Self.decodeColumn(IDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (true, false):
-                    (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
-                                                     repeated, states, bytes, size, at)
+                    (states, at) = Self.decodeColumn(DeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (false, true):
-                    (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
-                                                     repeated, states, bytes, size, at)
+                    (states, at) = Self.decodeColumn(SplitIDSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 case (true, true):
-                    (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts, other,
-                                                     repeated, states, bytes, size, at)
+                    (states, at) = Self.decodeColumn(SplitDeltaSymbols.self, into: out, previous, wrapTable, count: count, experts: experts,
+                                                     UnsafePointer(pair), select, states, bytes, size, at)
                 }
                 // Row 0 has no row above: its symbol must not be the escape (which resolved to
                 // the value `escape` itself, out of range).
@@ -197,28 +200,59 @@ final class CompactDecoder {
         return count
     }
 
-    /// A decode table: the symbol of each of its `1 << scale` slots, and per symbol its
-    /// `freq | start << 16`.
+    /// A decode table: an entry for each of its `1 << scale` slots, see ``entry(symbol:freq:)``.
     struct DecodeTable {
-        let symbols: UnsafePointer<UInt16>
-        let info: UnsafePointer<UInt32>
-        let scale: UInt64, mask: UInt64
-        init(_ symbols: UnsafePointer<UInt16>, _ info: UnsafePointer<UInt32>, scale: Int) {
-            self.symbols = symbols
-            self.info = info
+        let entries: UnsafePointer<UInt64>
+        let mask: UInt64, scale: UInt64
+        init(_ entries: UnsafePointer<UInt64>, scale: Int) {
+            self.entries = entries
             self.scale = UInt64(scale)
             mask = (1 << UInt64(scale)) - 1
         }
     }
 
+    /// The entry of the first slot of a symbol: `slot - start` (0 here, 1 more per slot) in
+    /// bits 0-15, the symbol (the escape as 2E) in bits 16-31, the frequency above. The next
+    /// state is `freq * (x >> scale) + (entry & 0xFFFF)`.
+    @inline(__always)
+    static func entry(symbol: Int, freq: Int) -> UInt64 { UInt64(truncatingIfNeeded: freq) << 32 | UInt64(truncatingIfNeeded: symbol) << 16 }
+
+    /// Entries past a table's last that ``buildTable`` may overwrite.
+    static let tableSlack = 3
+
+    /// Fills a table's `1 << scale` entries from its (checked) symbols and frequencies, and up to
+    /// ``tableSlack`` entries after them: four entries are stored per symbol whatever its
+    /// frequency (most are 1 to 4), one branch-free round.
+    private static func buildTable(_ entries: UnsafeMutablePointer<UInt64>, symbols: UnsafePointer<UInt16>,
+                                   freqs: UnsafePointer<UInt16>, count: Int, experts: Int) {
+        var slot = UnsafeMutableRawPointer(entries)
+        let escape = UInt16(truncatingIfNeeded: experts)
+        let first = SIMD2<UInt64>(0, 1), two = SIMD2<UInt64>(repeating: 2), four = SIMD2<UInt64>(repeating: 4)
+        for k in 0..<count {
+            let f = Int(freqs[k])
+            let s = symbols[k] == escape ? 2 &* experts : Int(symbols[k])
+            var e = SIMD2(repeating: entry(symbol: s, freq: f)) &+ first
+            slot.storeBytes(of: e, as: SIMD2<UInt64>.self)
+            slot.storeBytes(of: e &+ two, toByteOffset: 16, as: SIMD2<UInt64>.self)
+            var j = 4
+            while j < f {
+                e &+= four
+                slot.storeBytes(of: e, toByteOffset: 8 &* j, as: SIMD2<UInt64>.self)
+                slot.storeBytes(of: e &+ two, toByteOffset: 8 &* j &+ 16, as: SIMD2<UInt64>.self)
+                j &+= 4
+            }
+            slot += 8 &* f
+        }
+    }
+
     /// Decodes the `count` rows of one column into `out`, resolving escapes (the row above) and
     /// slot deltas (with `delta`, against `previous`) as it goes. Row `t` uses state `t % 4` and
-    /// the table `other`, or in a split column `repeated` where the previous slot repeats. An
+    /// the table `tables[0]`, or in a split column `tables[1]` where the previous slot repeats. An
     /// escape at row 0 resolves to `E`, for the caller to reject.
     private static func decodeColumn<Shape: SymbolShape>(
         _ shape: Shape.Type, into out: UnsafeMutablePointer<UInt16>, _ previous: UnsafePointer<UInt16>,
         _ wrap: UnsafePointer<UInt16>, count: Int,
-        experts: Int, _ other: DecodeTable, _ repeated: DecodeTable,
+        experts: Int, _ tables: UnsafePointer<DecodeTable>, _ select: UnsafeMutablePointer<UInt8>,
         _ states: (UInt64, UInt64, UInt64, UInt64),
         _ bytes: UnsafePointer<UInt8>, _ size: Int, _ at: Int
     ) -> ((UInt64, UInt64, UInt64, UInt64), Int) {
@@ -226,23 +260,25 @@ final class CompactDecoder {
         var p = at
         let e = Int(experts)
         var above = e
+        let other = tables[0]
+        // A split column's rows pick their table by a byte offset into `tables`, found for every
+        // row first (a select of two tables' fields in the loop spills or branches).
+        if Shape.split && count > 0 {
+            let stride = UInt8(MemoryLayout<DecodeTable>.stride)
+            select[0] = 0
+            for t in 1..<count { select[t] = previous[t] == previous[t &- 1] ? stride : 0 }
+        }
         /// Row `t >= 1`'s table.
         @inline(__always) func table(_ t: Int) -> DecodeTable {
             guard Shape.split else { return other }
-            return previous[t] == previous[t &- 1] ? repeated : other
+            return UnsafeRawPointer(tables).load(fromByteOffset: Int(select[t]), as: DecodeTable.self)
         }
         /// Row `t`'s id from its symbol: the row above for the escape (symbol 2E), else the id or
         /// slot delta (through `wrap`, which gives 0xFFFF for the escape).
         @inline(__always) func resolve(_ symbol: Int, _ t: Int) {
-            let v: Int, escaped: Int
-            if Shape.delta {
-                v = Int(wrap[symbol &+ Int(previous[t])])
-                escaped = ((v ^ 0xFFFF) &- 1) &>> 63 // all ones for the escape
-            } else {
-                v = symbol
-                escaped = ((symbol ^ (2 &* e)) &- 1) &>> 63
-            }
-            above = v ^ ((v ^ above) & escaped)
+            let v = Shape.delta ? Int(wrap[symbol &+ Int(previous[t])]) : symbol
+            // A compare and a conditional move (the escape keeps `above`).
+            above = v == (Shape.delta ? 0xFFFF : 2 &* e) ? above : v
             out[t] = UInt16(truncatingIfNeeded: above)
         }
         // Row 0: the second table.
@@ -258,18 +294,27 @@ final class CompactDecoder {
             resolve(symbol, t)
             t &+= 1
         }
-        // While sixteen bytes remain (the most four symbols read), without bounds checks or branches.
-        while t &+ 4 <= count && p &+ 16 <= size {
-            let a = fastStep(&s0, table(t), bytes, &p)
-            let b = fastStep(&s1, table(t &+ 1), bytes, &p)
-            let c = fastStep(&s2, table(t &+ 2), bytes, &p)
-            let d = fastStep(&s3, table(t &+ 3), bytes, &p)
-            resolve(a, t)
-            resolve(b, t &+ 1)
-            resolve(c, t &+ 2)
-            resolve(d, t &+ 3)
-            t &+= 4
+        // Rounds of four rows without bounds checks or branches, as many at a time as the rows
+        // and the bytes left (sixteen at most per round) allow: one bound per run of rounds
+        // (fewer live values than a row and a byte bound per round).
+        var word = bytes + p
+        while true {
+            let rounds = min((count &- t) &>> 2, (size &- (word - bytes)) &>> 4)
+            if rounds <= 0 { break }
+            let end = t &+ 4 &* rounds
+            repeat {
+                let a = fastStep(&s0, table(t), &word)
+                let b = fastStep(&s1, table(t &+ 1), &word)
+                let c = fastStep(&s2, table(t &+ 2), &word)
+                let d = fastStep(&s3, table(t &+ 3), &word)
+                resolve(a, t)
+                resolve(b, t &+ 1)
+                resolve(c, t &+ 2)
+                resolve(d, t &+ 3)
+                t &+= 4
+            } while t < end
         }
+        p = word - bytes
         while t < count {
             let symbol: Int
             switch t & 3 {
@@ -287,19 +332,17 @@ final class CompactDecoder {
     /// `step` where four bytes at `at` are known to be readable: the word is loaded whatever
     /// the state and selected, no branch.
     @inline(__always)
-    private static func fastStep(_ x: inout UInt64, _ table: DecodeTable, _ bytes: UnsafePointer<UInt8>, _ at: inout Int) -> Int {
-        let slot = x & table.mask
-        let symbol = Int(table.symbols[Int(truncatingIfNeeded: slot)])
-        let entry = UInt64(table.info[symbol])
-        let state = (entry & 0xFFFF) &* (x &>> table.scale) &+ slot &- (entry &>> 16)
-        let word = UInt64(UInt32(littleEndian: UnsafeRawPointer(bytes + at).loadUnaligned(as: UInt32.self)))
+    private static func fastStep(_ x: inout UInt64, _ table: DecodeTable, _ at: inout UnsafePointer<UInt8>) -> Int {
+        let entry = table.entries[Int(truncatingIfNeeded: x & table.mask)]
+        let state = (entry &>> 32) &* (x &>> table.scale) &+ (entry & 0xFFFF)
+        let word = UInt64(UInt32(littleEndian: UnsafeRawPointer(at).loadUnaligned(as: UInt32.self)))
         // Arithmetic selects (the compiler made `?:` a branch here, which mispredicts): states
         // are below 2^63, so `state - L` has its top bit set exactly when a word is needed.
         let refill = (state &- CompactFormat.stateLow) &>> 63
         let mask = 0 &- refill
         x = state &+ (((state &<< 32 | word) &- state) & mask)
-        at &+= Int(truncatingIfNeeded: refill &<< 2)
-        return symbol
+        at += Int(truncatingIfNeeded: refill &<< 2)
+        return Int(truncatingIfNeeded: (entry &>> 16) & 0xFFFF)
     }
 
     /// One rANS symbol: the slot's entry gives symbol, frequency and start; at most one 32-bit
@@ -308,17 +351,15 @@ final class CompactDecoder {
     @inline(__always)
     private static func step(_ x: inout UInt64, _ table: DecodeTable, _ bytes: UnsafePointer<UInt8>, _ size: Int,
                              _ at: inout Int) -> Int {
-        let slot = x & table.mask
-        let symbol = Int(table.symbols[Int(truncatingIfNeeded: slot)])
-        let entry = UInt64(table.info[symbol])
-        var state = (entry & 0xFFFF) &* (x &>> table.scale) &+ slot &- (entry &>> 16)
+        let entry = table.entries[Int(truncatingIfNeeded: x & table.mask)]
+        var state = (entry &>> 32) &* (x &>> table.scale) &+ (entry & 0xFFFF)
         if state < CompactFormat.stateLow {
             let word = at &+ 4 <= size ? UInt64(UInt32(littleEndian: UnsafeRawPointer(bytes + at).loadUnaligned(as: UInt32.self))) : 0
             state = state &<< 32 | word
             at &+= 4
         }
         x = state
-        return symbol
+        return Int(truncatingIfNeeded: (entry &>> 16) & 0xFFFF)
     }
 
     private func readRaw(_ bytes: UnsafePointer<UInt8>, count: Int, into out: UnsafeMutablePointer<UInt16>,

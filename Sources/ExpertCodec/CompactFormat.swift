@@ -141,6 +141,13 @@ struct BitReader {
 
     var bitsLeft: Int { count * 8 - position }
 
+    /// Valid bits of a ``window()``.
+    static let windowBits = 57
+
+    /// Moves past `bits` bits of a ``window()`` (at most ``windowBits``).
+    @inline(__always)
+    mutating func skip(_ bits: Int) { position &+= bits }
+
     /// Up to 57 bits from the current position (zeros past the end).
     @inline(__always)
     private func peek() -> UInt64 {
@@ -155,9 +162,9 @@ struct BitReader {
     }
 
     /// The 64 bits at the current byte, shifted to the current bit, when eight bytes remain
-    /// there (at least 57 valid bits), else nil.
+    /// there (at least ``windowBits`` valid bits), else nil.
     @inline(__always)
-    private func window() -> UInt64? {
+    func window() -> UInt64? {
         let byte = position &>> 3
         guard byte &+ 8 <= count else { return nil }
         return UInt64(littleEndian: UnsafeRawPointer(base + byte).loadUnaligned(as: UInt64.self)) &>> UInt64(position & 7)
@@ -287,29 +294,112 @@ struct FrequencyTable {
         for f in freqs { bits.expGolomb(f - 1, bestG) }
     }
 
+    /// Entries past a table's symbols and frequencies that ``read(from:alphabet:symbols:freqs:)``
+    /// may overwrite.
+    static let slack = 7
+
     /// Reads and checks a table whose symbols must be below `alphabet` into `symbols` and `freqs`
-    /// (room for `alphabet` each); returns its scale and symbol count.
+    /// (room for `alphabet` each, and ``slack`` more); returns its scale and symbol
+    /// count.
     static func read(from bits: inout BitReader, alphabet: Int, symbols: UnsafeMutablePointer<UInt16>,
                      freqs: UnsafeMutablePointer<UInt16>) throws -> (scale: Int, count: Int) {
         let scale = try bits.read(4)
         guard (1...CompactFormat.maxScaleBits).contains(scale) else { throw bits.fail("table scale \(scale) outside 1...\(CompactFormat.maxScaleBits)") }
         let count = try bits.gamma()
         guard count <= min(alphabet, 1 << scale) else { throw bits.fail("table of \(count) symbols (alphabet \(alphabet), scale \(scale))") }
+        // Symbols, then frequencies: several codes from each 64-bit window while whole codes fit
+        // in it (table codes are mostly a few bits long); the codes that do not, one at a time
+        // with every check. Both paths read the same values and fail on the same codes.
         var previous = -1
-        for k in 0..<count {
+        var k = 0
+        let table = ByteCodes.shared
+        while k < count, var w = bits.window() {
+            var used = 0
+            repeat {
+                // The whole codes of the next byte at once when there are some, the table has
+                // that many symbols left and the last is in the alphabet (gaps are at least 1, so
+                // it is the largest); else one code.
+                let byte = Int(truncatingIfNeeded: w & 0xFF), codes = table.codes(byte)
+                if codes.count != 0 && codes.count <= count &- k && used &+ 8 <= BitReader.windowBits
+                    && previous &+ codes.sum < alphabet {
+                    let base = SIMD8<UInt16>(repeating: UInt16(truncatingIfNeeded: previous))
+                    UnsafeMutableRawPointer(symbols + k).storeBytes(of: base &+ table.running(byte), as: SIMD8<UInt16>.self)
+                    previous &+= codes.sum
+                    k &+= codes.count
+                    w &>>= UInt64(truncatingIfNeeded: codes.bits)
+                    used &+= codes.bits
+                    continue
+                }
+                let zeros = w.trailingZeroBitCount, length = 2 &* zeros &+ 1
+                guard used &+ length <= BitReader.windowBits else { break }
+                let k64 = UInt64(truncatingIfNeeded: zeros)
+                previous &+= Int(truncatingIfNeeded: 1 &<< k64 | (w &>> (k64 &+ 1)) & ((1 &<< k64) &- 1))
+                w &>>= UInt64(truncatingIfNeeded: length)
+                used &+= length
+                guard previous < alphabet else {
+                    bits.skip(used)
+                    throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)")
+                }
+                symbols[k] = UInt16(truncatingIfNeeded: previous)
+                k &+= 1
+            } while k < count
+            bits.skip(used)
+            if used == 0 { break }
+        }
+        while k < count {
             let gap = try bits.gamma()
             previous += gap
             guard previous < alphabet else { throw bits.fail("symbol \(previous) outside the alphabet of \(alphabet)") }
             symbols[k] = UInt16(truncatingIfNeeded: previous)
+            k += 1
         }
         let g = try bits.read(4)
         guard g < 12 else { throw bits.fail("exp-Golomb parameter \(g) above 11") }
         var sum = 0
-        for k in 0..<count {
+        let total = 1 << scale
+        k = 0
+        let g64 = UInt64(truncatingIfNeeded: g)
+        while k < count, var w = bits.window() {
+            var used = 0
+            repeat {
+                // The whole codes of the next byte at once, as for the symbols.
+                let index = g << 8 | Int(truncatingIfNeeded: w & 0xFF), codes = table.codes(index)
+                if codes.count != 0 && codes.count <= count &- k && used &+ 8 <= BitReader.windowBits
+                    && sum &+ codes.sum <= total {
+                    UnsafeMutableRawPointer(freqs + k).storeBytes(of: table.values(index), as: SIMD8<UInt16>.self)
+                    sum &+= codes.sum
+                    k &+= codes.count
+                    w &>>= UInt64(truncatingIfNeeded: codes.bits)
+                    used &+= codes.bits
+                    continue
+                }
+                // expGolomb: gamma of (f - 1) >> g plus one, then g bits; a gamma part of 20 zeros
+                // or more (perhaps too large for `expGolomb`) is left to it.
+                let zeros = w.trailingZeroBitCount, length = 2 &* zeros &+ 1 &+ g
+                guard zeros < 20, used &+ length <= BitReader.windowBits else { break }
+                let k64 = UInt64(truncatingIfNeeded: zeros)
+                let high = Int(truncatingIfNeeded: 1 &<< k64 | (w &>> (k64 &+ 1)) & ((1 &<< k64) &- 1)) &- 1
+                let low = Int(truncatingIfNeeded: (w &>> (2 &* k64 &+ 1)) & ((1 &<< g64) &- 1))
+                let f = (high &<< g | low) &+ 1
+                w &>>= UInt64(truncatingIfNeeded: length)
+                used &+= length
+                sum &+= f
+                guard sum <= total else {
+                    bits.skip(used)
+                    throw bits.fail("frequencies exceed the scale \(total)")
+                }
+                freqs[k] = UInt16(truncatingIfNeeded: f)
+                k &+= 1
+            } while k < count
+            bits.skip(used)
+            if used == 0 { break }
+        }
+        while k < count {
             let f = try bits.expGolomb(g) + 1
             sum += f
-            guard sum <= 1 << scale else { throw bits.fail("frequencies exceed the scale \(1 << scale)") }
+            guard sum <= total else { throw bits.fail("frequencies exceed the scale \(total)") }
             freqs[k] = UInt16(truncatingIfNeeded: f)
+            k += 1
         }
         guard sum == 1 << scale else { throw bits.fail("frequencies sum to \(sum), not \(1 << scale)") }
         return (scale, count)
@@ -363,4 +453,79 @@ struct PointerBitWriter {
         }
         return count
     }
+}
+
+/// The table stream's codes a byte at a time: for each exp-Golomb parameter `g` (gamma codes
+/// being `g = 0`) and byte, the whole codes at the byte's start, read from bit 0 on (symbol gaps
+/// are mostly 1 to 7, frequencies a few times `2^g`: codes of a few bits). Built once and never
+/// changed, so shared by every thread.
+final class ByteCodes: @unchecked Sendable {
+    static let shared = ByteCodes()
+    static let parameters = 12
+
+    struct Codes {
+        /// Codes, 0 when the byte starts with a code longer than its 8 bits.
+        let count: Int
+        /// Their bits.
+        let bits: Int
+        /// Their values added up.
+        let sum: Int
+    }
+
+    /// Per `g << 8 | byte`: count | bits << 4 | sum << 8.
+    private let meta: UnsafeMutablePointer<UInt32>
+    /// Per `g << 8 | byte`: the values of its codes (exp-Golomb values plus one).
+    private let values: UnsafeMutablePointer<SIMD8<UInt16>>
+    /// Per byte, gamma codes: the running sums of their values (unused lanes repeat the last).
+    private let running: UnsafeMutablePointer<SIMD8<UInt16>>
+
+    private init() {
+        let entries = Self.parameters << 8
+        meta = .allocate(capacity: entries)
+        values = .allocate(capacity: entries)
+        running = .allocate(capacity: 256)
+        for g in 0..<Self.parameters {
+            for byte in 0..<256 {
+                var at = 0, count = 0, sum = 0
+                var lanes = SIMD8<UInt16>(), sums = SIMD8<UInt16>()
+                while at < 8 {
+                    var zeros = 0
+                    while at + zeros < 8 && byte >> (at + zeros) & 1 == 0 { zeros += 1 }
+                    guard at + 2 * zeros + 1 + g <= 8 else { break }
+                    let gamma = 1 << zeros | (byte >> (at + zeros + 1)) & ((1 << zeros) - 1)
+                    let low = (byte >> (at + 2 * zeros + 1)) & ((1 << g) - 1)
+                    let value = ((gamma - 1) << g | low) + 1
+                    sum += value
+                    lanes[count] = UInt16(value)
+                    sums[count] = UInt16(sum)
+                    count += 1
+                    at += 2 * zeros + 1 + g
+                }
+                for lane in count..<8 { sums[lane] = UInt16(sum) }
+                meta[g << 8 | byte] = UInt32(count | at << 4 | sum << 8)
+                values[g << 8 | byte] = lanes
+                if g == 0 { running[byte] = sums }
+            }
+        }
+    }
+
+    deinit {
+        meta.deallocate()
+        values.deallocate()
+        running.deallocate()
+    }
+
+    /// The codes of `byte` with parameter `g`, at `g << 8 | byte`.
+    @inline(__always)
+    func codes(_ index: Int) -> Codes {
+        let m = Int(meta[index])
+        return Codes(count: m & 15, bits: m >> 4 & 15, sum: m >> 8)
+    }
+
+    @inline(__always)
+    func values(_ index: Int) -> SIMD8<UInt16> { values[index] }
+
+    /// The running sums of the gamma codes of `byte`.
+    @inline(__always)
+    func running(_ byte: Int) -> SIMD8<UInt16> { running[byte] }
 }

@@ -1,7 +1,7 @@
 // codec-bench: ratio and single-core speed of ExpertCodec on real and generated traces, with
 // liblz4 on the raw int32 array measured in the same run. Speeds count int32 bytes.
 //
-// usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
+// usage: codec-bench [--block-rows N] [--repeats R] [--decode-repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
 // Both codecs by default (fast: layout 1, compact: layout 2).
 // Without traces: ../shared/data's traces when present, and generated model shapes.
 import ExpertCodec
@@ -97,7 +97,7 @@ func measureCodec(_ trace: Trace, blockRows: Int, repeats: Int, codec: BlockCode
     }
     var output = [Int32](repeating: -1, count: trace.rows.count)
     let decode = try output.withUnsafeMutableBufferPointer { out in
-        try bestTime(repeats) {
+        try bestTime(decodeRepeats ?? repeats) {
             var start = 0
             for frame in frames {
                 let rows = try frame.withUnsafeBytes { try decoder.open($0) }
@@ -154,11 +154,13 @@ func report(_ trace: Trace, _ rows: [Measurement]) {
 }
 
 let usage = """
-    usage: codec-bench [--block-rows N] [--repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
+    usage: codec-bench [--block-rows N] [--repeats R] [--decode-repeats R] [--codec fast|compact] [--cpu-time] [--digest] [TRACE.npy | MODEL:TOKENS]...
     models: \(ModelShape.all.map(\.name).joined(separator: ", "))
     """
 var blockRows: Int?
 var repeats = 5
+/// Decode runs, when not `repeats` (profiling the decoder with one encode).
+nonisolated(unsafe) var decodeRepeats: Int?
 var inputs: [String] = []
 var codecs = BlockCodec.allCases
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -166,6 +168,7 @@ while let argument = arguments.next() {
     switch argument {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--repeats": repeats = arguments.next().flatMap(Int.init) ?? repeats
+    case "--decode-repeats": decodeRepeats = arguments.next().flatMap(Int.init)
     case "--cpu-time": useCPUTime = true
     case "--digest": printDigest = true
     case "--codec": codecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? codecs
