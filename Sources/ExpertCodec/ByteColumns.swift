@@ -561,8 +561,8 @@ struct ByteScatter {
                 let rowPairs = WidePlanes.transposeBytes(columns(0), columns(1), columns(2), columns(3))
                 let first = rowOut + source[c] &* MemoryLayout<L>.size
                 @inline(__always) func store(_ pair: SIMD16<UInt8>, _ r: Int) {
-                    (first + r &* rowBytes).storeBytes(of: SIMD8<L>(truncatingIfNeeded: pair.lowHalf), as: SIMD8<L>.self)
-                    (first + (r &+ 1) &* rowBytes).storeBytes(of: SIMD8<L>(truncatingIfNeeded: pair.highHalf), as: SIMD8<L>.self)
+                    (first + r &* rowBytes).storeBytes(of: convertLanes(pair.lowHalf, to: L.self), as: SIMD8<L>.self)
+                    (first + (r &+ 1) &* rowBytes).storeBytes(of: convertLanes(pair.highHalf, to: L.self), as: SIMD8<L>.self)
                 }
                 store(rowPairs.0, 0); store(rowPairs.1, 2); store(rowPairs.2, 4); store(rowPairs.3, 6)
             }

@@ -485,7 +485,7 @@ struct WordScatter {
                         to.storeBytes(of: Unpack.low16(row, SIMD8()), as: SIMD4<UInt32>.self)
                         to.storeBytes(of: Unpack.high16(row, SIMD8()), toByteOffset: 16, as: SIMD4<UInt32>.self)
                     default:
-                        to.storeBytes(of: SIMD8<L>(truncatingIfNeeded: row), as: SIMD8<L>.self)
+                        to.storeBytes(of: convertLanes(row, to: L.self), as: SIMD8<L>.self)
                     }
                 }
                 store(ids.0, 0); store(ids.1, 1); store(ids.2, 2); store(ids.3, 3)
