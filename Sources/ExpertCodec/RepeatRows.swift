@@ -3,7 +3,8 @@
 enum RepeatRows {
     /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
     /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
-    /// Byte-wide groups read a word of values: up to 7 values past the last one used must be readable.
+    /// Groups of 8- and 16-bit rows read 8 values at once: up to 7 values past the last one used
+    /// must be readable.
     static func expand<S: PlaneScalar>(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int,
                                        _ range: Range<Int>, into out: UnsafeMutablePointer<S>) {
         var j = first, t = range.lowerBound &+ 1
@@ -224,12 +225,6 @@ final class RepeatPulls: @unchecked Sendable {
     private init() {
         words = .allocate(capacity: 4 * 256)
         lanes = .allocate(capacity: 3 * 256)
-        defer {
-            for k in 0..<(3 * 256) {
-                let word = words[4 * (k / 3) + k % 3]
-                lanes.advanced(by: k).initialize(to: SIMD8((0..<8).map { UInt16(truncatingIfNeeded: (word >> UInt64(8 * $0)) & 1) &* 0xFFFF }))
-            }
-        }
         for flags in 0..<256 {
             var flagged = 0
             (words + 4 * flags).initialize(repeating: 0, count: 4)
@@ -240,6 +235,10 @@ final class RepeatPulls: @unchecked Sendable {
                 }
             }
             words[4 * flags + 3] = UInt64(8 - flagged)
+        }
+        for k in 0..<(3 * 256) {
+            let word = words[4 * (k / 3) + k % 3]
+            lanes.advanced(by: k).initialize(to: SIMD8((0..<8).map { UInt16(truncatingIfNeeded: (word >> UInt64(8 * $0)) & 1) &* 0xFFFF }))
         }
     }
 }
