@@ -231,8 +231,10 @@ enum BitPlanes {
         return width * stride
     }
 
-    /// Readable bytes `load` needs after the last plane, and ids of room after `8 * groups.upperBound`.
-    static let loadSlackBytes = 7, loadSlackIDs = 56
+    /// Readable bytes `load` needs after the last plane (8-bit planes are read 16 bytes at a
+    /// time for 8), and ids of room after `8 * groups.upperBound` (also what ``ByteScatter``
+    /// reads past the last column: 8 bytes).
+    static let loadSlackBytes = 15, loadSlackIDs = 56
 
     /// Reads groups `groups` of `width` planes of `count` ids into `values[8 * group ...]`.
     ///

@@ -517,7 +517,7 @@ struct ByteGather {
 
 /// The inverse of ``ByteGather``: byte columns (ids of at most 8 bits) into token-major rows of
 /// any id type, 8 rows x 8 columns at a time: 8 column words, an 8x8 byte transpose (SSE2
-/// unpacks, ``WidePlanes/transposeBytes(_:_:_:_:)``), then each row's 8 ids widened and stored
+/// unpacks, ``WidePlanes/transposeLoadedBytes(_:)``), then each row's 8 ids widened and stored
 /// together.
 struct ByteScatter {
     let gather: ByteGather
@@ -552,13 +552,12 @@ struct ByteScatter {
             let rowOut = out + (t &- rows.lowerBound) &* rowBytes
             for c in gather.tiles.starts {
                 let at = c &* padded &+ t
-                // Columns 2i and 2i + 1 in register i; out, rows 2i and 2i + 1.
-                @inline(__always) func columns(_ i: Int) -> SIMD16<UInt8> {
-                    unsafeBitCast(SIMD2(input.loadUnaligned(fromByteOffset: at &+ 2 &* i &* padded, as: UInt64.self),
-                                        input.loadUnaligned(fromByteOffset: at &+ (2 &* i &+ 1) &* padded, as: UInt64.self)),
-                                  to: SIMD16<UInt8>.self)
+                // Column i's 8 rows in the low half of a 16-byte load (the high half, the next
+                // column's rows or the scratch's slack, is not used); out, rows 2i and 2i + 1.
+                @inline(__always) func column(_ i: Int) -> SIMD16<UInt8> {
+                    input.loadUnaligned(fromByteOffset: at &+ i &* padded, as: SIMD16<UInt8>.self)
                 }
-                let rowPairs = WidePlanes.transposeBytes(columns(0), columns(1), columns(2), columns(3))
+                let rowPairs = WidePlanes.transposeLoadedBytes(column)
                 let first = rowOut + source[c] &* MemoryLayout<L>.size
                 @inline(__always) func store(_ pair: SIMD16<UInt8>, _ r: Int) {
                     (first + r &* rowBytes).storeBytes(of: convertLanes(pair.lowHalf, to: L.self), as: SIMD8<L>.self)

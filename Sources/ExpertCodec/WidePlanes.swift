@@ -36,9 +36,27 @@ enum WidePlanes {
             unsafeBitCast(SIMD16(x[0], x[8], x[1], x[9], x[2], x[10], x[3], x[11],
                                  x[4], x[12], x[5], x[13], x[6], x[14], x[7], x[15]), to: SIMD8<UInt16>.self)
         }
+        return transposePairs(pairs(a), pairs(b), pairs(c), pairs(d))
+    }
+
+    /// The 8x8 byte transpose of 8 words read from memory, word `i` the low 8 bytes of `load(i)`
+    /// (its high 8 bytes are not used): each pair of words is interleaved by one unpack of two
+    /// 16-byte loads. (Words already two per register need about 7 instructions a pair for
+    /// that first round, ``transposeBytes(_:_:_:_:)``: SSE2 has no byte shuffle of one register.)
+    @inline(__always)
+    static func transposeLoadedBytes(_ load: (Int) -> SIMD16<UInt8>)
+        -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
+        transposePairs(Unpack.low8(load(0), load(1)), Unpack.low8(load(2), load(3)),
+                       Unpack.low8(load(4), load(5)), Unpack.low8(load(6), load(7)))
+    }
+
+    /// The last two rounds of the byte transpose, from 16-bit lanes `j` holding byte `j` of
+    /// words `2i` and `2i + 1` in register `i`.
+    @inline(__always)
+    static func transposePairs(_ p: SIMD8<UInt16>, _ q: SIMD8<UInt16>, _ r: SIMD8<UInt16>, _ s: SIMD8<UInt16>)
+        -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
         // Byte j of all eight words: word j.
         @inline(__always) func words(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
-        let p = pairs(a), q = pairs(b), r = pairs(c), s = pairs(d)
         // Byte j of four words: 32-bit lane j (bytes 0-3 of the words) or j - 4 (bytes 4-7).
         let low = (Unpack.low16(p, q), Unpack.low16(r, s)), high = (Unpack.high16(p, q), Unpack.high16(r, s))
         return (words(Unpack.low32(low.0, low.1)), words(Unpack.high32(low.0, low.1)),
@@ -109,20 +127,17 @@ enum WidePlanes {
     @inline(__always)
     static func loadGroupPairs(_ planes: UnsafeRawPointer, width: Int, stride: Int)
         -> (SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>, SIMD16<UInt8>) {
-        var words = SIMD8<UInt64>()
-        @inline(__always) func plane(_ b: Int) -> UInt64 { planes.loadUnaligned(fromByteOffset: b &* stride, as: UInt64.self) }
-        if width >= 8 {
-            // All 8 planes straight into their lanes: the loop stores each word through memory at
-            // a lane index known only at run time (kimi: 12.7M of 200M decode instructions).
-            // (Unrolled for narrower widths too, it cost qwen3's 7 planes 2% more.)
-            words = SIMD8(plane(0), plane(1), plane(2), plane(3), plane(4), plane(5), plane(6), plane(7))
-        } else {
-            for b in 0..<width { words[b] = plane(b) }
+        // Plane b's 8 bytes, and the 8 after them (the next plane's, or slack), for one unpack;
+        // planes from `width` on are zero. (Planes first gathered into the words of a
+        // `SIMD8<UInt64>` went through memory for narrow widths, and their pairs needed 7
+        // instructions each to interleave.)
+        @inline(__always) func plane(_ b: Int) -> SIMD16<UInt8> {
+            b < width ? planes.loadUnaligned(fromByteOffset: b &* stride, as: SIMD16<UInt8>.self) : SIMD16()
         }
-        @inline(__always) func bytes(_ x: SIMD2<UInt64>) -> SIMD16<UInt8> { unsafeBitCast(x, to: SIMD16<UInt8>.self) }
-        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> { bytes(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self))) }
-        let groups = transposeBytes(bytes(words.lowHalf.lowHalf), bytes(words.lowHalf.highHalf),
-                                    bytes(words.highHalf.lowHalf), bytes(words.highHalf.highHalf))
+        @inline(__always) func ids(_ x: SIMD16<UInt8>) -> SIMD16<UInt8> {
+            unsafeBitCast(transposeBits(unsafeBitCast(x, to: SIMD2<UInt64>.self)), to: SIMD16<UInt8>.self)
+        }
+        let groups = transposeLoadedBytes(plane)
         return (ids(groups.0), ids(groups.1), ids(groups.2), ids(groups.3))
     }
 
