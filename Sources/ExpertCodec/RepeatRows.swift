@@ -121,23 +121,20 @@ enum RepeatRows {
     /// read as `above`.
     @inline(__always)
     static func copyFlaggedBytes(_ flags: UInt8, above before: UInt8, in group: UnsafeMutableRawPointer) {
+        // No branch on groups with no flag (the rounds leave them as they are) or all flagged
+        // (the rounds reach 7 rows up, not 8: masked to `above`): a switch on them was
+        // mispredicted for about one group in 6 on Qwen3-like columns.
         let lowBits: UInt64 = 0x0101_0101_0101_0101
-        switch flags {
-        case 0:
-            return
-        case 0xFF:
-            group.storeBytes(of: UInt64(before) &* lowBits, as: UInt64.self)
-        default:
-            let above = UInt64(before) &* lowBits
-            var flagged = RepeatFlags.spread(flags) &* 0xFF
-            var word = group.loadUnaligned(as: UInt64.self)
-            word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
-            flagged &= flagged &<< 8
-            word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
-            flagged &= flagged &<< 16
-            word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
-            group.storeBytes(of: word, as: UInt64.self)
-        }
+        let above = UInt64(before) &* lowBits, allFlagged = 0 &- UInt64(truncatingIfNeeded: (Int(flags) &+ 1) &>> 8)
+        var flagged = RepeatFlags.spread(flags) &* 0xFF
+        var word = group.loadUnaligned(as: UInt64.self)
+        word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
+        flagged &= flagged &<< 8
+        word = (word & ~flagged) | (((word &<< 16) | (above &>> 48)) & flagged)
+        flagged &= flagged &<< 16
+        word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
+        word = (word & ~allFlagged) | (above & allFlagged)
+        group.storeBytes(of: word, as: UInt64.self)
     }
 
     /// One group of 8 rows of a repeat column: row `i` takes stored value
@@ -148,6 +145,53 @@ enum RepeatRows {
     static func expandGroup<S: PlaneScalar>(flags: UInt8, values: UnsafePointer<S>, after j: Int, before: S,
                                             into out: UnsafeMutablePointer<S>, pulls: UnsafePointer<UInt64>) -> Int {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
+        // Byte-wide and 16-bit rows take no branch on `flags` (a switch on no flag and all
+        // flagged was mispredicted for about one group in 6 on Qwen3-like columns, 48% of the
+        // decoder's mispredictions): the rounds leave a group with no flag as it is loaded,
+        // and a group all flagged, which they cannot pull 8 rows up, is `before` by a mask.
+        // All ones for a group all flagged (flags + 1 reaches bit 8 only then), else 0.
+        let allFlagged = 0 &- UInt64(truncatingIfNeeded: (Int(flags) &+ 1) &>> 8)
+        if S.self == UInt8.self {
+            // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
+            // above the word is `values[j]`.
+            let above = UInt64(before) &* lowBits, rounds = pulls + 4 &* Int(flags)
+            var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
+            @inline(__always) func pull(_ round: Int, rows: UInt64) {
+                let shift = 8 &* rows
+                word ^= (word ^ ((word &<< shift) | (above &>> (64 &- shift)))) & rounds[round]
+            }
+            pull(0, rows: 4)
+            pull(1, rows: 2)
+            pull(2, rows: 1)
+            word = (word & ~allFlagged) | (above & allFlagged)
+            UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
+            return j &+ Int(truncatingIfNeeded: rounds[3])
+        }
+        if S.self == UInt16.self {
+            // The same rounds on an SSE2 register of the 8 values after `j`, with the masks
+            // of ``RepeatPulls/lanes``.
+            typealias Lanes = SIMD8<UInt16>
+            let masks = RepeatPulls.shared.lanes + 3 &* Int(flags), above = UInt16(truncatingIfNeeded: before)
+            var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: Lanes.self)
+            @inline(__always) func pull(_ round: Int, _ pulled: Lanes) {
+                let mask = masks[round]
+                word = (word & ~mask) | (pulled & mask)
+            }
+            @inline(__always) func halves(_ x: Lanes) -> SIMD4<UInt32> { unsafeBitCast(x, to: SIMD4<UInt32>.self) }
+            let aboveLanes = Lanes(repeating: above), abovePairs = halves(aboveLanes)
+            // 4 rows up: the low half moves up, `above` fills it.
+            pull(0, unsafeBitCast(SIMD2(unsafeBitCast(aboveLanes, to: SIMD2<UInt64>.self)[0],
+                                        unsafeBitCast(word, to: SIMD2<UInt64>.self)[0]), to: Lanes.self))
+            // 2 rows up: 32-bit lanes (row pairs) 0, 1, 2 move up one, `above` fills lane 0.
+            let w = halves(word)
+            pull(1, unsafeBitCast(SIMD4(abovePairs[0], w[0], w[1], w[2]), to: Lanes.self))
+            // 1 row up.
+            pull(2, Lanes(above, word[0], word[1], word[2], word[3], word[4], word[5], word[6]))
+            let all = unsafeBitCast(SIMD2(repeating: allFlagged), to: Lanes.self)
+            word = (word & ~all) | (aboveLanes & all)
+            UnsafeMutableRawPointer(out).storeBytes(of: word, as: Lanes.self)
+            return j &+ Int(truncatingIfNeeded: pulls[4 &* Int(flags) &+ 3])
+        }
         switch flags {
         case 0: // no repeat: the next 8 stored values
             out.update(from: values + (j &+ 1), count: 8)
@@ -156,44 +200,6 @@ enum RepeatRows {
             out.update(repeating: before, count: 8)
             return j
         default:
-            if S.self == UInt8.self {
-                // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
-                // above the word is `values[j]`.
-                let above = UInt64(before) &* lowBits, rounds = pulls + 4 &* Int(flags)
-                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
-                @inline(__always) func pull(_ round: Int, rows: UInt64) {
-                    let shift = 8 &* rows
-                    word ^= (word ^ ((word &<< shift) | (above &>> (64 &- shift)))) & rounds[round]
-                }
-                pull(0, rows: 4)
-                pull(1, rows: 2)
-                pull(2, rows: 1)
-                UnsafeMutableRawPointer(out).storeBytes(of: word, as: UInt64.self)
-                return j &+ Int(truncatingIfNeeded: rounds[3])
-            }
-            if S.self == UInt16.self {
-                // The same rounds on an SSE2 register of the 8 values after `j`, with the masks
-                // of ``RepeatPulls/lanes``.
-                typealias Lanes = SIMD8<UInt16>
-                let masks = RepeatPulls.shared.lanes + 3 &* Int(flags), above = UInt16(truncatingIfNeeded: before)
-                var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: Lanes.self)
-                @inline(__always) func pull(_ round: Int, _ pulled: Lanes) {
-                    let mask = masks[round]
-                    word = (word & ~mask) | (pulled & mask)
-                }
-                @inline(__always) func halves(_ x: Lanes) -> SIMD4<UInt32> { unsafeBitCast(x, to: SIMD4<UInt32>.self) }
-                let aboveLanes = Lanes(repeating: above), abovePairs = halves(aboveLanes)
-                // 4 rows up: the low half moves up, `above` fills it.
-                pull(0, unsafeBitCast(SIMD2(unsafeBitCast(aboveLanes, to: SIMD2<UInt64>.self)[0],
-                                            unsafeBitCast(word, to: SIMD2<UInt64>.self)[0]), to: Lanes.self))
-                // 2 rows up: 32-bit lanes (row pairs) 0, 1, 2 move up one, `above` fills lane 0.
-                let w = halves(word)
-                pull(1, unsafeBitCast(SIMD4(abovePairs[0], w[0], w[1], w[2]), to: Lanes.self))
-                // 1 row up.
-                pull(2, Lanes(above, word[0], word[1], word[2], word[3], word[4], word[5], word[6]))
-                UnsafeMutableRawPointer(out).storeBytes(of: word, as: Lanes.self)
-                return j &+ Int(truncatingIfNeeded: pulls[4 &* Int(flags) &+ 3])
-            }
             // Times lowBits, byte i of the unflagged rows counts those among rows 0...i.
             let prefix = RepeatFlags.spread(~flags) &* lowBits
             var shift: UInt64 = 0
@@ -206,8 +212,8 @@ enum RepeatRows {
     }
 }
 
-/// How ``RepeatRows/expandGroup(flags:values:after:into:pulls:)`` places a group of 8 byte-wide
-/// rows, for each flag byte but 0x00 and 0xFF: row `i` takes stored value `j + 1 + i - d(i)`,
+/// How ``RepeatRows/expandGroup(flags:values:after:before:into:pulls:)`` places a group of 8
+/// byte-wide rows, for each flag byte (0xFF's rounds fall short, and are masked): row `i` takes stored value `j + 1 + i - d(i)`,
 /// `d(i)` the flagged rows among `0...i`. A word of the 8 values after `j` gets there in three
 /// rounds where byte `i` takes the byte 4, 2, then 1 rows up, where that bit of `d(i)` is set:
 /// `d` steps by at most 1 per row, so the bits a round has yet to pull are the same at the row
