@@ -48,28 +48,37 @@ enum RepeatRows {
         }
         var t = rows.lowerBound
         if S.self == UInt8.self || S.self == UInt16.self {
-            /// The group of 8 rows at `g` a word at a time, `above` the row before it.
-            @inline(__always) func copyGroup(_ flags: UInt8, at g: Int, above: S) {
+            /// The group of 8 rows at `g` a word at a time, `above` the row before it; returns
+            /// the group's last row.
+            @inline(__always) func copyGroup(_ flags: UInt8, at g: Int, above: S) -> S {
                 if S.self == UInt8.self {
-                    copyFlaggedBytes(flags, above: UInt8(truncatingIfNeeded: above), in: UnsafeMutableRawPointer(out + g))
+                    return S(truncatingIfNeeded: copyFlaggedBytes(flags, above: UInt8(truncatingIfNeeded: above),
+                                                                  in: UnsafeMutableRawPointer(out + g)))
                 } else {
-                    copyFlaggedWords(flags, above: UInt16(truncatingIfNeeded: above), in: UnsafeMutableRawPointer(out + g))
+                    return S(truncatingIfNeeded: copyFlaggedWords(flags, above: UInt16(truncatingIfNeeded: above),
+                                                                  in: UnsafeMutableRawPointer(out + g)))
                 }
             }
             let group = t &- 1
             if group & 7 == 0 && t &+ 7 <= rows.upperBound {
                 // Rows that start right after a group's first row (a whole block's do): that
                 // group whole, its first row left as it is (as if unflagged).
-                copyGroup(flags[group >> 3] & ~1, at: group, above: 0)
+                _ = copyGroup(flags[group >> 3] & ~1, at: group, above: 0)
                 t &+= 7
             }
             while t < rows.upperBound && t & 7 != 0 {
                 copy(t)
                 t &+= 1
             }
-            while t &+ 8 <= rows.upperBound {
-                copyGroup(flags[t >> 3], at: t, above: out[t &- 1])
-                t &+= 8
+            if t &+ 8 <= rows.upperBound {
+                // Each group's last row passed on in a register: read back from the word just
+                // stored, it chained every group through store forwarding (copyFlagged took
+                // about twice its share of instructions in wall time).
+                var above = out[t &- 1]
+                repeat {
+                    above = copyGroup(flags[t >> 3], at: t, above: above)
+                    t &+= 8
+                } while t &+ 8 <= rows.upperBound
             }
         }
         while t < rows.upperBound {
@@ -81,17 +90,18 @@ enum RepeatRows {
     /// `copyFlagged` on one group of 8 rows of 16-bit ids at `group`, `above` the row before it:
     /// each half of the group is a word of 4 lanes, done like ``copyFlaggedBytes(_:above:in:)``
     /// in two rounds (a flagged lane takes the lane 1, then 2 up; a half all flagged takes the
-    /// row above it), the high half after the low one, below its last lane.
+    /// row above it), the high half after the low one, below its last lane. Returns the last row.
     @inline(__always)
-    static func copyFlaggedWords(_ flags: UInt8, above before: UInt16, in group: UnsafeMutableRawPointer) {
+    static func copyFlaggedWords(_ flags: UInt8, above before: UInt16, in group: UnsafeMutableRawPointer) -> UInt16 {
         let lowLanes: UInt64 = 0x0001_0001_0001_0001
         switch flags {
         case 0:
-            return
+            return group.loadUnaligned(fromByteOffset: 14, as: UInt16.self)
         case 0xFF:
             let word = UInt64(before) &* lowLanes
             group.storeBytes(of: word, as: UInt64.self)
             group.storeBytes(of: word, toByteOffset: 8, as: UInt64.self)
+            return before
         default:
             // One half: `flags` 4 bits, `above` the row before the half in every lane.
             @inline(__always) func half(_ flags: UInt8, above: UInt64, at offset: Int) -> UInt64 {
@@ -111,16 +121,16 @@ enum RepeatRows {
                 return word
             }
             let low = half(flags & 0xF, above: UInt64(before) &* lowLanes, at: 0)
-            _ = half(flags &>> 4, above: (low &>> 48) &* lowLanes, at: 8)
+            return UInt16(truncatingIfNeeded: half(flags &>> 4, above: (low &>> 48) &* lowLanes, at: 8) &>> 48)
         }
     }
 
     /// `copyFlagged` on one group of 8 byte-wide rows at `group`, `above` the row before it, a
     /// word at a time: in three rounds every flagged row takes the value 1, 2, then 4 rows up,
     /// and stays flagged for the next round if that row was flagged too. Rows above the group
-    /// read as `above`.
+    /// read as `above`. Returns the last row.
     @inline(__always)
-    static func copyFlaggedBytes(_ flags: UInt8, above before: UInt8, in group: UnsafeMutableRawPointer) {
+    static func copyFlaggedBytes(_ flags: UInt8, above before: UInt8, in group: UnsafeMutableRawPointer) -> UInt8 {
         // No branch on groups with no flag (the rounds leave them as they are) or all flagged
         // (the rounds reach 7 rows up, not 8: masked to `above`): a switch on them was
         // mispredicted for about one group in 6 on Qwen3-like columns.
@@ -135,6 +145,7 @@ enum RepeatRows {
         word = (word & ~flagged) | (((word &<< 32) | (above &>> 32)) & flagged)
         word = (word & ~allFlagged) | (above & allFlagged)
         group.storeBytes(of: word, as: UInt64.self)
+        return UInt8(truncatingIfNeeded: word &>> 56)
     }
 
     /// One group of 8 rows of a repeat column: row `i` takes stored value
