@@ -70,6 +70,7 @@ public final class ArchiveReader {
     }
 
     /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.
+    /// After a throw, what `out` holds is unspecified (it may have been written in part).
     public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         try checkRead(range, out.count, T.self)
         guard let base = out.baseAddress else { return }

@@ -73,7 +73,8 @@ public final class BlockDecoder {
     }
 
     /// Decodes rows `range` of the open block into `out`, token-major, `range.count * idsPerRow`
-    /// ids; dense layers get ``Schema/denseFill``.
+    /// ids; dense layers get ``Schema/denseFill``. After a throw, what `out` holds is unspecified
+    /// (it may have been written in part).
     public func decodeRows<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         guard range.lowerBound >= 0, range.upperBound <= layout.rows else {
             throw CodecError.shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
@@ -196,9 +197,12 @@ public final class BlockDecoder {
         let cols = columns.reserve(columnCount * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
                                      values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self))
+        // The output's cache lines, claimed a share after each column (see `OutputLines`).
+        var lines = OutputLines(out, ids: range.count &* schema.idsPerRow, columns: columnCount)
         for c in 0..<columnCount {
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
             try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
+            lines.claimNext()
         }
         if S.self == UInt8.self {
             byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
@@ -295,5 +299,31 @@ private struct ColumnReader<S: PlaneScalar> {
     private func addPreviousSlot(_ previous: UnsafePointer<S>, _ range: Range<Int>, to out: UnsafeMutablePointer<S>) {
         let modulus = S(truncatingIfNeeded: experts)
         for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
+    }
+}
+
+/// Writes one id of each cache line of a decode's output, a share after each column, so that
+/// the lines are fetched (read for ownership, from memory for a large output) while the columns
+/// are decoded instead of all at once when the rows are scattered into them, which then stalled
+/// on them. The ids written are overwritten by the scatter.
+private struct OutputLines<T: ExpertID> {
+    let out: UnsafeMutablePointer<T>
+    let end: Int, step: Int, perColumn: Int
+    var next = 0
+
+    init(_ out: UnsafeMutablePointer<T>, ids: Int, columns: Int) {
+        self.out = out
+        end = ids
+        step = max(1, 64 / MemoryLayout<T>.size)
+        perColumn = (ids / step + columns) / max(columns, 1) &* step
+    }
+
+    @inline(__always)
+    mutating func claimNext() {
+        let stop = min(end, next &+ perColumn)
+        while next < stop {
+            out[next] = 0
+            next &+= step
+        }
     }
 }
