@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Dependencies run one way: CLZ4 <- ExpertCodec <- Archive <- archive-tool.
+// Dependencies run one way: CLZ4 (and CPrefetch) <- ExpertCodec <- Archive <- archive-tool.
 // The codec knows no files, the archive knows no command line.
 let package = Package(
     name: "ExpertArchive",
@@ -21,7 +21,9 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
-        .target(name: "ExpertCodec", dependencies: ["CLZ4"]),
+        // A prefetch hint for the codec's gathers, which Swift cannot express (header only).
+        .target(name: "CPrefetch"),
+        .target(name: "ExpertCodec", dependencies: ["CLZ4", "CPrefetch"]),
         .target(name: "Archive", dependencies: ["ExpertCodec"]),
         // Realistic generated traces: the demo's default input, test fixtures, benchmark inputs.
         .target(name: "TraceSynth", dependencies: ["ExpertCodec"]),

@@ -487,8 +487,11 @@ struct ByteGather {
         // Every id gathered, ORed together: checked once at the end.
         var seen = SIMD16<L>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols)
+        let prefetch = GatherPrefetch(input, rows: rows, rowBytes: rowBytes, tiles: tiles.starts.count)
         for t in stride(from: 0, to: rows, by: 8) {
+            var ahead = prefetch.start(at: input + t &* rowBytes)
             for c in tiles.starts {
+                prefetch.tile(&ahead)
                 let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
                 // Rows r and r + 1 narrowed into one SSE2 register, as its two words.
                 @inline(__always) func rows(_ r: Int) -> SIMD16<UInt8> {

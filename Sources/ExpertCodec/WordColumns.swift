@@ -377,8 +377,11 @@ struct WordGather {
         let bias = SIMD8<UInt16>(repeating: UInt16(truncatingIfNeeded: 0x8000 &- experts))
         var over = SIMD8<UInt16>()
         let rowBytes = perRow &* MemoryLayout<L>.size, out = UnsafeMutableRawPointer(cols), columnBytes = 2 &* padded
+        let prefetch = GatherPrefetch(input, rows: rows, rowBytes: rowBytes, tiles: tiles.starts.count)
         for t in stride(from: 0, to: rows, by: 8) {
+            var ahead = prefetch.start(at: input + t &* rowBytes)
             for c in tiles.starts {
+                prefetch.tile(&ahead)
                 let first = input + (t &* perRow &+ source[c]) &* MemoryLayout<L>.size
                 @inline(__always) func row(_ r: Int) -> SIMD8<UInt16> {
                     let ids = (first + r &* rowBytes).loadUnaligned(as: SIMD8<L>.self)
