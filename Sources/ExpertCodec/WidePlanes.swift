@@ -98,9 +98,29 @@ enum WidePlanes {
         }
         store(bytes(0, shift: 0), bytes(1, shift: 0), bytes(2, shift: 0), bytes(3, shift: 0),
               width: min(width, 8), to: planes, stride: stride)
-        if width > 8 {
+        if width == 9 {
+            storeNinthBits(ids, to: planes + 8 &* stride)
+        } else if width > 8 {
             store(bytes(0, shift: 8), bytes(1, shift: 8), bytes(2, shift: 8), bytes(3, shift: 8),
                   width: width &- 8, to: planes + 8 &* stride, stride: stride)
+        }
+    }
+
+    /// The ninth plane of 64 ids of 9 bits (257-512 experts: kimi-k2), the inverse of
+    /// ``loadNinthBits(_:)``: each group's 8 high bytes (0 or 1) as a word, gathered into one
+    /// byte by a multiply (byte `i` of the word lands on bit `56 + i`). About a third of the
+    /// two transposes of a single plane.
+    @inline(__always)
+    static func storeNinthBits(_ ids: UnsafeRawPointer, to plane: UnsafeMutableRawPointer) {
+        for i in 0..<4 {
+            // Groups 2i and 2i + 1: their high bytes, narrowed (packuswb), as two words.
+            let high = SIMD16<UInt8>(truncatingIfNeeded: ids.loadUnaligned(fromByteOffset: 32 &* i, as: SIMD16<UInt16>.self) &>> 8)
+            let words = unsafeBitCast(high & SIMD16(repeating: 1), to: SIMD2<UInt64>.self)
+            @inline(__always) func gathered(_ word: UInt64) -> UInt8 {
+                UInt8(truncatingIfNeeded: (word &* 0x0102_0408_1020_4080) &>> 56)
+            }
+            plane.storeBytes(of: UInt16(gathered(words[0])) | UInt16(gathered(words[1])) &<< 8,
+                             toByteOffset: 2 &* i, as: UInt16.self)
         }
     }
 
