@@ -11,6 +11,7 @@ public final class BlockDecoder {
     private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema), dense: dense)
     private lazy var wordScatter = WordScatter(gather: WordGather(schema: schema), dense: dense)
     private let dense: DenseRuns
+    private let pulls = RepeatPulls.shared
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
 
@@ -196,7 +197,7 @@ public final class BlockDecoder {
         // Room for what `BitPlanes.load` writes past a column's last group.
         let cols = columns.reserve(columnCount * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
-                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self))
+                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self), pulls: pulls)
         // The output's cache lines, claimed a share after each column (see `OutputLines`).
         var lines = OutputLines(out, ids: range.count &* schema.idsPerRow, columns: columnCount)
         for c in 0..<columnCount {
@@ -219,6 +220,7 @@ private struct ColumnReader<S: PlaneScalar> {
     let schema: Schema
     /// Scratch for the stored values of a flagged column.
     let values: UnsafeMutablePointer<S>
+    let pulls: RepeatPulls
 
     private var width: Int { schema.bitWidth }
     private var experts: Int { schema.experts }
@@ -273,7 +275,7 @@ private struct ColumnReader<S: PlaneScalar> {
             BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
                            groups: (first >> 3)..<((end + 7) >> 3), into: values)
             try checkRange(values, first..<end, column: c)
-            RepeatRows.expand(flags: flags, values: values, first: first, range, into: out)
+            RepeatRows.expand(flags: flags, values: values, first: first, range, into: out, pulls: pulls)
             guard place.coding == .repeatSlotDelta else { return }
             // Each row's stored delta plus the previous slot at that row: right for the unflagged
             // rows. A flagged row then copies the id above it (spec 1.5.5), row `range.lowerBound`

@@ -5,11 +5,12 @@ enum RepeatRows {
     /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
     /// Groups of 8- and 16-bit rows read 8 values at once: up to 7 values past the last one used
     /// must be readable.
+    /// `pulls` is ``RepeatPulls/shared``, passed in: read in here, the lazy global's check cost
+    /// about 28 instructions a column.
     static func expand<S: PlaneScalar>(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int,
-                                       _ range: Range<Int>, into out: UnsafeMutablePointer<S>) {
+                                       _ range: Range<Int>, into out: UnsafeMutablePointer<S>, pulls: RepeatPulls) {
         var j = first, t = range.lowerBound &+ 1
         if S.self == UInt8.self || S.self == UInt16.self {
-            let pulls = RepeatPulls.shared.words
             if range.lowerBound & 7 == 0 && range.lowerBound &+ 8 <= range.upperBound {
                 // A range that starts a group (a whole block's does) starts with a whole group:
                 // its first row takes `values[first]` flagged or not, as if it were unflagged.
@@ -154,7 +155,7 @@ enum RepeatRows {
     /// have `j = -1`). Returns the stored value of the group's last row.
     @inline(__always)
     static func expandGroup<S: PlaneScalar>(flags: UInt8, values: UnsafePointer<S>, after j: Int, before: S,
-                                            into out: UnsafeMutablePointer<S>, pulls: UnsafePointer<UInt64>) -> Int {
+                                            into out: UnsafeMutablePointer<S>, pulls: RepeatPulls) -> Int {
         let lowBits: UInt64 = 0x0101_0101_0101_0101
         // Byte-wide and 16-bit rows take no branch on `flags` (a switch on no flag and all
         // flagged was mispredicted for about one group in 6 on Qwen3-like columns, 48% of the
@@ -165,7 +166,7 @@ enum RepeatRows {
         if S.self == UInt8.self {
             // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
             // above the word is `values[j]`.
-            let above = UInt64(before) &* lowBits, rounds = pulls + 4 &* Int(flags)
+            let above = UInt64(before) &* lowBits, rounds = pulls.words + 4 &* Int(flags)
             var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: UInt64.self)
             @inline(__always) func pull(_ round: Int, rows: UInt64) {
                 let shift = 8 &* rows
@@ -182,7 +183,7 @@ enum RepeatRows {
             // The same rounds on an SSE2 register of the 8 values after `j`, with the masks
             // of ``RepeatPulls/lanes``.
             typealias Lanes = SIMD8<UInt16>
-            let masks = RepeatPulls.shared.lanes + 3 &* Int(flags), above = UInt16(truncatingIfNeeded: before)
+            let masks = pulls.lanes + 3 &* Int(flags), above = UInt16(truncatingIfNeeded: before)
             var word = UnsafeRawPointer(values + (j &+ 1)).loadUnaligned(as: Lanes.self)
             @inline(__always) func pull(_ round: Int, _ pulled: Lanes) {
                 let mask = masks[round]
@@ -201,7 +202,7 @@ enum RepeatRows {
             let all = unsafeBitCast(SIMD2(repeating: allFlagged), to: Lanes.self)
             word = (word & ~all) | (aboveLanes & all)
             UnsafeMutableRawPointer(out).storeBytes(of: word, as: Lanes.self)
-            return j &+ Int(truncatingIfNeeded: pulls[4 &* Int(flags) &+ 3])
+            return j &+ Int(truncatingIfNeeded: pulls.words[4 &* Int(flags) &+ 3])
         }
         switch flags {
         case 0: // no repeat: the next 8 stored values

@@ -34,7 +34,7 @@ import TraceSynth
                     var out = [S](repeating: 0, count: rows)
                     flags.withUnsafeBufferPointer { f in
                         values.withUnsafeBufferPointer { v in
-                            out.withUnsafeMutableBufferPointer { RepeatRows.expand(flags: f.baseAddress!, values: v.baseAddress!, first: first, a..<b, into: $0.baseAddress!) }
+                            out.withUnsafeMutableBufferPointer { RepeatRows.expand(flags: f.baseAddress!, values: v.baseAddress!, first: first, a..<b, into: $0.baseAddress!, pulls: RepeatPulls.shared) }
                         }
                     }
                     #expect(out[a..<b] == expected[a..<b], "\(S.self) rows \(a)..<\(b) of \(rows)")
@@ -59,7 +59,7 @@ import TraceSynth
             let last = values.withUnsafeBufferPointer { v in
                 out.withUnsafeMutableBufferPointer {
                     RepeatRows.expandGroup(flags: UInt8(flags), values: v.baseAddress!, after: 3, before: v[3], into: $0.baseAddress!,
-                                           pulls: RepeatPulls.shared.words)
+                                           pulls: RepeatPulls.shared)
                 }
             }
             #expect(out == expected, "flags \(flags)")
