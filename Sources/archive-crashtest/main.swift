@@ -1,8 +1,8 @@
 // archive-crashtest: the writer and reader processes of the archive's crash and concurrency
 // tests (and of the soak script). Not a user tool.
 //
-//   archive-crashtest write PATH SEED      append deterministic rows forever, printing
-//                                          "synced N" after each completed sync()
+//   archive-crashtest write PATH SEED      append deterministic rows forever, printing "opened N"
+//                                          once open, then "synced N" after each completed sync()
 //   archive-crashtest flush PATH SEED ROWS append ROWS rows, flushing often ("flushed N"), then close
 //   archive-crashtest churn PATH SEED ROWS as flush, but every few flushes truncate some rows
 //                                          away (a rollback) and append them again
@@ -42,6 +42,7 @@ do {
     switch arguments[1] {
     case "write":
         let writer = try openOrCreate(path)
+        say("opened \(writer.count)")
         var generator = SystemRandomNumberGenerator()
         var batches = 0
         while true {

@@ -34,10 +34,15 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         var survived = 0
         for _ in 0..<kills {
             let (process, output) = try launchCrashTest(["write", path, "7"])
+            // The kill comes at a random moment after the writer has opened the archive (its
+            // first line): timed from the launch, a loaded machine (a sanitizer build beside
+            // other work) started some writers too late for them to create the file at all.
+            var said = output.fileHandleForReading.availableData
             usleep(UInt32.random(in: 30_000...120_000, using: &random))
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+            said.append(output.fileHandleForReading.readDataToEndOfFile())
+            let lines = String(decoding: said, as: UTF8.self).split(separator: "\n")
             let synced = lines.compactMap { $0.hasPrefix("synced ") ? Int($0.dropFirst(7)) : nil }.max() ?? 0
             guard FileManager.default.fileExists(atPath: path) else { continue }
             let writer = try ArchiveWriter.open(at: path)
