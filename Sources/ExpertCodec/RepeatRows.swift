@@ -3,10 +3,9 @@
 enum RepeatRows {
     /// Rows `range` of a flagged column from its stored values: row `t` takes `values[j]`, `j`
     /// counting the unflagged rows through `t` from `first`, the stored value of the range's first row.
-    /// Groups of 8- and 16-bit rows read 8 values at once: up to 7 values past the last one used
-    /// must be readable.
-    /// `pulls` is ``RepeatPulls/shared``, passed in: read in here, the lazy global's check cost
-    /// about 28 instructions a column.
+    /// Groups of 8- and 16-bit rows read the 8 values after the row before them at once: up to
+    /// 8 values past the last one used must be readable. `pulls` is ``RepeatPulls/shared``,
+    /// passed in: read in here, the lazy global's check cost about 28 instructions a column.
     static func expand<S: PlaneScalar>(flags: UnsafePointer<UInt8>, values: UnsafePointer<S>, first: Int,
                                        _ range: Range<Int>, into out: UnsafeMutablePointer<S>, pulls: RepeatPulls) {
         var j = first, t = range.lowerBound &+ 1

@@ -45,7 +45,7 @@ import TraceSynth
         check(UInt16.self)
     }
 
-    /// Every flag byte but 0x00 and 0xFF goes through the table of ``RepeatPulls``.
+    /// Every flag byte goes through the rounds of ``RepeatPulls`` (0xFF then masked to the row before).
     @Test func everyFlagByteExpands() {
         var random = SplitMix64(seed: 32)
         let values = (0..<17).map { _ in UInt8(truncatingIfNeeded: random.next()) }
