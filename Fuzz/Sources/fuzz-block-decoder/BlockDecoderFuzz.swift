@@ -34,12 +34,12 @@ func exercise(_ decoder: BlockDecoder, frame: UnsafeRawBufferPointer) {
     let schema = decoder.schema
     guard let rows = try? decoder.open(frame) else { return }
     var all = [UInt16](repeating: 0, count: rows * schema.idsPerRow)
-    let whole = try? all.withUnsafeMutableBufferPointer { try decoder.decodeRows(0..<rows, into: $0) }
+    let wholeDecoded = (try? all.withUnsafeMutableBufferPointer { try decoder.decodeRows(0..<rows, into: $0) }) != nil
     if rows > 0 {
         var last = [UInt16](repeating: 0, count: schema.idsPerRow)
         let fused = (try? decoder.open(frame, decodingRow: rows - 1)) != nil
             && (try? last.withUnsafeMutableBufferPointer { try decoder.decodeRows((rows - 1)..<rows, into: $0) }) != nil
-        if whole != nil {
+        if wholeDecoded {
             precondition(fused && last[...] == all[((rows - 1) * schema.idsPerRow)...],
                          "the row decoded by open differs from the whole decode")
         }
