@@ -22,6 +22,6 @@ struct ArchiveTool: ParsableCommand {
             \(ExitStatus.helpSection)
             """,
         version: "1.0.0",
-        subcommands: [Pack.self, Unpack.self, Stat.self, Verify.self, SalvageCommand.self, Rows.self, Synth.self, Models.self]
+        subcommands: [Pack.self, Unpack.self, Stat.self, Verify.self, SalvageCommand.self, Rows.self, Truncate.self, Synth.self, Models.self]
     )
 }

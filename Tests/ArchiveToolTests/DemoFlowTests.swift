@@ -89,14 +89,14 @@ import TraceSynth
 
     /// Every command's help has examples and the exit status table.
     @Test func help() throws {
-        for command in ["pack", "unpack", "stat", "verify", "salvage", "rows", "synth", "models"] {
+        for command in ["pack", "unpack", "stat", "verify", "salvage", "rows", "truncate", "synth", "models"] {
             let result = try tool([command, "--help"])
             expectSuccess(result)
             #expect(result.stdoutText.contains("EXAMPLES:"), "\(command) --help has examples")
             #expect(result.stdoutText.contains("EXIT STATUS:"), "\(command) --help has exit statuses")
         }
         let root = try tool(["--help"])
-        for command in ["pack", "unpack", "stat", "verify", "synth", "models"] {
+        for command in ["pack", "unpack", "stat", "verify", "salvage", "rows", "truncate", "synth", "models"] {
             #expect(root.stdoutText.contains(command))
         }
     }
