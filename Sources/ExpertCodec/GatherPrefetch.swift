@@ -14,7 +14,7 @@ struct GatherPrefetch {
     /// For `rows` rows of `rowBytes` each at `input`, gathered `tiles` tiles a group.
     init(_ input: UnsafeRawPointer, rows: Int, rowBytes: Int, tiles: Int) {
         groupBytes = 8 &* rowBytes
-        linesPerTile = (groupBytes / 64 &+ tiles &- 1) / max(1, tiles)
+        linesPerTile = max(0, groupBytes / 64 &+ tiles &- 1) / max(1, tiles)
         end = input + rows &* rowBytes
     }
 
