@@ -92,6 +92,13 @@ enum RepeatFlags {
         return ((bits &+ 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080) &>> 7
     }
 
+    /// All ones when every row of a flag byte's group is flagged (`flags + 1` reaches bit 8 only
+    /// then), else 0: the groups the kernels' rounds cannot pull 8 rows up take the row before.
+    @inline(__always)
+    static func allFlaggedMask(_ flags: UInt8) -> UInt64 {
+        0 &- UInt64(truncatingIfNeeded: (Int(flags) &+ 1) &>> 8)
+    }
+
     /// Rows `0...t` whose flag is clear: the stored value of row `t` is at this count minus one.
     /// May read up to 7 bytes past the bitmap, inside the payload or its slack.
     @inline(__always)

@@ -135,7 +135,7 @@ enum RepeatRows {
         // (the rounds reach 7 rows up, not 8: masked to `above`): a switch on them was
         // mispredicted for about one group in 6 on Qwen3-like columns.
         let lowBits: UInt64 = 0x0101_0101_0101_0101
-        let above = UInt64(before) &* lowBits, allFlagged = 0 &- UInt64(truncatingIfNeeded: (Int(flags) &+ 1) &>> 8)
+        let above = UInt64(before) &* lowBits, allFlagged = RepeatFlags.allFlaggedMask(flags)
         var flagged = RepeatFlags.spread(flags) &* 0xFF
         var word = group.loadUnaligned(as: UInt64.self)
         word = (word & ~flagged) | (((word &<< 8) | (above &>> 56)) & flagged)
@@ -160,8 +160,7 @@ enum RepeatRows {
         // flagged was mispredicted for about one group in 6 on Qwen3-like columns, 48% of the
         // decoder's mispredictions): the rounds leave a group with no flag as it is loaded,
         // and a group all flagged, which they cannot pull 8 rows up, is `before` by a mask.
-        // All ones for a group all flagged (flags + 1 reaches bit 8 only then), else 0.
-        let allFlagged = 0 &- UInt64(truncatingIfNeeded: (Int(flags) &+ 1) &>> 8)
+        let allFlagged = RepeatFlags.allFlaggedMask(flags)
         if S.self == UInt8.self {
             // A word of the 8 values after `j`, pulled into place in the rounds of ``RepeatPulls``;
             // above the word is `values[j]`.
