@@ -83,6 +83,33 @@ public final class ArchiveReader {
         return out
     }
 
+    /// Decodes layers `layers` of rows `range` into `out`, `range.count * layers.count * topk`
+    /// ids, token-major (row `t`'s layer `l` slot `s` at
+    /// `((t - range.lowerBound) * layers.count + l - layers.lowerBound) * topk + s`). Only those
+    /// layers' columns are decoded. What is checked: every data block checksum of each block
+    /// read, and the structure of what is decoded (see ``BlockDecoder/decodeRows(_:layers:into:)``).
+    /// After a throw, what `out` holds is unspecified (it may have been written in part).
+    public func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
+        try checkLayers(layers)
+        try checkRead(range, out.count, T.self, idsPerRow: layers.count * schema.topk)
+        guard let base = out.baseAddress else { return }
+        try source.read(range, layers: layers, from: index, into: base)
+    }
+
+    /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
+    public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        try checkLayers(layers)
+        var out = [T](repeating: 0, count: max(0, range.count) * layers.count * schema.topk)
+        try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
+        return out
+    }
+
+    private func checkLayers(_ layers: Range<Int>) throws {
+        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw ArchiveError.invalidArgument("\(path): layers \(layers) are outside the archive's 0..<\(schema.layers)")
+        }
+    }
+
     public func row<T: ExpertID>(at position: Int, as type: T.Type = T.self) throws -> [T] {
         try rows(position..<position + 1, as: type)
     }
@@ -127,12 +154,13 @@ public final class ArchiveReader {
         return problems
     }
 
-    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type) throws {
+    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type, idsPerRow: Int? = nil) throws {
         guard range.lowerBound >= 0, range.upperBound <= count else {
             throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
-        guard ids == range.count * schema.idsPerRow else {
-            throw ArchiveError.invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(schema.idsPerRow)")
+        let idsPerRow = idsPerRow ?? schema.idsPerRow
+        guard ids == range.count * idsPerRow else {
+            throw ArchiveError.invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(idsPerRow)")
         }
         guard T.self.max >= schema.experts - 1 else {
             throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")

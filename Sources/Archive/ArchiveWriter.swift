@@ -497,7 +497,7 @@ public final class ArchiveWriter {
             throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
         }
         guard let base = out.baseAddress else { return }
-        let flushed = range.lowerBound..<min(range.upperBound, index.count)
+        let flushed = min(range.lowerBound, index.count)..<min(range.upperBound, index.count)
         if !flushed.isEmpty {
             if source.mapping.bytes.count < index.end { source.remap(try Mapping(file: file, count: index.end)) }
             try source.read(flushed, from: index, into: base)
@@ -514,6 +514,45 @@ public final class ArchiveWriter {
     public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
         var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
         try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
+        return out
+    }
+
+    /// Decodes layers `layers` of rows `range` (buffered rows included) into `out`, as
+    /// ``ArchiveReader/read(_:layers:into:)`` does.
+    public func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
+        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw ArchiveError.invalidArgument("\(path): layers \(layers) are outside the archive's 0..<\(schema.layers)")
+        }
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
+        }
+        let topk = schema.topk, perRow = layers.count * topk
+        guard out.count == range.count * perRow else {
+            throw ArchiveError.invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
+        }
+        guard T.max >= schema.experts - 1 else {
+            throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
+        }
+        guard let base = out.baseAddress, perRow > 0 else { return }
+        let flushed = min(range.lowerBound, index.count)..<min(range.upperBound, index.count)
+        if !flushed.isEmpty {
+            if source.mapping.bytes.count < index.end { source.remap(try Mapping(file: file, count: index.end)) }
+            try source.read(flushed, layers: layers, from: index, into: base)
+        }
+        let first = layers.lowerBound * topk
+        for position in min(max(range.lowerBound, index.count), range.upperBound)..<range.upperBound {
+            let row = base + (position - range.lowerBound) * perRow, buffered = (position - index.count) * schema.idsPerRow + first
+            for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
+            for layer in schema.denseLayers where layers.contains(layer) {
+                for slot in 0..<topk { row[(layer - layers.lowerBound) * topk + slot] = T(Schema.denseFill) }
+            }
+        }
+    }
+
+    /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
+    public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        var out = [T](repeating: 0, count: max(0, range.count) * max(0, layers.count) * schema.topk)
+        try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
         return out
     }
 

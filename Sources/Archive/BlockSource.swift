@@ -28,10 +28,13 @@ final class BlockSource {
         openEnd = nil
     }
 
-    /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major.
-    func read<T: ExpertID>(_ range: Range<Int>, from index: SegmentIndex, into out: UnsafeMutablePointer<T>) throws {
+    /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major: every
+    /// layer, or with `layers` those layers only (``BlockDecoder/decodeRows(_:layers:into:)``).
+    func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>? = nil, from index: SegmentIndex,
+                           into out: UnsafeMutablePointer<T>) throws {
         guard !range.isEmpty else { return }
-        let perRow = decoder.schema.idsPerRow
+        let layers = layers ?? 0..<decoder.schema.layers
+        let perRow = layers.count * decoder.schema.topk
         var position = range.lowerBound
         var blockIndex = index.block(containing: position)
         while position < range.upperBound {
@@ -41,7 +44,7 @@ final class BlockSource {
             try open(block, decodingRow: range.count == 1 ? position - block.position : nil)
             let slice = UnsafeMutableBufferPointer(start: out + (position - range.lowerBound) * perRow, count: (end - position) * perRow)
             do {
-                try decoder.decodeRows((position - block.position)..<(end - block.position), into: slice)
+                try decoder.decodeRows((position - block.position)..<(end - block.position), layers: layers, into: slice)
             } catch {
                 throw damage(block, error)
             }

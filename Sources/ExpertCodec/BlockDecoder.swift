@@ -3,23 +3,21 @@
 /// it, touching only the groups of 8 rows that hold the range. Not thread-safe: one per thread.
 public final class BlockDecoder {
     public let schema: Schema
-    private let sourceIndex: [Int]
     private let frames = LZ4FrameDecoder()
     private let payload = Scratch(), columns = Scratch(), values = Scratch()
     private let layout: PayloadLayout
     private lazy var compact = CompactDecoder(schema: schema)
-    private lazy var byteScatter = ByteScatter(gather: ByteGather(schema: schema), dense: dense)
-    private lazy var wordScatter = WordScatter(gather: WordGather(schema: schema), dense: dense)
-    private let dense: DenseRuns
+    /// Every layer: what a whole-row read decodes.
+    private lazy var allLayers = LayerColumns(schema: schema, layers: 0..<schema.layers)
+    /// The layers of the last read of fewer layers, kept for the next (reads repeat their range).
+    private var someLayers: LayerColumns?
     private let pulls = RepeatPulls.shared
     /// The open block is a compact (layout 2) one, decoded whole by `open`.
     private var compactOpen = false
 
     public init(schema: Schema) {
         self.schema = schema
-        sourceIndex = schema.storedIndices
-        layout = PayloadLayout(columnCount: sourceIndex.count)
-        dense = DenseRuns(schema: schema)
+        layout = PayloadLayout(columnCount: schema.storedIDsPerRow)
     }
 
     /// Rows of the open block (0 before the first `open`).
@@ -77,42 +75,66 @@ public final class BlockDecoder {
     /// ids; dense layers get ``Schema/denseFill``. After a throw, what `out` holds is unspecified
     /// (it may have been written in part).
     public func decodeRows<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
+        try decodeRows(range, layers: 0..<schema.layers, into: out)
+    }
+
+    /// Decodes layers `layers` of rows `range` of the open block into `out`, token-major,
+    /// `range.count * layers.count * topk` ids (row `t`'s layer `l` slot `s` at
+    /// `((t - range.lowerBound) * layers.count + l - layers.lowerBound) * topk + s`). Only the
+    /// columns of those layers are decoded; dense layers among them get ``Schema/denseFill``.
+    /// After a throw, what `out` holds is unspecified (it may have been written in part).
+    public func decodeRows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         guard range.lowerBound >= 0, range.upperBound <= layout.rows else {
             throw CodecError.shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
         }
-        guard out.count == range.count * schema.idsPerRow else {
-            throw CodecError.shapeMismatch("output holds \(out.count) ids, \(range.count) rows need \(range.count * schema.idsPerRow)")
+        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw CodecError.shapeMismatch("layers \(layers) are outside the schema's 0..<\(schema.layers)")
+        }
+        let perRow = layers.count * schema.topk
+        guard out.count == range.count * perRow else {
+            throw CodecError.shapeMismatch("output holds \(out.count) ids, \(range.count) rows of \(layers.count) layers need \(range.count * perRow)")
         }
         guard T.max >= schema.experts - 1 else {
             throw CodecError.outputTypeTooNarrow(type: "\(T.self)", experts: schema.experts)
         }
-        guard !range.isEmpty else { return }
-        let decoding = RowDecoding(decoder: self, range: range)
+        guard !range.isEmpty, !layers.isEmpty else { return }
+        let decoding = RowDecoding(decoder: self, range: range, selection: selection(layers))
         out.withConcreteIDType(decoding)
         if let failure = decoding.failure { throw failure }
+    }
+
+    /// The columns of `layers`, made once for a range read again.
+    private func selection(_ layers: Range<Int>) -> LayerColumns {
+        if layers.count == schema.layers { return allLayers }
+        if let someLayers, someLayers.layers == layers { return someLayers }
+        let made = LayerColumns(schema: schema, layers: layers)
+        someLayers = made
+        return made
     }
 
     /// `decodeRows` for the concrete id type.
     private final class RowDecoding: ConcreteMutableIDBody {
         let decoder: BlockDecoder
         let range: Range<Int>
+        let selection: LayerColumns
         var failure: (any Error)?
-        init(decoder: BlockDecoder, range: Range<Int>) {
+        init(decoder: BlockDecoder, range: Range<Int>, selection: LayerColumns) {
             self.decoder = decoder
             self.range = range
+            self.selection = selection
         }
         func callAsFunction<U: ExpertID>(_ out: UnsafeMutableBufferPointer<U>) {
             do {
                 if decoder.compactOpen {
-                    decoder.copyCompact(range, into: out.baseAddress!)
+                    decoder.copyCompact(range, selection, into: out.baseAddress!)
                 } else if range.count == 1 && decoder.layout.decodedRow == range.lowerBound {
-                    decoder.copyDecodedRow(into: out.baseAddress!)
+                    decoder.copyDecodedRow(selection, into: out.baseAddress!)
                 } else if range.count == 1 {
-                    try decoder.decodeRow(range.lowerBound, into: out.baseAddress!)
+                    try decoder.decodeRow(range.lowerBound, selection, into: out.baseAddress!)
                 } else if decoder.schema.bitWidth <= 8 {
-                    try decoder.decode(range, into: out.baseAddress!, scalar: UInt8.self)
+                    try decoder.decode(range, selection, into: out.baseAddress!, scalar: UInt8.self)
                 } else {
-                    try decoder.decode(range, into: out.baseAddress!, scalar: UInt16.self)
+                    try decoder.decode(range, selection, into: out.baseAddress!, scalar: UInt16.self)
                 }
             } catch {
                 failure = error
@@ -140,14 +162,14 @@ public final class BlockDecoder {
 
     /// Rows `range` of the open compact block, from its decoded columns: the fast codec's 16-bit
     /// scatter (8 x 8 transposes) for ids of 16 bits or more, else row by row.
-    private func copyCompact<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>) {
-        let perRow = schema.idsPerRow, rows = compact.rows
-        let cols = compact.column(0)
+    private func copyCompact<T: ExpertID>(_ range: Range<Int>, _ selection: LayerColumns, into out: UnsafeMutablePointer<T>) {
+        let perRow = selection.perRow, rows = compact.rows
+        let cols = compact.column(selection.columns.lowerBound)
         if MemoryLayout<T>.size >= 2 {
-            wordScatter.scatter(cols, padded: rows, range: range, into: out)
+            selection.wordScatter.scatter(cols, padded: rows, range: range, into: out)
             return
         }
-        sourceIndex.withUnsafeBufferPointer { source in
+        selection.source.withUnsafeBufferPointer { source in
             // Row by row (sequential stores), eight rows at a time so that each column's reads
             // stay in one cache line.
             var t = range.lowerBound
@@ -168,13 +190,13 @@ public final class BlockDecoder {
     }
 
     /// The row `open` decoded on its way (`decodingRow`).
-    private func copyDecodedRow<T: ExpertID>(into out: UnsafeMutablePointer<T>) {
-        let ids = layout.rowValues
-        if sourceIndex.count == schema.idsPerRow {
-            for c in 0..<sourceIndex.count { out[c] = T(truncatingIfNeeded: ids[c]) }
+    private func copyDecodedRow<T: ExpertID>(_ selection: LayerColumns, into out: UnsafeMutablePointer<T>) {
+        let ids = layout.rowValues + selection.columns.lowerBound
+        if selection.storesEveryID {
+            for c in 0..<selection.perRow { out[c] = T(truncatingIfNeeded: ids[c]) }
         } else {
-            out.update(repeating: T(Schema.denseFill), count: schema.idsPerRow)
-            sourceIndex.withUnsafeBufferPointer { source in
+            out.update(repeating: T(Schema.denseFill), count: selection.perRow)
+            selection.source.withUnsafeBufferPointer { source in
                 for c in 0..<source.count { out[source[c]] = T(truncatingIfNeeded: ids[c]) }
             }
         }
@@ -182,33 +204,36 @@ public final class BlockDecoder {
 
     /// One row (a random read) of the open layout-1 block: each id read bit by bit from its
     /// planes straight into `out`, no group decoded.
-    private func decodeRow<T: ExpertID>(_ t: Int, into out: UnsafeMutablePointer<T>) throws {
+    private func decodeRow<T: ExpertID>(_ t: Int, _ selection: LayerColumns, into out: UnsafeMutablePointer<T>) throws {
         let reader = PointReader(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema)
-        if sourceIndex.count == schema.idsPerRow {
-            try reader.decodeRow(t, into: out, source: nil)
+        if selection.storesEveryID {
+            try reader.decodeRow(t, columns: selection.columns, into: out, source: nil, perRow: selection.perRow)
         } else {
-            try sourceIndex.withUnsafeBufferPointer { try reader.decodeRow(t, into: out, source: $0) }
+            try selection.source.withUnsafeBufferPointer {
+                try reader.decodeRow(t, columns: selection.columns, into: out, source: $0, perRow: selection.perRow)
+            }
         }
     }
 
-    private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, into out: UnsafeMutablePointer<T>,
-                                                      scalar: S.Type) throws {
-        let rows = layout.rows, padded = (rows + 7) & ~7, columnCount = sourceIndex.count
+    private func decode<T: ExpertID, S: PlaneScalar>(_ range: Range<Int>, _ selection: LayerColumns,
+                                                      into out: UnsafeMutablePointer<T>, scalar: S.Type) throws {
+        let rows = layout.rows, padded = (rows + 7) & ~7, first = selection.columns.lowerBound
         // Room for what `BitPlanes.load` writes past a column's last group.
-        let cols = columns.reserve(columnCount * padded + BitPlanes.loadSlackIDs, of: S.self)
+        let cols = columns.reserve(selection.columns.count * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(layout: layout, payload: UnsafeRawPointer(payload.base), schema: schema,
                                      values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self), pulls: pulls)
         // The output's cache lines, claimed a share after each column (see `OutputLines`).
-        var lines = OutputLines(out, ids: range.count &* schema.idsPerRow, columns: columnCount)
-        for c in 0..<columnCount {
-            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1) * padded)
-            try reader.decode(column: c, range, into: cols + c * padded, previousSlot: previousSlot)
+        var lines = OutputLines(out, ids: range.count &* selection.perRow, columns: selection.columns.count)
+        for c in selection.columns {
+            // A slot delta's previous slot is in the same layer, so in the selection.
+            let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1 - first) * padded)
+            try reader.decode(column: c, range, into: cols + (c - first) * padded, previousSlot: previousSlot)
             lines.claimNext()
         }
         if S.self == UInt8.self {
-            byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
+            selection.byteScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt8.self), padded: padded, range: range, into: out)
         } else {
-            wordScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt16.self), padded: padded, range: range, into: out)
+            selection.wordScatter.scatter(UnsafeRawPointer(cols).assumingMemoryBound(to: UInt16.self), padded: padded, range: range, into: out)
         }
     }
 }

@@ -451,8 +451,13 @@ struct ByteGather {
     let tiles: ColumnTiles
 
     init(schema: Schema) {
-        perRow = schema.idsPerRow
-        source = schema.storedIndices
+        self.init(perRow: schema.idsPerRow, source: schema.storedIndices)
+    }
+
+    /// Rows of `perRow` ids holding stored column `c` at index `source[c]`.
+    init(perRow: Int, source: [Int]) {
+        self.perRow = perRow
+        self.source = source
         tiles = ColumnTiles(source: source, width: 8)
     }
 

@@ -102,13 +102,18 @@ struct DenseRuns {
     let runs: [(start: Int, count: Int)]
 
     init(schema: Schema) {
+        self.init(denseLayers: schema.denseLayers, topk: schema.topk)
+    }
+
+    /// Rows whose layers `denseLayers` (ascending) are dense, `topk` ids a layer.
+    init(denseLayers: [Int], topk: Int) {
         var runs: [(start: Int, count: Int)] = []
-        for layer in schema.denseLayers {
-            let start = layer * schema.topk
+        for layer in denseLayers {
+            let start = layer * topk
             if let last = runs.last, last.start + last.count == start {
-                runs[runs.count - 1].count += schema.topk
+                runs[runs.count - 1].count += topk
             } else {
-                runs.append((start, schema.topk))
+                runs.append((start, topk))
             }
         }
         self.runs = runs

@@ -11,22 +11,25 @@ struct PointReader {
                       offset: layout.places[c].offsetOrValue, inPayload: true)
     }
 
-    /// Row `t` into `row`, one token-major row of ``Schema/idsPerRow`` ids. `source[c]` is the
-    /// row index of stored column `c` (nil when there are no dense layers: column `c` is
-    /// index `c`); dense layers get ``Schema/denseFill``.
-    func decodeRow<T: ExpertID>(_ t: Int, into row: UnsafeMutablePointer<T>, source: UnsafeBufferPointer<Int>?) throws {
-        if source != nil { row.update(repeating: T(Schema.denseFill), count: schema.idsPerRow) }
-        let width = schema.bitWidth, experts = schema.experts
+    /// Stored columns `columns` (whole layers) of row `t` into `row`, `perRow` ids.
+    /// `source[c - columns.lowerBound]` is the row index of stored column `c` (nil when the
+    /// layers have no dense layer: column `c` is index `c - columns.lowerBound`); dense layers
+    /// get ``Schema/denseFill``.
+    func decodeRow<T: ExpertID>(_ t: Int, columns: Range<Int>, into row: UnsafeMutablePointer<T>,
+                                source: UnsafeBufferPointer<Int>?, perRow: Int) throws {
+        if source != nil { row.update(repeating: T(Schema.denseFill), count: perRow) }
+        let width = schema.bitWidth, experts = schema.experts, first = columns.lowerBound
         let planeBytes = BitPlanes.planeBytes(layout.rows), places = layout.places
-        // The id of the previous column at row t: a slot delta's base.
+        // The id of the previous column at row t: a slot delta's base (a layer's first column
+        // is never a slot delta, and `columns` starts at one).
         var previous = 0
-        for c in 0..<layout.columnCount {
+        for c in columns {
             let place = places[c]
             let stored: Int
             switch place.coding {
             case .constant: // checked below experts when parsed
                 previous = place.offsetOrValue
-                row[source?[c] ?? c] = T(truncatingIfNeeded: previous)
+                row[source?[c &- first] ?? c &- first] = T(truncatingIfNeeded: previous)
                 continue
             case .plain, .slotDelta:
                 stored = BitPlanes.value(at: t, in: body(place), stride: planeBytes, width: width)
@@ -47,7 +50,7 @@ struct PointReader {
             default:
                 previous = stored
             }
-            row[source?[c] ?? c] = T(truncatingIfNeeded: previous)
+            row[source?[c &- first] ?? c &- first] = T(truncatingIfNeeded: previous)
         }
     }
 

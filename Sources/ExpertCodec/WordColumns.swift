@@ -331,9 +331,14 @@ struct WordGather {
     let tiles: ColumnTiles
 
     init(schema: Schema) {
-        perRow = schema.idsPerRow
-        experts = schema.experts
-        source = schema.storedIndices
+        self.init(perRow: schema.idsPerRow, experts: schema.experts, source: schema.storedIndices)
+    }
+
+    /// Rows of `perRow` ids holding stored column `c` at index `source[c]`.
+    init(perRow: Int, experts: Int, source: [Int]) {
+        self.perRow = perRow
+        self.experts = experts
+        self.source = source
         tiles = ColumnTiles(source: source, width: 8)
     }
 
