@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Dependencies run one way: CLZ4 (and CPrefetch) <- ExpertCodec <- Archive <- archive-tool.
+// Dependencies run one way: CLZ4 (and CPrefetch) <- ExpertCodec <- Archive <- {archive-tool, ExpertArchiveC}.
 // The codec knows no files, the archive knows no command line.
 let package = Package(
     name: "ExpertArchive",
@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "TraceSynth", targets: ["TraceSynth"]),
         .library(name: "NumpyFile", targets: ["NumpyFile"]),
         .executable(name: "archive-tool", targets: ["archive-tool"]),
+        // The C interface (Sources/CExpertArchive/include/expert_archive.h) as libexpert_archive.so,
+        // the library the Python package loads.
+        .library(name: "expert_archive", type: .dynamic, targets: ["ExpertArchiveC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -27,6 +30,15 @@ let package = Package(
         .target(name: "Archive", dependencies: ["ExpertCodec"]),
         // Realistic generated traces: the demo's default input, test fixtures, benchmark inputs.
         .target(name: "TraceSynth", dependencies: ["ExpertCodec"]),
+        // The C interface: its header (a C target, so that Swift implements the very types it
+        // declares) and its implementation. The Swift runtime is linked statically: the shared
+        // library loads in processes with no Swift toolchain (a Python wheel).
+        .target(name: "CExpertArchive"),
+        .target(
+            name: "ExpertArchiveC",
+            dependencies: ["Archive", "CExpertArchive"],
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
         .executableTarget(
             name: "archive-tool",
             dependencies: [

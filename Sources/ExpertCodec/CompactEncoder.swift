@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc // log2; not Foundation, which a statically linked runtime (the C library) would have to carry whole
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One symbol of a table, ready for rANS encoding: 64-bit states renormalised 32 bits at a time,
 /// the division by the frequency as a multiply by its reciprocal (ryg_rans' rans64 form, exact
