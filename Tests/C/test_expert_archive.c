@@ -215,6 +215,11 @@ static void test_append_rules(void) {
           (long long)res.differing);
     CHECK(ea_writer_append(w, a, EA_I64, 3, 0, 1, &res, &err) == EA_OK && res.appended == 0 && res.skipped == 3 &&
               res.differing == 0, "covered batch");
+    /* Compared overlaps that start past the flushed rows (all still buffered). */
+    CHECK(ea_writer_append(w, a + PER_ROW, EA_I64, 2, 1, 1, &res, &err) == EA_OK && res.skipped == 2 && res.differing == 0,
+          "buffered overlap: %s", err.message);
+    CHECK(ea_writer_append(w, b + 4 * PER_ROW, EA_I64, 3, 4, 1, &res, &err) == EA_OK && res.skipped == 3 && res.differing == 2,
+          "buffered overlap, two differ: %lld", (long long)res.differing);
     CHECK(ea_writer_sync(w, &err) == EA_OK, "sync: %s", err.message);
     long size;
     unsigned char *before = file_bytes(path, &size);
