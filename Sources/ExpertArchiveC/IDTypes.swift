@@ -65,35 +65,9 @@ struct RowRequest {
         }
     }
 
-    var allLayers: Bool { layers.count == schema.layers }
-
     /// The output buffer, checked as ``idBuffer(_:count:as:_:)`` does.
     func output<T: ExpertID>(_ out: UnsafeMutableRawPointer?, as type: T.Type) throws -> UnsafeMutableBufferPointer<T> {
         let checked = try idBuffer(UnsafeRawPointer(out), count: outCount, as: type, "the output")
         return UnsafeMutableBufferPointer(mutating: checked)
-    }
-
-    /// Reads whole rows with `readRows` a chunk at a time into a scratch buffer and copies the
-    /// requested layers out: for readers without a layer-range read of their own.
-    func readLayers<T: ExpertID>(into out: UnsafeMutableBufferPointer<T>,
-                                 _ readRows: (Range<Int>, UnsafeMutableBufferPointer<T>) throws -> Void) throws {
-        let perRow = schema.idsPerRow, kept = layers.count * schema.topk, first = layers.lowerBound * schema.topk
-        guard kept > 0, !rows.isEmpty else { return }
-        let chunk = max(1, (1 << 18) / perRow)
-        var scratch = [T](repeating: 0, count: min(chunk, rows.count) * perRow)
-        var position = rows.lowerBound
-        try scratch.withUnsafeMutableBufferPointer { scratch in
-            while position < rows.upperBound {
-                let piece = position..<min(rows.upperBound, position + chunk)
-                try readRows(piece, UnsafeMutableBufferPointer(rebasing: scratch[0..<(piece.count * perRow)]))
-                for row in 0..<piece.count {
-                    let from = row * perRow + first, to = (piece.lowerBound - rows.lowerBound + row) * kept
-                    // Bounds: from + kept <= (row + 1) * perRow <= scratch.count; to + kept <= out.count.
-                    _ = UnsafeMutableBufferPointer(rebasing: out[to..<(to + kept)])
-                        .update(fromContentsOf: scratch[from..<(from + kept)])
-                }
-                position = piece.upperBound
-            }
-        }
     }
 }

@@ -58,11 +58,7 @@ private struct ReaderRead: IDTypeBody {
 
     func run<T: ExpertID>(_ type: T.Type) throws {
         let output = try request.output(out, as: type)
-        guard request.rows.upperBound <= reader.count else {
-            throw ArchiveError.outOfRange(path: reader.path, requested: request.rows, count: reader.count)
-        }
-        if request.allLayers { return try reader.read(request.rows, into: output) }
-        try request.readLayers(into: output) { try reader.read($0, into: $1) }
+        try reader.read(request.rows, layers: request.layers, into: output)
     }
 }
 

@@ -57,26 +57,7 @@ private struct Append: IDTypeBody {
     func run<T: ExpertID>(_ type: T.Type) throws -> AppendResult {
         let (ids, overflow) = rowCount.multipliedReportingOverflow(by: writer.schema.idsPerRow)
         guard !overflow else { throw ArchiveError.invalidArgument("\(writer.path): \(rowCount) rows overflow the address space") }
-        let batch = try idBuffer(rows, count: ids, as: type, "the rows")
-        // The overlap is compared here rather than by `append(compareOverlap:)`, whose reading
-        // of stored rows traps when they are all still buffered (see `readBuffered`).
-        let overlap = start <= writer.count ? min(rowCount, writer.count - start) : 0
-        let differing = compare ? try countDiffering(batch, overlap: overlap) : nil
-        let done = try writer.append(batch, at: start)
-        return AppendResult(appended: done.appended, skipped: done.skipped, differing: differing)
-    }
-
-    /// Rows among the first `overlap` of `batch` that differ from the stored rows at `start`
-    /// on some MoE layer (dense layers hold no routing).
-    private func countDiffering<T: ExpertID>(_ batch: UnsafeBufferPointer<T>, overlap: Int) throws -> Int {
-        guard overlap > 0 else { return 0 }
-        let schema = writer.schema, perRow = schema.idsPerRow
-        var stored = [Int64](repeating: 0, count: overlap * perRow)
-        try stored.withUnsafeMutableBufferPointer { try writer.readBuffered(start..<start + overlap, into: $0) }
-        let columns = schema.storedIndices
-        return (0..<overlap).count { row in
-            columns.contains { column in Int64(exactly: batch[row * perRow + column]) != stored[row * perRow + column] }
-        }
+        return try writer.append(try idBuffer(rows, count: ids, as: type, "the rows"), at: start, compareOverlap: compare)
     }
 }
 
@@ -160,17 +141,13 @@ public func eaWriterMetadata(_ handle: OpaquePointer?, _ out: UnsafeMutablePoint
     withWriter(handle, error) { try writeText(json($0.metadata), out, capacity, length) }
 }
 
-/// `ArchiveWriter.read` of whole rows, then the requested layers.
+/// `ArchiveWriter.read` of the requested rows and layers (buffered rows included).
 private struct WriterRead: IDTypeBody {
     let writer: ArchiveWriter, request: RowRequest, out: UnsafeMutableRawPointer?
 
     func run<T: ExpertID>(_ type: T.Type) throws {
         let output = try request.output(out, as: type)
-        guard request.rows.upperBound <= writer.count else {
-            throw ArchiveError.outOfRange(path: writer.path, requested: request.rows, count: writer.count)
-        }
-        if request.allLayers { return try writer.readBuffered(request.rows, into: output) }
-        try request.readLayers(into: output) { try writer.readBuffered($0, into: $1) }
+        try writer.read(request.rows, layers: request.layers, into: output)
     }
 
 }
@@ -201,17 +178,3 @@ func fillDenseLayers(_ out: UnsafeMutablePointer<Int32>?, _ capacity: Int, _ sch
     for i in 0..<count { out[i] = Int32(schema.denseLayers[i]) }
 }
 
-extension ArchiveWriter {
-    /// `read`, except that a range starting past the flushed rows (only buffered ones) is read
-    /// from the flushed end and its head dropped: `ArchiveWriter.read` traps on it (it forms the
-    /// flushed part as `lowerBound..<flushedCount`, an invalid Range).
-    func readBuffered<T: ExpertID>(_ rows: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
-        let flushed = flushedCount
-        guard rows.lowerBound > flushed, !rows.isEmpty, rows.upperBound <= count else { return try read(rows, into: out) }
-        let perRow = schema.idsPerRow, head = (rows.lowerBound - flushed) * perRow
-        // Buffered rows are at most one block's worth: the scratch is small.
-        var scratch = [T](repeating: 0, count: (rows.upperBound - flushed) * perRow)
-        try scratch.withUnsafeMutableBufferPointer { try read(flushed..<rows.upperBound, into: $0) }
-        _ = out.update(fromContentsOf: scratch[head...])
-    }
-}
