@@ -1,0 +1,294 @@
+"""Writer and Reader: the archive from Python, through libexpert_archive.so."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Union
+
+import numpy as np
+
+from . import _ids
+from ._native import AppendResultStruct, Error, SchemaStruct, lib
+from .errors import ArchiveError, from_status
+
+PathLike = Union[str, "os.PathLike[str]"]
+_CODECS = {"fast": 1, "compact": 2}
+_CODEC_NAMES = {code: name for name, code in _CODECS.items()}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The shape of a row and the id range."""
+
+    layers: int
+    topk: int
+    experts: int
+    dense_layers: tuple[int, ...]
+    bits: int
+    codec: str
+    block_rows: int
+
+
+class AppendResult(NamedTuple):
+    """What one append did."""
+
+    appended: int
+    """Rows of the batch stored: its uncovered tail."""
+    skipped: int
+    """Rows of the batch already stored, dropped (the stored ones are kept)."""
+    differing: Optional[int]
+    """Of the skipped rows, how many differ from the stored ones (None unless compare=True)."""
+
+
+def _raise(error: Error) -> None:
+    raise from_status(error.code, error.sys_errno, error.message.decode("utf-8", "replace"))
+
+
+def _path_bytes(path: PathLike) -> bytes:
+    return os.fsencode(os.fspath(path))
+
+
+def _text(function: Any, handle: int, error: Error) -> str:
+    length = ctypes.c_size_t(0)
+    if function(handle, None, 0, ctypes.byref(length), ctypes.byref(error)):
+        _raise(error)
+    buffer = ctypes.create_string_buffer(length.value + 1)
+    if function(handle, buffer, len(buffer), ctypes.byref(length), ctypes.byref(error)):
+        _raise(error)
+    return buffer.value.decode("utf-8")
+
+
+def _schema(schema_function: Any, dense_function: Any, handle: int, error: Error) -> Schema:
+    raw = SchemaStruct()
+    if schema_function(handle, ctypes.byref(raw), ctypes.byref(error)):
+        _raise(error)
+    dense = (ctypes.c_int32 * max(1, raw.dense_count))()
+    if dense_function(handle, dense, raw.dense_count, ctypes.byref(error)):
+        _raise(error)
+    return Schema(layers=raw.layers, topk=raw.topk, experts=raw.experts,
+                  dense_layers=tuple(dense[i] for i in range(raw.dense_count)), bits=raw.bits,
+                  codec=_CODEC_NAMES.get(raw.codec, str(raw.codec)), block_rows=raw.block_rows)
+
+
+class _RowSource:
+    """Reads of rows and layers into numpy arrays, shared by Reader and Writer."""
+
+    schema: Schema
+    _handle: int
+    _error: Error
+    _read_function: Any
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def read(self, start: int = 0, stop: Optional[int] = None, *, layers: Union[slice, range, None] = None,
+             dtype: Any = None, out: Any = None) -> Any:
+        """Rows `start..<stop` (all from `start` by default) as an array [rows, layers, topk].
+
+        layers: a slice of layer indices: only those are decoded (a pipeline stage's own).
+        dtype: any integer dtype that holds the ids (default: the narrowest, uint8 or uint16).
+        out: a preallocated C-contiguous array (numpy, a torch CPU tensor, anything with the
+        buffer protocol) of that many ids, written in place and returned; its dtype is used.
+        """
+        if stop is None:
+            stop = len(self)
+        layer_start, layer_stop = _ids.layer_range(layers, self.schema.layers)
+        shape = (max(0, stop - start), layer_stop - layer_start, self.schema.topk)
+        if out is None:
+            target = result = np.empty(shape, dtype=_ids.narrowest(self.schema.experts) if dtype is None else dtype)
+        else:
+            result = out
+            target = _ids.as_array(out)
+            if dtype is not None and np.dtype(dtype) != target.dtype:
+                raise ValueError(f"dtype {np.dtype(dtype)} differs from the output's {target.dtype}")
+            if not (target.flags.c_contiguous and target.flags.writeable and target.flags.aligned):
+                raise ValueError("out must be a writable, aligned, C-contiguous array")
+            if target.size != shape[0] * shape[1] * shape[2]:
+                raise ValueError(f"out holds {target.size} ids, rows {start}..<{stop} of layers "
+                                 f"{layer_start}..<{layer_stop} are {shape[0] * shape[1] * shape[2]}")
+        code = _ids.CODES.get(target.dtype)
+        if code is None:
+            raise TypeError(f"ids are read into native-order integer arrays, not {target.dtype}")
+        if self._read_function(self._handle, start, stop, layer_start, layer_stop, code, target.ctypes.data,
+                               target.size, ctypes.byref(self._error)):
+            _raise(self._error)
+        return result
+
+    def __getitem__(self, key: Union[int, slice]) -> np.ndarray:
+        """`r[a:b]`: rows as [b-a, layers, topk] of the narrowest dtype; `r[i]`: one row [layers, topk]."""
+        count = len(self)
+        if isinstance(key, slice):
+            start, stop, step = key.indices(count)
+            if step == 1:
+                return self.read(start, max(start, stop))
+            low, high = (start, stop) if step > 0 else (stop + 1, start + 1)
+            block = self.read(low, max(low, high))
+            return block[start - low::step] if step > 0 else block[start - low::step]
+        index = int(key)  # numpy integers too
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError(f"row {key} of {count}")
+        return self.read(index, index + 1)[0]
+
+
+class Reader(_RowSource):
+    """Read-only access to an archive; any number, in any process, while one writer appends.
+    A reader sees the rows flushed when it opened or last refreshed (a consistent prefix)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = os.fspath(path)
+        self._error = Error()
+        handle = ctypes.c_void_p()
+        if lib.ea_reader_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(self._error)):
+            _raise(self._error)
+        self._handle = handle.value
+        self._free = weakref.finalize(self, lib.ea_reader_free, handle.value)
+        self._read_function = lib.ea_reader_read
+        self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
+        self.metadata: dict[str, str] = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
+
+    def __len__(self) -> int:
+        return lib.ea_reader_count(self._handle)
+
+    def refresh(self) -> int:
+        """Sees what a writer flushed (or truncated) since; returns the rows now visible."""
+        count = ctypes.c_int64()
+        if lib.ea_reader_refresh(self._handle, ctypes.byref(count), ctypes.byref(self._error)):
+            _raise(self._error)
+        return count.value
+
+    def verify(self) -> list[str]:
+        """Checks every block whole; the problems found, one line each (empty when intact)."""
+        problems = ctypes.c_size_t()
+        if lib.ea_reader_verify(self._handle, ctypes.byref(problems), ctypes.byref(self._error)):
+            _raise(self._error)
+        lines = []
+        for index in range(problems.value):
+            lines.append(_text(lambda h, *rest: lib.ea_reader_problem(h, index, *rest), self._handle, self._error))
+        return lines
+
+    def close(self) -> None:
+        """Releases the reader (also done when it is garbage collected)."""
+        self._free()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Reader({self.path!r}, rows={len(self)}, schema={self.schema})"
+
+
+class Writer(_RowSource):
+    """The one writer of an archive (a lock refuses a second one, in any process).
+
+    Rows are indexed by absolute position. append() refuses a batch that would leave a gap,
+    keeps rows already stored (first writer wins) and appends only the uncovered tail;
+    truncate() is the only way rows are discarded. flush() makes rows visible to readers,
+    sync() durable, close() does both. A writer is a context manager."""
+
+    def __init__(self, handle: int, path: PathLike) -> None:
+        # Use Writer.create or Writer.open.
+        self.path = os.fspath(path)
+        self._handle = handle
+        self._free = weakref.finalize(self, lib.ea_writer_free, handle)
+        self._error = Error()
+        self._result = AppendResultStruct()
+        self._append_function = lib.ea_writer_append
+        self._read_function = lib.ea_writer_read
+        self.schema = _schema(lib.ea_writer_schema, lib.ea_writer_dense_layers, handle, self._error)
+        self.metadata: dict[str, str] = json.loads(_text(lib.ea_writer_metadata, handle, self._error))
+        self._shapes = ((self.schema.layers, self.schema.topk), (self.schema.layers * self.schema.topk,))
+        # Rows held, buffered ones included: kept here (only this writer changes it) so that
+        # len() costs no call.
+        self._count = lib.ea_writer_count(handle)
+
+    @classmethod
+    def create(cls, path: PathLike, layers: int = 48, topk: int = 8, experts: int = 128,
+               dense_layers: Iterable[int] = (), codec: str = "fast",
+               metadata: Optional[Mapping[str, str]] = None, overwrite: bool = False,
+               block_rows: Optional[int] = None) -> "Writer":
+        """Creates an archive for rows of `layers` x `topk` ids in [0, experts).
+        dense_layers: layers without routing (stored as nothing, read as 0). codec: "fast" or
+        "compact" (smaller, slower). Fails with ExistsError if `path` exists, unless overwrite."""
+        if codec not in _CODECS:
+            raise ValueError(f"codec must be one of {sorted(_CODECS)}, got {codec!r}")
+        dense = [int(layer) for layer in dense_layers]
+        dense_array = (ctypes.c_int32 * max(1, len(dense)))(*dense)
+        items = list((metadata or {}).items())
+        keys = (ctypes.c_char_p * max(1, len(items)))(*[str(k).encode() for k, _ in items])
+        values = (ctypes.c_char_p * max(1, len(items)))(*[str(v).encode() for _, v in items])
+        error, handle = Error(), ctypes.c_void_p()
+        if lib.ea_writer_create(_path_bytes(path), layers, topk, experts, dense_array, len(dense), _CODECS[codec],
+                                block_rows or 0, keys, values, len(items), int(overwrite), ctypes.byref(handle),
+                                ctypes.byref(error)):
+            _raise(error)
+        return cls(handle.value, path)
+
+    @classmethod
+    def open(cls, path: PathLike) -> "Writer":
+        """Opens an archive to append, resuming at its row count (a torn tail is cut off)."""
+        error, handle = Error(), ctypes.c_void_p()
+        if lib.ea_writer_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(error)):
+            _raise(error)
+        return cls(handle.value, path)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, rows: Any, start: Optional[int] = None, compare: bool = False) -> AppendResult:
+        """Appends `rows` ([n, layers, topk] or [n, layers*topk] integers) whose first row is at
+        position `start` (default: len(self)).
+        start > len: GapError, nothing stored. The first len - start rows are already stored:
+        they are kept and the batch's dropped (compare=True counts the differing ones); the
+        rest is appended. Any error leaves the archive as it was."""
+        array = rows if type(rows) is np.ndarray else _ids.as_array(rows)
+        code = _ids.CODES.get(array.dtype)
+        if code is None or array.shape[1:] not in self._shapes or not array.flags.c_contiguous:
+            array = _ids.id_array(array, self.schema.layers, self.schema.topk, self.path)
+            code = _ids.CODES[array.dtype]
+        result = self._result
+        if self._append_function(self._handle, array.ctypes.data, code, array.shape[0],
+                                 -1 if start is None else start, compare, result, self._error):
+            _raise(self._error)
+        self._count += result.appended
+        return AppendResult(result.appended, result.skipped, result.differing if compare else None)
+
+    def flush(self) -> None:
+        """Writes buffered rows: readers see them."""
+        if lib.ea_writer_flush(self._handle, self._error):
+            _raise(self._error)
+
+    def sync(self) -> None:
+        """Flushes and makes every row durable."""
+        if lib.ea_writer_sync(self._handle, self._error):
+            _raise(self._error)
+
+    def truncate(self, rows: int) -> None:
+        """Keeps rows 0..<rows and discards the rest, durably (a rollback)."""
+        if lib.ea_writer_truncate(self._handle, rows, self._error):
+            _raise(self._error)
+        self._count = lib.ea_writer_count(self._handle)
+
+    def close(self) -> None:
+        """Flushes, syncs and releases the lock; later calls raise ClosedError."""
+        if lib.ea_writer_close(self._handle, self._error):
+            _raise(self._error)
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Writer({self.path!r}, rows={len(self)}, schema={self.schema})"
+
+
+__all__ = ["AppendResult", "ArchiveError", "Reader", "Schema", "Writer"]

@@ -1,0 +1,1 @@
+"""Drop-in replacements for the routed-expert stores of inference engines."""
