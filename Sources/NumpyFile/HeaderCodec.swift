@@ -8,12 +8,12 @@
 ///     10|12   len   header: a Python dict literal, space-padded, ending in "\n"
 ///
 /// numpy pads so data starts on a multiple of 64 bytes; files from before numpy 1.14 used 16.
+/// numpy reads a header without padding or final newline too, and so does the decoder.
 enum Preamble {
     static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // "\x93NUMPY"
     /// Magic plus the two version bytes: read before the length field's size is known.
     static let fixedBytes = 8
     static let writeAlignment = 64
-    static let readAlignment = 16
     /// Longest header accepted on read. numpy itself refuses more than 10000 bytes by default;
     /// a hostile length field must not make us allocate gigabytes.
     static let maxHeaderLength = 1 << 20
@@ -86,17 +86,13 @@ enum HeaderDecoder {
         guard headerLength <= Preamble.maxHeaderLength else {
             throw NumpyError.headerTooLarge(path: path, length: headerLength, limit: Preamble.maxHeaderLength)
         }
+        // Any length is read, as numpy reads it: a header without padding puts the data at an
+        // unaligned offset, which NumpyReader copies out in aligned chunks.
         let dataOffset = prefix + headerLength
-        guard dataOffset % Preamble.readAlignment == 0 else {
-            throw NumpyError.misalignedHeader(path: path, dataOffset: dataOffset)
-        }
 
         let text = try read(headerLength)
         guard text.count == headerLength else {
             throw NumpyError.truncatedHeader(path: path, expected: dataOffset, actual: prefix + text.count)
-        }
-        guard text.last == UInt8(ascii: "\n") else {
-            throw NumpyError.malformedHeader(path: path, reason: "the header does not end with a newline")
         }
         let literal: PythonLiteral
         do {

@@ -89,8 +89,8 @@ final class ChunkBuffer {
     private(set) var storage: UnsafeMutableRawBufferPointer
     static let initialCapacity = 1 << 20
 
-    init() {
-        storage = .allocate(byteCount: Self.initialCapacity, alignment: 16)
+    init(capacity: Int = initialCapacity) {
+        storage = .allocate(byteCount: max(capacity, 16), alignment: 16)
     }
 
     deinit { storage.deallocate() }

@@ -85,8 +85,9 @@ public enum NumpyDType: String, CaseIterable, Sendable {
     /// Parses a header's `descr`, explaining a refusal: `<f4` is a float, `>i4` big-endian.
     ///
     /// One-byte types accept any byte-order character (or none), as numpy itself writes `|u1`
-    /// but accepts `u1`. Wider types need `<`: `>` is big-endian, and `=`/`|`/none would mean
-    /// "whatever the writing machine was", which a file cannot tell us.
+    /// but accepts `u1`. Wider types accept what numpy reads as little-endian on a
+    /// little-endian machine (the only kind this library runs on): `<`, and `=`, `|` or none,
+    /// which numpy reads as the reading machine's order. `>` is big-endian and refused.
     init(descr: String, path: String) throws(NumpyError) {
         func refuse(_ reason: String) -> NumpyError {
             .unsupportedDType(path: path, descr: "'\(descr)'", reason: reason)
@@ -120,13 +121,8 @@ public enum NumpyDType: String, CaseIterable, Sendable {
             throw refuse("\(size)-byte \(signed ? "signed" : "unsigned") integers are not supported; \(Self.supportedList)")
         }
         if size > 1 {
-            switch byteOrder {
-            case "<":
-                break
-            case ">":
+            if byteOrder == ">" {
                 throw refuse("big-endian \(dtype.name) is not supported; convert with a.astype('\(dtype.descr)')")
-            default:
-                throw refuse("the byte order of \(dtype.name) must be given as '<' (little-endian)")
             }
         }
         self = dtype

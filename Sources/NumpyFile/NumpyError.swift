@@ -11,7 +11,8 @@ public enum NumpyError: Error, Equatable, Sendable, CustomStringConvertible {
     case truncatedHeader(path: String, expected: Int, actual: Int)
     /// The header length field announces more than `limit` bytes: refused before reading it.
     case headerTooLarge(path: String, length: Int, limit: Int)
-    /// Preamble and header do not end on a 16-byte boundary, so the data would be misaligned.
+    /// The data starts at `dataOffset`, not aligned for the dtype, so it cannot be viewed in
+    /// place (`withData(as:)`); `forEachChunk` reads it.
     case misalignedHeader(path: String, dataOffset: Int)
     /// The header is not a well-formed Python dict literal ending with a newline.
     case malformedHeader(path: String, reason: String)
@@ -31,12 +32,18 @@ public enum NumpyError: Error, Equatable, Sendable, CustomStringConvertible {
     case trailingData(path: String, expected: Int, extra: Int)
     /// The writer's destination exists and overwriting was not allowed; nothing was written.
     case destinationExists(path: String)
+    /// The destination to replace is a `kind` (a FIFO, a device, a symbolic link, a
+    /// directory), not a regular file: refused, nothing was written.
+    case notRegularFile(path: String, kind: String)
     /// A system call failed; `message` is strerror's text for `errno`.
     case systemCall(path: String, operation: String, errno: Int32, message: String)
     /// The writer was handed more, or committed with fewer, data bytes than the shape needs.
     case wrongByteCount(path: String, expected: Int, written: Int)
     /// The data was accessed as a Swift integer type that is not the array's dtype.
     case typeMismatch(path: String, dtype: NumpyDType, requested: String)
+    /// A read or write was cut short by `signal` after ``StopRequest/record(_:)`` asked
+    /// for the work to stop.
+    case interrupted(path: String, signal: Int32)
     /// An API call that cannot be honoured in the current state (a stream read twice, a
     /// writer used after `abort()`, a chunk size of 0).
     case invalidUse(path: String, reason: String)
@@ -52,7 +59,7 @@ public enum NumpyError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .headerTooLarge(path, length, limit):
             return "\(path): header length \(length) exceeds the limit of \(limit) bytes"
         case let .misalignedHeader(path, dataOffset):
-            return "\(path): header length puts the data at byte \(dataOffset), not a multiple of 16"
+            return "\(path): the header puts the data at byte \(dataOffset), not aligned for its dtype: read it in chunks (forEachChunk)"
         case let .malformedHeader(path, reason):
             return "\(path): malformed header: \(reason)"
         case let .missingField(path, field):
@@ -71,12 +78,16 @@ public enum NumpyError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): \(extra) unexpected bytes follow the \(expected) bytes of array data"
         case .destinationExists(let path):
             return "\(path): file already exists; not overwriting it"
+        case let .notRegularFile(path, kind):
+            return "\(path): is a \(kind), not a regular file; only a regular file is replaced"
         case let .systemCall(path, operation, _, message):
             return "\(path): \(operation) failed: \(message)"
         case let .wrongByteCount(path, expected, written):
             return "\(path): \(written) bytes of array data written, the shape needs exactly \(expected)"
         case let .typeMismatch(path, dtype, requested):
             return "\(path): array is \(dtype.name) (\(dtype.descr)), accessed as \(requested)"
+        case let .interrupted(path, signal):
+            return "\(path): interrupted by signal \(signal)"
         case let .invalidUse(path, reason):
             return "\(path): \(reason)"
         }

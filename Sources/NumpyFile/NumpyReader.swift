@@ -66,11 +66,27 @@ public final class NumpyReader {
         }
         // The mapping stays valid after the descriptor is closed.
         defer { close(fd) }
-        let size = Int(status.st_size)
+        (header, source) = try Self.map(fd: fd, size: Int(status.st_size), path: path)
+    }
+
+    /// Memory-maps the regular file open on `fileDescriptor` (read access is enough), which
+    /// stays the caller's: the mapping does not need it once this returns. `path` names the
+    /// input in errors.
+    public init(mappingFileDescriptor fileDescriptor: Int32, path: String) throws {
+        self.path = path
+        let status = try SystemIO.fileStatus(fileDescriptor, path: path)
+        guard SystemIO.isRegularFile(status) else {
+            throw NumpyError.invalidUse(path: path, reason: "not a regular file, which cannot be mapped")
+        }
+        (header, source) = try Self.map(fd: fileDescriptor, size: Int(status.st_size), path: path)
+    }
+
+    /// Maps `size` bytes of `fd`, decodes the header and checks the data length.
+    private static func map(fd: Int32, size: Int, path: String) throws -> (NumpyHeader, Source) {
         let mapping = size > 0 ? try MappedFile(fd: fd, size: size, path: path) : nil
         let file = mapping?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
         var cursor = 0
-        header = try HeaderDecoder.decode(path: path) { count in
+        let header = try HeaderDecoder.decode(path: path) { count in
             let end = min(cursor + count, file.count)
             defer { cursor = end }
             return Array(file[cursor..<end])
@@ -83,7 +99,26 @@ public final class NumpyReader {
         if available > header.dataByteCount {
             throw NumpyError.trailingData(path: path, expected: header.dataByteCount, extra: available - header.dataByteCount)
         }
-        source = .mapped(mapping!)
+        return (header, .mapped(mapping!))
+    }
+
+    /// A reader of the same array that can be read any number of times: this reader itself
+    /// when it maps a file; for a stream, one mapping a copy of the rest of the stream, written
+    /// to a temporary file in the directory of `path` (a file there, such as the destination
+    /// of the data, so that the copy lands on the same filesystem) that is removed (unlinked) as soon as it is created,
+    /// so that nothing is left behind whatever happens to the process. Memory use stays one
+    /// chunk of `maxChunkBytes`. The stream's length is checked as it is copied; a stop
+    /// requested with ``StopRequest`` ends the copy with ``NumpyError/interrupted(path:signal:)``.
+    public func spooled(inDirectoryOf path: String, maxChunkBytes: Int = 16 << 20) throws -> NumpyReader {
+        guard case .stream = source else { return self }
+        let file = try UnlinkedFile(in: TemporaryFile.split(path).directory, purpose: "a copy of \(self.path)")
+        let writer = try NumpyWriter(fileDescriptor: file.fd, path: file.description, dtype: header.dtype, shape: header.shape)
+        try forEachChunk(rowsPerChunk: header.rowsPerChunk(maxBytes: maxChunkBytes)) { chunk, _ in
+            if let signal = StopRequest.signal { throw NumpyError.interrupted(path: self.path, signal: signal) }
+            try writer.write(chunk)
+        }
+        try writer.commit()
+        return try NumpyReader(mappingFileDescriptor: file.fd, path: self.path)
     }
 
     /// Streams from `fileDescriptor` (a pipe, a socket, standard input), which stays the
@@ -110,9 +145,14 @@ public final class NumpyReader {
         return try body(UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<start + header.dataByteCount]))
     }
 
-    /// `withData`, viewing the data as `T`, which must be the dtype's type.
+    /// `withData`, viewing the data as `T`, which must be the dtype's type. Data that a header
+    /// without padding left unaligned for `T` throws `misalignedHeader` (read it with
+    /// `forEachChunk`, which copies it out aligned).
     public func withData<T: FixedWidthInteger, R>(as type: T.Type, _ body: (UnsafeBufferPointer<T>) throws -> R) throws -> R {
         try checkElementType(T.self)
+        guard header.dataOffset % MemoryLayout<T>.alignment == 0 else {
+            throw NumpyError.misalignedHeader(path: path, dataOffset: header.dataOffset)
+        }
         return try withData { raw in try raw.withMemoryRebound(to: T.self, body) }
     }
 
@@ -134,10 +174,20 @@ public final class NumpyReader {
         switch source {
         case .mapped(let mapping):
             mapping.adviseSequential()
+            // Data a header without padding left unaligned is copied out, a chunk at a time,
+            // into memory aligned for any integer type.
+            let aligned = header.dataOffset % MemoryLayout<UInt64>.alignment == 0
+            let copy = aligned ? nil : ChunkBuffer(capacity: min(rowsPerChunk, header.rowCount) * header.rowByteCount)
             try withData { data in
                 try forEachRowRange(rowsPerChunk: rowsPerChunk) { rows in
                     let bytes = rows.lowerBound * header.rowByteCount..<rows.upperBound * header.rowByteCount
-                    try body(UnsafeRawBufferPointer(rebasing: data[bytes]), rows)
+                    let chunk = UnsafeRawBufferPointer(rebasing: data[bytes])
+                    if let copy {
+                        copy.storage.copyMemory(from: chunk)
+                        try body(UnsafeRawBufferPointer(rebasing: copy.storage[..<chunk.count]), rows)
+                    } else {
+                        try body(chunk, rows)
+                    }
                     mapping.release(header.dataOffset + bytes.lowerBound..<header.dataOffset + bytes.upperBound)
                 }
             }

@@ -33,7 +33,8 @@ public final class NumpyWriter {
     private let output: OutputBuffer
 
     /// Starts writing `path` (`"-"` for standard output). With `overwrite` false an existing
-    /// destination is refused with `destinationExists` before anything is written. With
+    /// destination is refused with `destinationExists` before anything is written; with
+    /// `overwrite` only a regular file is replaced (`notRegularFile`). With
     /// `durable`, `commit()` fsyncs the data and the directory before and after the rename;
     /// without, it only renames (as `cp` and `lz4 -d` write): atomic, but a power cut soon
     /// after may lose the file.
@@ -47,6 +48,7 @@ public final class NumpyWriter {
         if !overwrite && SystemIO.exists(path) {
             throw NumpyError.destinationExists(path: path)
         }
+        try OutputPath.checkReplaceable(path)
         let file = try TemporaryFile(destination: path)
         try self.init(path: path, encoded: encoded, fd: file.fd, temporaryFile: file, overwrite: overwrite, durable: durable)
     }

@@ -15,17 +15,16 @@ final class TemporaryFile {
     private(set) var fd: Int32
     private var isFinished = false
 
-    /// Creates `<dir>/.<name>.XXXXXX` with mode 0666 minus the umask (what `open` gives a new
+    /// Creates `<dir>/.<name>.XXXXXX` (``TemporaryName``) with mode 0666 minus the umask (what `open` gives a new
     /// file, unlike mkstemp's 0600), so the committed file has ordinary permissions.
     init(destination: String) throws(NumpyError) {
         self.destination = destination
-        let (directory, name) = Self.split(destination)
-        guard !name.isEmpty else {
+        guard !Self.split(destination).name.isEmpty else {
             throw .invalidUse(path: destination, reason: "not a file name (the path ends with '/')")
         }
         var attempt = 0
         while true {
-            let candidate = directory + "." + name + "." + Self.randomSuffix()
+            let candidate = TemporaryName.beside(destination, suffix: Self.randomSuffix())
             let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
             if fd >= 0 {
                 self.path = candidate
@@ -89,9 +88,79 @@ final class TemporaryFile {
         return (String(path[...slash]), String(path[path.index(after: slash)...]))
     }
 
-    private static func randomSuffix() -> String {
+    static func randomSuffix() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         return String((0..<6).map { _ in alphabet.randomElement()! })
+    }
+}
+
+/// Names of temporary files beside a destination: in its directory (so that the final rename
+/// stays on one filesystem), hidden, and never longer than NAME_MAX, whatever the length of
+/// the destination's name.
+public enum TemporaryName {
+    /// NAME_MAX of Linux and macOS filesystems.
+    public static let maxNameBytes = 255
+
+    /// `dir/.NAME.SUFFIX`; NAME is cut (at a character boundary) so that the whole name stays
+    /// within ``maxNameBytes``.
+    public static func beside(_ destination: String, suffix: String) -> String {
+        let (directory, name) = TemporaryFile.split(destination)
+        let room = maxNameBytes - 2 - suffix.utf8.count
+        var kept = Substring(name)
+        while kept.utf8.count > room { kept = kept.dropLast() }
+        return directory + "." + kept + "." + suffix
+    }
+}
+
+/// A file for scratch data that no path names: created in a directory and unlinked at once,
+/// so that nothing is left behind however the process ends. Closed on release.
+final class UnlinkedFile: CustomStringConvertible {
+    let fd: Int32
+    /// What it holds and where, for errors: "spool of <stdin> in /data".
+    let description: String
+
+    init(in directory: String, purpose: String) throws(NumpyError) {
+        let place = directory.isEmpty ? "." : directory
+        description = "\(purpose) in \(place)"
+        var attempt = 0
+        while true {
+            let candidate = place + "/.scratch-" + TemporaryFile.randomSuffix()
+            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd >= 0 {
+                unlink(candidate)
+                self.fd = fd
+                return
+            }
+            let code = errno
+            attempt += 1
+            if code == EINTR || (code == EEXIST && attempt < 100) { continue }
+            throw SystemIO.failure(description, "creating a temporary file", errno: code)
+        }
+    }
+
+    deinit { close(fd) }
+}
+
+/// Outputs that a command may replace.
+public enum OutputPath {
+    /// Refuses to replace anything at `path` that is not a regular file: a device node, a
+    /// FIFO, a socket, a symbolic link (even to a regular file) or a directory. Nothing at
+    /// `path` passes.
+    public static func checkReplaceable(_ path: String) throws(NumpyError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }
+        let kind: String
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFLNK: kind = "symbolic link"
+        case S_IFDIR: kind = "directory"
+        case S_IFIFO: kind = "FIFO"
+        case S_IFCHR: kind = "character device"
+        case S_IFBLK: kind = "block device"
+        case S_IFSOCK: kind = "socket"
+        default: kind = "special file"
+        }
+        throw .notRegularFile(path: path, kind: kind)
     }
 }
 

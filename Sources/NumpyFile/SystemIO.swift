@@ -5,9 +5,30 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
+
+/// A request, made by a program's signal handler, that the work stop. Reads and writes that
+/// a signal cut short (EINTR: the handler is installed without SA_RESTART) then end with
+/// ``NumpyError/interrupted(path:signal:)`` instead of being retried, so that a read from
+/// a pipe that stays silent cannot keep the program from undoing its work and exiting.
+public enum StopRequest {
+    private static let received = Atomic<Int32>(0)
+
+    /// Records `signal` (the first one recorded is kept). Async-signal-safe once
+    /// ``signal`` has been read (which initializes the storage).
+    public static func record(_ signal: Int32) {
+        _ = received.compareExchange(expected: 0, desired: signal, ordering: .relaxed)
+    }
+
+    /// The signal recorded, if any.
+    public static var signal: Int32? {
+        let value = received.load(ordering: .relaxed)
+        return value == 0 ? nil : value
+    }
+}
 
 /// Thin wrappers over the POSIX calls, turning `-1`/`errno` into `NumpyError.systemCall`
-/// and retrying on EINTR, so the reader and writer read as plain sequences of steps.
+/// and retrying on EINTR (unless a stop was requested), so the reader and writer read as plain sequences of steps.
 enum SystemIO {
     static func failure(_ path: String, _ operation: String, errno code: Int32 = errno) -> NumpyError {
         .systemCall(path: path, operation: operation, errno: code, message: String(cString: strerror(code)))
@@ -46,6 +67,8 @@ enum SystemIO {
                 break
             } else if errno != EINTR {
                 throw failure(path, "read")
+            } else if let signal = StopRequest.signal {
+                throw .interrupted(path: path, signal: signal)
             }
         }
         return filled
@@ -60,6 +83,8 @@ enum SystemIO {
                 done += n
             } else if errno != EINTR {
                 throw failure(path, "write")
+            } else if let signal = StopRequest.signal {
+                throw .interrupted(path: path, signal: signal)
             }
         }
     }

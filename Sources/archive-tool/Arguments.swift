@@ -35,7 +35,10 @@ struct RowSelection: ExpressibleByArgument, CustomStringConvertible {
             return value < 0 ? count + value : value
         }
         let from = absolute(lower, default: 0), to = absolute(upper, default: count)
-        guard from >= 0, to <= count, from <= to else {
+        guard from <= to else {
+            throw ToolFailure(.badInput, "\(archive): --rows \(self) is reversed: it starts at position \(from), after its end \(to) (write A:B with A <= B)")
+        }
+        guard from >= 0, to <= count else {
             throw ToolFailure(.badInput, "\(archive): --rows \(self) is outside the archive's \(Units.grouped(count)) rows (valid positions 0..<\(count))")
         }
         return from..<to

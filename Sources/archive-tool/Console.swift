@@ -127,9 +127,50 @@ final class ProgressLine {
 }
 
 extension Console {
-    /// A report line on standard output, silenced by --quiet.
+    /// A report line on standard output, silenced by --quiet. A failed write is kept by
+    /// ``StandardOutput`` and fails the command when it ends.
     static func infoOut(_ message: String, quiet: Bool) {
         guard !quiet else { return }
-        print(message)
+        try? StandardOutput.write(message + "\n")
     }
+}
+
+/// Standard output written with write(2), every failure seen: a full disk or `> /dev/full`
+/// fails the command (exit 4), a reader that closed the pipe (`| head`) ends it quietly.
+enum StandardOutput {
+    /// The first failed write, for a command that carried on (``Console/infoOut(_:quiet:)``).
+    nonisolated(unsafe) private(set) static var failure: (any Error)?
+
+    /// Writes all of `text`; throws ``ToolFailure`` on an I/O error, ``BrokenPipe`` when the
+    /// reader is gone.
+    static func write(_ text: String) throws {
+        if let failure { throw failure }
+        var text = text
+        try text.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = writeStandardOutput(bytes.baseAddress! + offset, bytes.count - offset)
+                if written >= 0 {
+                    offset += written
+                    continue
+                }
+                let code = errno
+                if code == EINTR { continue }
+                let error: any Error = code == EPIPE ? BrokenPipe()
+                    : ToolFailure(.io, "standard output: write failed: \(String(cString: strerror(code))) (errno \(code))")
+                failure = error
+                throw error
+            }
+        }
+    }
+}
+
+/// The reader of standard output closed it: the command ends quietly with status 0, as the
+/// reader chose to stop.
+struct BrokenPipe: Error {}
+
+/// write(2) to standard output (a free function: inside ``StandardOutput`` the name `write`
+/// is its own).
+private func writeStandardOutput(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int {
+    write(STDOUT_FILENO, bytes, count)
 }

@@ -35,7 +35,7 @@ struct Models: ParsableCommand {
                     let pad = String(repeating: " ", count: widths[column] - cell.count)
                     return column == 0 ? cell + pad : pad + cell
                 }
-                print(cells.joined(separator: "  "))
+                try StandardOutput.write(cells.joined(separator: "  ") + "\n")
             }
         }
     }

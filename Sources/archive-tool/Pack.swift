@@ -27,18 +27,25 @@ struct Pack: ParsableCommand {
 
             With --append the rows go to an existing archive by the replay rules: rows it \
             already holds are kept and skipped (the report counts those that differ), a start \
-            past its end (a gap) is refused. A failed append leaves the archive byte for byte \
-            as it was.
+            past its end (a gap) is refused. The whole input is checked before any of it is \
+            written (standard input is first copied to an unnamed temporary file beside the \
+            archive): a refused or failed append leaves the archive byte for byte as it was.
+
+            Ids on --dense-layers layers are not stored (they read back as 0): non-zero ones \
+            are counted in a warning naming the first, and --strict refuses such an input.
+
+            SIGINT or SIGTERM (any number of times) stops the work at its next step; what was \
+            written is undone before the tool exits with 130 or 143.
 
             EXAMPLES:
-              archive-tool pack trace.npy -o trace.arch
-              archive-tool pack trace.npy -o trace.arch --experts 256 \\
+              archive-tool pack trace.npy -o trace.moe
+              archive-tool pack trace.npy -o trace.moe --experts 256 \\
                   --dense-layers 0,1,2 --meta model=deepseek-v3 --meta run=42
-              archive-tool pack flat.npy -o trace.arch --layers 48        # [tokens, 48*8]
-              archive-tool pack next.npy -o trace.arch --append           # at the end
-              archive-tool pack reprefill.npy -o trace.arch --append --start 0
+              archive-tool pack flat.npy -o trace.moe --layers 48        # [tokens, 48*8]
+              archive-tool pack next.npy -o trace.moe --append           # at the end
+              archive-tool pack reprefill.npy -o trace.moe --append --start 0
               python3 -c 'import numpy,sys; numpy.save(sys.stdout.buffer, a)' | \\
-                  archive-tool pack - -o trace.arch --experts 64
+                  archive-tool pack - -o trace.moe --experts 64
 
             \(ExitStatus.helpSection)
             """
@@ -53,7 +60,7 @@ struct Pack: ParsableCommand {
             help: ArgumentHelp("The archive to create, or to append to with --append.", valueName: "archive"))
     var output: String
 
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "Expert count E: ids are in [0, E). Default: the largest id + 1 (at least 2); required when reading standard input. With --append it must equal the archive's.",
         valueName: "E"))
     var experts: Int?
@@ -70,7 +77,7 @@ struct Pack: ParsableCommand {
         "Metadata of a new archive (repeatable). 'source' defaults to the input's file name.", valueName: "key=value"))
     var meta: [String] = []
 
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "Layers per row: reads a 2-D input [tokens, layers*topk] (with --append the default is the archive's).",
         valueName: "L"))
     var layers: Int?
@@ -80,8 +87,8 @@ struct Pack: ParsableCommand {
         valueName: "0,1,2"), transform: parseLayerList)
     var denseLayers: [Int]?
 
-    @Option(name: .customLong("block-rows"), help: ArgumentHelp(
-        "Rows per block of a new archive (default: about \(BlockEncoder.defaultBlockBytes / 1024) KiB of fixed-width ids with the fast codec, \(BlockEncoder.defaultCompactBlockBytes / 1024) KiB with the compact one, a multiple of 8 in 64...65536).",
+    @Option(name: .customLong("block-rows"), parsing: .unconditional, help: ArgumentHelp(
+        "Rows per block of a new archive: 1 or more, at most 2^26 stored ids a block (67,108,864 / (MoE layers x topk)). Default: about \(BlockEncoder.defaultBlockBytes / 1024) KiB of fixed-width ids with the fast codec, \(BlockEncoder.defaultCompactBlockBytes / 1024) KiB with the compact one (a multiple of 8 in 64...65536).",
         valueName: "N"))
     var blockRows: Int?
 
@@ -93,13 +100,16 @@ struct Pack: ParsableCommand {
         })
     var codec: BlockCodec?
 
-    @Flag(help: "Replace an existing output (a new archive only; --append never overwrites).")
+    @Flag(help: "Replace an existing output, if it is a regular file (a new archive only; --append never overwrites).")
     var force = false
+
+    @Flag(help: "Refuse an input with non-zero ids on --dense-layers layers (they are not stored) instead of warning.")
+    var strict = false
 
     @Flag(help: "Print nothing but errors (no progress, no report).")
     var quiet = false
 
-    @Option(help: ArgumentHelp("Threads that encode blocks (default: the processors available).", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Threads that encode blocks (default: the processors available).", valueName: "N"))
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
@@ -152,6 +162,7 @@ struct Pack: ParsableCommand {
             guard force else {
                 throw ToolFailure(.conflict, "\(output): already exists; pass --force to replace it, or --append to add rows to it")
             }
+            try OutputPath.checkReplaceable(output)
             try Self.checkNotLocked(output)
         }
         let (layers, topk) = try rowShape(of: reader, archiveLayers: nil)
@@ -173,13 +184,18 @@ struct Pack: ParsableCommand {
 
         let temporary = Self.temporaryPath(for: output)
         let progress = ProgressLine("packing", total: reader.header.rowCount, quiet: quiet)
+        let audit = InputAudit(schema: schema, input: reader.path, start: 0, archive: nil, threads: threads)
         let totals: CopyTotals, fileBytes: Int
         do {
             let created = try ArchiveWriter.create(at: temporary, schema: schema, metadata: metadata,
                                                    blockRows: blockRows, codec: codec ?? .fast, overwrite: true)
             created.encodingThreads = threads
             totals = try reader.dtype.withExpertIDType(
-                CopyRows(reader: reader, writer: created, start: 0, compareOverlap: false, archive: output, progress: progress))
+                CopyRows(reader: reader, writer: created, start: 0, compareOverlap: false, archive: output,
+                         audit: audit, progress: progress))
+            try audit.finish(strict: strict)
+            // The last moment a signal can still undo the work.
+            try Interrupt.check()
             try created.close()
             fileBytes = created.fileBytes
             try Self.install(temporary, at: output, replacing: force)
@@ -190,9 +206,9 @@ struct Pack: ParsableCommand {
         }
         progress.finish()
         let int32Bytes = totals.appended * schema.idsPerRow * 4
+        let ratio = totals.appended > 0 ? ", ratio \(Units.ratio(Double(int32Bytes) / Double(fileBytes))) vs int32" : ""
         Console.info("packed \(Units.grouped(totals.appended)) rows of \(reader.path) into \(output): \(schema); "
-                     + "\(Units.bytesExact(fileBytes)), ratio \(Units.ratio(Double(int32Bytes) / Double(fileBytes))) vs int32",
-                     quiet: quiet)
+                     + "\(Units.bytesExact(fileBytes))\(ratio)", quiet: quiet)
     }
 
     /// The input's name for the `source` metadata.
@@ -200,11 +216,10 @@ struct Pack: ParsableCommand {
         input == "-" ? "<stdin>" : URL(fileURLWithPath: input).lastPathComponent
     }
 
-    /// `dir/.NAME.packing-PID`: beside the destination, so the final rename stays on one filesystem.
+    /// `dir/.NAME.packing-PID`: beside the destination, so the final rename stays on one
+    /// filesystem (NAME cut so that the name fits in NAME_MAX).
     static func temporaryPath(for destination: String) -> String {
-        let url = URL(fileURLWithPath: destination)
-        let directory = destination.contains("/") ? String(destination[...destination.lastIndex(of: "/")!]) : ""
-        return directory + "." + url.lastPathComponent + ".packing-\(getpid())"
+        TemporaryName.beside(destination, suffix: "packing-\(getpid())")
     }
 
     /// Moves the complete archive onto its destination: rename(2) when replacing, else a hard
@@ -260,7 +275,7 @@ struct Pack: ParsableCommand {
 
     // MARK: Appending
 
-    private func appendRows(from reader: NumpyReader) throws {
+    private func appendRows(from input: NumpyReader) throws {
         guard fileExists(output) else {
             throw ToolFailure(.io, "\(output): no such archive; pack without --append to create it")
         }
@@ -269,10 +284,11 @@ struct Pack: ParsableCommand {
         if let tail = writer.recoveredTail {
             Console.warning("\(output): cut \(tail.bytes) bytes at byte \(tail.offset) that an interrupted writer left (\(tail.reason))")
         }
+        // Every refusal the header allows comes before the data is read.
         let schema = writer.schema
-        let (layers, topk) = try rowShape(of: reader, archiveLayers: schema.layers)
+        let (layers, topk) = try rowShape(of: input, archiveLayers: schema.layers)
         guard layers == schema.layers, topk == schema.topk else {
-            throw ToolFailure(.conflict, "\(reader.path): rows of \(layers) layers x top-\(topk) do not match the schema of \(output): \(schema)")
+            throw ToolFailure(.conflict, "\(input.path): rows of \(layers) layers x top-\(topk) do not match the schema of \(output): \(schema)")
         }
         if let experts, experts != schema.experts {
             throw ToolFailure(.conflict, "--experts \(experts) does not match the schema of \(output): \(schema)")
@@ -282,14 +298,24 @@ struct Pack: ParsableCommand {
         }
         let start = self.start ?? writer.count
         let before = writer.count
+        guard start <= before else { throw ArchiveError.gap(path: output, start: start, count: before) }
+
+        // The whole input is checked before any of it is written: a stream is first copied to
+        // an unnamed file beside the archive (as large as the archive's own growth may be).
+        let reader = try input.spooled(inDirectoryOf: output)
+        let audit = InputAudit(schema: schema, input: reader.path, start: start, archive: output, threads: threads)
+        try reader.dtype.withExpertIDType(AuditInput(reader: reader, audit: audit))
+        try audit.finish(strict: strict)
+
         let checkpoint = writer.checkpoint()
         let progress = ProgressLine("appending", total: reader.header.rowCount, quiet: quiet)
         let totals: CopyTotals
         do {
-            // Refuses a gap before anything is read.
-            try writer.append([UInt8](), at: start)
             totals = try reader.dtype.withExpertIDType(
-                CopyRows(reader: reader, writer: writer, start: start, compareOverlap: true, archive: output, progress: progress))
+                CopyRows(reader: reader, writer: writer, start: start, compareOverlap: true, archive: output,
+                         audit: nil, progress: progress))
+            // The last moment a signal can still undo the work.
+            try Interrupt.check()
             try writer.close()
         } catch {
             progress.finish()
@@ -298,17 +324,31 @@ struct Pack: ParsableCommand {
                 try writer.rollback(to: checkpoint)
                 try writer.close()
             } catch {
-                throw ToolFailure(failure.status, failure.message + "; undoing the append also failed: \(error)")
+                throw ToolFailure(.io, failure.message + "; undoing the append also failed, the archive may hold part of it: \(error)")
             }
             throw failure
         }
         progress.finish()
-        var report = "\(output): appended \(Units.grouped(totals.appended)) rows of \(reader.path) at position \(start + totals.skipped)"
-        if totals.skipped > 0 {
-            report += ", skipped \(Units.grouped(totals.skipped)) already stored (\(Units.grouped(totals.differing)) of them differ; the stored rows are kept)"
+        Console.info(appendReport(totals, input: reader.path, start: start, before: before, after: writer.count,
+                                  fileBytes: writer.fileBytes), quiet: quiet)
+    }
+
+    /// What an append did, naming the positions the input's rows went to or were already at.
+    private func appendReport(_ totals: CopyTotals, input: String, start: Int, before: Int, after: Int, fileBytes: Int) -> String {
+        let rows = totals.appended + totals.skipped
+        let stored = "already stored (\(Units.grouped(totals.differing)) of them differ; the stored rows are kept)"
+        var report: String
+        if totals.appended == 0 {
+            report = rows == 0 ? "\(output): appended 0 rows: \(input) holds none"
+                : "\(output): appended 0 rows: all \(Units.grouped(rows)) of \(input) (positions \(start)..<\(start + rows)) are \(stored)"
+        } else {
+            let first = start + totals.skipped
+            report = "\(output): appended \(Units.grouped(totals.appended)) rows of \(input) as positions \(first)..<\(first + totals.appended)"
+            if totals.skipped > 0 {
+                report += ", skipped \(Units.grouped(totals.skipped)) (positions \(start)..<\(first)) \(stored)"
+            }
         }
-        report += "; now \(Units.grouped(writer.count)) rows (was \(Units.grouped(before))), \(Units.bytesExact(writer.fileBytes))"
-        Console.info(report, quiet: quiet)
+        return report + "; now \(Units.grouped(after)) rows (was \(Units.grouped(before))), \(Units.bytesExact(fileBytes))"
     }
 
     // MARK: Shape and schema
@@ -372,13 +412,15 @@ struct CopyTotals {
     var appended = 0, skipped = 0, differing = 0
 }
 
-/// Appends the input chunk by chunk, chunk k at `start` + the rows before it.
+/// Appends the input chunk by chunk, chunk k at `start` + the rows before it; each chunk is
+/// first checked by `audit`, when given (an input not checked whole beforehand).
 private struct CopyRows: ExpertIDOperation {
     let reader: NumpyReader
     let writer: ArchiveWriter
     let start: Int
     let compareOverlap: Bool
     let archive: String
+    let audit: InputAudit?
     let progress: ProgressLine
 
     func run<T: ExpertID>(_ type: T.Type) throws -> CopyTotals {
@@ -386,6 +428,7 @@ private struct CopyRows: ExpertIDOperation {
         let rowsPerChunk = reader.header.rowsPerChunk(maxBytes: 16 << 20)
         try reader.forEachChunk(as: T.self, rowsPerChunk: rowsPerChunk) { chunk, rows in
             try Interrupt.check()
+            try audit?.check(chunk, firstRow: rows.lowerBound)
             let result: AppendResult
             do {
                 result = try writer.append(chunk, at: start + rows.lowerBound, compareOverlap: compareOverlap)

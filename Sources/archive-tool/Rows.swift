@@ -9,9 +9,9 @@ struct Rows: ParsableCommand {
             spaces, layers by ' | '). Dense layers print as 0.
 
             EXAMPLES:
-              archive-tool rows trace.arch --rows 0:10
-              archive-tool rows trace.arch --rows=-5:
-              archive-tool rows trace.arch --rows 100:101 --layer-ids 3
+              archive-tool rows trace.moe --rows 0:10
+              archive-tool rows trace.moe --rows=-5:
+              archive-tool rows trace.moe --rows 100:101 --layer-ids 3
 
             \(ExitStatus.helpSection)
             """
@@ -25,7 +25,7 @@ struct Rows: ParsableCommand {
         valueName: "A:B"))
     var rows: RowSelection?
 
-    @Option(name: .customLong("layer-ids"), help: ArgumentHelp("Print only this layer's ids.", valueName: "layer"))
+    @Option(name: .customLong("layer-ids"), parsing: .unconditional, help: ArgumentHelp("Print only this layer's ids.", valueName: "layer"))
     var layer: Int?
 
     func run() throws {
@@ -55,7 +55,7 @@ struct Rows: ParsableCommand {
                     }
                     text += "\n"
                 }
-                print(text, terminator: "")
+                try StandardOutput.write(text)
                 position = end
             }
         }

@@ -13,8 +13,8 @@ struct SalvageCommand: ParsableCommand {
             archive header makes salvage impossible. Exits 0 when nothing was lost, 3 otherwise.
 
             EXAMPLES:
-              archive-tool salvage damaged.arch
-              archive-tool salvage damaged.arch -o saved.arch
+              archive-tool salvage damaged.moe
+              archive-tool salvage damaged.moe -o saved.moe
 
             \(ExitStatus.helpSection)
             """

@@ -11,11 +11,11 @@ struct Stat: ParsableCommand {
             layers x topk x bit width / 8). Sizes are shown in KiB/MiB/GiB with the exact byte \
             count. --json prints one JSON object (sorted keys) with rows, layers, topk, experts, \
             bit_width, dense_layers, blocks, block_rows, codec, file_bytes, int32_bytes, \
-            fixed_width_bytes, ratio_int32, ratio_fixed_width, metadata.
+            fixed_width_bytes, ratio_int32, ratio_fixed_width (null without rows), metadata.
 
             EXAMPLES:
-              archive-tool stat trace.arch
-              archive-tool stat trace.arch --json | jq .ratio_int32
+              archive-tool stat trace.moe
+              archive-tool stat trace.moe --json | jq .ratio_int32
 
             \(ExitStatus.helpSection)
             """
@@ -61,15 +61,16 @@ struct Stat: ParsableCommand {
                     "file_bytes": fileBytes,
                     "int32_bytes": int32Bytes,
                     "fixed_width_bytes": fixedWidthBytes,
-                    "ratio_int32": rounded(ratioInt32),
-                    "ratio_fixed_width": rounded(ratioFixed),
+                    // No rows, no ratio (not a ratio of 0).
+                    "ratio_int32": rows > 0 ? rounded(ratioInt32) as Any : NSNull(),
+                    "ratio_fixed_width": rows > 0 ? rounded(ratioFixed) as Any : NSNull(),
                     "metadata": reader.metadata,
                 ]
                 if let tail = reader.ignoredTail {
                     object["ignored_tail"] = ["offset": tail.offset, "bytes": fileBytes - tail.offset, "reason": tail.reason] as [String: Any]
                 }
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-                print(String(decoding: data, as: UTF8.self))
+                try StandardOutput.write(String(decoding: data, as: UTF8.self) + "\n")
                 return
             }
             var lines = [archive]
@@ -82,8 +83,12 @@ struct Stat: ParsableCommand {
             line("blocks", "\(Units.grouped(blocks)) of up to \(Units.grouped(reader.blockRows)) rows")
             line("codec", Self.codecName(reader.codec))
             line("file", Units.bytesExact(fileBytes))
-            line("vs int32", "\(Units.ratio(ratioInt32)) (as int32: \(Units.bytesExact(int32Bytes)))")
-            line("vs \(schema.bitWidth)-bit", "\(Units.ratio(ratioFixed)) (at the fixed width of \(schema.bitWidth) bits: \(Units.bytesExact(fixedWidthBytes)))")
+            if rows > 0 {
+                line("vs int32", "\(Units.ratio(ratioInt32)) (as int32: \(Units.bytesExact(int32Bytes)))")
+                line("vs \(schema.bitWidth)-bit", "\(Units.ratio(ratioFixed)) (at the fixed width of \(schema.bitWidth) bits: \(Units.bytesExact(fixedWidthBytes)))")
+            } else {
+                line("ratio", "none (no rows)")
+            }
             if let tail = reader.ignoredTail {
                 line("torn tail", "\(Units.bytesExact(fileBytes - tail.offset)) at byte \(tail.offset) ignored: \(tail.reason)")
             }
@@ -94,7 +99,7 @@ struct Stat: ParsableCommand {
                     line(i == 0 ? "metadata" : "", "\(key) = \(reader.metadata[key]!)")
                 }
             }
-            print(lines.joined(separator: "\n"))
+            try StandardOutput.write(lines.joined(separator: "\n") + "\n")
         }
     }
 

@@ -17,7 +17,7 @@ struct Synth: ParsableCommand {
               archive-tool synth --model qwen3-30b-a3b --tokens 100000 -o q.npy
               archive-tool synth --model deepseek-v3 --tokens 4096 --seed 7 -o ds.npy
               archive-tool synth --model kimi-k2 --tokens 10 -o - --dtype int32 | xxd
-              archive-tool pack ds.npy -o ds.arch --experts 256 --dense-layers 0,1,2
+              archive-tool pack ds.npy -o ds.moe --experts 256 --dense-layers 0,1,2
 
             \(ExitStatus.helpSection)
             """
@@ -26,14 +26,14 @@ struct Synth: ParsableCommand {
     @Option(help: ArgumentHelp("The model shape: \(ModelShape.all.map(\.name).joined(separator: ", ")).", valueName: "name"))
     var model: String
 
-    @Option(help: ArgumentHelp("Rows (tokens) to generate.", valueName: "N"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows (tokens) to generate.", valueName: "N"))
     var tokens: Int
 
     @Option(name: [.customShort("o"), .customLong("output")],
             help: ArgumentHelp("The .npy file to write; - writes standard output.", valueName: "output.npy"))
     var output: String
 
-    @Option(help: "Random seed: the same seed gives the same trace.")
+    @Option(parsing: .unconditional, help: "Random seed: the same seed gives the same trace.")
     var seed: UInt64 = 1
 
     @Option(help: ArgumentHelp(

@@ -14,8 +14,8 @@ struct Truncate: ParsableCommand {
             stored rows.
 
             EXAMPLES:
-              archive-tool truncate trace.arch --to 4096
-              archive-tool truncate trace.arch --to 0      # keeps the schema and metadata, no rows
+              archive-tool truncate trace.moe --to 4096
+              archive-tool truncate trace.moe --to 0      # keeps the schema and metadata, no rows
 
             \(ExitStatus.helpSection)
             """
@@ -24,7 +24,7 @@ struct Truncate: ParsableCommand {
     @Argument(help: ArgumentHelp("The archive to cut back.", valueName: "archive"))
     var archive: String
 
-    @Option(name: .customLong("to"), help: ArgumentHelp("Rows to keep: positions 0..<N stay.", valueName: "N"))
+    @Option(name: .customLong("to"), parsing: .unconditional, help: ArgumentHelp("Rows to keep: positions 0..<N stay.", valueName: "N"))
     var rows: Int
 
     @Flag(help: "Print nothing but errors.")

@@ -17,10 +17,10 @@ struct Unpack: ParsableCommand {
             back: check the exit status).
 
             EXAMPLES:
-              archive-tool unpack trace.arch -o trace.npy
-              archive-tool unpack trace.arch -o head.npy --rows :1000 --dtype int32
-              archive-tool unpack trace.arch -o tail.npy --rows=-100: --force
-              archive-tool unpack trace.arch -o - --rows :4096 | ssh gpu1 'cat > t.npy'
+              archive-tool unpack trace.moe -o trace.npy
+              archive-tool unpack trace.moe -o head.npy --rows :1000 --dtype int32
+              archive-tool unpack trace.moe -o tail.npy --rows=-100: --force
+              archive-tool unpack trace.moe -o - --rows :4096 | ssh gpu1 'cat > t.npy'
 
             \(ExitStatus.helpSection)
             """

@@ -11,8 +11,8 @@ struct Verify: ParsableCommand {
             unpack --rows to save them.
 
             EXAMPLES:
-              archive-tool verify trace.arch
-              archive-tool verify trace.arch || echo "damaged"
+              archive-tool verify trace.moe
+              archive-tool verify trace.moe || echo "damaged"
 
             \(ExitStatus.helpSection)
             """
@@ -36,22 +36,22 @@ struct Verify: ParsableCommand {
             var damagedRows = 0, damagedRanges = 0, tornBytes = 0
             for problem in problems {
                 guard case let .corrupt(_, offset, reason) = problem else {
-                    print("\(archive): \(problem)")
+                    try StandardOutput.write("\(archive): \(problem)\n")
                     damagedRanges += 1
                     continue
                 }
                 if let tail = reader.ignoredTail, tail.offset == offset {
                     tornBytes = max(0, fileSize(archive) - offset)
-                    print("\(archive): bytes \(offset)..<\(offset + tornBytes) are a torn tail, not part of the archive "
-                          + "(an interrupted write: no stored row is affected; the next pack --append cuts it): \(tail.reason)")
+                    try StandardOutput.write("\(archive): bytes \(offset)..<\(offset + tornBytes) are a torn tail, not part of the archive "
+                          + "(an interrupted write: no stored row is affected; the next pack --append cuts it): \(tail.reason)\n")
                 } else if let block = blocks.first(where: { $0.recordOffset <= offset && offset < $0.frameOffset + $0.frameLength }) {
                     damagedRows += block.rows
                     damagedRanges += 1
-                    print("\(archive): bytes \(block.recordOffset)..<\(block.frameOffset + block.frameLength) damaged (at byte \(offset)), "
-                          + "holding rows \(block.position)..<\(block.position + block.rows): \(reason)")
+                    try StandardOutput.write("\(archive): bytes \(block.recordOffset)..<\(block.frameOffset + block.frameLength) damaged (at byte \(offset)), "
+                          + "holding rows \(block.position)..<\(block.position + block.rows): \(reason)\n")
                 } else {
                     damagedRanges += 1
-                    print("\(archive): damaged at byte \(offset): \(reason)")
+                    try StandardOutput.write("\(archive): damaged at byte \(offset): \(reason)\n")
                 }
             }
             if damagedRanges == 0 {
