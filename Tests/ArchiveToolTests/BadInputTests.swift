@@ -95,7 +95,9 @@ import TraceSynth
             Case(name: "--rows out of range", arguments: ["unpack", path("base.arch"), "-o", path("x.npy"), "--rows", "50:101"],
                  status: 1, message: "base.arch: --rows 50:101 is outside the archive's 100 rows"),
             Case(name: "--rows reversed", arguments: ["unpack", path("base.arch"), "-o", path("x.npy"), "--rows", "20:10"],
-                 status: 1, message: "outside the archive's 100 rows"),
+                 status: 1, message: "base.arch: --rows 20:10 is reversed: it starts at position 20, after its end 10"),
+            Case(name: "--rows reversed from the end", arguments: ["rows", path("base.arch"), "--rows=-5:-10"],
+                 status: 1, message: "base.arch: --rows -5:-10 is reversed: it starts at position 95, after its end 90"),
             Case(name: "--dtype too narrow", arguments: ["unpack", path("wide.arch"), "-o", path("x.npy"), "--dtype", "uint8"],
                  status: 1, message: "wide.arch: --dtype uint8 cannot hold its expert ids (up to 299); use uint16 or wider"),
             Case(name: "--dtype too narrow for synth", arguments: ["synth", "--model", "kimi-k2", "--tokens", "10", "-o", path("x.npy"), "--dtype", "int8"],
@@ -172,23 +174,28 @@ import TraceSynth
         expectSuccess(try tool(["pack", input, "-o", archive, "--append", "--start", "0"]))
     }
 
-    /// An id out of range in the third 16 MiB chunk: the chunks already appended are undone
-    /// (append), or the temporary archive removed (new archive).
-    @Test func failureAfterSeveralChunks() throws {
+    /// An id out of range in the last row, three 16 MiB chunks in: the whole input is checked
+    /// before any of it is written, from a file or from standard input, so the archive is not
+    /// even touched (its modification time stays); a new archive leaves no file.
+    @Test func badIdInTheLastRowIsRefusedBeforeWriting() throws {
         let dir = TemporaryDirectory()
         let (input, archive, values) = try wideFixture(dir, rows: 1100)
         var bad = values
-        bad[1050 * 4096 + 7 * 64 + 3] = 300
+        bad[1099 * 4096 + 7 * 64 + 3] = 300
         try writeNpy(input, bad, shape: [1100, 64, 64], dtype: .int64)
         let before = try #require(fileBytes(archive))
+        let times = fileTimes(archive)
         let entries = dir.entries()
         expectFailure(try tool(["pack", input, "-o", archive, "--append", "--start", "0"]), status: 1,
-                      "wide.npy row 1050: expert id 300 at layer 7, slot 3 is outside [0, 300)")
-        #expect(fileBytes(archive) == before, "the archive is byte for byte as before")
-        expectFailure(try tool(["pack", input, "-o", dir.file("new.arch"), "--experts", "300"]), status: 1,
-                      "wide.npy row 1050: expert id 300 at layer 7, slot 3")
+                      "wide.npy row 1099: expert id 300 at layer 7, slot 3 is outside [0, 300)")
+        #expect(fileBytes(archive) == before && fileTimes(archive) == times, "the archive was not written")
+        expectFailure(try tool(["pack", "-", "-o", archive, "--append", "--start", "50"], stdin: fileBytes(input)), status: 1,
+                      "<stdin> row 1099: expert id 300 at layer 7, slot 3 is outside [0, 300) (position 1149 of \(archive))")
+        #expect(fileBytes(archive) == before && fileTimes(archive) == times, "the archive was not written")
+        expectFailure(try tool(["pack", input, "-o", dir.file("new.moe"), "--experts", "300"]), status: 1,
+                      "wide.npy row 1099: expert id 300 at layer 7, slot 3")
         #expect(dir.entries() == entries, "no archive and no temporary file left")
-        // Undone means undone: the same append without the bad id then works.
+        // The same append without the bad id then works.
         try writeNpy(input, values, shape: [1100, 64, 64], dtype: .int64)
         expectSuccess(try tool(["pack", input, "-o", archive, "--append", "--start", "0", "--quiet"]))
         #expect(try archiveRows(archive) == values)

@@ -33,20 +33,28 @@ struct RunResult {
 /// Runs `archive-tool` with `arguments`; `stdin` is fed through a pipe (else /dev/null),
 /// stdout is read from a pipe.
 @discardableResult
-func tool(_ arguments: [String], stdin: Data? = nil) throws -> RunResult {
-    try runProcess(toolURL.path, arguments, stdin: stdin)
+func tool(_ arguments: [String], stdin: Data? = nil, stdoutPath: String? = nil) throws -> RunResult {
+    try runProcess(toolURL.path, arguments, stdin: stdin, stdoutPath: stdoutPath)
+}
+
+/// Runs `archive-tool` under `ulimit -f blocks` (512-byte blocks), through sh.
+func toolLimited(fileBlocks blocks: Int, _ arguments: [String], stdin: Data? = nil) throws -> RunResult {
+    let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+    return try runProcess("/bin/sh", ["-c", "ulimit -f \(blocks) && exec '\(toolURL.path)' \(quoted)"], stdin: stdin)
 }
 
 /// Writing to a tool that exited (on an error) must fail with EPIPE, not kill the tests.
 let ignoreBrokenPipes: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
-func runProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil) throws -> RunResult {
+/// `stdoutPath`: a file stdout is opened on for writing (`/dev/full`), instead of a pipe.
+func runProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil, stdoutPath: String? = nil) throws -> RunResult {
     ignoreBrokenPipes
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     let output = Pipe()
-    process.standardOutput = output
+    let outputFile = stdoutPath.flatMap { FileHandle(forWritingAtPath: $0) }
+    process.standardOutput = outputFile ?? output
     // stderr to a file: no second pipe to drain concurrently.
     let errorPath = FileManager.default.temporaryDirectory.appendingPathComponent("archive-tool-stderr-\(UUID().uuidString)").path
     _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
@@ -57,6 +65,8 @@ func runProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil)
     process.standardInput = stdin == nil ? FileHandle.nullDevice : input
     try process.run()
     try? errorHandle.close()
+    try? outputFile?.close()
+    if outputFile != nil { try? output.fileHandleForWriting.close() }
     if let stdin {
         let writer = input.fileHandleForWriting
         DispatchQueue.global().async {

@@ -135,8 +135,11 @@ struct DTypeTests {
         #expect(NumpyDType(descr: "i1") == .int8)
         #expect(NumpyDType(descr: "<u1") == .uint8)
         #expect(NumpyDType(descr: ">u2") == nil)
-        #expect(NumpyDType(descr: "=u2") == nil)
-        #expect(NumpyDType(descr: "u2") == nil)
+        // numpy reads these as the reading machine's order: little-endian here.
+        #expect(NumpyDType(descr: "=u2") == .uint16)
+        #expect(NumpyDType(descr: "u2") == .uint16)
+        #expect(NumpyDType(descr: "|i8") == .int64)
+        #expect(NumpyDType(descr: ">i8") == nil)
         #expect(NumpyDType(descr: "<f4") == nil)
         #expect(NumpyDType(descr: "<u3") == nil)
         #expect(NumpyDType(descr: "<u+4") == nil)

@@ -19,6 +19,64 @@ struct WriterTests {
         #expect(try directory.entries() == ["x.npy"])
     }
 
+    @Test("overwrite: true replaces only a regular file: not a FIFO, a symbolic link or a directory")
+    func replacesOnlyRegularFiles() throws {
+        let directory = try TemporaryDirectory()
+        let target = try directory.write(Array("target".utf8), to: "target")
+        let fifo = directory.file("fifo"), link = directory.file("link"), sub = directory.file("sub")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(symlink(target, link) == 0)
+        #expect(mkdir(sub, 0o700) == 0)
+        for (path, kind) in [(fifo, "FIFO"), (link, "symbolic link"), (sub, "directory")] {
+            let error = numpyError { _ = try NumpyWriter(path: path, dtype: .uint8, shape: [3], overwrite: true) }
+            #expect(error == .notRegularFile(path: path, kind: kind))
+            #expect(error?.description == "\(path): is a \(kind), not a regular file; only a regular file is replaced")
+        }
+        #expect(try readAll(target) == Array("target".utf8))
+        #expect(try directory.entries() == ["fifo", "link", "sub", "target"])
+    }
+
+    @Test("names of up to 255 bytes work: the temporary name is cut to fit NAME_MAX")
+    func longNames() throws {
+        let directory = try TemporaryDirectory()
+        for length in [243, 250, 255] {
+            let name = String(repeating: "n", count: length - 4) + ".npy"
+            let path = directory.file(name)
+            let temporary = TemporaryName.beside(path, suffix: "ABCDEF")
+            #expect(temporary.hasPrefix(directory.path + "/."))
+            #expect(temporary.split(separator: "/").last!.utf8.count <= 255)
+            try writeArray(path, dtype: .uint8, shape: [4], bytes: pattern(4))
+            try NumpyReader(path: path).withData { #expect(Array($0) == pattern(4)) }
+        }
+        #expect(try directory.entries().count == 3)
+        // A multi-byte character is never cut in half.
+        let wide = String(repeating: "é", count: 127)  // 254 bytes
+        let cut = TemporaryName.beside(wide, suffix: "ABCDEF")
+        #expect(cut.utf8.count <= 255 && cut.hasPrefix(".é") && cut.hasSuffix("é.ABCDEF"))
+    }
+
+    @Test("a stream spooled to an unnamed file reads back the same, leaving nothing behind")
+    func spooledStream() throws {
+        let directory = try TemporaryDirectory()
+        let data = pattern(3000)
+        let bytes = npy(dict(descr: "'<u2'", shape: "(100, 15)"), data: data)
+        let (readEnd, writeEnd) = try makePipe()
+        defer { close(readEnd) }
+        let writer = Thread { writeAndClose(writeEnd, bytes) }
+        writer.start()
+        let stream = try NumpyReader(fileDescriptor: readEnd, path: "<pipe>")
+        #expect(!stream.isMemoryMapped)
+        let spooled = try stream.spooled(inDirectoryOf: directory.file("archive"), maxChunkBytes: 64)
+        #expect(spooled.isMemoryMapped && spooled.path == "<pipe>" && spooled.shape == [100, 15])
+        #expect(try directory.entries().isEmpty, "the copy has no name")
+        #expect(try readChunks(spooled, rowsPerChunk: 7) == data)
+        #expect(try readChunks(spooled, rowsPerChunk: 100) == data, "read again")
+        // A mapped reader is its own spool.
+        let path = try directory.write(bytes, to: "x.npy")
+        let mapped = try NumpyReader(path: path)
+        #expect(try mapped.spooled(inDirectoryOf: path) === mapped)
+    }
+
     @Test("overwrite: true replaces the destination")
     func overwrites() throws {
         let directory = try TemporaryDirectory()
