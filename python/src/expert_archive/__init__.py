@@ -8,6 +8,7 @@
     rows = r[0:len(r)]                           # [n, 48, 8] uint8
 """
 from .archive import AppendResult, Reader, Schema, Writer
+from .batch import read_batch
 from .errors import (ArchiveError, ArchiveIOError, ClosedError, DamagedError, ExistsError, GapError,
                      InvalidArgumentError, LockedError, OutOfRangeError, SchemaError)
 
@@ -16,4 +17,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AppendResult", "ArchiveError", "ArchiveIOError", "ClosedError", "DamagedError", "ExistsError", "GapError",
     "InvalidArgumentError", "LockedError", "OutOfRangeError", "Reader", "Schema", "SchemaError", "Writer",
+    "read_batch",
 ]
