@@ -4,6 +4,8 @@
 // Benchmarks/run (lmdeploy_growth.py), in the same run.
 //
 // usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append]
+//        archive-bench --read-all ARCHIVE [--layers A:B]   (the Swift side of python_bench.py: the
+//        best of 5 reads of every row, those layers only if given, as int32 into one buffer)
 import Archive
 import Foundation
 import TraceSynth
@@ -17,12 +19,14 @@ func residentMiB() -> Double {
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }
 
-let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append]"
+let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] | --read-all ARCHIVE [--layers A:B]"
 var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
 var blockRows: Int?
 var reads = 20_000
+var readAll: String?
+var readLayers: Range<Int>?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -31,6 +35,10 @@ while let argument = arguments.next() {
     case "--only-append": onlyAppend = true
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--reads": reads = arguments.next().flatMap(Int.init) ?? reads
+    case "--read-all": readAll = arguments.next()
+    case "--layers":
+        let bounds = (arguments.next() ?? "").split(separator: ":").compactMap { Int($0) }
+        if bounds.count == 2, bounds[0] <= bounds[1] { readLayers = bounds[0]..<bounds[1] }
     case "-h", "--help":
         print(usage)
         exit(0)
@@ -38,6 +46,20 @@ while let argument = arguments.next() {
         FileHandle.standardError.write(Data("archive-bench: unknown argument \(argument)\n\(usage)\n".utf8))
         exit(2)
     }
+}
+
+if let readAll {
+    let reader = try ArchiveReader(path: readAll)
+    let layers = readLayers ?? 0..<reader.schema.layers
+    var out = [Int32](repeating: 0, count: reader.count * layers.count * reader.schema.topk)
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let start = now()
+        try out.withUnsafeMutableBufferPointer { try reader.read(0..<reader.count, layers: layers, into: $0) }
+        best = min(best, now() - start)
+    }
+    print(String(format: "%.6f", best))
+    exit(0)
 }
 
 let schema = try ModelShape.named("qwen3-30b-a3b")!.schema()

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""expert_archive from Python, side by side with what users would do instead (Qwen3-30B-A3B rows:
+48 layers x top-8, 128 experts, from `archive-tool synth`):
+
+1. an LMDeploy decode loop: one row appended per step for STEPS steps, then get_real(), through
+   the drop-in against a copy of LMDeploy's HistoryRouterExperts (np.pad growth);
+2. a whole-archive read to int32 against numpy.load of the same rows as an int32 .npy (page cache
+   warm) and against the Swift reader in-process (archive-bench --read-all);
+3. a quarter of the layers against all layers.
+Figures are the best of several runs.
+
+usage: python_bench.py --tool ARCHIVE_TOOL --bench ARCHIVE_BENCH [--steps N] [--rows N] [--dir DIR]
+(expert_archive importable: Benchmarks/run puts python/src on PYTHONPATH and the release library in
+EXPERT_ARCHIVE_LIBRARY)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import expert_archive as ea
+from expert_archive.integrations.lmdeploy import HistoryRouterExperts
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "python" / "tests"))
+from lmdeploy_reference import HistoryRouterExperts as LMDeployHistory  # noqa: E402
+
+
+def best(runs: int, work) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def decode_loop(steps: list[np.ndarray], history_type, **options) -> tuple[float, float, np.ndarray]:
+    history = history_type(**options)
+    start = time.perf_counter()
+    for step in steps:
+        history.append(step)
+    appended = time.perf_counter() - start
+    start = time.perf_counter()
+    real = history.get_real()
+    return appended, time.perf_counter() - start, real
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tool", required=True)
+    parser.add_argument("--bench", required=True)
+    parser.add_argument("--steps", type=int, default=32768)
+    parser.add_argument("--rows", type=int, default=262144)
+    parser.add_argument("--dir", default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(dir=args.dir))
+    trace = work / "trace.npy"
+    subprocess.run([args.tool, "synth", "--model", "qwen3-30b-a3b", "--tokens", str(max(args.rows, args.steps)),
+                    "-o", str(trace), "--quiet"], check=True)
+    rows = np.load(trace).astype(np.int32)
+
+    print(f"### Python: LMDeploy decode loop, {args.steps} steps of one 48x8 row, then get_real()")
+    steps = [np.ascontiguousarray(rows[i:i + 1].astype(np.uint16)) for i in range(args.steps)]
+    results = {}
+    for name, history_type, options in [("LMDeploy HistoryRouterExperts (np.pad)", LMDeployHistory, {}),
+                                        ("expert_archive drop-in", HistoryRouterExperts, {"experts": 128})]:
+        runs = [decode_loop(steps, history_type, **options) for _ in range(3)]
+        appended = min(r[0] for r in runs)
+        real = min(r[1] for r in runs)
+        assert np.array_equal(runs[0][2], rows[:args.steps]) and runs[0][2].dtype == np.uint16
+        results[name] = appended + real
+        print(f"{name:42s} append {appended / args.steps * 1e6:6.2f} us per call, get_real {real * 1e3:7.2f} ms, "
+              f"total {appended + real:6.3f} s")
+    ours, theirs = results["expert_archive drop-in"], results["LMDeploy HistoryRouterExperts (np.pad)"]
+    print(f"drop-in total vs LMDeploy's: x{theirs / ours:.1f} faster")
+    path = work / "writer.moe"
+    with ea.Writer.create(path, layers=48, topk=8, experts=128, overwrite=True) as w:
+        start = time.perf_counter()
+        for step in steps:
+            w.append(step)
+        seconds = time.perf_counter() - start
+    print(f"{'Writer.append alone':42s} append {seconds / args.steps * 1e6:6.2f} us per call")
+
+    for codec in ("fast", "compact"):
+        path = work / f"{codec}.moe"
+        with ea.Writer.create(path, layers=48, topk=8, experts=128, codec=codec, overwrite=True) as w:
+            w.append(rows[:args.rows])
+        npy = work / "rows-int32.npy"
+        np.save(npy, rows[:args.rows])
+        r = ea.Reader(path)
+        n = len(r)
+        gib = n * 48 * 8 * 4 / 2**30
+        print(f"\n### Python: whole-archive read to int32, {n} rows ({gib:.2f} GiB as int32), {codec} codec, "
+              f"archive {path.stat().st_size / 2**20:.1f} MiB, warm cache")
+        out = np.empty((n, 48, 8), dtype=np.int32)
+        r.read(out=out)
+        np.load(npy)
+        assert np.array_equal(out, rows[:args.rows])
+        load = best(5, lambda: np.load(npy))
+        fresh = best(5, lambda: r.read(dtype=np.int32))
+        into = best(5, lambda: r.read(out=out))
+        swift = float(subprocess.run([args.bench, "--read-all", str(path)], check=True, capture_output=True,
+                                     text=True).stdout)
+        for name, seconds in [("numpy.load of the int32 .npy", load), ("Reader.read(dtype=int32), new array", fresh),
+                              ("Reader.read(out=int32 array)", into), ("Swift ArchiveReader.read (in-process)", swift)]:
+            print(f"{name:42s} {seconds * 1e3:8.1f} ms  {gib / seconds:6.2f} GiB/s of int32")
+        print(f"archive read vs numpy.load: x{load / fresh:.2f} (new array), x{load / into:.2f} (into an array); "
+              f"Python vs Swift: {into / swift * 100 - 100:+.0f}% (into an array), {fresh / swift * 100 - 100:+.0f}% (new array)")
+        quarter_out = np.empty((n, 12, 8), dtype=np.int32)
+        quarters = [best(5, lambda q=q: r.read(layers=slice(12 * q, 12 * q + 12), out=quarter_out)) for q in range(4)]
+        quarter = sum(quarters) / 4
+        swift_quarter = float(subprocess.run([args.bench, "--read-all", str(path), "--layers", "12:24"], check=True,
+                                             capture_output=True, text=True).stdout)
+        print(f"{'a quarter of the layers (mean of 4)':42s} {quarter * 1e3:8.1f} ms  = {quarter / into * 100:.0f}% "
+              f"of all layers (Swift, layers 12..<24: {swift_quarter / swift * 100:.0f}%)")
+        del out, quarter_out
+    for file in work.iterdir():
+        file.unlink()
+    work.rmdir()
+
+
+if __name__ == "__main__":
+    main()
