@@ -149,3 +149,19 @@ def test_metadata_schema_resume_and_refresh(archive_path):
     assert r.refresh() == 90
     np.testing.assert_array_equal(r[:], dense[:90])
     assert r.verify() == []
+
+
+def test_small_appends_of_every_shape_and_layout(archive_path):
+    # Small batches are copied into staging rows before the call: every layout must land intact.
+    expected = rows(40)
+    with ea.Writer.create(archive_path, layers=6, topk=4, experts=200) as w:
+        for i in range(0, 40, 4):
+            w.append(expected[i:i + 1].astype(np.uint16))
+            w.append(expected[i + 1:i + 2].reshape(1, 24).astype(np.uint16))
+            w.append(np.asfortranarray(expected[i + 2:i + 4].astype(np.uint16)))
+        assert len(w) == 40
+        np.testing.assert_array_equal(w.read(), expected)
+        with pytest.raises(ea.SchemaError):
+            w.append(expected[:1].reshape(24).astype(np.uint16))
+        assert w.append(expected[5:6].astype(np.uint16), start=5, compare=True) == ea.AppendResult(0, 1, 0)
+    np.testing.assert_array_equal(ea.Reader(archive_path)[:], expected)

@@ -85,7 +85,7 @@ class HistoryRouterExperts:
         writer = self._writer
         if writer is None:
             writer = self._start(new_data if type(new_data) is np.ndarray else np.asarray(new_data))
-        return writer.append(new_data, start=start_pos)
+        return writer.append(new_data, start_pos)
 
     def resize(self, size: int) -> None:
         """Keeps the first `size` rows (at most len(self)) and discards the rest."""
