@@ -144,3 +144,63 @@ def test_temporary_archive_is_removed_with_its_object():
     del ours
     gc.collect()
     assert not os.path.exists(path)
+
+
+def fake_lmdeploy_messages():
+    """A module shaped as lmdeploy.pytorch.messages where it matters: SchedulerSequence, a
+    dataclass whose all_routed_experts default factory is the class itself."""
+    import types
+    from dataclasses import dataclass, field
+
+    module = types.ModuleType("lmdeploy.pytorch.messages")
+    module.HistoryRouterExperts = Reference
+
+    @dataclass
+    class SchedulerSequence:
+        seq_id: int
+        all_routed_experts: Reference = field(default_factory=Reference)
+
+        def __post_init__(self):
+            self._num_history_ids = 0
+
+        def append_routed_experts(self, routed_experts):
+            self.all_routed_experts.append(routed_experts)
+
+    module.SchedulerSequence = SchedulerSequence
+    return module
+
+
+def test_assigning_the_class_alone_does_not_reach_sequences():
+    messages = fake_lmdeploy_messages()
+    messages.HistoryRouterExperts = HistoryRouterExperts
+    assert type(messages.SchedulerSequence(1).all_routed_experts) is Reference
+
+
+def test_install_makes_every_new_sequence_use_the_archive():
+    from expert_archive.integrations.lmdeploy import install
+
+    messages = fake_lmdeploy_messages()
+    install(experts=EXPERTS, messages=messages)
+    install(experts=EXPERTS, messages=messages)  # a second call changes nothing
+    assert messages.HistoryRouterExperts is HistoryRouterExperts
+    seq = messages.SchedulerSequence(7)
+    assert type(seq.all_routed_experts) is HistoryRouterExperts and seq._num_history_ids == 0
+    assert seq.all_routed_experts.experts == EXPERTS
+    rows = np.arange(2 * LAYERS * TOPK).reshape(2, LAYERS, TOPK) % EXPERTS
+    seq.append_routed_experts(rows)
+    np.testing.assert_array_equal(seq.all_routed_experts.get_real(), rows)
+    given = Reference(rows, dtype=np.int32)  # a store handed to the constructor is converted with its rows
+    converted = messages.SchedulerSequence(8, all_routed_experts=given).all_routed_experts
+    assert type(converted) is HistoryRouterExperts and converted.get_real().dtype == np.int32
+    np.testing.assert_array_equal(converted.get_real(), rows)
+
+
+def test_install_without_lmdeploy_says_so():
+    import importlib.util
+
+    from expert_archive.integrations.lmdeploy import install
+
+    if importlib.util.find_spec("lmdeploy") is not None:
+        pytest.skip("lmdeploy is installed: install() would patch it")
+    with pytest.raises(ImportError):
+        install()

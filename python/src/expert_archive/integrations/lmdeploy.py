@@ -3,9 +3,12 @@ sequence's routed experts in an archive instead of a numpy array grown by ``np.p
 
 Swap it into an engine (before the engine is built)::
 
-    import lmdeploy.pytorch.messages as messages
-    from expert_archive.integrations.lmdeploy import HistoryRouterExperts
-    messages.HistoryRouterExperts = HistoryRouterExperts
+    from expert_archive.integrations.lmdeploy import install
+    install(experts=128)
+
+Assigning ``messages.HistoryRouterExperts`` alone is not enough: ``SchedulerSequence`` is a
+dataclass whose field default (``field(default_factory=HistoryRouterExperts)``) holds the original
+class since the module was imported. ``install()`` also makes every new sequence's store this one.
 
 Same interface and results: ``append``, ``resize``, ``reserve``, ``get_real``, ``__len__``,
 ``__getitem__``, ``clone``, ``copy``; ``get_real()`` returns the rows LMDeploy's returns, in the
@@ -23,7 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 import weakref
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -130,3 +133,28 @@ class HistoryRouterExperts:
 
     def __repr__(self) -> str:
         return f"HistoryRouterExperts(rows={len(self)}, dtype={self.dtype}, experts={self.experts}, path={self._path!r})"
+
+
+def install(experts: Optional[int] = None, messages: Any = None) -> None:
+    """Makes LMDeploy's PyTorch engine keep every sequence's routed experts in an archive:
+    ``lmdeploy.pytorch.messages.HistoryRouterExperts`` becomes this class, and each new
+    ``SchedulerSequence`` gets one (its dataclass default still builds LMDeploy's, which is
+    converted at the end of ``__post_init__``). `experts`: the models' expert count (compact
+    storage; by default what the dtype holds). `messages`: the module to patch (default:
+    ``lmdeploy.pytorch.messages``). Calling it again changes nothing."""
+    if messages is None:
+        from lmdeploy.pytorch import messages  # type: ignore[import-not-found, no-redef]
+    if getattr(messages, "_expert_archive_installed", False):
+        return
+    sequence = messages.SchedulerSequence
+    post_init: Callable[[Any], None] = sequence.__post_init__
+
+    def __post_init__(self: Any) -> None:
+        post_init(self)
+        current = self.all_routed_experts
+        if current is not None and not isinstance(current, HistoryRouterExperts):
+            self.all_routed_experts = HistoryRouterExperts(current.get_real(), dtype=current.dtype, experts=experts)
+
+    sequence.__post_init__ = __post_init__
+    messages.HistoryRouterExperts = HistoryRouterExperts
+    messages._expert_archive_installed = True
