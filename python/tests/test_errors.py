@@ -111,3 +111,11 @@ def test_closed(archive_path, synced):
             call()
     synced.close()  # a second close is a no-op
     assert sha256(archive_path) == before
+
+
+def test_negative_start(archive_path, synced):
+    for start in (-1, -5):
+        unchanged(archive_path, lambda: synced.append(rows(1, first=100), start=start), ea.InvalidArgumentError,
+                  f"batch start {start} is negative")
+    assert synced.append(rows(1, first=99).astype(np.uint16), start=np.int64(99)) == ea.AppendResult(0, 1, None)
+    assert len(synced) == 100

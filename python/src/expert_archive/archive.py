@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _ids
 from ._native import AppendResultStruct, Error, SchemaStruct, lib
-from .errors import ArchiveError, from_status
+from .errors import ArchiveError, InvalidArgumentError, from_status
 
 PathLike = Union[str, "os.PathLike[str]"]
 _CODECS = {"fast": 1, "compact": 2}
@@ -188,6 +188,15 @@ class Reader(_RowSource):
 _STAGE_ROWS = 16
 
 
+# ea_writer_append without argument types, for the staged path's arguments made in advance (each
+# of the C type the header declares): its own function object, so that lib's keeps its argtypes.
+_append_prepared = lib["ea_writer_append"]
+_append_prepared.restype = ctypes.c_int32
+_SIZES = tuple(ctypes.c_size_t(n) for n in range(_STAGE_ROWS + 1))
+_AT_END = ctypes.c_int64(-1)
+_TRUE, _FALSE = ctypes.c_int(1), ctypes.c_int(0)
+
+
 class _Stage:
     """Rows of one dtype that small appends are copied into before the call: its address is
     taken once."""
@@ -195,8 +204,8 @@ class _Stage:
     def __init__(self, dtype: np.dtype, schema: Schema) -> None:
         self.rows = np.zeros((_STAGE_ROWS, schema.layers, schema.topk), dtype=dtype)
         self.flat = self.rows.reshape(_STAGE_ROWS, schema.layers * schema.topk)
-        self.address: int = self.rows.ctypes.data
-        self.code = _ids.CODES[dtype]
+        self.address = ctypes.c_void_p(self.rows.ctypes.data)
+        self.code = ctypes.c_int32(_ids.CODES[dtype])
 
 
 class Writer(_RowSource):
@@ -214,6 +223,9 @@ class Writer(_RowSource):
         self._free = weakref.finalize(self, lib.ea_writer_free, handle)
         self._error = Error()
         self._result = AppendResultStruct()
+        self._result_reference = ctypes.byref(self._result)
+        self._error_reference = ctypes.byref(self._error)
+        self._handle_argument = ctypes.c_void_p(handle)
         self._append_function = lib.ea_writer_append
         self._read_function = lib.ea_writer_read
         self.schema = _schema(lib.ea_writer_schema, lib.ea_writer_dense_layers, handle, self._error)
@@ -263,25 +275,35 @@ class Writer(_RowSource):
         start > len: GapError, nothing stored. The first len - start rows are already stored:
         they are kept and the batch's dropped (compare=True counts the differing ones); the
         rest is appended. Any error leaves the archive as it was."""
+        self._append(rows, start, compare)
+        result = self._result
+        return AppendResult(result.appended, result.skipped, result.differing if compare else None)
+
+    def _append(self, rows: Any, start: Optional[int], compare: bool) -> None:
+        """append() without building its result (left in self._result): a decode step's path."""
         array = rows if type(rows) is np.ndarray else _ids.as_array(rows)
+        if start is not None and start < 0:
+            raise InvalidArgumentError(f"{self.path}: batch start {start} is negative")
         stage = self._stages.get(array.dtype)
-        if stage is not None and array.ndim > 1 and array.shape[0] <= _STAGE_ROWS and array.shape[1:] in self._shapes:
+        shape = array.shape
+        if stage is not None and shape[1:] in self._shapes and shape[0] <= _STAGE_ROWS:
             # A decode step's batch: copied into this writer's staging rows, whose address is
-            # known, instead of asking numpy for the array's (array.ctypes costs a microsecond).
-            (stage.rows if array.ndim == 3 else stage.flat)[: array.shape[0]] = array
-            address, code = stage.address, stage.code
+            # known, and passed with arguments made once (array.ctypes and ctypes' argument
+            # conversions cost more than the append itself).
+            count = shape[0]
+            (stage.rows if len(shape) == 3 else stage.flat)[:count] = array
+            status = _append_prepared(self._handle_argument, stage.address, stage.code, _SIZES[count],
+                                      _AT_END if start is None else ctypes.c_int64(start), _TRUE if compare else _FALSE,
+                                      self._result_reference, self._error_reference)
         else:
             array = _ids.id_array(array, self.schema.layers, self.schema.topk, self.path)
-            code = _ids.CODES[array.dtype]
-            address = array.ctypes.data
             if array.dtype not in self._stages:
                 self._stages[array.dtype] = _Stage(array.dtype, self.schema)
-        result = self._result
-        if self._append_function(self._handle, address, code, array.shape[0],
-                                 -1 if start is None else start, compare, result, self._error):
+            status = self._append_function(self._handle, array.ctypes.data, _ids.CODES[array.dtype], array.shape[0],
+                                           -1 if start is None else start, compare, self._result, self._error)
+        if status:
             _raise(self._error)
-        self._count += result.appended
-        return AppendResult(result.appended, result.skipped, result.differing if compare else None)
+        self._count += self._result.appended
 
     def flush(self) -> None:
         """Writes buffered rows: readers see them."""

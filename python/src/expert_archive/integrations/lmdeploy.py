@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ..archive import AppendResult, Writer
+from ..archive import Writer
 from ..errors import SchemaError
 
 
@@ -81,14 +81,15 @@ class HistoryRouterExperts:
         self._writer = writer
         return writer
 
-    def append(self, new_data: Any, start_pos: Optional[int] = None) -> AppendResult:
+    def append(self, new_data: Any, start_pos: Optional[int] = None) -> None:
         """Appends `new_data` ([n, layers, topk]; numpy or a CPU tensor) at the end, or, with
         `start_pos`, as the batch whose first row is at that position (LMDeploy #4599): rows
-        already stored are kept, the rest appended; start_pos > len(self) raises GapError."""
+        already stored are kept, the rest appended; start_pos > len(self) raises GapError.
+        Returns None, as LMDeploy's."""
         writer = self._writer
         if writer is None:
             writer = self._start(new_data if type(new_data) is np.ndarray else np.asarray(new_data))
-        return writer.append(new_data, start_pos)
+        writer._append(new_data, start_pos, False)
 
     def resize(self, size: int) -> None:
         """Keeps the first `size` rows (at most len(self)) and discards the rest."""
