@@ -1,9 +1,9 @@
 // archive-bench: the archive's figures on a Qwen3-30B-A3B trace (48 layers x top-8, 128 experts):
-// one-row appends (a decode step), random one-row reads and open time on a 1M-row archive, and
-// resident memory while appending. LMDeploy's grow-by-np.pad history is measured beside it by
+// one-row appends (a decode step), random one-row reads and open time on a 1M-row archive,
+// resident memory while appending, and reads of a quarter of the layers against all of them. LMDeploy's grow-by-np.pad history is measured beside it by
 // Benchmarks/run (lmdeploy_growth.py), in the same run.
 //
-// usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append]
+// usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] [--only-layers] [--codec fast|compact]
 //        archive-bench --read-all ARCHIVE [--layers A:B]   (the Swift side of python_bench.py: the
 //        best of 5 reads of every row, those layers only if given, as int32 into one buffer)
 import Archive
@@ -12,6 +12,12 @@ import TraceSynth
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
+func threadCPUTime() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 /// Resident set size in MiB, from /proc/self/statm.
 func residentMiB() -> Double {
     guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
@@ -19,10 +25,12 @@ func residentMiB() -> Double {
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }
 
-let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] | --read-all ARCHIVE [--layers A:B]"
+let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] [--only-layers] [--codec fast|compact] | --read-all ARCHIVE [--layers A:B]"
 var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
+var onlyLayers = false
+var layerCodecs = BlockCodec.allCases
 var blockRows: Int?
 var reads = 20_000
 var readAll: String?
@@ -33,6 +41,8 @@ while let argument = arguments.next() {
     case "--rows": totalRows = arguments.next().flatMap(Int.init) ?? totalRows
     case "--dir": directory = arguments.next() ?? directory
     case "--only-append": onlyAppend = true
+    case "--only-layers": onlyLayers = true
+    case "--codec": layerCodecs = arguments.next().flatMap(BlockCodec.init(name:)).map { [$0] } ?? layerCodecs
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--reads": reads = arguments.next().flatMap(Int.init) ?? reads
     case "--read-all": readAll = arguments.next()
@@ -75,6 +85,57 @@ func sourceRows(_ positions: Range<Int>) -> ArraySlice<Int32> {
 
 let path = "\(directory)/archive-bench-\(getpid()).moe"
 defer { try? FileManager.default.removeItem(atPath: path) }
+
+// 4 (first when asked alone). Reads of a quarter of the layers (a pipeline stage's share)
+// against all layers, both codecs: the rows read in 8192-row batches into one reused int32
+// buffer (page cache warm), best of 5 runs of this thread's CPU time (steadier than wall time
+// on a shared machine; the reads make no system calls).
+func measureLayerRanges(schema: Schema, rows: Int, blockRows: Int?, codecs: [BlockCodec], path: String, source: [Int32]) throws {
+    let batch = 8192, quarter = schema.layers / 4, perRow = schema.idsPerRow, sourceCount = source.count / perRow
+    print("layer-range reads of \(rows) rows in \(batch)-row batches to int32 (best of 5, CPU time):")
+    for codec in codecs {
+        let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: blockRows, codec: codec, overwrite: true)
+        var position = 0
+        while position < rows {
+            let count = min(batch, rows - position)
+            let first = position % sourceCount, piece = min(count, sourceCount - first)
+            try source[first * perRow..<(first + piece) * perRow].withUnsafeBufferPointer { _ = try writer.append($0, at: position) }
+            position += piece
+        }
+        try writer.close()
+        let reader = try ArchiveReader(path: path)
+        var out = [Int32](repeating: 0, count: batch * perRow)
+        let topk = schema.topk
+        func readAll(_ layers: Range<Int>) throws -> Double {
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let start = threadCPUTime()
+                try out.withUnsafeMutableBufferPointer { out in
+                    for first in stride(from: 0, to: rows, by: batch) {
+                        let count = min(batch, rows - first)
+                        try reader.read(first..<first + count, layers: layers,
+                                        into: UnsafeMutableBufferPointer(rebasing: out[..<(count * layers.count * topk)]))
+                    }
+                }
+                best = min(best, threadCPUTime() - start)
+            }
+            return best
+        }
+        let all = try readAll(0..<schema.layers)
+        var line = String(format: "  %@: all %d layers %.1f ms (%.2f GB/s of int32)", "\(codec)", schema.layers, all * 1e3,
+                          Double(rows * perRow * 4) / all / 1e9)
+        for q in 0..<4 {
+            let layers = q * quarter..<(q + 1) * quarter
+            let seconds = try readAll(layers)
+            line += String(format: "; layers %d..<%d %.1f ms = %.0f%%", layers.lowerBound, layers.upperBound, seconds * 1e3, seconds / all * 100)
+        }
+        print(line)
+    }
+}
+if onlyLayers {
+    try measureLayerRanges(schema: schema, rows: min(totalRows, 262_144), blockRows: blockRows, codecs: layerCodecs, path: path, source: source)
+    exit(0)
+}
 
 // 1. One-row appends, as a decode loop makes them, up to 128K rows.
 let appendRows = min(totalRows, 131_072)
@@ -136,3 +197,5 @@ do {
     precondition(row[...] == sourceRows(positions.last!..<positions.last! + 1), "read back differs")
     print(String(format: "read one row at a random position: %.2f us (mean of %d, each in another block)", seconds / Double(reads) * 1e6, reads))
 }
+
+try measureLayerRanges(schema: schema, rows: min(totalRows, 262_144), blockRows: blockRows, codecs: layerCodecs, path: path, source: source)
