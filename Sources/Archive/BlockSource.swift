@@ -33,6 +33,7 @@ final class BlockSource {
     func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>? = nil, from index: SegmentIndex,
                            into out: UnsafeMutablePointer<T>) throws {
         guard !range.isEmpty else { return }
+        let asked = layers
         let layers = layers ?? 0..<decoder.schema.layers
         let perRow = layers.count * decoder.schema.topk
         var position = range.lowerBound
@@ -41,7 +42,7 @@ final class BlockSource {
             let block = index.blocks[blockIndex]
             let end = min(range.upperBound, block.position + block.rows)
             // A one-row read decodes its row while the block is checked.
-            try open(block, decodingRow: range.count == 1 ? position - block.position : nil)
+            try open(block, decodingRow: range.count == 1 ? position - block.position : nil, layers: asked)
             let slice = UnsafeMutableBufferPointer(start: out + (position - range.lowerBound) * perRow, count: (end - position) * perRow)
             do {
                 try decoder.decodeRows((position - block.position)..<(end - block.position), layers: layers, into: slice)
@@ -54,8 +55,9 @@ final class BlockSource {
     }
 
     /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
-    /// block's checksum is verified, and those cover every byte (spec 1.4, 2.10).
-    private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil) throws {
+    /// block's checksum is verified, and those cover every byte (spec 1.4, 2.10). With
+    /// `layers`, only what reading them needs is checked and decoded (`BlockDecoder.open`).
+    private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil, layers: Range<Int>? = nil) throws {
         guard openFrame != block.frameOffset || contentChecksum else { return }
         if let previous = openEnd, previous.end == block.recordOffset {
             mapping.release(previous.start..<previous.end) // reading front to back
@@ -67,7 +69,7 @@ final class BlockSource {
         }
         let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
         do {
-            try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum, decodingRow: decodingRow)
+            try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum, decodingRow: decodingRow, layers: layers)
         } catch {
             throw damage(block, error)
         }

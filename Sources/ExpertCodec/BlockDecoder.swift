@@ -12,8 +12,10 @@ public final class BlockDecoder {
     /// The layers of the last read of fewer layers, kept for the next (reads repeat their range).
     private var someLayers: LayerColumns?
     private let pulls = RepeatPulls.shared
-    /// The open block is a compact (layout 2) one, decoded whole by `open`.
+    /// The open block is a compact (layout 2) one, decoded by `open` (whole, or the columns asked).
     private var compactOpen = false
+    /// The payload size of the open block, nil when none is open.
+    private var openSize: Int?
 
     public init(schema: Schema) {
         self.schema = schema
@@ -35,11 +37,20 @@ public final class BlockDecoder {
     /// With `decodingRow`, the pass that checks the payload also decodes that row, and a
     /// following `decodeRows` of that one row copies it: a random one-row read then touches
     /// each column once instead of twice.
+    ///
+    /// With `layers`, the payload is checked and decoded only as far as reading those layers
+    /// needs (`decodeRows(_:layers:into:)` of other layers checks what they need then): the
+    /// frame whole (header, every data block's checksum, sizes), the payload's header and
+    /// column codings or kinds, and the columns of those layers; the columns before them only
+    /// as far as finding these needs, those after them not. A whole-row read, or `verify`,
+    /// checks the rest.
     @discardableResult
     public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil, contentChecksum: Bool = true,
-                     decodingRow: Int? = nil) throws -> Int {
+                     decodingRow: Int? = nil, layers: Range<Int>? = nil) throws -> Int {
         layout.clear()
         compactOpen = false
+        openSize = nil
+        try layers.map(checkLayers)
         let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
         let header = try frames.header(
             of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
@@ -48,17 +59,26 @@ public final class BlockDecoder {
         // plane loads up to 8 bytes of every plane (`BitPlanes.load`).
         let bytes = payload.reserve(size + max(PayloadLayout.slackBytes, BitPlanes.loadSlackBytes))
         try frames.decompress(frame, header: header, into: bytes, contentChecksum: contentChecksum)
+        try prepare(UnsafeRawBufferPointer(start: bytes, count: size), columns: layers.map { selection($0).columns },
+                    expectedRows: expectedRows, decodingRow: decodingRow)
+        return layout.rows
+    }
+
+    /// Checks and decodes (compact) or places (layout 1) the columns `columns` (all when nil)
+    /// of a decompressed payload, which becomes the open block's.
+    private func prepare(_ payload: UnsafeRawBufferPointer, columns: Range<Int>?, expectedRows: Int?, decodingRow: Int?) throws {
+        let bytes = payload.baseAddress!, size = payload.count
         do {
             if size >= 1 && bytes.load(as: UInt8.self) == CompactFormat.layout {
-                // The row count first: a compact block is decoded whole when it is opened.
-                if let expectedRows, size >= 8, Int(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) != expectedRows {
-                    throw CodecError.corruptBlock("block holds \(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) rows, \(expectedRows) expected",
+                // The row count first: a compact block is decoded when it is opened.
+                if let expectedRows, size >= 8, Int(bytes.loadLE(UInt32.self, at: 4)) != expectedRows {
+                    throw CodecError.corruptBlock("block holds \(bytes.loadLE(UInt32.self, at: 4)) rows, \(expectedRows) expected",
                                                   offset: 4, inPayload: true)
                 }
-                layout.setCompact(rows: try compact.decode(UnsafeRawBufferPointer(start: bytes, count: size)))
+                layout.setCompact(rows: try compact.decode(payload, columns: columns?.upperBound))
                 compactOpen = true
             } else {
-                try layout.parse(UnsafeRawBufferPointer(start: bytes, count: size), schema: schema, decodingRow: decodingRow)
+                try layout.parse(payload, schema: schema, decodingRow: decodingRow, columns: columns)
             }
             if let expectedRows, layout.rows != expectedRows {
                 throw CodecError.corruptBlock("block holds \(layout.rows) rows, \(expectedRows) expected", offset: 4, inPayload: true)
@@ -66,9 +86,23 @@ public final class BlockDecoder {
         } catch {
             layout.clear()
             compactOpen = false
+            openSize = nil
             throw error
         }
-        return layout.rows
+        openSize = size
+    }
+
+    /// Whether the open block's columns `columns` were checked (and decoded, compact).
+    private func isPrepared(_ columns: Range<Int>) -> Bool {
+        if columns.isEmpty { return true }
+        if compactOpen { return compact.decoded >= columns.upperBound }
+        return layout.checked.lowerBound <= columns.lowerBound && columns.upperBound <= layout.checked.upperBound
+    }
+
+    private func checkLayers(_ layers: Range<Int>) throws {
+        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw CodecError.shapeMismatch("layers \(layers) are outside the schema's 0..<\(schema.layers)")
+        }
     }
 
     /// Decodes rows `range` of the open block into `out`, token-major, `range.count * idsPerRow`
@@ -87,9 +121,7 @@ public final class BlockDecoder {
         guard range.lowerBound >= 0, range.upperBound <= layout.rows else {
             throw CodecError.shapeMismatch("rows \(range) are outside the block's 0..<\(layout.rows)")
         }
-        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
-            throw CodecError.shapeMismatch("layers \(layers) are outside the schema's 0..<\(schema.layers)")
-        }
+        try checkLayers(layers)
         let perRow = layers.count * schema.topk
         guard out.count == range.count * perRow else {
             throw CodecError.shapeMismatch("output holds \(out.count) ids, \(range.count) rows of \(layers.count) layers need \(range.count * perRow)")
@@ -98,7 +130,13 @@ public final class BlockDecoder {
             throw CodecError.outputTypeTooNarrow(type: "\(T.self)", experts: schema.experts)
         }
         guard !range.isEmpty, !layers.isEmpty else { return }
-        let decoding = RowDecoding(decoder: self, range: range, selection: selection(layers))
+        let selection = selection(layers)
+        if !isPrepared(selection.columns), let openSize {
+            // Opened for other layers: check and place (or decode) these in the payload kept.
+            try prepare(UnsafeRawBufferPointer(start: payload.base, count: openSize), columns: selection.columns,
+                        expectedRows: layout.rows, decodingRow: nil)
+        }
+        let decoding = RowDecoding(decoder: self, range: range, selection: selection)
         out.withConcreteIDType(decoding)
         if let failure = decoding.failure { throw failure }
     }

@@ -26,7 +26,10 @@ final class CompactDecoder {
         pair.deallocate()
     }
 
-    /// Column `c`'s ids, `rows` of them, after a successful `decode`.
+    /// The columns the last successful `decode` decoded: all, or the first ones it was asked for.
+    private(set) var decoded = 0
+
+    /// Column `c`'s ids, `rows` of them, after a successful `decode` of it.
     func column(_ c: Int) -> UnsafePointer<UInt16> {
         UnsafePointer(columns.base.assumingMemoryBound(to: UInt16.self) + c * rows)
     }
@@ -34,9 +37,17 @@ final class CompactDecoder {
     private func fail(_ why: String, _ offset: Int) -> CodecError { .corruptBlock(why, offset: offset, inPayload: true) }
 
     /// Checks and decodes `payload`; returns its row count.
-    func decode(_ payload: UnsafeRawBufferPointer) throws -> Int {
+    ///
+    /// With `columns`, only columns `0..<columns` are decoded (a layer-range read: the rANS
+    /// stream is one sequence through the columns, so the columns before are decoded too). The
+    /// header, kinds and table stream are checked whole, the raw columns read are checked, and
+    /// so are the coded ones (no escape at row 0, a stream that does not run out); what follows
+    /// the last column decoded is not (nor whether the states end at 2^31).
+    func decode(_ payload: UnsafeRawBufferPointer, columns limit: Int? = nil) throws -> Int {
         rows = 0
+        decoded = 0
         let size = payload.count, columnCount = schema.storedIDsPerRow, width = schema.bitWidth
+        let limit = min(limit ?? columnCount, columnCount)
         let experts = schema.experts, topk = schema.topk
         guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
         let raw = payload.baseAddress!
@@ -128,7 +139,7 @@ final class CompactDecoder {
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         for c in 0..<columnCount where kinds[c] == .raw {
             guard size - cursor >= rawBytes else { throw fail("payload ends inside raw column \(c)", size) }
-            try readRaw(bytes + cursor, count: count, into: cols + c * count, column: c, offset: cursor)
+            if c < limit { try readRaw(bytes + cursor, count: count, into: cols + c * count, column: c, offset: cursor) }
             cursor += rawBytes
         }
 
@@ -164,7 +175,7 @@ final class CompactDecoder {
             let escape = UInt16(experts)
             let wrapTable = UnsafePointer(wrap)
             let select = selectScratch.reserve(count, of: UInt8.self)
-            for c in 0..<columnCount where tableOf[c] >= 0 {
+            for c in 0..<limit where tableOf[c] >= 0 {
                 pair[0] = decodeTable(tableOf[c])
                 pair[1] = decodeTable(kinds[c].isSplit ? repeatTableOf[c] : tableOf[c])
                 let out = cols + c * count
@@ -189,6 +200,11 @@ final class CompactDecoder {
             }
             (x0, x1, x2, x3) = states
             guard at <= size else { throw fail("rANS stream ends early", size) }
+            if limit < columnCount {
+                rows = count
+                decoded = limit
+                return count
+            }
             guard at == size else { throw fail("\(size - at) bytes follow the rANS stream", at) }
             guard x0 == low, x1 == low, x2 == low, x3 == low else {
                 throw fail("rANS states do not end at 2^31 (\(x0), \(x1), \(x2), \(x3))", ransStart)
@@ -197,6 +213,7 @@ final class CompactDecoder {
             guard cursor == size else { throw fail("\(size - cursor) bytes follow the last column", cursor) }
         }
         rows = count
+        decoded = limit
         return count
     }
 

@@ -17,7 +17,10 @@ final class PayloadLayout {
 
     let columnCount: Int
     private(set) var rows = 0
-    /// `columnCount` places; meaningful after a successful `parse` of a non-empty block.
+    /// The columns `parse` checked and placed: all of them, or those it was asked for.
+    private(set) var checked: Range<Int> = 0..<0
+    /// `columnCount` places; meaningful for the `checked` columns after a successful `parse`
+    /// of a non-empty block.
     let places: UnsafeMutablePointer<ColumnPlace>
     /// The row `parse` was asked to decode, if the block has it: its ids are in `rowValues`.
     private(set) var decodedRow: Int?
@@ -44,12 +47,14 @@ final class PayloadLayout {
     /// Forgets the last block.
     func clear() {
         rows = 0
+        checked = 0..<0
         decodedRow = nil
     }
 
     /// A compact block was opened instead: it has `rows` rows and no places.
     func setCompact(rows: Int) {
         self.rows = rows
+        checked = 0..<0
         decodedRow = nil
     }
 
@@ -60,10 +65,18 @@ final class PayloadLayout {
     /// With `decodingRow`, the same pass decodes that row (when the block has it) into
     /// `rowValues`: a random one-row read then touches each column once, while it is in cache,
     /// and counts each flag bitmap in one go. On a throw the layout must be cleared.
-    func parse(_ payload: UnsafeRawBufferPointer, schema: Schema, decodingRow: Int? = nil) throws {
+    ///
+    /// With `columns` (whole layers: a layer-range read), only those columns are checked and
+    /// placed: the header, every coding and the constant table are checked, the columns before
+    /// them only measured (each body inside the payload, flags counted), and the columns after
+    /// them not looked at (nor whether the payload ends with the last). `decodingRow` then
+    /// decodes that row's ids of `columns` only.
+    func parse(_ payload: UnsafeRawBufferPointer, schema: Schema, decodingRow: Int? = nil, columns: Range<Int>? = nil) throws {
         func fail(_ why: String, _ offset: Int) -> CodecError { .corruptBlock(why, offset: offset, inPayload: true) }
         rows = 0
+        checked = 0..<0
         decodedRow = nil
+        let wanted = columns ?? 0..<columnCount
         let size = payload.count, width = schema.bitWidth, experts = schema.experts
         guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
         let raw = payload.baseAddress!
@@ -77,6 +90,7 @@ final class PayloadLayout {
         guard storedColumns == columnCount else { throw fail("\(storedColumns) columns, the schema has \(columnCount)", 8) }
         guard rowCount > 0 else {
             guard size == BlockFormat.headerBytes else { throw fail("an empty block has bytes after its header", 12) }
+            checked = wanted
             return
         }
 
@@ -105,6 +119,22 @@ final class PayloadLayout {
         var previous = 0
         let flagCounter = PrefixBitCounter(bits: rowCount, mark: t &+ 1)
         rows = rowCount // for `points`, which reads the places found so far
+        // The columns before those wanted: only where each ends.
+        for c in 0..<wanted.lowerBound {
+            switch ColumnCoding(rawValue: codes[c]).unsafelyUnwrapped {
+            case .constant:
+                constantCursor &+= 2
+            case .plain, .slotDelta:
+                guard size - bodyCursor >= planesBytes else { throw fail("payload ends inside column \(c)", size) }
+                bodyCursor &+= planesBytes
+            case .repeat, .repeatSlotDelta:
+                guard size - bodyCursor >= planeBytes else { throw fail("payload ends inside the flags of column \(c)", size) }
+                let kept = rowCount &- flagCounter.count(raw + bodyCursor).all
+                let valuesAt = bodyCursor &+ planeBytes, valueBytes = width &* BitPlanes.planeBytes(kept)
+                guard size - valuesAt >= valueBytes else { throw fail("payload ends inside column \(c)", size) }
+                bodyCursor = valuesAt &+ valueBytes
+            }
+        }
         /// Reads ids of the columns placed so far (made where needed: kept out of the loop's registers).
         func points() -> PointReader { PointReader(layout: self, payload: raw, schema: schema) }
         // Three cache lines a few columns ahead are loaded early (and kept, so that the loads
@@ -112,7 +142,7 @@ final class PayloadLayout {
         // come from L2 while earlier columns are checked instead of stalling each column's first
         // read. A one-row read of a Qwen3 block got 5-10% faster.
         var ahead: UInt8 = 0
-        for c in 0..<columnCount {
+        for c in wanted {
             let coding = ColumnCoding(rawValue: codes[c]).unsafelyUnwrapped
             let lookAt = bodyCursor &+ Self.lookAhead
             ahead |= raw.load(fromByteOffset: min(lookAt, size &- 1), as: UInt8.self)
@@ -164,7 +194,10 @@ final class PayloadLayout {
             }
             rowValues[c] = UInt16(truncatingIfNeeded: previous)
         }
-        guard bodyCursor == size else { throw fail("\(size - bodyCursor) bytes follow the last column", bodyCursor) }
+        guard bodyCursor == size || wanted.upperBound < columnCount else {
+            throw fail("\(size - bodyCursor) bytes follow the last column", bodyCursor)
+        }
+        checked = wanted
         decodedRow = t >= 0 ? t : nil
         touched = ahead
 

@@ -1,6 +1,6 @@
-import ExpertCodec
 import Testing
 import TraceSynth
+@testable import ExpertCodec
 
 /// Layers `layers` of rows `rows` out of whole token-major rows of `schema`.
 func layerSlice<T>(_ whole: [T], _ schema: Schema, rows: Range<Int>, layers: Range<Int>) -> [T] {
@@ -77,9 +77,11 @@ func layerSlice<T>(_ whole: [T], _ schema: Schema, rows: Range<Int>, layers: Ran
             for codec in BlockCodec.allCases {
                 let frame = try BlockEncoder(schema: schema, codec: codec).encode(converting: rows, as: Int64.self)
                 let decoder = BlockDecoder(schema: schema)
-                try frame.withUnsafeBytes { _ = try decoder.open($0) }
                 for _ in 0..<8 {
+                    // Opened whole, or for other layers (then these are checked when read).
                     let a = Int.random(in: 0...schema.layers, using: &random), b = Int.random(in: a...schema.layers, using: &random)
+                    let o = Int.random(in: 0...schema.layers, using: &random), p = Int.random(in: o...schema.layers, using: &random)
+                    try frame.withUnsafeBytes { _ = try decoder.open($0, layers: Bool.random(using: &random) ? o..<p : nil) }
                     let s = Int.random(in: 0...count, using: &random), e = Int.random(in: s...count, using: &random)
                     #expect(try Self.decode(decoder, s..<e, a..<b, as: Int32.self) == layerSlice(expected, schema, rows: s..<e, layers: a..<b),
                             "\(codec) \(schema) rows \(s..<e) layers \(a..<b)")
@@ -129,5 +131,48 @@ func layerSlice<T>(_ whole: [T], _ schema: Schema, rows: Range<Int>, layers: Ran
                 }
             }
         }
+    }
+
+    /// A block opened for some layers (`open(layers:)`, what archive reads do) reads those,
+    /// then other layers and whole rows, as one opened whole does.
+    @Test(arguments: BlockCodec.allCases, schemas)
+    func blocksOpenedForSomeLayersReadAnyLayers(codec: BlockCodec, schema: Schema) throws {
+        var random = SplitMix64(seed: UInt64(schema.experts + 5 * schema.layers))
+        let count = 77
+        let rows = Fixtures.rows(schema, count: count, &random)
+        let expected = Fixtures.expected(rows, schema)
+        let frame = try BlockEncoder(schema: schema, codec: codec).encode(converting: rows, as: Int64.self)
+        let decoder = BlockDecoder(schema: schema)
+        let ranges = (0...schema.layers).flatMap { a in (a...schema.layers).map { a..<$0 } }
+        for opened in ranges {
+            for decodingRow in [nil, 40] {
+                try frame.withUnsafeBytes { _ = try decoder.open($0, expectedRows: count, contentChecksum: false, decodingRow: decodingRow, layers: opened) }
+                for layers in [opened] + ranges + [opened] {
+                    for range in [0..<count, 40..<41, 9..<30] {
+                        #expect(try Self.decode(decoder, range, layers, as: Int32.self) == layerSlice(expected, schema, rows: range, layers: layers),
+                                "\(codec) \(schema) opened for \(opened), rows \(range) layers \(layers)")
+                    }
+                    try frame.withUnsafeBytes { _ = try decoder.open($0, contentChecksum: false, decodingRow: decodingRow, layers: opened) }
+                }
+            }
+        }
+    }
+
+    /// A block opened for some layers checks their columns and how to find them; what comes
+    /// after them is checked when a read needs it: a payload with a byte after its last
+    /// column (checksums right) reads its first layer, and is refused by a whole-row read.
+    @Test(arguments: BlockCodec.allCases)
+    func structureAfterTheLayersReadIsCheckedWhenNeeded(codec: BlockCodec) throws {
+        let schema = try Schema(layers: 6, topk: 4, experts: 128)
+        var synth = TraceSynthesizer(schema: schema, seed: 4)
+        let rows = synth.rows(300, as: Int32.self)
+        let frame = try frameOf(try payloadOf(try BlockEncoder(schema: schema, codec: codec).encode(rows)) + [0])
+        let decoder = BlockDecoder(schema: schema)
+        try frame.withUnsafeBytes { _ = try decoder.open($0, layers: 0..<1) }
+        #expect(try Self.decode(decoder, 0..<300, 0..<1, as: Int32.self) == layerSlice(rows.map(Int64.init), schema, rows: 0..<300, layers: 0..<1))
+        #expect(throws: CodecError.self) { _ = try Self.decode(decoder, 0..<300, 0..<6, as: Int32.self) }
+        #expect(throws: CodecError.self) { try frame.withUnsafeBytes { _ = try decoder.open($0) } }
+        // Refused reads leave no block open.
+        #expect(throws: CodecError.self) { _ = try Self.decode(decoder, 0..<1, 0..<1, as: Int32.self) }
     }
 }
