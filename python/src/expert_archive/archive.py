@@ -137,7 +137,8 @@ class _RowSource:
 
 class Reader(_RowSource):
     """Read-only access to an archive; any number, in any process, while one writer appends.
-    A reader sees the rows flushed when it opened or last refreshed (a consistent prefix)."""
+    A reader sees the rows flushed when it opened or last refreshed (a consistent prefix).
+    One thread at a time: open a Reader per thread to read in parallel (decoding releases the GIL)."""
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fspath(path)
@@ -214,7 +215,7 @@ class Writer(_RowSource):
     Rows are indexed by absolute position. append() refuses a batch that would leave a gap,
     keeps rows already stored (first writer wins) and appends only the uncovered tail;
     truncate() is the only way rows are discarded. flush() makes rows visible to readers,
-    sync() durable, close() does both. A writer is a context manager."""
+    sync() durable, close() does both. A writer is a context manager, for one thread at a time."""
 
     def __init__(self, handle: int, path: PathLike) -> None:
         # Use Writer.create or Writer.open.
