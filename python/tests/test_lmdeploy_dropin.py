@@ -204,3 +204,21 @@ def test_install_without_lmdeploy_says_so():
         pytest.skip("lmdeploy is installed: install() would patch it")
     with pytest.raises(ImportError):
         install()
+
+
+def test_get_real_decodes_each_row_once_and_views_keep_their_rows():
+    ours = HistoryRouterExperts(experts=EXPERTS)
+    first = np.arange(100 * LAYERS * TOPK).reshape(100, LAYERS, TOPK) % EXPERTS
+    ours.append(first)
+    view = ours.get_real()
+    assert not view.flags.writeable
+    with pytest.raises(ValueError):
+        view[0, 0, 0] = 1
+    for i in range(200):  # grows the decoded buffer several times
+        ours.append(first[i % 100:i % 100 + 1])
+        assert ours.get_real()[-1].tolist() == first[i % 100].tolist()
+    ours.resize(50)
+    ours.append(np.zeros((10, LAYERS, TOPK), np.int64))
+    np.testing.assert_array_equal(view, first)  # a view from before the resize keeps its rows
+    np.testing.assert_array_equal(ours.get_real(), np.concatenate([first[:50], np.zeros((10, LAYERS, TOPK))]))
+    assert ours.get_real().dtype == np.uint16

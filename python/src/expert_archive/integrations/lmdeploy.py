@@ -17,9 +17,9 @@ that survives the process; a temporary one when None) and ``append(rows, start_p
 rule of LMDeploy #4599: rows already stored are kept, only the uncovered tail is appended, and
 a batch that would leave a gap is refused (``GapError``).
 
-Differences: ``get_real()`` returns a new array, not a view into the store (writing into it
-changes nothing stored); ids outside ``[0, experts)`` are refused (``SchemaError``) instead of
-being wrapped by ``astype``.
+Differences: ``get_real()`` returns a read-only view (LMDeploy's is writable: stored rows are
+never rewritten here); ids outside ``[0, experts)`` are refused (``SchemaError``) instead of being
+wrapped by ``astype``.
 """
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ class HistoryRouterExperts:
         self.experts = experts if experts is not None else _default_experts(self.dtype)
         self._path = None if path is None else os.fspath(path)
         self._writer: Optional[Writer] = None
+        # Rows 0..<_cached decoded by get_real(), in a buffer grown by doubling (none until the
+        # first get_real: an engine that never calls it keeps only the archive).
+        self._cache: Optional[np.ndarray] = None
+        self._cached = 0
         if self._path is not None and os.path.exists(self._path):
             self._writer = Writer.open(self._path)  # resume what an earlier process stored
         if expert_ids is not None:
@@ -97,16 +101,36 @@ class HistoryRouterExperts:
             raise AssertionError(f"resize to {size} rows, only {len(self)} are stored")
         if self._writer is not None:
             self._writer.truncate(size)
+        if self._cache is not None and size < self._cached:
+            # A new buffer, as LMDeploy's copy on resize: views returned before keep their rows.
+            self._cache = self._cache[:size].copy()
+            self._cached = size
 
     def reserve(self, size: int) -> None:
         """Nothing to do: the archive grows a block at a time without copying what it holds."""
 
     def get_real(self) -> Optional[np.ndarray]:
-        """The rows [len(self), layers, topk] in this object's dtype; None before any append."""
+        """The rows [len(self), layers, topk] in this object's dtype (None before any append), as
+        a read-only view. Rows are decoded once: each call decodes only those appended since
+        the last (LMDeploy's prefix cache calls it whenever a block of tokens completes)."""
         writer = self._writer
         if writer is None:
             return None
-        return writer.read(0, len(writer), dtype=self.dtype)
+        count = len(writer)
+        cache = self._cache
+        if cache is None or len(cache) < count:
+            # Grown by doubling: each row is copied a bounded number of times.
+            grown = np.empty((max(count, 2 * (0 if cache is None else len(cache)), 64),
+                              writer.schema.layers, writer.schema.topk), dtype=self.dtype)
+            if cache is not None:
+                grown[: self._cached] = cache[: self._cached]
+            self._cache = cache = grown
+        if self._cached < count:
+            writer.read(self._cached, count, out=cache[self._cached:count])
+            self._cached = count
+        real = cache[:count]
+        real.flags.writeable = False
+        return real
 
     def __len__(self) -> int:
         writer = self._writer
