@@ -57,7 +57,7 @@ final class TemporaryFile {
             throw SystemIO.failure(destination, "renaming \(path) to \(destination)")
         }
         isFinished = true
-        if durable { syncDirectory() }
+        if durable { SystemIO.syncDirectory(of: destination) }
     }
 
     /// Closes and removes the file unless it was committed. Safe to call more than once.
@@ -72,16 +72,6 @@ final class TemporaryFile {
         }
     }
 
-    /// Persists the rename itself. Best effort: the data is already synced, and some
-    /// filesystems refuse fsync on directories.
-    private func syncDirectory() {
-        let (directory, _) = Self.split(destination)
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dirFD >= 0 else { return }
-        _ = fsync(dirFD)
-        close(dirFD)
-    }
-
     /// `"a/b/x.npy"` → (`"a/b/"`, `"x.npy"`); `"x.npy"` → (`""`, `"x.npy"`).
     static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return ("", path) }
@@ -91,6 +81,55 @@ final class TemporaryFile {
     static func randomSuffix() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         return String((0..<6).map { _ in alphabet.randomElement()! })
+    }
+}
+
+/// A path beside a destination for a file that another writer creates and completes (an
+/// archive), moved onto the destination by ``install(replacing:)``: until then the
+/// destination is untouched, and whatever is at the path is removed by ``discard()`` or on
+/// release, so a failed or interrupted write leaves nothing behind.
+public final class StagedFile {
+    public let destination: String
+    /// `dir/.NAME.staged-PID-XXXXXX` (``TemporaryName``).
+    public let path: String
+    private var isFinished = false
+
+    public init(destination: String) {
+        self.destination = destination
+        path = TemporaryName.beside(destination, suffix: "staged-\(getpid())-\(TemporaryFile.randomSuffix())")
+    }
+
+    deinit { discard() }
+
+    /// Moves the complete file onto the destination and makes the move durable (the file
+    /// itself must already be synced). With `replacing`, rename(2) replaces what is there
+    /// (only a regular file: ``OutputPath/checkReplaceable(_:)``); without, link(2) fails if
+    /// the destination appeared meanwhile (`destinationExists`), never overwriting it.
+    public func install(replacing: Bool) throws(NumpyError) {
+        if replacing {
+            try OutputPath.checkReplaceable(destination)
+            guard rename(path, destination) == 0 else { throw SystemIO.failure(destination, "renaming \(path) onto it") }
+        } else if link(path, destination) == 0 {
+            unlink(path)
+        } else {
+            let code = errno
+            if code == EEXIST { throw .destinationExists(path: destination) }
+            // A filesystem without hard links: check, then rename.
+            guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
+                throw SystemIO.failure(destination, "linking \(path) to it", errno: code)
+            }
+            if SystemIO.exists(destination) { throw .destinationExists(path: destination) }
+            guard rename(path, destination) == 0 else { throw SystemIO.failure(destination, "renaming \(path) onto it") }
+        }
+        isFinished = true
+        SystemIO.syncDirectory(of: destination)
+    }
+
+    /// Removes what is at the path, unless installed. Safe to call more than once.
+    public func discard() {
+        guard !isFinished else { return }
+        unlink(path)
+        isFinished = true
     }
 }
 

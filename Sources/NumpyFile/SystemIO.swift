@@ -56,6 +56,16 @@ enum SystemIO {
         return lstat(path, &status) == 0
     }
 
+    /// Makes a rename or link into `path`'s directory durable. Best effort: the data is
+    /// already synced, and some filesystems refuse fsync on directories.
+    static func syncDirectory(of path: String) {
+        let directory = TemporaryFile.split(path).directory
+        let fd = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
     /// Reads into `buffer` until it is full or the input ends; returns the bytes read.
     static func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(NumpyError) -> Int {
         var filled = 0

@@ -106,8 +106,7 @@ struct Pack: ParsableCommand {
     @Flag(help: "Refuse an input with non-zero ids on --dense-layers layers (they are not stored) instead of warning.")
     var strict = false
 
-    @Flag(help: "Print nothing but errors (no progress, no report).")
-    var quiet = false
+    @OptionGroup var options: QuietOption
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Threads that encode blocks (default: the processors available).", valueName: "N"))
     var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -182,12 +181,12 @@ struct Pack: ParsableCommand {
         var metadata = try parseMetadata(meta)
         if metadata["source"] == nil { metadata["source"] = sourceName }
 
-        let temporary = Self.temporaryPath(for: output)
-        let progress = ProgressLine("packing", total: reader.header.rowCount, quiet: quiet)
+        let staged = StagedFile(destination: output)
+        let progress = ProgressLine("packing", total: reader.header.rowCount, quiet: options.quiet)
         let audit = InputAudit(schema: schema, input: reader.path, start: 0, archive: nil, threads: threads)
         let totals: CopyTotals, fileBytes: Int
         do {
-            let created = try ArchiveWriter.create(at: temporary, schema: schema, metadata: metadata,
+            let created = try ArchiveWriter.create(at: staged.path, schema: schema, metadata: metadata,
                                                    blockRows: blockRows, codec: codec ?? .fast, overwrite: true)
             created.encodingThreads = threads
             totals = try reader.dtype.withExpertIDType(
@@ -198,55 +197,25 @@ struct Pack: ParsableCommand {
             try Interrupt.check()
             try created.close()
             fileBytes = created.fileBytes
-            try Self.install(temporary, at: output, replacing: force)
+            try staged.install(replacing: force)
         } catch {
             progress.finish()
-            unlink(temporary)
-            throw ToolFailure(error).replacingPath(temporary, with: output)
+            staged.discard()
+            if case NumpyError.destinationExists = error {
+                throw ToolFailure(.conflict, "\(output): already exists (it appeared while packing); pass --force to replace it")
+            }
+            throw ToolFailure(error).replacingPath(staged.path, with: output)
         }
         progress.finish()
         let int32Bytes = totals.appended * schema.idsPerRow * 4
         let ratio = totals.appended > 0 ? ", ratio \(Units.ratio(Double(int32Bytes) / Double(fileBytes))) vs int32" : ""
         Console.info("packed \(Units.grouped(totals.appended)) rows of \(reader.path) into \(output): \(schema); "
-                     + "\(Units.bytesExact(fileBytes))\(ratio)", quiet: quiet)
+                     + "\(Units.bytesExact(fileBytes))\(ratio)", quiet: options.quiet)
     }
 
     /// The input's name for the `source` metadata.
     private var sourceName: String {
         input == "-" ? "<stdin>" : URL(fileURLWithPath: input).lastPathComponent
-    }
-
-    /// `dir/.NAME.packing-PID`: beside the destination, so the final rename stays on one
-    /// filesystem (NAME cut so that the name fits in NAME_MAX).
-    static func temporaryPath(for destination: String) -> String {
-        TemporaryName.beside(destination, suffix: "packing-\(getpid())")
-    }
-
-    /// Moves the complete archive onto its destination: rename(2) when replacing, else a hard
-    /// link, which fails if the destination appeared meanwhile (no silent overwrite).
-    static func install(_ temporary: String, at destination: String, replacing: Bool) throws {
-        func failure(_ operation: String, _ code: Int32) -> ToolFailure {
-            ToolFailure(.io, "\(destination): \(operation) failed: \(String(cString: strerror(code))) (errno \(code))")
-        }
-        if replacing {
-            guard rename(temporary, destination) == 0 else { throw failure("renaming \(temporary) onto it", errno) }
-        } else if link(temporary, destination) == 0 {
-            unlink(temporary)
-        } else {
-            let code = errno
-            if code == EEXIST {
-                throw ToolFailure(.conflict, "\(destination): already exists (it appeared while packing); pass --force to replace it")
-            }
-            // A filesystem without hard links: check, then rename.
-            guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
-                throw failure("linking \(temporary) to it", code)
-            }
-            if fileExists(destination) {
-                throw ToolFailure(.conflict, "\(destination): already exists (it appeared while packing); pass --force to replace it")
-            }
-            guard rename(temporary, destination) == 0 else { throw failure("renaming \(temporary) onto it", errno) }
-        }
-        syncDirectory(of: destination)
     }
 
     /// Refuses to replace an archive a writer has open (its rows would go to the replaced
@@ -262,15 +231,6 @@ struct Pack: ParsableCommand {
             return
         }
         flock(fd, LOCK_UN)
-    }
-
-    /// Makes the rename durable. Best effort: the archive itself is already synced.
-    private static func syncDirectory(of path: String) {
-        let directory = path.contains("/") ? String(path[...path.lastIndex(of: "/")!]) : "."
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 
     // MARK: Appending
@@ -308,7 +268,7 @@ struct Pack: ParsableCommand {
         try audit.finish(strict: strict)
 
         let checkpoint = writer.checkpoint()
-        let progress = ProgressLine("appending", total: reader.header.rowCount, quiet: quiet)
+        let progress = ProgressLine("appending", total: reader.header.rowCount, quiet: options.quiet)
         let totals: CopyTotals
         do {
             totals = try reader.dtype.withExpertIDType(
@@ -330,7 +290,7 @@ struct Pack: ParsableCommand {
         }
         progress.finish()
         Console.info(appendReport(totals, input: reader.path, start: start, before: before, after: writer.count,
-                                  fileBytes: writer.fileBytes), quiet: quiet)
+                                  fileBytes: writer.fileBytes), quiet: options.quiet)
     }
 
     /// What an append did, naming the positions the input's rows went to or were already at.
@@ -387,13 +347,13 @@ struct Pack: ParsableCommand {
     private func inferExperts(_ reader: NumpyReader, layers: Int, topk: Int, dense: [Int]) throws -> Int {
         let denseSet = Set(dense)
         let columns = (0..<layers).filter { !denseSet.contains($0) }.flatMap { layer in (0..<topk).map { layer * topk + $0 } }
-        let progress = ProgressLine("scanning for the largest id", total: reader.header.rowCount, quiet: quiet)
+        let progress = ProgressLine("scanning for the largest id", total: reader.header.rowCount, quiet: options.quiet)
         defer { progress.finish() }
         let largest = try reader.dtype.withExpertIDType(
             LargestID(reader: reader, columns: columns, idsPerRow: layers * topk, threads: threads, progress: progress))
         let limit = UInt64(Schema.expertLimits.upperBound)
         guard let largest else {
-            Console.info("no ids to infer --experts from: using 2; pass --experts to set it", quiet: quiet)
+            Console.info("no ids to infer --experts from: using 2; pass --experts to set it", quiet: options.quiet)
             return 2
         }
         let layer = largest.column / topk, slot = largest.column % topk
@@ -402,7 +362,7 @@ struct Pack: ParsableCommand {
         }
         let experts = max(2, Int(largest.value) + 1)
         Console.info("inferred --experts \(experts) from the data; pass --experts to set it (largest id \(largest.value) at row \(largest.row), layer \(layer), slot \(slot))",
-                     quiet: quiet)
+                     quiet: options.quiet)
         return experts
     }
 }

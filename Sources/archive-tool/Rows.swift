@@ -20,10 +20,7 @@ struct Rows: ParsableCommand {
     @Argument(help: ArgumentHelp("The archive to read.", valueName: "archive"))
     var archive: String
 
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Half-open range of absolute positions A:B, either side optional (:100, 5:); a negative side counts from the end. Default: all rows.",
-        valueName: "A:B"))
-    var rows: RowSelection?
+    @OptionGroup var rows: RowRangeOption
 
     @Option(name: .customLong("layer-ids"), parsing: .unconditional, help: ArgumentHelp("Print only this layer's ids.", valueName: "layer"))
     var layer: Int?
@@ -32,7 +29,7 @@ struct Rows: ParsableCommand {
         try reportingFailures {
             let reader = try ArchiveReader(path: archive)
             let schema = reader.schema
-            let range = try rows?.resolve(count: reader.count, archive: archive) ?? 0..<reader.count
+            let range = try rows.resolve(count: reader.count, archive: archive)
             if let layer, !(0..<schema.layers).contains(layer) {
                 throw ToolFailure(.badInput, "\(archive): --layer-ids \(layer) is outside its layers 0..<\(schema.layers)")
             }

@@ -29,23 +29,11 @@ struct Synth: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Rows (tokens) to generate.", valueName: "N"))
     var tokens: Int
 
-    @Option(name: [.customShort("o"), .customLong("output")],
-            help: ArgumentHelp("The .npy file to write; - writes standard output.", valueName: "output.npy"))
-    var output: String
-
     @Option(parsing: .unconditional, help: "Random seed: the same seed gives the same trace.")
     var seed: UInt64 = 1
 
-    @Option(help: ArgumentHelp(
-        "Element type: uint8, uint16, int32, int64 (or int8, int16, uint32, uint64). Default: uint8 up to 256 experts, else uint16.",
-        valueName: "dtype"), transform: parseDType)
-    var dtype: NumpyDType?
-
-    @Flag(help: "Replace an existing output file.")
-    var force = false
-
-    @Flag(help: "Print nothing but errors (no progress, no hint).")
-    var quiet = false
+    @OptionGroup var target: NumpyOutputOptions
+    @OptionGroup var options: QuietOption
 
     func validate() throws {
         guard ModelShape.named(model) != nil else {
@@ -60,25 +48,23 @@ struct Synth: ParsableCommand {
             guard let shape = ModelShape.named(model) else { throw ToolFailure(.usage, "unknown model '\(model)'") }
             let schema = try shape.schema()
             let narrowest = NumpyDType.narrowest(experts: schema.experts)
-            let dtype = self.dtype ?? narrowest
+            let dtype = target.dtype ?? narrowest
             guard dtype.holds(experts: schema.experts) else {
                 throw ToolFailure(.badInput, "--dtype \(dtype.name) cannot hold the ids of \(shape.name) (up to \(schema.experts - 1)); use \(narrowest.name) or wider")
             }
-            if output == "-" && Console.stdoutIsTerminal {
-                throw ToolFailure(.usage, "standard output is a terminal; redirect it to a file or a pipe, or write a file with -o")
-            }
-            let writer = try NumpyWriter(path: output, dtype: dtype, shape: [tokens, schema.layers, schema.topk], overwrite: force)
-            let progress = ProgressLine("generating", total: tokens, quiet: quiet)
+            try target.checkNotTerminal()
+            let writer = try NumpyWriter(path: target.output, dtype: dtype, shape: [tokens, schema.layers, schema.topk], overwrite: target.force)
+            let progress = ProgressLine("generating", total: tokens, quiet: options.quiet)
             let bytes = try writer.fill(dtype, with: Generate(schema: schema, seed: seed, tokens: tokens, writer: writer, progress: progress), progress: progress)
             Console.info("wrote \(writer.path): \(Units.grouped(tokens)) tokens of \(shape.name) (\(schema)), \(dtype.name), \(Units.bytesExact(bytes))",
-                         quiet: quiet)
+                         quiet: options.quiet)
             var hint = "--experts \(schema.experts)"
             if !schema.denseLayers.isEmpty {
                 let dense = Units.list(schema.denseLayers)
                 hint = "--dense-layers \(dense) " + hint
-                Console.info("dense layers \(dense) hold zeros: pack with \(hint)", quiet: quiet)
+                Console.info("dense layers \(dense) hold zeros: pack with \(hint)", quiet: options.quiet)
             } else {
-                Console.info("pack with \(hint)", quiet: quiet)
+                Console.info("pack with \(hint)", quiet: options.quiet)
             }
         }
     }

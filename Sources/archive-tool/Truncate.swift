@@ -27,8 +27,7 @@ struct Truncate: ParsableCommand {
     @Option(name: .customLong("to"), parsing: .unconditional, help: ArgumentHelp("Rows to keep: positions 0..<N stay.", valueName: "N"))
     var rows: Int
 
-    @Flag(help: "Print nothing but errors.")
-    var quiet = false
+    @OptionGroup var options: QuietOption
 
     func validate() throws {
         guard rows >= 0 else { throw ValidationError("--to must be 0 or more rows, not \(rows)") }
@@ -46,7 +45,7 @@ struct Truncate: ParsableCommand {
                 throw error
             }
             Console.infoOut("\(archive): \(Units.grouped(before)) -> \(Units.grouped(rows)) rows "
-                            + "(\(Units.grouped(before - rows)) discarded)", quiet: quiet)
+                            + "(\(Units.grouped(before - rows)) discarded)", quiet: options.quiet)
         }
     }
 }

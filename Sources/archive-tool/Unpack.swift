@@ -29,28 +29,13 @@ struct Unpack: ParsableCommand {
     @Argument(help: ArgumentHelp("The archive to read.", valueName: "archive"))
     var archive: String
 
-    @Option(name: [.customShort("o"), .customLong("output")],
-            help: ArgumentHelp("The .npy file to write; - writes standard output.", valueName: "output.npy"))
-    var output: String
-
-    @Option(help: ArgumentHelp(
-        "Element type: uint8, uint16, int32, int64 (or int8, int16, uint32, uint64). Default: uint8 up to 256 experts, else uint16.",
-        valueName: "dtype"), transform: parseDType)
-    var dtype: NumpyDType?
-
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Half-open range of absolute positions A:B, either side optional (:100, 5:); a negative side counts from the end.",
-        valueName: "A:B"))
-    var rows: RowSelection?
-
-    @Flag(help: "Replace an existing output file.")
-    var force = false
+    @OptionGroup var target: NumpyOutputOptions
+    @OptionGroup var range: RowRangeOption
 
     @Flag(help: "fsync the output before renaming it into place (durable across a power cut; slower).")
     var sync = false
 
-    @Flag(help: "Print nothing but errors (no progress, no report).")
-    var quiet = false
+    @OptionGroup var options: QuietOption
 
     func run() throws {
         try reportingFailures {
@@ -60,21 +45,19 @@ struct Unpack: ParsableCommand {
                 Console.warning("\(archive): ignoring the bytes from byte \(tail.offset) on: \(tail.reason)")
             }
             let schema = reader.schema
-            let range = try rows?.resolve(count: reader.count, archive: archive) ?? 0..<reader.count
+            let range = try self.range.resolve(count: reader.count, archive: archive)
             let narrowest = NumpyDType.narrowest(experts: schema.experts)
-            let dtype = self.dtype ?? narrowest
+            let dtype = target.dtype ?? narrowest
             guard dtype.holds(experts: schema.experts) else {
                 throw ToolFailure(.badInput, "\(archive): --dtype \(dtype.name) cannot hold its expert ids (up to \(schema.experts - 1)); use \(narrowest.name) or wider")
             }
-            if output == "-" && Console.stdoutIsTerminal {
-                throw ToolFailure(.usage, "standard output is a terminal; redirect it to a file or a pipe, or write a file with -o")
-            }
-            let writer = try NumpyWriter(path: output, dtype: dtype, shape: [range.count, schema.layers, schema.topk],
-                                         overwrite: force, durable: sync)
-            let progress = ProgressLine("unpacking", total: range.count, quiet: quiet)
+            try target.checkNotTerminal()
+            let writer = try NumpyWriter(path: target.output, dtype: dtype, shape: [range.count, schema.layers, schema.topk],
+                                         overwrite: target.force, durable: sync)
+            let progress = ProgressLine("unpacking", total: range.count, quiet: options.quiet)
             let bytes = try writer.fill(dtype, with: CopyOut(reader: reader, writer: writer, range: range, progress: progress), progress: progress)
             Console.info("unpacked rows \(range.lowerBound)..<\(range.upperBound) of \(archive) into \(writer.path): "
-                         + "\(writer.header.shapeDescription) \(dtype.name), \(Units.bytesExact(bytes))", quiet: quiet)
+                         + "\(writer.header.shapeDescription) \(dtype.name), \(Units.bytesExact(bytes))", quiet: options.quiet)
         }
     }
 }

@@ -21,8 +21,7 @@ struct Verify: ParsableCommand {
     @Argument(help: ArgumentHelp("The archive to check.", valueName: "archive"))
     var archive: String
 
-    @Flag(help: "Print nothing but errors.")
-    var quiet = false
+    @OptionGroup var options: QuietOption
 
     func run() throws {
         try reportingFailures {
@@ -30,7 +29,7 @@ struct Verify: ParsableCommand {
             let problems = reader.verify()
             let blocks = reader.blocks
             guard !problems.isEmpty else {
-                Console.infoOut("\(archive): \(Units.grouped(reader.count)) rows in \(Units.grouped(blocks.count)) blocks, all checksums good", quiet: quiet)
+                Console.infoOut("\(archive): \(Units.grouped(reader.count)) rows in \(Units.grouped(blocks.count)) blocks, all checksums good", quiet: options.quiet)
                 return
             }
             var damagedRows = 0, damagedRanges = 0, tornBytes = 0
