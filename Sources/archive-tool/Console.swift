@@ -29,19 +29,9 @@ enum Console {
         emit(message + "\n")
     }
 
+    /// Writes `text` to stderr; a failure is ignored (there is nowhere left to report it).
     static func emit(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += written
-            }
-        }
+        _ = writeAll(text, to: STDERR_FILENO)
     }
 
     static func oneLine(_ text: String) -> String {
@@ -145,23 +135,11 @@ enum StandardOutput {
     /// reader is gone.
     static func write(_ text: String) throws {
         if let failure { throw failure }
-        var text = text
-        try text.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = writeStandardOutput(bytes.baseAddress! + offset, bytes.count - offset)
-                if written >= 0 {
-                    offset += written
-                    continue
-                }
-                let code = errno
-                if code == EINTR { continue }
-                let error: any Error = code == EPIPE ? BrokenPipe()
-                    : ToolFailure(.io, "standard output: write failed: \(String(cString: strerror(code))) (errno \(code))")
-                failure = error
-                throw error
-            }
-        }
+        guard let code = writeAll(text, to: STDOUT_FILENO) else { return }
+        let error: any Error = code == EPIPE ? BrokenPipe()
+            : ToolFailure(.io, "standard output: write failed: \(String(cString: strerror(code))) (errno \(code))")
+        failure = error
+        throw error
     }
 }
 
@@ -169,8 +147,20 @@ enum StandardOutput {
 /// reader chose to stop.
 struct BrokenPipe: Error {}
 
-/// write(2) to standard output (a free function: inside ``StandardOutput`` the name `write`
-/// is its own).
-private func writeStandardOutput(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int {
-    write(STDOUT_FILENO, bytes, count)
+/// Writes all of `text` to `fd`, over partial writes and EINTR; the errno of a failure, nil
+/// on success.
+private func writeAll(_ text: String, to fd: Int32) -> Int32? {
+    var text = text
+    return text.withUTF8 { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written >= 0 {
+                offset += written
+            } else if errno != EINTR {
+                return errno
+            }
+        }
+        return nil
+    }
 }
