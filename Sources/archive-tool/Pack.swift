@@ -186,8 +186,9 @@ struct Pack: ParsableCommand {
         let audit = InputAudit(schema: schema, input: reader.path, start: 0, archive: nil, threads: threads)
         let totals: CopyTotals, fileBytes: Int
         do {
+            // The staged path is new (its name is unique): there is nothing to overwrite.
             let created = try ArchiveWriter.create(at: staged.path, schema: schema, metadata: metadata,
-                                                   blockRows: blockRows, codec: codec ?? .fast, overwrite: true)
+                                                   blockRows: blockRows, codec: codec ?? .fast)
             created.encodingThreads = threads
             totals = try reader.dtype.withExpertIDType(
                 CopyRows(reader: reader, writer: created, start: 0, compareOverlap: false, archive: output,
