@@ -82,6 +82,8 @@ final class CompactEncoder {
     private var xlog2x: [Double] = [0]
     private var units: [Unit] = []
     private var tables: [TableInfo] = []
+    /// Entries of `tables` in `tableScratch`, from the last ``chooseTables(_:)``.
+    private var tableEntriesUsed = 0
 
     private let wordGather: WordGather
 
@@ -255,16 +257,42 @@ final class CompactEncoder {
         }
     }
 
-    /// The payload of the gathered columns `cols` (column-major, `count` rows each).
+    /// The payload of the gathered columns `cols` (column-major, `count` rows each), in four
+    /// steps: each column's kind, the frequency tables, the table stream, the rANS stream; then
+    /// the payload, or every non-constant column raw when that is smaller.
     private func encodeColumns(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> (UnsafeRawPointer, Int) {
-        let columnCount = sourceIndex.count, width = schema.bitWidth, experts = schema.experts
         guard count > 0 else {
             let out = payload.reserve(BlockFormat.headerBytes)
             writeHeader(out, count: 0)
             return (UnsafeRawPointer(out), BlockFormat.headerBytes)
         }
+        let choice = chooseKinds(cols, count: count)
+        let tableOf = chooseTables(choice)
+        let (stream, streamBytes) = writeTableStream(choice, tableOf: tableOf, cols, count: count)
+        let (ransStart, ransBytes) = encodeRANS(choice, tableOf: tableOf, count: count)
+        return finish(choice.kinds, stream: stream, streamBytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+    }
 
-        // Kinds: constant, then coded (ids or slot deltas, maybe split) or raw.
+    /// What ``chooseKinds(_:count:)`` decided: each column's kind, and where the count indices
+    /// of its rows are (`units` holds the coded columns' symbol counts).
+    private struct KindChoice {
+        var kinds: [CompactKind]
+        /// Per column, the count indices of its rows: ids at `c * count`, slot deltas at
+        /// `(columnCount + c) * count`; `symbolsOf[c]` is where the chosen kind's are, and
+        /// `contextOf[c]` whether they carry the split context offset (`+ stride`).
+        var symbolsOf: [Int]
+        var contextOf: [Bool]
+        let rowSymbols: UnsafeMutablePointer<UInt16>
+        /// Each unit's dense symbol counts, `alphabet` apart.
+        let unitCounts: UnsafeMutablePointer<UInt32>
+        /// Symbols 0..<E, then the escape's four counters.
+        let stride: Int
+    }
+
+    /// Step 1: constant, then coded (ids or slot deltas, maybe split) or raw, for each column;
+    /// fills `units` with the coded columns (a split column's two contexts each a unit).
+    private func chooseKinds(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> KindChoice {
+        let columnCount = sourceIndex.count, experts = schema.experts
         var kinds = [CompactKind](repeating: .raw, count: columnCount)
         let coded = experts <= CompactFormat.maxCodedExperts && count >= 2
         let alphabet = experts + 1, topk = schema.topk
@@ -360,9 +388,15 @@ final class CompactEncoder {
                 units.append(Unit(column: c, context: 0, symbols: count, ownCost: best))
             }
         }
+        return KindChoice(kinds: kinds, symbolsOf: symbolsOf, contextOf: contextOf, rowSymbols: rowSymbols,
+                          unitCounts: unitCounts, stride: stride)
+    }
 
-        // Tables: each unit (a column, or one context of a split column) its own, or its
-        // (kind, context, slot) group's when that is cheaper.
+    /// Step 2: each unit's table, its own or its (kind, context, slot) group's when that is
+    /// cheaper; fills `tables` (their entries in `tableScratch`, `tableEntriesUsed` of them).
+    private func chooseTables(_ choice: KindChoice) -> [Int] {
+        let kinds = choice.kinds, unitCounts = choice.unitCounts
+        let alphabet = schema.experts + 1, topk = schema.topk
         let groupCount = 6 * topk
         var tableOf = [Int](repeating: -1, count: units.count)
         let tableEntries = tableScratch.reserve(max(1, (units.count + groupCount) * alphabet), of: UInt32.self)
@@ -409,8 +443,15 @@ final class CompactEncoder {
                 }
             }
         }
+        self.tableEntriesUsed = tableEntriesUsed
+        return tableOf
+    }
 
-        // The table stream: table count, tables, each coded column's table, constants.
+    /// Step 3: the table stream: table count, tables, each coded column's table, constants.
+    private func writeTableStream(_ choice: KindChoice, tableOf: [Int], _ cols: UnsafeMutablePointer<UInt16>,
+                                  count: Int) -> (UnsafeMutablePointer<UInt8>, Int) {
+        let columnCount = sourceIndex.count, width = schema.bitWidth, kinds = choice.kinds
+        let tableEntries = tableScratch.base.assumingMemoryBound(to: UInt32.self), tableEntriesUsed = self.tableEntriesUsed
         let streamCapacity = 64 + 8 * tables.count + 10 * tableEntriesUsed + 4 * units.count + 2 * columnCount
         var bits = PointerBitWriter(streamScratch.reserve(streamCapacity, of: UInt8.self))
         bits.write(tables.count, bits: 8)
@@ -418,9 +459,15 @@ final class CompactEncoder {
         let refBits = tables.count <= 1 ? 0 : Int.bitWidth - (tables.count - 1).leadingZeroBitCount
         for table in tableOf { bits.write(table, bits: refBits) }
         for c in 0..<columnCount where kinds[c] == .constant { bits.write(Int(cols[c * count]), bits: width) }
-        let streamBytes = bits.finish()
+        return (bits.base, bits.finish())
+    }
 
-        // rANS, backwards: last coded column first, its last row first; row t uses state t % 4.
+    /// Step 4: rANS, backwards: last coded column first, its last row first; row t uses state
+    /// t % 4. Returns the stream (states first) and its length, nil when no column is coded.
+    private func encodeRANS(_ choice: KindChoice, tableOf: [Int], count: Int) -> (UnsafeMutablePointer<UInt8>?, Int) {
+        let columnCount = sourceIndex.count, experts = schema.experts, stride = choice.stride
+        let symbolsOf = choice.symbolsOf, contextOf = choice.contextOf, rowSymbols = choice.rowSymbols
+        let tableEntries = tableScratch.base.assumingMemoryBound(to: UInt32.self)
         var ransBytes = 0
         var ransStart: UnsafeMutablePointer<UInt8>? = nil
         if !units.isEmpty {
@@ -472,7 +519,16 @@ final class CompactEncoder {
             ransStart = end
             ransBytes = buffer + capacity - end
         }
+        return (ransStart, ransBytes)
+    }
 
+    /// The payload from the steps' output, or with every non-constant column raw when that is
+    /// smaller (which bounds the payload, spec 1.10.7).
+    private func finish(_ chosenKinds: [CompactKind], stream: UnsafeMutablePointer<UInt8>, _ streamBytes: Int,
+                        _ cols: UnsafeMutablePointer<UInt16>, count: Int,
+                        rans ransStart: UnsafeMutablePointer<UInt8>?, ransBytes: Int) -> (UnsafeRawPointer, Int) {
+        let columnCount = sourceIndex.count, width = schema.bitWidth
+        var kinds = chosenKinds
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         let rawColumns = kinds.lazy.filter { $0 == .raw }.count
         let size = BlockFormat.headerBytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
@@ -487,7 +543,7 @@ final class CompactEncoder {
             let rawStreamBytes = rawBits.finish()
             return write(kinds, rawBits.base, rawStreamBytes, cols, count: count, rans: nil, ransBytes: 0)
         }
-        return write(kinds, bits.base, streamBytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
+        return write(kinds, stream, streamBytes, cols, count: count, rans: ransStart, ransBytes: ransBytes)
     }
 
     /// rANS-encodes one column backwards (row 0 last) from its rows' count indices (symbol,
