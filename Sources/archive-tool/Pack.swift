@@ -95,7 +95,7 @@ struct Pack: ParsableCommand {
     @Option(help: ArgumentHelp(
         "Block codec of a new archive: 'fast' (column bit planes in LZ4 frames) or 'compact' (rANS-coded columns, about 10-25% smaller on real traces, encodes and decodes about 2-3x slower).",
         valueName: "fast|compact"), transform: { name in
-            guard let codec = BlockCodec(name: name) else { throw ValidationError("--codec must be 'fast' or 'compact', got '\(name)'") }
+            guard let codec = BlockCodec(name: name) else { throw ValidationError("--codec must be \(BlockCodec.allCases.map { "'\($0)'" }.joined(separator: " or ")), got '\(name)'") }
             return codec
         })
     var codec: BlockCodec?

@@ -21,12 +21,7 @@ struct Stat: ParsableCommand {
             """
     )
 
-    static func codecName(_ codec: BlockCodec) -> String {
-        switch codec {
-        case .fast: return "column bit-planes v1 in LZ4 frames"
-        case .compact: return "compact v2 (rANS) in LZ4 frames"
-        }
-    }
+    static func codecName(_ codec: BlockCodec) -> String { codec.summary }
 
     @Argument(help: ArgumentHelp("The archive to describe.", valueName: "archive"))
     var archive: String

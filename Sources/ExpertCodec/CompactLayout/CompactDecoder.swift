@@ -29,6 +29,12 @@ final class CompactDecoder {
     /// The columns the last successful `decode` decoded: all, or the first ones it was asked for.
     private(set) var decoded = 0
 
+    /// Forgets the last block.
+    func clear() {
+        rows = 0
+        decoded = 0
+    }
+
     /// Column `c`'s ids, `rows` of them, after a successful `decode` of it.
     func column(_ c: Int) -> UnsafePointer<UInt16> {
         UnsafePointer(columns.base.assumingMemoryBound(to: UInt16.self) + c * rows)
@@ -49,21 +55,10 @@ final class CompactDecoder {
         let size = payload.count, columnCount = schema.storedIDsPerRow, width = schema.bitWidth
         let limit = min(limit ?? columnCount, columnCount)
         let experts = schema.experts, topk = schema.topk
-        guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
+        let count = try PayloadHeader.rows(of: payload, layoutByte: CompactFormat.layout, schema: schema)
         let raw = payload.baseAddress!
         let bytes = raw.assumingMemoryBound(to: UInt8.self)
-        let layoutID = raw.loadLE(UInt8.self, at: 0), storedWidth = raw.loadLE(UInt8.self, at: 1)
-        guard layoutID == CompactFormat.layout else { throw fail("unknown block layout \(layoutID)", 0) }
-        guard storedWidth == width else { throw fail("bit width \(storedWidth), the schema has \(width)", 1) }
-        guard raw.loadLE(UInt16.self, at: 2) == 0 else { throw fail("reserved field is not zero", 2) }
-        let count = Int(raw.loadLE(UInt32.self, at: 4))
-        guard count <= BlockFormat.maxRows(schema) else { throw fail("\(count) rows exceed the block limit", 4) }
-        let storedColumns = Int(raw.loadLE(UInt32.self, at: 8))
-        guard storedColumns == columnCount else { throw fail("\(storedColumns) columns, the schema has \(columnCount)", 8) }
-        guard count > 0 else {
-            guard size == BlockFormat.headerBytes else { throw fail("an empty block has bytes after its header", 12) }
-            return 0
-        }
+        guard count > 0 else { return 0 }
 
         // Kinds.
         var cursor = BlockFormat.headerBytes

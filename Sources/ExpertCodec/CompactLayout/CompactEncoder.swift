@@ -75,7 +75,7 @@ private struct TableInfo {
 final class CompactEncoder {
     let schema: Schema
     private let sourceIndex: [Int]
-    private let columns = Scratch(), histogram = Scratch(), unitScratch = Scratch(), groupScratch = Scratch()
+    private let histogram = Scratch(), unitScratch = Scratch(), groupScratch = Scratch()
     private let costScratch = Scratch(), tableScratch = Scratch(), encodeTables = Scratch(), streamScratch = Scratch()
     private let ransOut = Scratch(), payload = Scratch(), symbolScratch = Scratch(), entryScratch = Scratch()
     /// `xlog2x[c] = c * log2(c)`, grown on demand.
@@ -85,12 +85,9 @@ final class CompactEncoder {
     /// Entries of `tables` in `tableScratch`, from the last ``chooseTables(_:)``.
     private var tableEntriesUsed = 0
 
-    private let wordGather: WordGather
-
     init(schema: Schema) {
         self.schema = schema
         sourceIndex = schema.storedIndices
-        wordGather = WordGather(schema: schema)
     }
 
     private func growLogTable(to count: Int) {
@@ -108,19 +105,8 @@ final class CompactEncoder {
         return 16 + Double(present) * (3 + max(1, scale - log2(Double(present))))
     }
 
-    /// The payload of `count` rows of `rows` (token-major).
-    func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int) throws -> (UnsafeRawPointer, Int) {
-        let cols = columns.reserve(max(1, sourceIndex.count * count), of: UInt16.self)
-        try gather(rows, count: count, into: cols)
-        return encodeColumns(cols, count: count)
-    }
-
     private func writeHeader(_ out: UnsafeMutableRawPointer, count: Int) {
-        out.storeLE(CompactFormat.layout, at: 0)
-        out.storeLE(UInt8(schema.bitWidth), at: 1)
-        out.storeLE(UInt16(0), at: 2)
-        out.storeLE(UInt32(count), at: 4)
-        out.storeLE(UInt32(sourceIndex.count), at: 8)
+        PayloadHeader.write(out, layoutByte: CompactFormat.layout, schema: schema, rows: count)
     }
 
     /// Counts the symbols of one column (rows `1..<n` against the row above; row 0 as is) into
@@ -260,7 +246,7 @@ final class CompactEncoder {
     /// The payload of the gathered columns `cols` (column-major, `count` rows each), in four
     /// steps: each column's kind, the frequency tables, the table stream, the rANS stream; then
     /// the payload, or every non-constant column raw when that is smaller.
-    private func encodeColumns(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> (UnsafeRawPointer, Int) {
+    func encodeColumns(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> (UnsafeRawPointer, Int) {
         guard count > 0 else {
             let out = payload.reserve(BlockFormat.headerBytes)
             writeHeader(out, count: 0)
@@ -777,14 +763,5 @@ final class CompactEncoder {
         if let rans { (out + cursor).copyMemory(from: rans, byteCount: ransBytes) }
         cursor += ransBytes
         return (UnsafeRawPointer(out), cursor)
-    }
-
-    /// Token-major rows of `T` into column-major UInt16 columns, checking every stored id: the
-    /// fast codec's 8 x 8 transposes of 16-bit lanes (``WordGather``), columns `count` apart.
-    private func gather<T: ExpertID>(_ rows: UnsafeBufferPointer<T>, count: Int, into cols: UnsafeMutablePointer<UInt16>) throws {
-        guard let input = rows.baseAddress, count > 0 else { return }
-        if !wordGather.gather(input, count: count, padded: count, width: schema.bitWidth, into: cols) {
-            try BlockEncoder.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
-        }
     }
 }

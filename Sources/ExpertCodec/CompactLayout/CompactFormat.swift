@@ -1,23 +1,3 @@
-/// Which block codec an encoder writes. Its raw value is the payload's layout byte, and the
-/// `codec` field of an archive header.
-public enum BlockCodec: UInt16, Sendable, CaseIterable, CustomStringConvertible {
-    /// Layout 1: column bit planes at the fixed width, LZ4 removes the runs. Fast everywhere.
-    case fast = 1
-    /// Layout 2: per column symbols (ids or slot deltas, with a repeat-previous-token escape)
-    /// coded with static frequency tables and interleaved rANS. Smaller, slower.
-    case compact = 2
-
-    public init?(name: String) {
-        switch name {
-        case "fast": self = .fast
-        case "compact": self = .compact
-        default: return nil
-        }
-    }
-
-    public var description: String { self == .fast ? "fast" : "compact" }
-}
-
 /// The compact block payload, layout 2 (`spec/FORMAT.md` 1.10 is the normative text).
 ///
 ///     offset      size  field

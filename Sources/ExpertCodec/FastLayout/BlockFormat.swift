@@ -19,12 +19,14 @@ enum BlockFormat {
 
     static func maxRows(_ schema: Schema) -> Int { maxIDs / schema.storedIDsPerRow }
 
-    /// Bytes of the largest payload `rows` rows can produce: what a decoder may allocate.
+    /// Bytes of the largest payload `rows` rows can produce in any layout: what a decoder may allocate.
     static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int {
-        let columns = schema.storedIDsPerRow
-        return max(headerBytes + 3 * columns + columns * (schema.bitWidth + 1) * BitPlanes.planeBytes(rows),
-                   CompactFormat.maxPayloadBytes(schema, rows: rows))
+        var largest = 0
+        for layout in layouts { largest = max(largest, layout.maxPayloadBytes(schema, rows: rows)) }
+        return largest
     }
+
+    private static let layouts = BlockCodec.allCases.map(\.layout)
 }
 
 extension Schema {

@@ -78,18 +78,9 @@ final class PayloadLayout {
         decodedRow = nil
         let wanted = columns ?? 0..<columnCount
         let size = payload.count, width = schema.bitWidth, experts = schema.experts
-        guard size >= BlockFormat.headerBytes else { throw fail("payload of \(size) bytes is shorter than its header", 0) }
+        let rowCount = try PayloadHeader.rows(of: payload, layoutByte: BlockFormat.layout, schema: schema)
         let raw = payload.baseAddress!
-        let layoutID = raw.loadLE(UInt8.self, at: 0), storedWidth = raw.loadLE(UInt8.self, at: 1)
-        guard layoutID == BlockFormat.layout else { throw fail("unknown block layout \(layoutID)", 0) }
-        guard storedWidth == width else { throw fail("bit width \(storedWidth), the schema has \(width)", 1) }
-        guard raw.loadLE(UInt16.self, at: 2) == 0 else { throw fail("reserved field is not zero", 2) }
-        let rowCount = Int(raw.loadLE(UInt32.self, at: 4))
-        guard rowCount <= BlockFormat.maxRows(schema) else { throw fail("\(rowCount) rows exceed the block limit", 4) }
-        let storedColumns = Int(raw.loadLE(UInt32.self, at: 8))
-        guard storedColumns == columnCount else { throw fail("\(storedColumns) columns, the schema has \(columnCount)", 8) }
         guard rowCount > 0 else {
-            guard size == BlockFormat.headerBytes else { throw fail("an empty block has bytes after its header", 12) }
             checked = wanted
             return
         }
