@@ -12,34 +12,44 @@ public final class ArchiveReader {
     /// The block layout the writer writes (blocks name their own layout; both are read).
     public let codec: BlockCodec
 
+    /// The archive format version of the file (2 has commit anchors).
+    public let formatVersion: Int
+
     private let file: SegmentFile
-    private let headerEnd: Int
+    private let head: SegmentScanner.Head
     private var index: SegmentIndex
     private let source: BlockSource
     /// Bytes after the valid log that were ignored (a torn or in-progress write), and why.
     public private(set) var ignoredTail: (offset: Int, reason: String)?
+    /// What is wrong with each commit anchor that is not intact (version 2). A writer's next
+    /// commit rewrites a damaged one; with both damaged the log alone was trusted.
+    private var anchorDamage: [AnchorDamage]
     /// The last bytes of the log as last replayed: if they change, a writer cut the log back
     /// (a rollback) and wrote anew, and `refresh()` replays it from the start.
     private var logFingerprint: [UInt8] = []
 
     public init(path: String) throws {
         let file = try SegmentFile(path: path, mode: .read)
+        // Before the size is read: from now on no writer shrinks the file under this mapping.
+        try file.holdReaderLock()
         let replay = try SegmentScanner.replay(file, path: path)
         self.path = path
         self.file = file
-        schema = replay.header.schema
-        metadata = replay.header.metadata
-        blockRows = replay.header.blockRows
-        codec = replay.header.codec
-        headerEnd = replay.headerEnd
+        head = replay.head
+        schema = replay.head.header.schema
+        metadata = replay.head.header.metadata
+        blockRows = replay.head.header.blockRows
+        codec = replay.head.header.codec
+        formatVersion = Int(replay.head.header.version)
+        anchorDamage = replay.head.anchorDamage
         index = replay.outcome.index
         ignoredTail = replay.outcome.tail
-        source = BlockSource(path: path, schema: replay.header.schema, mapping: replay.mapping)
-        logFingerprint = Self.fingerprint(of: replay.mapping.bytes, end: index.end, headerEnd: headerEnd)
+        source = BlockSource(path: path, schema: replay.head.header.schema, mapping: replay.mapping)
+        logFingerprint = Self.fingerprint(of: replay.mapping.bytes, end: index.end, logStart: head.logStart)
     }
 
-    private static func fingerprint(of file: UnsafeRawBufferPointer, end: Int, headerEnd: Int) -> [UInt8] {
-        Array(file[max(headerEnd, end - 64)..<end])
+    private static func fingerprint(of file: UnsafeRawBufferPointer, end: Int, logStart: Int) -> [UInt8] {
+        Array(file[max(logStart, end - 64)..<end])
     }
 
     /// Rows in the archive as of the last open or refresh.
@@ -53,20 +63,25 @@ public final class ArchiveReader {
     /// it) is seen as well, by replaying the log anew.
     @discardableResult
     public func refresh() throws -> Bool {
+        // The anchor first, then the size (as at open).
+        let current = try SegmentScanner.readHead(file, path: path)
         let size = try file.size()
         let mapping = size == source.mapping.bytes.count ? source.mapping : try Mapping(file: file, count: size)
         // The log this reader knows is gone or different (bytes past the file end are not read):
-        // replay from the header, so that no row of the old log is served.
-        let rewritten = size < index.end || Self.fingerprint(of: mapping.bytes, end: index.end, headerEnd: headerEnd) != logFingerprint
-        guard rewritten || size != source.mapping.bytes.count else { return false }
-        let before = count
-        let outcome = try SegmentScanner(path: path, schema: schema, blockRows: blockRows, releaseBehind: mapping.release)
-            .scan(mapping.bytes, headerEnd: headerEnd, continuing: rewritten ? nil : index)
+        // replay from the log start, so that no row of the old log is served.
+        let rewritten = size < index.end || Self.fingerprint(of: mapping.bytes, end: index.end, logStart: head.logStart) != logFingerprint
+        guard rewritten || size != source.mapping.bytes.count || current.anchor?.anchor != head.anchor?.anchor else { return false }
+        let before = index.rowChanges
+        let scanner = SegmentScanner(path: path, schema: schema, blockRows: blockRows,
+                                     anchor: current.anchor.map { ($0.anchor, current.anchorOffset($0.slot)) },
+                                     releaseBehind: mapping.release)
+        let outcome = try scanner.scan(mapping.bytes, logStart: head.logStart, continuing: rewritten ? nil : index)
         source.remap(mapping)
         index = outcome.index
         ignoredTail = outcome.tail
-        logFingerprint = Self.fingerprint(of: mapping.bytes, end: index.end, headerEnd: headerEnd)
-        return rewritten || count != before
+        anchorDamage = current.anchorDamage
+        logFingerprint = Self.fingerprint(of: mapping.bytes, end: index.end, logStart: head.logStart)
+        return rewritten || index.rowChanges != before
     }
 
     /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.
@@ -78,6 +93,8 @@ public final class ArchiveReader {
     }
 
     public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        // Checked before the size is computed: a range past the rows must not overflow it.
+        try checkRange(range)
         var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
         try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
         return out
@@ -99,6 +116,7 @@ public final class ArchiveReader {
     /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
     public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
         try checkLayers(layers)
+        try checkRange(range)
         var out = [T](repeating: 0, count: max(0, range.count) * layers.count * schema.topk)
         try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
         return out
@@ -119,6 +137,7 @@ public final class ArchiveReader {
     public func forEachBlock<T: ExpertID>(in range: Range<Int>? = nil, as type: T.Type = T.self,
                                           _ body: (Range<Int>, UnsafeBufferPointer<T>) throws -> Void) throws {
         let range = range ?? 0..<count
+        try checkRange(range)
         try checkRead(range, range.count * schema.idsPerRow, T.self)
         guard !range.isEmpty else { return }
         let largest = index.blocks.map(\.storedRows).max() ?? 0
@@ -148,16 +167,24 @@ public final class ArchiveReader {
                                          reason: "the block of discarded rows \(block.position)..<\(block.position + block.storedRows) is damaged: \(error)"))
             }
         }
+        for damage in anchorDamage {
+            let consequence = anchorDamage.count == 2 ? "the log was read by its records alone" : "the other commit anchor is intact and was used"
+            problems.append(.corrupt(path: path, offset: damage.offset, reason: "\(damage.reason); \(consequence)"))
+        }
         if let tail = ignoredTail {
             problems.append(.corrupt(path: path, offset: tail.offset, reason: "\(tail.reason) (torn tail, \(source.mapping.bytes.count - tail.offset) bytes not part of the archive)"))
         }
         return problems
     }
 
-    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type, idsPerRow: Int? = nil) throws {
+    private func checkRange(_ range: Range<Int>) throws {
         guard range.lowerBound >= 0, range.upperBound <= count else {
             throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
+    }
+
+    private func checkRead<T: ExpertID>(_ range: Range<Int>, _ ids: Int, _: T.Type, idsPerRow: Int? = nil) throws {
+        try checkRange(range)
         let idsPerRow = idsPerRow ?? schema.idsPerRow
         guard ids == range.count * idsPerRow else {
             throw ArchiveError.invalidArgument("\(path): an output of \(ids) ids cannot hold \(range.count) rows of \(idsPerRow)")

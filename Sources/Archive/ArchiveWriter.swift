@@ -31,13 +31,27 @@ public final class ArchiveWriter {
     public let blockRows: Int
     /// The block layout this archive's blocks are written in.
     public let codec: BlockCodec
-    /// Bytes cut from the end of the file when it was opened (a torn write of a crashed writer).
+    /// Bytes after the log found when the archive was opened (a torn write of a crashed
+    /// writer), and why they are not part of it. They are discarded before the first write
+    /// (cut, or zeroed while readers have the file open); a call that writes nothing leaves
+    /// the file as it was.
     public let recoveredTail: (offset: Int, bytes: Int, reason: String)?
+    /// The archive format version this writer writes (that of the file it opened).
+    public var formatVersion: Int { Int(header.version) }
 
     private let file: SegmentFile
+    private let header: ArchiveHeader
+    /// File offset of the commit anchor pair (version 2), and the current anchor with its slot.
+    private let anchorsOffset: Int?
+    private var anchor: (anchor: CommitAnchor, slot: Int)?
     private var index: SegmentIndex
     private var durableLength: Int
     private var committed: Bool
+    /// The file's length: bytes from `index.end` to it are not part of the log (a failed or
+    /// torn write's) and are discarded before a record is written over them.
+    private var fileLength: Int
+    /// Whether the bytes past the log are all zero (slack) or absent.
+    private var pastEndIsZero: Bool
     private var isClosed = false
     /// Set when an fsync failed: the writer refuses every further call.
     private var syncFailure: ArchiveError?
@@ -77,16 +91,17 @@ public final class ArchiveWriter {
               header.count - SegmentFormat.skippableHeaderBytes <= SegmentFormat.maxHeaderBytes else {
             throw ArchiveError.invalidArgument("metadata too large: at most \(SegmentFormat.maxMetadataEntries) entries and \(SegmentFormat.maxHeaderBytes) bytes")
         }
-        let file = try SegmentFile(path: path, mode: .create(overwrite: overwrite), faults: faults)
-        try file.lockExclusive()
-        try file.truncate(to: 0)
-        try file.write(header, at: 0)
-        try file.sync()
-        try SegmentFile.syncDirectory(of: path)
-        let mapping = try Mapping(file: file, count: header.count)
+        let initial = CommitAnchor(sequence: 0, logEnd: header.count + CommitAnchor.pairBytes, rows: 0, lastRecordCRC: 0)
+        let head = header + initial.encoded() + initial.encoded()
+        let file = try SegmentFile.createLocked(path: path, overwrite: overwrite, faults: faults) { file in
+            try file.write(head, at: 0)
+            try file.sync()
+        }
+        let mapping = try Mapping(file: file, count: head.count)
         return ArchiveWriter(path: path, file: file,
                              header: ArchiveHeader(schema: schema, blockRows: rows, metadata: metadata, codec: codec),
-                             index: SegmentIndex(headerEnd: header.count), mapping: mapping, recoveredTail: nil)
+                             headerEnd: header.count, anchor: (initial, 0),
+                             index: SegmentIndex(logStart: head.count), mapping: mapping, recoveredTail: nil)
     }
 
     /// Opens an existing archive to append, resuming at its row count. A torn last record
@@ -101,32 +116,36 @@ public final class ArchiveWriter {
         let file = try SegmentFile(path: path, mode: .readWrite, faults: faults)
         try file.lockExclusive()
         let replay = try SegmentScanner.replay(file, path: path)
-        var mapping = replay.mapping
-        var recovered: (Int, Int, String)?
-        if let tail = replay.outcome.tail {
-            recovered = (tail.offset, mapping.bytes.count - tail.offset, tail.reason)
-            mapping = try Mapping(file: file, count: tail.offset)
-            try file.truncate(to: tail.offset)
-        }
+        let recovered = replay.outcome.tail.map { (offset: $0.offset, bytes: replay.mapping.bytes.count - $0.offset, reason: $0.reason) }
         // What an earlier writer left in the page cache becomes durable before new records
-        // claim it is.
+        // claim it is. The file's bytes stay as they are until something is written.
         try file.sync()
-        return ArchiveWriter(path: path, file: file, header: replay.header, index: replay.outcome.index, mapping: mapping,
-                             recoveredTail: recovered)
+        let writer = ArchiveWriter(path: path, file: file, header: replay.head.header, headerEnd: replay.head.headerEnd,
+                                   anchor: replay.head.anchor, index: replay.outcome.index, mapping: replay.mapping,
+                                   recoveredTail: recovered)
+        writer.fileLength = replay.mapping.bytes.count
+        writer.pastEndIsZero = recovered == nil
+        return writer
     }
 
-    private init(path: String, file: consuming SegmentFile, header: ArchiveHeader, index: SegmentIndex,
+    private init(path: String, file: consuming SegmentFile, header: ArchiveHeader, headerEnd: Int,
+                 anchor: (anchor: CommitAnchor, slot: Int)?, index: SegmentIndex,
                  mapping: Mapping, recoveredTail: (offset: Int, bytes: Int, reason: String)?) {
         self.path = path
         self.file = file
+        self.header = header
         schema = header.schema
         metadata = header.metadata
         blockRows = header.blockRows
         codec = header.codec
+        anchorsOffset = header.hasAnchors ? headerEnd : nil
+        self.anchor = anchor
         self.index = index
         self.recoveredTail = recoveredTail
         durableLength = index.end
         committed = true
+        fileLength = index.end
+        pastEndIsZero = true
         encoder = BlockEncoder(schema: header.schema, codec: header.codec)
         source = BlockSource(path: path, schema: header.schema, mapping: mapping)
         pending = .allocate(capacity: header.blockRows * header.schema.idsPerRow)
@@ -340,17 +359,45 @@ public final class ArchiveWriter {
         }
     }
 
-    /// Writes the records of `batch` and applies them; cuts the file back if the write fails.
+    /// Writes the records of `batch` and applies them. The first record's magic goes last, so
+    /// that readers see the whole batch or none of it: until then the log stops at a record that
+    /// is not there, and the batch's later records claim nothing past it (spec 2.7). If the write
+    /// fails, what reached the file is discarded: the call leaves no trace.
     private func write(_ batch: RecordBatch) throws {
         guard !batch.bytes.isEmpty else { return }
+        try clearPastEnd()
+        let magic = 4, end = index.end
         do throws {
-            try file.write(batch.bytes, at: index.end)
+            try batch.bytes.withUnsafeBytes { bytes in
+                try file.write(UnsafeRawBufferPointer(rebasing: bytes[magic...]), at: end + magic)
+                try file.write(UnsafeRawBufferPointer(rebasing: bytes[..<magic]), at: end)
+            }
         } catch {
-            try? file.truncate(to: index.end)
+            fileLength = max(fileLength, (try? file.size()) ?? end + batch.bytes.count)
+            pastEndIsZero = false
+            try? clearPastEnd()
             throw error
         }
         for (record, offset) in batch.records { index.apply(record, at: offset) }
+        fileLength = max(fileLength, index.end)
         committed = false
+    }
+
+    /// Discards the bytes past the log before records are written over them: cut when no
+    /// reader has the file open, else zeroed (a reader's mapping never loses a page). Either
+    /// way fsynced first: stale records left there by a crash must not reappear after the
+    /// next one, behind new records, and chain onto them.
+    private func clearPastEnd() throws {
+        guard fileLength > index.end else { return }
+        if try file.cutIfUnread(to: index.end) {
+            fileLength = index.end
+        } else if pastEndIsZero {
+            return
+        } else {
+            try file.zero(index.end..<fileLength)
+        }
+        try syncFile()
+        pastEndIsZero = true
     }
 
     // MARK: Flush, sync, truncate, close
@@ -384,13 +431,25 @@ public final class ArchiveWriter {
     /// fsyncs, then appends a commit record that vouches for every byte before it (its synced
     /// length is its own offset) and fsyncs that too. Without it nothing would vouch for the
     /// last synced records, and damage to them would look like a torn tail.
+    ///
+    /// Version 2 also overwrites the older commit anchor, in the same fsync as the commit
+    /// record: it claims the log up to the commit record (durable since the first fsync), so a
+    /// crash that loses the commit record leaves an anchor that is still true.
     private func commit() throws {
         try syncFile()
         durableLength = index.end
         guard !committed else { return }
+        let vouched = CommitAnchor(sequence: (anchor?.anchor.sequence ?? 0) + 1, logEnd: index.end, rows: index.count,
+                                   lastRecordCRC: index.lastRecordCRC)
         var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
         batch.add(marker: .commit, position: index.count)
         try write(batch)
+        if let anchorsOffset {
+            // The slot not holding the current anchor; both when neither is intact.
+            let slots = anchor.map { [1 - $0.slot] } ?? [0, 1]
+            for slot in slots { try file.write(vouched.encoded(), at: anchorsOffset + slot * CommitAnchor.frameBytes) }
+            anchor = (vouched, slots[0])
+        }
         try syncFile()
         durableLength = index.end
         committed = true
@@ -425,10 +484,14 @@ public final class ArchiveWriter {
         do {
             try commit()
         } catch {
-            try? file.truncate(to: before.end)
             index = before
             committed = wasCommitted
             durableLength = min(durableLength, before.end)
+            if syncFailure == nil {
+                fileLength = max(fileLength, (try? file.size()) ?? fileLength)
+                pastEndIsZero = false
+                try? clearPastEnd()
+            }
             throw error
         }
         pendingRows = 0
@@ -457,22 +520,44 @@ public final class ArchiveWriter {
                    pendingRows: pendingRows, committed: committed)
     }
 
-    /// Returns the archive to `checkpoint`: the file is cut back to its length then (every byte
-    /// before it is untouched, as records are only appended) and made durable. Readers that
-    /// mapped the cut bytes must not be running (a failed import has none).
+    /// Returns the archive to `checkpoint`. When no reader has the file open and no commit
+    /// anchor vouches for bytes past the checkpoint, the file is cut back to its length then
+    /// (every byte before it is untouched, as records are only appended) and made durable:
+    /// the file is byte for byte as it was. Otherwise the rows appended since are discarded by
+    /// a truncate record, as `truncate(to:)` does: readers see a truncation, never a page
+    /// taken from under their mapping. That needs the rows of the checkpoint to be still
+    /// stored (no truncation below them since); otherwise the call fails and changes nothing.
     public func rollback(to checkpoint: Checkpoint) throws {
         try checkOpen()
-        try file.truncate(to: checkpoint.index.end)
-        // The index follows the file at once: a failed fsync below must not leave it naming
-        // bytes that are gone.
-        index = checkpoint.index
-        durableLength = min(durableLength, index.end)
-        committed = checkpoint.committed
+        if checkpoint.index.end >= (anchor?.anchor.logEnd ?? 0), try file.cutIfUnread(to: checkpoint.index.end) {
+            // The index follows the file at once: a failed fsync below must not leave it naming
+            // bytes that are gone.
+            index = checkpoint.index
+            fileLength = index.end
+            pastEndIsZero = true
+            durableLength = min(durableLength, index.end)
+            committed = checkpoint.committed
+            restorePending(checkpoint)
+            source.forgetOpenBlock()
+            if let mapping = try? Mapping(file: file, count: index.end) { source.remap(mapping) }
+            try syncFile()
+            return
+        }
+        let kept = checkpoint.index.blocks
+        guard index.blocks.count >= kept.count,
+              zip(kept, index.blocks).allSatisfy({ $0.frameOffset == $1.frameOffset && $1.rows >= $0.rows }) else {
+            throw ArchiveError.invalidArgument("\(path): cannot roll back to \(checkpoint.index.count) rows while readers have the archive open: rows before that were truncated since the checkpoint")
+        }
+        if index.count > checkpoint.index.count {
+            pendingRows = 0
+            try truncate(to: checkpoint.index.count)
+        }
+        restorePending(checkpoint)
+    }
+
+    private func restorePending(_ checkpoint: Checkpoint) {
         pendingRows = checkpoint.pendingRows
         _ = pending.update(fromContentsOf: checkpoint.pending)
-        source.forgetOpenBlock()
-        if let mapping = try? Mapping(file: file, count: index.end) { source.remap(mapping) }
-        try syncFile()
     }
 
     private func checkOpen() throws {
@@ -512,6 +597,10 @@ public final class ArchiveWriter {
     }
 
     public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        // Checked before the size is computed: a range past the rows must not overflow it.
+        guard range.lowerBound >= 0, range.upperBound <= count else {
+            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
+        }
         var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
         try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
         return out
@@ -551,6 +640,9 @@ public final class ArchiveWriter {
 
     /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
     public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        guard range.lowerBound >= 0, range.upperBound <= count, layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
+        }
         var out = [T](repeating: 0, count: max(0, range.count) * max(0, layers.count) * schema.topk)
         try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
         return out
@@ -591,18 +683,20 @@ private struct RecordBatch {
     }
 
     mutating func add(_ frame: [UInt8], rows: Int) {
-        let record = RecordHeader(kind: .rows, frameLength: frame.count, position: nextPosition, rows: rows,
+        var record = RecordHeader(kind: .rows, frameLength: frame.count, position: nextPosition, rows: rows,
                                   syncedLength: syncedLength)
-        records.append((record, start + bytes.count))
-        record.encoded(into: &bytes)
+        let offset = start + bytes.count
+        record.crc = record.encoded(into: &bytes)
+        records.append((record, offset))
         bytes += frame
         nextPosition += rows
     }
 
     mutating func add(marker kind: RecordHeader.Kind, position: Int) {
-        let record = RecordHeader(kind: kind, frameLength: 0, position: position, rows: 0, syncedLength: syncedLength)
-        records.append((record, start + bytes.count))
-        record.encoded(into: &bytes)
+        var record = RecordHeader(kind: kind, frameLength: 0, position: position, rows: 0, syncedLength: syncedLength)
+        let offset = start + bytes.count
+        record.crc = record.encoded(into: &bytes)
+        records.append((record, offset))
     }
 }
 

@@ -57,6 +57,64 @@ struct SegmentFile: ~Copyable {
         flock(descriptor, LOCK_UN)
     }
 
+    // MARK: Readers and shrinking
+    //
+    // A reader maps the file; touching a mapped page past a shrunk file's end raises SIGBUS.
+    // So every reader holds a shared open-file-description lock on one byte far past any
+    // file's end for as long as its mapping lives, and the writer shrinks the file only while
+    // it holds that byte exclusively, which it tries without waiting: while anyone reads, the
+    // writer zeroes bytes instead of cutting them (spec 2.7). OFD locks belong to the open file
+    // description, not the process, so a reader and a writer in one process exclude each other
+    // too, and closing one descriptor does not drop another's lock.
+
+    /// The byte the reader lock covers: beyond any archive, never read or written.
+    private static let readerLockByte = off_t(1) << 62
+
+    private func readerLock(_ type: Int32, wait: Bool) -> Int32 {
+        #if os(Linux)
+        var lock = flock()
+        lock.l_type = Int16(type)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = SegmentFile.readerLockByte
+        lock.l_len = 1
+        let F_OFD_SETLK: Int32 = 37, F_OFD_SETLKW: Int32 = 38
+        while true {
+            if fcntl(descriptor, wait ? F_OFD_SETLKW : F_OFD_SETLK, &lock) == 0 { return 0 }
+            if errno != EINTR { return errno }
+        }
+        #else
+        return ENOTSUP
+        #endif
+    }
+
+    /// Announces a reader: the writer will not shrink the file while this descriptor is open.
+    /// Waits only while a writer is cutting (one `ftruncate`). Where the system has no OFD
+    /// locks the writer never sees a reader lock either way, and never cuts (see ``cutIfUnread``).
+    func holdReaderLock() throws {
+        let code = readerLock(Int32(F_RDLCK), wait: true)
+        guard code == 0 || code == ENOTSUP || code == EINVAL else { throw SegmentFile.error(path, "fcntl(F_OFD_SETLKW)", code) }
+    }
+
+    /// Cuts the file to `length` if no reader holds it open, and says whether it did.
+    func cutIfUnread(to length: Int) throws -> Bool {
+        guard readerLock(Int32(F_WRLCK), wait: false) == 0 else { return false }
+        defer { _ = readerLock(Int32(F_UNLCK), wait: false) }
+        try truncate(to: length)
+        return true
+    }
+
+    /// Writes zeros over `range`: how bytes past the log are discarded while readers have the
+    /// file mapped (spec 2.7: zero bytes after the log are slack, not a record).
+    func zero(_ range: Range<Int>) throws {
+        let chunk = [UInt8](repeating: 0, count: min(range.count, 1 << 20))
+        var offset = range.lowerBound
+        while offset < range.upperBound {
+            let count = min(chunk.count, range.upperBound - offset)
+            try chunk.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[..<count]), at: offset) }
+            offset += count
+        }
+    }
+
     func size() throws -> Int {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw SegmentFile.error(path, "fstat") }
@@ -112,6 +170,50 @@ struct SegmentFile: ~Copyable {
     func sync() throws {
         try check(.sync, "fsync")
         if fsync(descriptor) != 0 { throw SegmentFile.error(path, "fsync") }
+    }
+
+    /// Creates a new archive file at `path`, locked for writing, and has `initialize` write
+    /// its first bytes before the name appears durably. Without `overwrite` an existing file
+    /// is refused. With it, an existing file is replaced by renaming a new one over it (after
+    /// taking the old one's lock, so that a writer still at work is refused): readers of the
+    /// old file keep reading it whole, where emptying it in place would pull pages from under
+    /// their mappings. A failed create leaves no file behind (and the old one in place).
+    static func createLocked(path: String, overwrite: Bool, faults: (any FileFaults)?,
+                             _ initialize: (borrowing SegmentFile) throws -> Void) throws -> SegmentFile {
+        do {
+            let file = try SegmentFile(path: path, mode: .create(overwrite: false), faults: faults)
+            do {
+                try file.lockExclusive()
+                try initialize(file)
+                try syncDirectory(of: path)
+            } catch {
+                unlink(path)
+                throw error
+            }
+            return file
+        } catch ArchiveError.exists(let existing) where overwrite {
+            let old = try SegmentFile(path: existing, mode: .read)
+            try old.lockExclusive()
+            let temporary = temporaryName(beside: path)
+            let file = try SegmentFile(path: temporary, mode: .create(overwrite: false), faults: faults)
+            do {
+                try file.lockExclusive()
+                try initialize(file)
+                guard rename(temporary, path) == 0 else { throw SegmentFile.error(path, "rename") }
+            } catch {
+                unlink(temporary)
+                throw error
+            }
+            try syncDirectory(of: path)
+            return file
+        }
+    }
+
+    /// A short, unlikely name in the directory of `path` (short: `path`'s own name may be
+    /// near the file-name limit).
+    static func temporaryName(beside path: String) -> String {
+        let directory = path.contains("/") ? String(path[...path.lastIndex(of: "/")!]) : ""
+        return directory + ".archive-\(String(UInt32.random(in: 0...UInt32.max), radix: 16)).tmp"
     }
 
     /// Makes the file's directory entry durable (after creating it).

@@ -13,8 +13,12 @@ import ExpertCodec
 enum SegmentFormat {
     static let headerMagic: UInt32 = 0x184D_2A5E
     static let recordMagic: UInt32 = 0x184D_2A5F
+    static let anchorMagic: UInt32 = 0x184D_2A5D
     static let skippableHeaderBytes = 8
-    static let version: UInt16 = 1
+    /// The version new archives are written in: 2 adds the commit anchors after the header.
+    static let version: UInt16 = 2
+    /// Versions read. A writer appending to a version 1 archive keeps writing version 1 records.
+    static let readableVersions: ClosedRange<UInt16> = 1...2
     static let archiveMagic: [UInt8] = Array("MOEROUTE".utf8)
     /// Caps that bound what a reader allocates from a header's numbers.
     static let maxHeaderBytes = 1 << 20
@@ -36,11 +40,15 @@ struct ArchiveHeader: Equatable {
     var blockRows: Int
     var metadata: [String: String]
     var codec: BlockCodec = .fast
+    var version: UInt16 = SegmentFormat.version
+
+    /// Whether the two commit anchors follow the header frame (version 2 on).
+    var hasAnchors: Bool { version >= 2 }
 
     /// The whole header frame: skippable frame header and content.
     func encoded() -> [UInt8] {
         var content = SegmentFormat.archiveMagic
-        content.appendLE(SegmentFormat.version)
+        content.appendLE(version)
         content.appendLE(codec.rawValue)
         content.appendLE(UInt32(schema.layers))
         content.appendLE(UInt32(schema.topk))
@@ -85,7 +93,7 @@ struct ArchiveHeader: Equatable {
         var reader = ByteReader(bytes: UnsafeRawBufferPointer(rebasing: content[..<(size - 4)]), base: base)
         guard Array(try reader.bytes(8, path)) == SegmentFormat.archiveMagic else { throw fail(base, "bad archive magic") }
         let version = try reader.read(UInt16.self, path)
-        guard version == SegmentFormat.version else { throw fail(base + 8, "unsupported format version \(version)") }
+        guard SegmentFormat.readableVersions.contains(version) else { throw fail(base + 8, "unsupported format version \(version)") }
         let codecValue = try reader.read(UInt16.self, path)
         guard let codec = BlockCodec(rawValue: codecValue) else { throw fail(base + 10, "unknown codec \(codecValue)") }
         let layers = Int(try reader.read(UInt32.self, path))
@@ -113,8 +121,87 @@ struct ArchiveHeader: Equatable {
             guard metadata.updateValue(value, forKey: key) == nil else { throw fail(keyAt, "metadata key '\(key)' appears twice") }
         }
         guard reader.remaining == 0 else { throw fail(reader.offset, "\(reader.remaining) unexpected bytes in the header") }
-        return (ArchiveHeader(schema: schema, blockRows: blockRows, metadata: metadata, codec: codec), base + size)
+        return (ArchiveHeader(schema: schema, blockRows: blockRows, metadata: metadata, codec: codec, version: version), base + size)
     }
+}
+
+/// A commit anchor (version 2): one of two fixed frames between the header and the log that
+/// say what the last completed `sync()` or `truncate(to:)` made durable. The writer overwrites
+/// the older of the two in place, so a torn anchor write leaves the other intact, and damage
+/// that removes the log's last records (its commit and truncate records included) cannot pass
+/// for a torn tail: the log must reach the anchor's end (spec 2.5).
+///
+///     0   8   sequence: the anchor with the larger one is the current
+///     8   8   log end: a record boundary; file bytes up to it were durable
+///     16  8   rows: the row count of the log at that end
+///     24  4   the record CRC of the last record before that end (0 when the log is empty)
+///     28  4   reserved, 0
+///     32  4   CRC-32C of bytes 0..<32
+struct CommitAnchor: Equatable {
+    static let contentBytes = 36
+    static let frameBytes = SegmentFormat.skippableHeaderBytes + contentBytes
+    /// Both anchors: the log starts this many bytes after the header frame.
+    static let pairBytes = 2 * frameBytes
+
+    var sequence: UInt64
+    var logEnd: Int
+    var rows: Int
+    var lastRecordCRC: UInt32
+
+    func encoded() -> [UInt8] {
+        var out = [UInt8]()
+        out.appendLE(SegmentFormat.anchorMagic)
+        out.appendLE(UInt32(CommitAnchor.contentBytes))
+        out.appendLE(sequence)
+        out.appendLE(UInt64(logEnd))
+        out.appendLE(UInt64(rows))
+        out.appendLE(lastRecordCRC)
+        out.appendLE(UInt32(0))
+        let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[8...])) }
+        out.appendLE(crc)
+        return out
+    }
+
+    /// The anchor at `offset`, or why it is not intact.
+    static func parse(_ bytes: UnsafeRawBufferPointer, at offset: Int, logStart: Int) -> Result<CommitAnchor, AnchorDamage> {
+        guard bytes.count - offset >= frameBytes else { return .failure(AnchorDamage(offset: offset, reason: "commit anchor cut short")) }
+        guard bytes.loadLE(UInt32.self, at: offset) == SegmentFormat.anchorMagic,
+              bytes.loadLE(UInt32.self, at: offset + 4) == UInt32(contentBytes) else {
+            return .failure(AnchorDamage(offset: offset, reason: "no commit anchor frame"))
+        }
+        let content = offset + SegmentFormat.skippableHeaderBytes
+        guard CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[content..<content + 32])) == bytes.loadLE(UInt32.self, at: content + 32) else {
+            return .failure(AnchorDamage(offset: offset, reason: "commit anchor checksum mismatch"))
+        }
+        let end = bytes.loadLE(UInt64.self, at: content + 8), rows = bytes.loadLE(UInt64.self, at: content + 16)
+        guard bytes.loadLE(UInt32.self, at: content + 28) == 0, end >= UInt64(logStart), end < 1 << 62, rows < 1 << 62 else {
+            return .failure(AnchorDamage(offset: offset, reason: "commit anchor fields out of range"))
+        }
+        return .success(CommitAnchor(sequence: bytes.loadLE(UInt64.self, at: content), logEnd: Int(end), rows: Int(rows),
+                                     lastRecordCRC: bytes.loadLE(UInt32.self, at: content + 24)))
+    }
+
+    /// The current anchor of the pair at `offset`: the intact one with the larger sequence
+    /// (the first on a tie), with its slot; and what is wrong with each anchor that is not
+    /// intact. Both are in one disk sector, so a crash that garbles that sector during an
+    /// anchor write takes both: the archive is then read as version 1 is (its records alone
+    /// decide, spec 2.5), and `verify` reports the anchors.
+    static func current(in bytes: UnsafeRawBufferPointer, at offset: Int) -> (current: (anchor: CommitAnchor, slot: Int)?, damage: [AnchorDamage]) {
+        let logStart = offset + pairBytes
+        var intact: [(anchor: CommitAnchor, slot: Int)] = [], damage: [AnchorDamage] = []
+        for slot in 0..<2 {
+            switch parse(bytes, at: offset + slot * frameBytes, logStart: logStart) {
+            case .success(let anchor): intact.append((anchor, slot))
+            case .failure(let why): damage.append(why)
+            }
+        }
+        return (intact.max { $0.anchor.sequence < $1.anchor.sequence || ($0.anchor.sequence == $1.anchor.sequence && $0.slot > $1.slot) }, damage)
+    }
+}
+
+struct AnchorDamage: Error {
+    let offset: Int
+    let reason: String
 }
 
 /// One record: the skippable frame that precedes each block, or stands alone for a truncation.
@@ -140,8 +227,12 @@ struct RecordHeader: Equatable {
     var position: Int
     var rows: Int
     var syncedLength: Int
+    /// The stored record CRC (set by `parse`; what a commit anchor names the log's last record by).
+    var crc: UInt32 = 0
 
-    func encoded(into out: inout [UInt8]) {
+    /// Appends the record frame; returns its CRC.
+    @discardableResult
+    func encoded(into out: inout [UInt8]) -> UInt32 {
         out.appendLE(SegmentFormat.recordMagic)
         out.appendLE(UInt32(RecordHeader.contentBytes))
         let start = out.count
@@ -153,6 +244,7 @@ struct RecordHeader: Equatable {
         out.appendLE(UInt64(syncedLength))
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[start...])) }
         out.appendLE(crc)
+        return crc
     }
 
     enum ParseResult {
@@ -182,7 +274,7 @@ struct RecordHeader: Equatable {
         guard synced <= UInt64(offset) else { return .invalid("record claims \(synced) synced bytes, past its own offset") }
         let header = RecordHeader(kind: kind, frameLength: Int(file.loadLE(UInt32.self, at: content + 4)),
                                   position: Int(position), rows: Int(file.loadLE(UInt32.self, at: content + 16)),
-                                  syncedLength: Int(synced))
+                                  syncedLength: Int(synced), crc: crc)
         switch kind {
         case .rows: guard header.rows > 0, header.frameLength > 0 else { return .invalid("empty rows record") }
         case .truncate, .commit: guard header.rows == 0, header.frameLength == 0 else { return .invalid("malformed \(kind) record") }

@@ -23,12 +23,21 @@ struct SegmentIndex {
     private(set) var count = 0
     /// Byte offset just past the last valid record: where the next record goes.
     private(set) var end: Int
-    /// The largest synced length any record claims: bytes the writer knew durable.
+    /// The largest synced length any record (or the commit anchor) claims: bytes the writer knew durable.
     private(set) var syncedLength: Int
+    /// The stored CRC of the last record applied (0 before any): a commit anchor names it.
+    private(set) var lastRecordCRC: UInt32 = 0
+    /// Rows and truncate records applied: changes whenever the rows do.
+    private(set) var rowChanges = 0
 
-    init(headerEnd: Int) {
-        end = headerEnd
-        syncedLength = headerEnd
+    init(logStart: Int) {
+        end = logStart
+        syncedLength = logStart
+    }
+
+    /// Bytes up to `length` are vouched for by something outside the records (a commit anchor).
+    mutating func vouch(upTo length: Int) {
+        syncedLength = max(syncedLength, length)
     }
 
     /// Why `record` cannot follow the log so far, or nil when it can.
@@ -58,8 +67,10 @@ struct SegmentIndex {
         case .commit:
             break
         }
+        if record.kind != .commit { rowChanges += 1 }
         end = offset + RecordHeader.frameBytes + record.frameLength
         syncedLength = max(syncedLength, record.syncedLength)
+        lastRecordCRC = record.crc
     }
 
     private mutating func truncate(to rows: Int) {
@@ -79,18 +90,31 @@ struct SegmentIndex {
     }
 }
 
-/// Replays the records of a segment file and decides where its valid log ends.
+/// Replays the records of a segment file and decides where its valid log ends (spec 2.5).
 ///
-/// A record that cannot be read stops the replay. It is a torn tail, to be ignored (readers) or
-/// cut (the writer), unless a later intact record says the writer had already synced the bytes
-/// at that offset: then it is damage in durable data, and opening fails naming the offset.
-/// Blocks past the synced length were never known durable and may hold garbled bytes, so their
-/// frames are checked whole before they count.
+/// Invariants the replay relies on, each kept by the writer (spec 2.7):
+/// 1. Records are only appended; the file is never rewritten before the log end, except the
+///    older commit anchor, in place (version 2).
+/// 2. A record's synced length and a commit anchor's log end claim only bytes an `fsync` had
+///    made durable before the record or anchor was written.
+/// 3. The file is cut (or zeroed) only past the current anchor's log end.
+///
+/// Steps, as the spec numbers them:
+/// - step 1: apply records from the log start while they are intact and chain;
+/// - step 2: at the first that does not, decide: damage if the commit anchor's log end lies
+///   beyond it, or a later intact record vouches for it; otherwise a torn tail (all zeros:
+///   slack, not even a tail);
+/// - step 3: blocks past everything vouched for are checked whole before they count.
 struct SegmentScanner {
     let path: String
     let schema: Schema
     /// The header's block rows: no rows record holds more (nothing is sized from a larger claim).
     let blockRows: Int
+    /// The current commit anchor (version 2), and its offset, for messages.
+    var anchor: (anchor: CommitAnchor, offset: Int)? = nil
+    /// Stop at the first record that does not fit without deciding between damage and a torn
+    /// tail (salvage decides with more evidence).
+    var lenient = false
     /// Called with the bytes the replay has passed, every few MiB: a mapping drops them from
     /// resident memory (the kernel maps pages around each record header it faults in).
     var releaseBehind: ((Range<Int>) -> Void)? = nil
@@ -98,28 +122,63 @@ struct SegmentScanner {
     struct Outcome {
         var index: SegmentIndex
         /// Where the valid log ends if bytes follow it that are not part of it, and why.
+        /// Zero bytes after the log (slack a writer left while readers had the file open) are
+        /// not a tail.
         var tail: (offset: Int, reason: String)?
     }
 
-    /// A whole file opened: mapped, its header parsed and its log replayed.
+    /// A whole file opened: mapped, its head read and its log replayed.
     struct Replay {
         let mapping: Mapping
-        let header: ArchiveHeader
-        let headerEnd: Int
+        let head: Head
         let outcome: Outcome
     }
 
-    /// Maps `file` and replays it from its header, dropping the pages it passes from resident memory.
+    /// Reads the head, maps `file` and replays its log, dropping the pages it passes from
+    /// resident memory.
     static func replay(_ file: borrowing SegmentFile, path: String) throws -> Replay {
+        let head = try readHead(file, path: path)
         let mapping = try Mapping(file: file, count: try file.size())
-        let (header, headerEnd) = try ArchiveHeader.parse(mapping.bytes, path: path)
-        let outcome = try SegmentScanner(path: path, schema: header.schema, blockRows: header.blockRows, releaseBehind: mapping.release)
-            .scan(mapping.bytes, headerEnd: headerEnd)
-        return Replay(mapping: mapping, header: header, headerEnd: headerEnd, outcome: outcome)
+        let scanner = SegmentScanner(path: path, schema: head.header.schema, blockRows: head.header.blockRows,
+                                     anchor: head.anchor.map { ($0.anchor, head.anchorOffset($0.slot)) },
+                                     releaseBehind: mapping.release)
+        let outcome = try scanner.scan(mapping.bytes, logStart: head.logStart)
+        return Replay(mapping: mapping, head: head, outcome: outcome)
     }
 
-    func scan(_ file: UnsafeRawBufferPointer, headerEnd: Int, continuing previous: SegmentIndex? = nil) throws -> Outcome {
-        let first = try replayHeaders(file, from: previous ?? SegmentIndex(headerEnd: headerEnd))
+    /// What precedes the log: the header and, from version 2 on, the current commit anchor.
+    struct Head {
+        let header: ArchiveHeader
+        let headerEnd: Int
+        /// The current commit anchor and its slot (0 or 1); nil in version 1 or when both are damaged.
+        let anchor: (anchor: CommitAnchor, slot: Int)?
+        /// What is wrong with each anchor that is not intact (version 2 only).
+        let anchorDamage: [AnchorDamage]
+
+        var logStart: Int { headerEnd + (header.hasAnchors ? CommitAnchor.pairBytes : 0) }
+        func anchorOffset(_ slot: Int) -> Int { headerEnd + slot * CommitAnchor.frameBytes }
+    }
+
+    /// Reads the head with `pread`, before the file's size is taken: a newer anchor never
+    /// claims bytes past a size read after it.
+    static func readHead(_ file: borrowing SegmentFile, path: String) throws -> Head {
+        let frame = try file.read(count: SegmentFormat.skippableHeaderBytes, at: 0)
+        // The size field is checked by `parse`; reading past a bogus one only gets fewer bytes.
+        let size = frame.count == 8 ? Int(frame.withUnsafeBytes { $0.loadLE(UInt32.self, at: 4) }) : 0
+        let bytes = try file.read(count: SegmentFormat.skippableHeaderBytes + min(size, SegmentFormat.maxHeaderBytes) + CommitAnchor.pairBytes, at: 0)
+        return try bytes.withUnsafeBytes { bytes in
+            let (header, headerEnd) = try ArchiveHeader.parse(bytes, path: path)
+            guard header.hasAnchors else { return Head(header: header, headerEnd: headerEnd, anchor: nil, anchorDamage: []) }
+            guard bytes.count >= headerEnd + CommitAnchor.pairBytes else {
+                throw ArchiveError.corrupt(path: path, offset: bytes.count, reason: "the file ends inside its commit anchors")
+            }
+            let anchors = CommitAnchor.current(in: bytes, at: headerEnd)
+            return Head(header: header, headerEnd: headerEnd, anchor: anchors.current, anchorDamage: anchors.damage)
+        }
+    }
+
+    func scan(_ file: UnsafeRawBufferPointer, logStart: Int, continuing previous: SegmentIndex? = nil) throws -> Outcome {
+        let first = try replayHeaders(file, from: previous ?? start(logStart))
         // Only now is the synced length known: the records after it may hold garbled frames.
         let synced = first.index.syncedLength
         let decoder = BlockDecoder(schema: schema)
@@ -135,7 +194,7 @@ struct SegmentScanner {
             } catch {
                 // Nothing claims these bytes synced (all claims are <= synced <= here): a torn tail.
                 let limited = UnsafeRawBufferPointer(rebasing: file[..<block.recordOffset])
-                var outcome = try replayHeaders(limited, from: previous ?? SegmentIndex(headerEnd: headerEnd))
+                var outcome = try replayHeaders(limited, from: previous ?? start(logStart))
                 outcome.tail = (block.recordOffset, "block frame damaged: \(error)")
                 return outcome
             }
@@ -143,11 +202,19 @@ struct SegmentScanner {
         return first
     }
 
+    /// An empty log at `logStart`, with what the commit anchor vouches for.
+    private func start(_ logStart: Int) -> SegmentIndex {
+        var index = SegmentIndex(logStart: logStart)
+        if let anchor { index.vouch(upTo: anchor.anchor.logEnd) }
+        return index
+    }
+
     /// Replays record headers (checksums, lengths, positions) up to the first that does not fit.
     private func replayHeaders(_ file: UnsafeRawBufferPointer, from start: SegmentIndex) throws -> Outcome {
         var index = start
         var offset = index.end, released = offset
         defer { releaseBehind?(released..<offset) }
+        if !lenient { try checkAnchor(index, from: offset, to: offset) }
         while offset < file.count {
             if offset - released >= 8 << 20 {
                 releaseBehind?(released..<offset)
@@ -168,26 +235,69 @@ struct SegmentScanner {
                     stop = refusal
                 } else {
                     index.apply(record, at: offset)
+                    if !lenient { try checkAnchor(index, from: offset, to: index.end) }
                     offset = index.end
                     continue
                 }
             }
-            try checkIsTail(file, at: offset, reason: stop)
+            if lenient { return Outcome(index: index, tail: (offset, stop)) }
+            if let anchor, offset < anchor.anchor.logEnd {
+                throw ArchiveError.corrupt(path: path, offset: offset, reason: "\(stop); the commit anchor at byte \(anchor.offset) shows the log reached byte \(anchor.anchor.logEnd) with \(anchor.anchor.rows) rows")
+            }
+            if isZero(file, from: offset) { return Outcome(index: index, tail: nil) }
+            if let later = Self.vouchingRecord(in: file, after: offset) {
+                throw ArchiveError.corrupt(path: path, offset: offset, reason: "\(stop); the record at byte \(later) shows this data had been synced")
+            }
             return Outcome(index: index, tail: (offset, stop))
+        }
+        // A replay limited to a block's record (step 3) is never short of the anchor: the block
+        // lies past everything vouched for.
+        if let anchor, offset < anchor.anchor.logEnd, !lenient {
+            throw ArchiveError.corrupt(path: path, offset: offset, reason: "the file ends at byte \(file.count); the commit anchor at byte \(anchor.offset) shows the log reached byte \(anchor.anchor.logEnd) with \(anchor.anchor.rows) rows")
         }
         return Outcome(index: index, tail: nil)
     }
 
-    /// Throws when an intact record after `offset` proves the bytes there had been synced.
-    private func checkIsTail(_ file: UnsafeRawBufferPointer, at offset: Int, reason: String) throws {
+    /// The log, having gone from byte `from` to `to` with one record, must hold at the commit
+    /// anchor's end what the anchor says, and no record may span that end: otherwise the log
+    /// there is not the one the anchor vouched for.
+    private func checkAnchor(_ index: SegmentIndex, from: Int, to: Int) throws {
+        guard let (anchor, anchorOffset) = anchor else { return }
+        if to == anchor.logEnd, index.count != anchor.rows || index.lastRecordCRC != anchor.lastRecordCRC {
+            throw ArchiveError.corrupt(path: path, offset: from, reason: "the log holds \(index.count) rows at byte \(to), but the commit anchor at byte \(anchorOffset) vouches for \(anchor.rows) rows ending there with another record")
+        }
+        if from < anchor.logEnd, to > anchor.logEnd {
+            throw ArchiveError.corrupt(path: path, offset: from, reason: "the record at byte \(from) runs past byte \(anchor.logEnd), where the commit anchor at byte \(anchorOffset) says the log reached \(anchor.rows) rows")
+        }
+    }
+
+    /// Whether every byte from `offset` to the end is zero.
+    func isZero(_ file: UnsafeRawBufferPointer, from offset: Int) -> Bool {
+        var i = offset
+        while i + 8 <= file.count {
+            if file.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+            i += 8
+        }
+        while i < file.count {
+            if file[i] != 0 { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// The offset of an intact record after `offset` that proves the bytes at `offset` had
+    /// been synced (it claims a synced length past them), if any. Every byte offset is tried:
+    /// record boundaries past damage are unknown.
+    static func vouchingRecord(in file: UnsafeRawBufferPointer, after offset: Int) -> Int? {
         var candidate = offset + 1
         let magic = SegmentFormat.recordMagic
         while candidate + RecordHeader.frameBytes <= file.count {
             if file.loadLE(UInt32.self, at: candidate) == magic,
                case .record(let later) = RecordHeader.parse(file, at: candidate), later.syncedLength > offset {
-                throw ArchiveError.corrupt(path: path, offset: offset, reason: "\(reason); the record at byte \(candidate) shows this data had been synced")
+                return candidate
             }
             candidate += 1
         }
+        return nil
     }
 }

@@ -10,6 +10,10 @@
 //                                          and sync until a write fails: prints "synced N" after each
 //                                          sync, then "failed after N: ERROR" and exits 3
 //   archive-crashtest check PATH SEED      exit 0 if every row equals the deterministic one
+//   archive-crashtest read PATH SEED       read every row again and again (refreshing, and now and
+//                                          then opening anew), printing "read N" after each pass,
+//                                          until PATH.stop exists; a wrong row prints "wrong P" and
+//                                          exits 1, an error exits 4 (a healthy archive has none)
 //
 // Row p's ids depend only on (SEED, p) (TraceSynth's PositionalRows): any process can check any prefix.
 import Archive
@@ -106,10 +110,27 @@ do {
             exit(1)
         }
         say("rows \(reader.count)")
+    case "read":
+        var reader = try ArchiveReader(path: path)
+        var passes = 0
+        while access(path + ".stop", F_OK) != 0 {
+            passes += 1
+            if passes % 5 == 0 { reader = try ArchiveReader(path: path) } else { try reader.refresh() }
+            let count = reader.count
+            let stored = try reader.rows(0..<count, as: Int32.self), truth = rows(0..<count, seed: seed)
+            if stored != truth {
+                let row = (0..<count).first { stored[($0 * schema.idsPerRow)..<(($0 + 1) * schema.idsPerRow)] != truth[($0 * schema.idsPerRow)..<(($0 + 1) * schema.idsPerRow)] }!
+                say("wrong \(row)")
+                exit(1)
+            }
+            say("read \(count)")
+        }
+        say("passes \(passes)")
     default:
         exit(2)
     }
 } catch {
     FileHandle.standardError.write(Data("archive-crashtest: \(error)\n".utf8))
-    exit(1)
+    say("error \(error)")
+    exit(arguments[1] == "read" ? 4 : 1)
 }

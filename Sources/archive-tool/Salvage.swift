@@ -8,9 +8,11 @@ struct SalvageCommand: ParsableCommand {
         discussion: """
             Scans the damaged archive record by record, checks every block whole, and prints \
             each damaged byte range, the intact blocks and the lost rows. With -o it writes a new \
-            archive holding rows 0..<N, N being the first row no intact block holds; rows after a \
-            hole stay in the report (their blocks are intact in the old file). Only a damaged \
-            archive header makes salvage impossible. Exits 0 when nothing was lost, 3 otherwise.
+            archive holding rows 0..<N, N being the first row no intact block holds (or the first \
+            row a truncation lost with the damage may have replaced); rows after a hole stay in \
+            the report (their blocks are intact in the old file). The new archive is written \
+            under a temporary name and renamed into place when whole. Only a damaged archive \
+            header makes salvage impossible. Exits 0 when no row was lost, 3 otherwise.
 
             EXAMPLES:
               archive-tool salvage damaged.moe
@@ -41,6 +43,9 @@ struct SalvageCommand: ParsableCommand {
             for rows in report.lostRows {
                 print("\(archive): rows \(rows.lowerBound)..<\(rows.upperBound) lost")
             }
+            if let tail = report.ignoredTail {
+                print("\(archive): bytes \(tail.offset)..<\(tail.offset + tail.bytes) are a torn tail (an interrupted write, not part of the archive), ignored")
+            }
             let intact = report.blocks.reduce(0) { $0 + $1.rows }
             Console.infoOut("\(archive): \(Units.grouped(report.blocks.count)) intact blocks holding \(Units.grouped(intact)) rows; "
                             + "rows 0..<\(Units.grouped(report.recoverable)) are whole", quiet: quiet)
@@ -48,9 +53,12 @@ struct SalvageCommand: ParsableCommand {
                 let kept = try Salvage.write(report, to: output, overwrite: force)
                 Console.infoOut("wrote \(output): \(Units.grouped(kept)) rows", quiet: quiet)
             }
-            if !report.damaged.isEmpty || !report.lostRows.isEmpty {
+            if !report.lostRows.isEmpty {
                 throw ToolFailure(.damaged, "\(archive): \(report.damaged.count) damaged range\(report.damaged.count == 1 ? "" : "s"), "
                                   + "\(Units.grouped(report.lostRows.reduce(0) { $0 + $1.count })) rows lost")
+            }
+            if !report.damaged.isEmpty {
+                Console.warning("\(archive): \(report.damaged.count) damaged range\(report.damaged.count == 1 ? "" : "s") held no row of the archive (discarded rows); no row lost")
             }
         }
     }

@@ -6,8 +6,10 @@ import Testing
 /// against the library and against a minimal reader written from Part 2 alone (`SpecArchive`
 /// below: it uses nothing of `Archive` but Part 1's `BlockDecoder` to check block frames).
 ///
-/// To regenerate the files after an intended format change (then review the diff, rerun
-/// `lz4 -t spec/vectors/archive/small.archive` and update the worked example in FORMAT.md 2.9):
+/// `small.archive` is format version 1, as the library wrote it before commit anchors: kept
+/// unchanged, it shows that archives written then still read. `small-v2.archive` is the same
+/// recipe as the library writes it now. To regenerate the version 2 files after an intended
+/// format change (then review the diff, rerun `lz4 -t` on it and update FORMAT.md 2.9):
 ///
 ///     SPEC_VECTORS_WRITE=1 swift test --filter ArchiveSpecTests/writeVector
 @Suite struct ArchiveSpecTests {
@@ -51,8 +53,11 @@ import Testing
 
     // MARK: - The vector through the library
 
-    @Test func vectorOpensWithTheExpectedRowsSchemaAndMetadata() throws {
-        let vector = try ArchiveVector.load()
+    static let vectorNames = ["small", "small-v2"]
+
+    @Test(arguments: vectorNames)
+    func vectorOpensWithTheExpectedRowsSchemaAndMetadata(name: String) throws {
+        let vector = try ArchiveVector.load(name)
         let reader = try ArchiveReader(path: vector.archivePath)
         #expect(reader.schema == vector.schema)
         #expect(reader.schema == Self.schema)
@@ -73,8 +78,9 @@ import Testing
 
     // MARK: - The vector through a reader written from the spec
 
-    @Test func specReaderAgreesWithArchiveReader() throws {
-        let vector = try ArchiveVector.load()
+    @Test(arguments: vectorNames)
+    func specReaderAgreesWithArchiveReader(name: String) throws {
+        let vector = try ArchiveVector.load(name)
         let spec = try SpecArchive(vector.bytes)
         let reader = try ArchiveReader(path: vector.archivePath)
         #expect(spec.header.layers == 2 && spec.header.topk == 2 && spec.header.experts == 16)
@@ -82,6 +88,7 @@ import Testing
         #expect(spec.header.blockRows == reader.blockRows)
         #expect(spec.header.metadata.map { "\($0.key)=\($0.value)" } == ["model=demo"])
         #expect(spec.header.end == vector.headerBytes)
+        #expect(spec.header.version == reader.formatVersion)
         #expect(spec.outcome == .complete)
         #expect(spec.count == reader.count)
         #expect(spec.end == reader.fileBytes)
@@ -109,9 +116,12 @@ import Testing
     /// several metadata entries (sorted by key).
     @Test func headerWrittenFromTheSpecMatches() throws {
         let vector = try ArchiveVector.load()
-        let small = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+        let small = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                             metadata: [("model", "demo")])
         #expect(small == Array(vector.bytes[0..<vector.headerBytes]))
+        let v2 = try ArchiveVector.load("small-v2")
+        #expect(SpecArchive.headerFrame(version: 2, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+                                        metadata: [("model", "demo")]) == Array(v2.bytes[0..<v2.headerBytes]))
 
         let dir = SpecTemporaryDirectory(), path = dir.path("dense")
         let schema = try Schema(layers: 5, topk: 3, experts: 384, denseLayers: [0, 3])
@@ -119,10 +129,12 @@ import Testing
         try ArchiveWriter.create(at: path, schema: schema, metadata: metadata, blockRows: 100).close()
         let written = Array(FileManager.default.contents(atPath: path)!)
         // Keys sorted by their UTF-8 bytes: "Z" < "engine" < "größe" < "model" < "note".
-        let expected = SpecArchive.headerFrame(layers: 5, topk: 3, experts: 384, blockRows: 100, dense: [0, 3],
-                                               metadata: [("Z", "upper"), ("engine", "sglang"), ("größe", "8×"),
-                                                          ("model", "kimi"), ("note", "")])
-        #expect(written == expected, "an archive closed without rows is its header frame alone")
+        let header = SpecArchive.headerFrame(version: 2, layers: 5, topk: 3, experts: 384, blockRows: 100, dense: [0, 3],
+                                             metadata: [("Z", "upper"), ("engine", "sglang"), ("größe", "8×"),
+                                                        ("model", "kimi"), ("note", "")])
+        // Two anchors (2.3a), both of the empty log: sequence 0, log end just after them, 0 rows.
+        let anchor = SpecArchive.anchorFrame(sequence: 0, logEnd: header.count + 88, rows: 0, lastRecordCRC: 0)
+        #expect(written == header + anchor + anchor, "an archive closed without rows is its header frame and two anchors")
         let spec = try SpecArchive(written)
         #expect(spec.header.dense == [0, 3])
         #expect(spec.count == 0 && spec.records.isEmpty && spec.outcome == .complete)
@@ -134,12 +146,12 @@ import Testing
     /// "e" + U+0301 (65 CC 81) are the same key, so a header holding both is refused (FORMAT.md 2.3).
     @Test func canonicallyEquivalentKeysAreDuplicates() throws {
         let dir = SpecTemporaryDirectory(), path = dir.path("dup")
-        let frame = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+        let frame = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                             metadata: [("e\u{301}", "1"), ("\u{E9}", "2")])
         try Data(frame).write(to: URL(fileURLWithPath: path))
         #expect(throws: ArchiveError.self) { try ArchiveReader(path: path) }
         // The same two keys spelled apart are fine.
-        let distinct = SpecArchive.headerFrame(layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+        let distinct = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                                metadata: [("e", "1"), ("\u{E9}", "2")])
         try Data(distinct).write(to: URL(fileURLWithPath: path))
         #expect(try ArchiveReader(path: path).metadata == ["e": "1", "\u{E9}": "2"])
@@ -147,14 +159,15 @@ import Testing
 
     // MARK: - CRC-32C
 
-    @Test func crc32cCheckValueAndStoredChecksums() throws {
+    @Test(arguments: vectorNames)
+    func crc32cCheckValueAndStoredChecksums(name: String) throws {
         let check = Array("123456789".utf8)
         #expect(SpecArchive.crc32c(check) == 0xE306_9283)
         #expect(CRC32C.checksum(check) == 0xE306_9283, "the library's table-driven CRC")
         #expect(SpecArchive.crc32c([]) == 0)
         #expect(SpecArchive.crc32c([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA, "RFC 3720 B.4: 32 bytes of zeros")
         #expect(SpecArchive.crc32c([UInt8](repeating: 0xFF, count: 32)) == 0x62A8_AB43, "RFC 3720 B.4: 32 bytes of ones")
-        let vector = try ArchiveVector.load()
+        let vector = try ArchiveVector.load(name)
         let bytes = vector.bytes
         let size = Int(LE.u32(bytes, 4))
         let stored = LE.u32(bytes, 8 + size - 4)
@@ -168,10 +181,10 @@ import Testing
 
     // MARK: - The format has not changed
 
-    /// The library writes today exactly the bytes of `small.archive`. Fails on any change of the
+    /// The library writes today exactly the bytes of `small-v2.archive`. Fails on any change of the
     /// on-disk format (or of the encoder's coding choices, or of liblz4's output: see Part 1 1.9).
     @Test func rebuildingGivesTheSameBytes() throws {
-        let vector = try ArchiveVector.load()
+        let vector = try ArchiveVector.load("small-v2")
         let dir = SpecTemporaryDirectory(), path = dir.path("small.archive")
         try Self.build(at: path)
         let rebuilt = Array(FileManager.default.contents(atPath: path)!)
@@ -187,14 +200,16 @@ import Testing
     /// Every cut of the vector, and every one-bit change of it: the spec reader and ArchiveReader
     /// both refuse the file, or both replay the same rows and ignore the same tail. A refusal of
     /// the log (damage) names the same offset.
-    @Test func specReplayDecidesTailAndDamageAsTheLibrary() throws {
-        let vector = try ArchiveVector.load()
+    @Test(arguments: vectorNames)
+    func specReplayDecidesTailAndDamageAsTheLibrary(name: String) throws {
+        let vector = try ArchiveVector.load(name)
         let dir = SpecTemporaryDirectory(), path = dir.path("variant")
         var variants: [(String, [UInt8])] = (0..<vector.bytes.count).map { ("cut at \($0)", Array(vector.bytes[..<$0])) }
         // The whole file, and two prefixes whose last blocks lie past every synced claim (so that
-        // step 3 of the replay checks them): without the last commit (F claims 410, F's record is
-        // at 410) and with records A and B only (both claim 65).
-        for length in [vector.bytes.count, 509, 278] {
+        // step 3 of the replay checks them): without the last commit (record G) and with records
+        // A and B only. Zero bytes appended are slack.
+        variants.append(("zeros appended", vector.bytes + [UInt8](repeating: 0, count: 100)))
+        for length in [vector.bytes.count, vector.records[6].offset, vector.records[2].offset] {
             for offset in 0..<length {
                 for bit in [0, 7] {
                     var bytes = Array(vector.bytes[..<length])
@@ -236,7 +251,7 @@ import Testing
 
     /// The outcomes FORMAT.md 2.9 states for damaged and cut copies of the vector.
     @Test func workedExampleOutcomes() throws {
-        let vector = try ArchiveVector.load()
+        let vector = try ArchiveVector.load("small")
         let records = vector.records, blocks = vector.blocks
         try #require(records.map(\.offset) == [65, 171, 278, 322, 366, 410, 509] && blocks.count == 3)
         try #require(records.map(\.syncedLength) == [65, 65, 278, 322, 366, 410, 509])
@@ -263,9 +278,16 @@ import Testing
         try write(Array(vector.bytes[..<528]))
         let writer = try ArchiveWriter.open(at: path)
         #expect(writer.recoveredTail?.offset == 509 && writer.recoveredTail?.bytes == 19)
-        #expect(try size() == 509)
+        #expect(try size() == 528, "a writer that writes nothing changes nothing")
         try writer.close()
-        #expect(try size() == 509, "nothing written, no commit")
+        #expect(try size() == 528, "nothing written, no commit, the tail left as it was")
+        let appender = try ArchiveWriter.open(at: path)
+        try appender.truncate(to: 6) // a no-op: nothing written
+        try appender.append([Int64](repeating: 1, count: 4), at: 6)
+        try appender.flush()
+        let frameLength = try ArchiveReader(path: path).blocks.last!.frameLength
+        #expect(try size() == 509 + 44 + frameLength, "the tail cut (no reader) before the first record was written at 509")
+        try appender.close()
         // Cut inside record F or its block frame: the 5 rows before F.
         for length in 411..<509 {
             try write(Array(vector.bytes[..<length]))
@@ -362,10 +384,10 @@ import Testing
     func writeVector() throws {
         try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
         // Built aside, then written atomically: the other tests of the suite may be reading.
-        let scratch = SpecTemporaryDirectory(), path = scratch.path("small.archive")
+        let scratch = SpecTemporaryDirectory(), path = scratch.path("small-v2.archive")
         try Self.build(at: path)
         let bytes = Array(FileManager.default.contents(atPath: path)!)
-        try Data(bytes).write(to: Self.directory.appendingPathComponent("small.archive"), options: .atomic)
+        try Data(bytes).write(to: Self.directory.appendingPathComponent("small-v2.archive"), options: .atomic)
         let spec = try SpecArchive(bytes)
         let reader = try ArchiveReader(path: path)
         #expect(spec.blocks == reader.blocks.map(BlockSpec.init))
@@ -375,8 +397,8 @@ import Testing
         let recordKinds = [1: "rows", 2: "truncate", 3: "commit"]
         var json = """
         {
-          "name": "small",
-          "description": "FORMAT.md 2.9 worked example: 2 layers x top-2 of 16 experts, 4-row blocks; 6 rows appended, truncated to 5, 1 row appended, closed",
+          "name": "small-v2",
+          "description": "FORMAT.md 2.9 worked example, format version 2 (commit anchors): 2 layers x top-2 of 16 experts, 4-row blocks; 6 rows appended, truncated to 5, 1 row appended, closed",
           "schema": {"layers": 2, "topk": 2, "experts": 16, "dense_layers": []},
           "metadata": {"model": "demo"},
           "block_rows": 4,
@@ -401,7 +423,10 @@ import Testing
         json += "\n  ],\n  \"rows\": [\n"
         json += Self.expectedRows.map { "    " + row($0) }.joined(separator: ",\n")
         json += "\n  ]\n}\n"
-        try Data(json.utf8).write(to: Self.directory.appendingPathComponent("small.json"), options: .atomic)
+        json = json.replacingOccurrences(of: "  \"header_crc\"", with: "  \"anchors\": [\n"
+            + spec.anchors.map { "    {\"sequence\": \($0.sequence), \"log_end\": \($0.logEnd), \"rows\": \($0.rows), \"last_record_crc\": \($0.lastRecordCRC)}" }.joined(separator: ",\n")
+            + "\n  ],\n  \"header_crc\"")
+        try Data(json.utf8).write(to: Self.directory.appendingPathComponent("small-v2.json"), options: .atomic)
     }
 }
 
@@ -475,16 +500,16 @@ private struct ArchiveVector {
         let rows: [[[Int64]]]
     }
 
-    static func load() throws -> ArchiveVector {
+    static func load(_ name: String = "small") throws -> ArchiveVector {
         let directory = ArchiveSpecTests.directory
-        let archive = directory.appendingPathComponent("small.archive").path
+        let archive = directory.appendingPathComponent("\(name).archive").path
         guard let data = FileManager.default.contents(atPath: archive),
-              let json = FileManager.default.contents(atPath: directory.appendingPathComponent("small.json").path) else {
-            Issue.record("missing spec/vectors/archive/small.archive or small.json")
+              let json = FileManager.default.contents(atPath: directory.appendingPathComponent("\(name).json").path) else {
+            Issue.record("missing spec/vectors/archive/\(name).archive or \(name).json")
             throw CocoaError(.fileNoSuchFile)
         }
         let file = try JSONDecoder().decode(File.self, from: json)
-        #expect(file.name == "small")
+        #expect(file.name == name)
         #expect(file.file_bytes == data.count)
         let schema = try Schema(layers: file.schema.layers, topk: file.schema.topk, experts: file.schema.experts,
                                 denseLayers: file.schema.dense_layers)
@@ -496,10 +521,12 @@ private struct ArchiveVector {
 
 // MARK: - A reader written from FORMAT.md Part 2 alone
 
-/// Parses an archive as FORMAT.md Part 2 says: the header (2.3), the records (2.4), the log
-/// replay with its tail-or-damage decision (2.5). Blocks are checked with Part 1's decoder.
+/// Parses an archive as FORMAT.md Part 2 says: the header (2.3), the commit anchors of version 2
+/// (2.3a), the records (2.4), the log replay with its tail-or-damage decision (2.5). Blocks are
+/// checked with Part 1's decoder.
 private struct SpecArchive {
     struct Header {
+        var version = 0
         var layers = 0, topk = 0, experts = 0, blockRows = 0
         var dense: [Int] = []
         var metadata: [(key: String, value: String)] = []
@@ -507,10 +534,16 @@ private struct SpecArchive {
         var end = 0
     }
 
+    struct Anchor: Equatable {
+        var sequence: UInt64, logEnd: Int, rows: Int, lastRecordCRC: UInt32
+    }
+
     enum Failure: Error { case header(String), damage(offset: Int) }
     enum Outcome: Equatable { case complete, tail(Int) }
 
     let header: Header
+    /// The intact anchors, in slot order (version 2).
+    private(set) var anchors: [Anchor] = []
     private(set) var records: [RecordSpec] = []
     private(set) var blocks: [BlockSpec] = []
     private(set) var count = 0
@@ -520,24 +553,42 @@ private struct SpecArchive {
     init(_ file: [UInt8]) throws {
         header = try Self.parseHeader(file)
         let schema = try Schema(layers: header.layers, topk: header.topk, experts: header.experts, denseLayers: header.dense)
+        var logStart = header.end
+        var current: Anchor?
+        if header.version == 2 {
+            guard file.count >= header.end + 88 else { throw Failure.damage(offset: file.count) }
+            let slots = [Self.parseAnchor(file, at: header.end, logStart: header.end + 88),
+                         Self.parseAnchor(file, at: header.end + 44, logStart: header.end + 88)]
+            anchors = slots.compactMap { $0 }
+            // The larger sequence; the first slot on a tie.
+            current = slots.compactMap { $0 }.reduce(nil) { best, next in best.map { next.sequence > $0.sequence ? next : $0 } ?? next }
+            logStart = header.end + 88
+        }
         // 2.5 step 1-2: replay, then decide whether a stop is a tail or damage.
-        var replay = Self.replay(file, limit: file.count, from: header.end, blockRows: header.blockRows)
+        var replay = try Self.replay(file, limit: file.count, from: logStart, blockRows: header.blockRows, anchor: current)
         if let stop = replay.stop {
-            var candidate = stop + 1
-            while candidate + 44 <= file.count {
-                if let later = Self.parseRecord(file, at: candidate), later.syncedLength > stop { throw Failure.damage(offset: stop) }
-                candidate += 1
+            if let current, stop < current.logEnd { throw Failure.damage(offset: stop) }
+            if file[stop...].allSatisfy({ $0 == 0 }) {
+                replay.stop = nil // slack
+            } else {
+                var candidate = stop + 1
+                while candidate + 44 <= file.count {
+                    if let later = Self.parseRecord(file, at: candidate), later.syncedLength > stop { throw Failure.damage(offset: stop) }
+                    candidate += 1
+                }
             }
+        } else if let current, replay.end < current.logEnd {
+            throw Failure.damage(offset: replay.end)
         }
         // 2.5 step 3: live blocks at or past the largest claimed synced length are checked whole.
-        let synced = replay.records.map(\.syncedLength).max().map { max($0, header.end) } ?? header.end
+        let synced = max(replay.records.map(\.syncedLength).max() ?? 0, logStart, current?.logEnd ?? 0)
         let decoder = BlockDecoder(schema: schema)
         for block in (replay.blocks + replay.dropped).sorted(by: { $0.recordOffset < $1.recordOffset }) where block.recordOffset >= synced {
             let valid = file[block.frameOffset..<block.frameOffset + block.frameLength].withUnsafeBytes { frame in
                 (try? decoder.open(frame, expectedRows: block.storedRows)) != nil
             }
             if !valid {
-                replay = Self.replay(file, limit: block.recordOffset, from: header.end, blockRows: header.blockRows)
+                replay = try Self.replay(file, limit: block.recordOffset, from: logStart, blockRows: header.blockRows, anchor: current)
                 replay.stop = block.recordOffset
                 break
             }
@@ -549,6 +600,24 @@ private struct SpecArchive {
         outcome = replay.stop.map { .tail($0) } ?? .complete
     }
 
+    // 2.3a: an anchor frame at `offset`, or nil if it is not intact.
+    static func parseAnchor(_ f: [UInt8], at offset: Int, logStart: Int) -> Anchor? {
+        guard LE.u32(f, offset) == 0x184D_2A5D, LE.u32(f, offset + 4) == 36 else { return nil }
+        let c = offset + 8
+        guard crc32c(f[c..<c + 32]) == LE.u32(f, c + 32), LE.u32(f, c + 28) == 0 else { return nil }
+        let end = LE.u64(f, c + 8), rows = LE.u64(f, c + 16)
+        guard end >= logStart, end < 1 << 62, rows < 1 << 62 else { return nil }
+        return Anchor(sequence: LE.u64(f, c), logEnd: Int(end), rows: Int(rows), lastRecordCRC: LE.u32(f, c + 24))
+    }
+
+    /// An anchor frame written from 2.3a alone.
+    static func anchorFrame(sequence: Int, logEnd: Int, rows: Int, lastRecordCRC: UInt32) -> [UInt8] {
+        var c = LE.put32(sequence) + LE.put32(sequence >> 32) + LE.put32(logEnd) + LE.put32(logEnd >> 32)
+        c += LE.put32(rows) + LE.put32(rows >> 32) + LE.put32(Int(lastRecordCRC)) + LE.put32(0)
+        c += LE.put32(Int(crc32c(c)))
+        return LE.put32(0x184D_2A5D) + LE.put32(36) + c
+    }
+
     // 2.3
     static func parseHeader(_ f: [UInt8]) throws -> Header {
         func fail(_ why: String) -> Failure { .header(why) }
@@ -557,10 +626,11 @@ private struct SpecArchive {
         guard size <= 1 << 20, size >= 40, f.count - 8 >= size else { throw fail("header size \(size)") }
         let content = Array(f[8..<(8 + size)])
         guard crc32c(content[..<(size - 4)]) == LE.u32(content, size - 4) else { throw fail("header CRC") }
-        guard Array(content[0..<8]) == Array("MOEROUTE".utf8), LE.u16(content, 8) == 1, LE.u16(content, 10) == 1 else {
+        guard Array(content[0..<8]) == Array("MOEROUTE".utf8), (1...2).contains(LE.u16(content, 8)), LE.u16(content, 10) == 1 else {
             throw fail("magic, version or codec")
         }
         var h = Header()
+        h.version = Int(LE.u16(content, 8))
         h.layers = Int(LE.u32(content, 12)); h.topk = Int(LE.u32(content, 16)); h.experts = Int(LE.u32(content, 20))
         h.blockRows = Int(LE.u32(content, 24))
         guard (1...4096).contains(h.layers), (1...64).contains(h.topk), (2...65536).contains(h.experts) else { throw fail("schema") }
@@ -624,11 +694,15 @@ private struct SpecArchive {
         var stop: Int?
     }
 
-    // 2.5 step 1: the records that chain, from `from` up to `limit`.
-    static func replay(_ f: [UInt8], limit: Int, from: Int, blockRows: Int) -> Replay {
+    // 2.5 step 1: the records that chain, from `from` up to `limit`. Where the log reaches the
+    // anchor's end it must hold the anchor's rows and end with the anchor's record; no record
+    // may span that end.
+    static func replay(_ f: [UInt8], limit: Int, from: Int, blockRows: Int, anchor: Anchor?) throws -> Replay {
         let file = Array(f[..<limit])
         var r = Replay(end: from)
         var offset = from
+        var lastCRC: UInt32 = 0
+        if let anchor, anchor.logEnd == from, anchor.rows != 0 || anchor.lastRecordCRC != 0 { throw Failure.damage(offset: from) }
         while offset < file.count {
             guard let record = parseRecord(file, at: offset), file.count - offset - 44 >= record.frameLength else {
                 r.stop = offset
@@ -653,7 +727,11 @@ private struct SpecArchive {
                 guard record.position == r.count else { r.stop = offset; return r }
             }
             r.records.append(record)
-            offset += 44 + record.frameLength
+            lastCRC = LE.u32(file, offset + 40)
+            let next = offset + 44 + record.frameLength
+            if let anchor, next == anchor.logEnd, r.count != anchor.rows || lastCRC != anchor.lastRecordCRC { throw Failure.damage(offset: offset) }
+            if let anchor, offset < anchor.logEnd, next > anchor.logEnd { throw Failure.damage(offset: offset) }
+            offset = next
             r.end = offset
         }
         return r
@@ -670,10 +748,10 @@ private struct SpecArchive {
     }
 
     /// A header frame written from 2.3 alone; `metadata` in the order given.
-    static func headerFrame(layers: Int, topk: Int, experts: Int, blockRows: Int, dense: [Int],
+    static func headerFrame(version: Int, layers: Int, topk: Int, experts: Int, blockRows: Int, dense: [Int],
                             metadata: [(String, String)]) -> [UInt8] {
         var c = Array("MOEROUTE".utf8)
-        c += LE.put16(1) + LE.put16(1)
+        c += LE.put16(version) + LE.put16(1)
         for v in [layers, topk, experts, blockRows, dense.count] + dense + [metadata.count] { c += LE.put32(v) }
         for (key, value) in metadata {
             c += LE.put32(key.utf8.count) + Array(key.utf8) + LE.put32(value.utf8.count) + Array(value.utf8)

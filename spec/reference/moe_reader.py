@@ -634,11 +634,13 @@ def decode_block(frame, schema, expected_rows=None, check_values=True, check_con
 
 HEADER_MAGIC = 0x184D2A5E
 RECORD_MAGIC = 0x184D2A5F
+ANCHOR_MAGIC = 0x184D2A5D
 RECORD_SIZE = 44
+ANCHOR_SIZE = 44
 
 
 def read_header(data):
-    """2.3: the header frame -> (schema, codec, block rows, metadata, header end H)."""
+    """2.3: the header frame -> (schema, codec, block rows, metadata, header end, version)."""
     if len(data) < 8 or u32(data, 0) != HEADER_MAGIC:
         raise FormatError(0, "not an archive (header magic)")
     S = u32(data, 4)
@@ -654,7 +656,7 @@ def read_header(data):
     if content[:8] != b"MOEROUTE":
         raise FormatError(8, "archive magic is not MOEROUTE")
     version, codec = u16(content, 8), u16(content, 10)
-    if version != 1:
+    if version not in (1, 2):
         raise FormatError(16, f"format version {version}")
     if codec not in (1, 2):
         raise FormatError(18, f"codec {codec}")
@@ -703,7 +705,38 @@ def read_header(data):
         metadata[strings[0]] = strings[1]
     if pos != end:
         raise FormatError(8 + pos, "bytes between the last metadata entry and the header CRC")
-    return schema, codec, block_rows, metadata, 8 + S
+    return schema, codec, block_rows, metadata, 8 + S, version
+
+
+class Anchor:
+    """2.3a: one commit anchor."""
+
+    def __init__(self, sequence, log_end, rows, last_record_crc):
+        self.sequence, self.log_end, self.rows, self.last_record_crc = sequence, log_end, rows, last_record_crc
+
+
+def intact_anchor(data, a, log_start):
+    """2.3a: the anchor frame at a, or None if it is not intact."""
+    if a + ANCHOR_SIZE > len(data) or u32(data, a) != ANCHOR_MAGIC or u32(data, a + 4) != 36:
+        return None
+    if crc32c(data[a + 8:a + 40]) != u32(data, a + 40) or u32(data, a + 36) != 0:
+        return None
+    log_end, rows = u64(data, a + 16), u64(data, a + 24)
+    if log_end < log_start or log_end >= 1 << 62 or rows >= 1 << 62:
+        return None
+    return Anchor(u64(data, a + 8), log_end, rows, u32(data, a + 32))
+
+
+def current_anchor(data, header_end):
+    """2.3a: the intact anchor with the larger sequence (the first on a tie), or None."""
+    if header_end + 2 * ANCHOR_SIZE > len(data):
+        raise FormatError(len(data), "the file ends inside its commit anchors")
+    log_start = header_end + 2 * ANCHOR_SIZE
+    first = intact_anchor(data, header_end, log_start)
+    second = intact_anchor(data, header_end + ANCHOR_SIZE, log_start)
+    if first is None or (second is not None and second.sequence > first.sequence):
+        return second
+    return first
 
 
 class Record:
@@ -747,11 +780,17 @@ class Block:
         self.frame_offset, self.frame_length = record.offset + RECORD_SIZE, record.frame_length
 
 
-def replay(data, H, limit, block_rows):
-    """2.5 'replay(limit)': apply the records chaining from H up to limit.
+def replay(data, H, limit, block_rows, anchor=None):
+    """2.5 'replay(limit)': apply the records chaining from the log start H up to limit.
 
+    Where the log reaches the anchor's log end, it must hold the anchor's rows and end with the
+    anchor's record; no record may span that end (2.5 step 1, version 2).
     Returns (N, live blocks, every block in file order, end, synced, stop)."""
     N, live, every, synced, offset, stop = 0, [], [], H, H, None
+    if anchor is not None:
+        synced = max(synced, anchor.log_end)
+        if anchor.log_end == H and (anchor.rows != 0 or anchor.last_record_crc != 0):
+            raise FormatError(H, "the commit anchor does not match the empty log")
     while offset < limit:
         rec = intact_record(data, offset, limit)
         if rec is None or not chains(rec, N, block_rows, limit):
@@ -770,7 +809,13 @@ def replay(data, H, limit, block_rows):
                 last.rows = min(last.rows, p - last.position)
             N = p
         synced = max(synced, rec.synced)
-        offset += RECORD_SIZE + rec.frame_length
+        following = offset + RECORD_SIZE + rec.frame_length
+        if anchor is not None and following == anchor.log_end and \
+                (N != anchor.rows or u32(data, offset + 40) != anchor.last_record_crc):
+            raise FormatError(offset, "the log at the commit anchor's end is not the one it vouched for")
+        if anchor is not None and offset < anchor.log_end < following:
+            raise FormatError(offset, "a record spans the commit anchor's log end")
+        offset = following
     return N, live, every, offset, synced, stop
 
 
@@ -789,14 +834,23 @@ class Archive:
 
     def __init__(self, data):
         self.data = data
-        self.schema, self.codec, self.block_rows, self.metadata, self.H = read_header(data)
+        self.schema, self.codec, self.block_rows, self.metadata, header_end, self.version = read_header(data)
+        self.anchor = current_anchor(data, header_end) if self.version >= 2 else None
+        self.H = header_end + (2 * ANCHOR_SIZE if self.version >= 2 else 0)           # the log start
         self.N, self.blocks, self.end, self.tail = self._open()
 
     def _open(self):
         """2.5 steps 1-3."""
-        data, H, L = self.data, self.H, len(self.data)
-        N, live, every, end, synced, stop = replay(data, H, L, self.block_rows)      # step 1
-        if stop is not None:                                                          # step 2
+        data, H, L, anchor = self.data, self.H, len(self.data), self.anchor
+        N, live, every, end, synced, stop = replay(data, H, L, self.block_rows, anchor)  # step 1
+        if stop is None and anchor is not None and end < anchor.log_end:
+            raise FormatError(end, "the file ends before the commit anchor's log end")
+        if stop is not None and anchor is not None and stop < anchor.log_end:            # step 2
+            raise FormatError(stop, "the record here is not intact or does not chain; "
+                                    "the commit anchor shows the log reached past it")
+        if stop is not None and not any(data[stop:]):
+            stop = None                                      # zero bytes after the log: slack
+        if stop is not None:
             for c in range(stop + 1, L - RECORD_SIZE + 1):
                 if u32(data, c) != RECORD_MAGIC:
                     continue                                 # fast path: not a record
@@ -811,7 +865,7 @@ class Archive:
             try:
                 decode_block(frame, self.schema, b.stored_rows, check_values=False)
             except FormatError:
-                N, live, _, end, _, _ = replay(data, H, b.record_offset, self.block_rows)
+                N, live, _, end, _, _ = replay(data, H, b.record_offset, self.block_rows, anchor)
                 stop = b.record_offset
                 break
         tail = None if stop is None else (stop, L)
@@ -880,12 +934,14 @@ def check_vector_directory(directory):
             found = [f"refused at byte {error.offset}: {error.reason}"]
         problems += [f"{block}: {p}" for p in found]
         count += 1
-    archive_path = os.path.join(directory, "archive", "small.archive")
-    with open(archive_path, "rb") as f:
-        rows = Archive(f.read()).rows()
-    with open(os.path.join(directory, "archive", "small.json")) as f:
-        if not np.array_equal(rows, np.array(json.load(f)["rows"], dtype=np.int64)):
-            problems.append(f"{archive_path}: rows differ from small.json")
+    for name in ("small", "small-v2"):                       # format versions 1 and 2
+        archive_path = os.path.join(directory, "archive", name + ".archive")
+        with open(archive_path, "rb") as f:
+            rows = Archive(f.read()).rows()
+        with open(os.path.join(directory, "archive", name + ".json")) as f:
+            if not np.array_equal(rows, np.array(json.load(f)["rows"], dtype=np.int64)):
+                problems.append(f"{archive_path}: rows differ from {name}.json")
+        count += 1
     return count, problems
 
 
