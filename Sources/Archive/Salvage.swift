@@ -64,17 +64,29 @@ public enum Salvage {
         var later: [BlockInfo] = []
         var tail: (offset: Int, bytes: Int)?
         var known = count
-        if let stop = replay.tail?.offset, !scanner.isZero(bytes, from: stop) {
+        if let stop = replay.tail?.offset {
             let anchorEnd = head.anchor?.anchor.logEnd ?? 0
-            if stop >= anchorEnd, SegmentScanner.vouchingRecord(in: bytes, after: stop) == nil {
+            if stop >= anchorEnd, scanner.isZero(bytes, from: stop) {
+                // Slack: nothing after the log.
+            } else if stop >= anchorEnd, SegmentScanner.vouchingRecord(in: bytes, after: stop) == nil {
                 tail = (stop, bytes.count - stop)
             } else {
                 let evidence = laterRecords(in: bytes, after: stop, schema: head.header.schema, source: source)
                 later = evidence.blocks
                 damaged.append(stop..<evidence.damagedEnd)
-                var bounds = evidence.rowCounts
-                if let anchor = head.anchor?.anchor, anchor.logEnd > stop { bounds.append(anchor.rows) }
-                known = max(count, bounds.max() ?? 0, later.map { $0.position + $0.rows }.max() ?? 0)
+                // Both anchors, when intact: the older one may be a truncation's commit.
+                let anchors = (0..<2).compactMap { slot -> CommitAnchor? in
+                    guard head.header.hasAnchors,
+                          case .success(let anchor) = CommitAnchor.parse(bytes, at: head.anchorOffset(slot), logStart: head.logStart),
+                          anchor.logEnd > stop else { return nil }
+                    return anchor
+                }
+                let bounds = evidence.rowCounts + anchors.map(\.rows)
+                // What the archive held last, as far as what survives shows: the newest anchor's
+                // rows and anything later; the replayed count only when nothing else is known.
+                let last = (anchors.max { $0.sequence < $1.sequence }.map { [$0.rows] } ?? []) + evidence.rowCounts
+                    + later.map { $0.position + $0.rows }
+                known = last.max() ?? count
                 count = min(count, bounds.min() ?? count)
             }
         }

@@ -175,7 +175,7 @@ import TraceSynth
             bytes[header + slot * 44 + 20] ^= 0x01
             writeFile(path, bytes)
             let reader = try ArchiveReader(path: path)
-            #expect(reader.count == 90)
+            #expect(reader.count == 90 + slot)
             #expect(reader.verify().count == 1, "slot \(slot): \(reader.verify())")
             let repair = try ArchiveWriter.open(at: path)
             try repair.append(truth.rows(90 + slot..<91 + slot, as: Int32.self))
