@@ -640,7 +640,10 @@ public final class ArchiveWriter {
 
     /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
     public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
-        guard range.lowerBound >= 0, range.upperBound <= count, layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+            throw ArchiveError.invalidArgument("\(path): layers \(layers) are outside the archive's 0..<\(schema.layers)")
+        }
+        guard range.lowerBound >= 0, range.upperBound <= count else {
             throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
         var out = [T](repeating: 0, count: max(0, range.count) * max(0, layers.count) * schema.topk)

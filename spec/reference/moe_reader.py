@@ -922,7 +922,7 @@ def check_vector_block(block_path, json_path, payload_path):
 
 
 def check_vector_directory(directory):
-    """1.9, 1.10.8, 2.11: every block vector of `directory` (and compact/), and archive/small."""
+    """1.9, 1.10.8, 2.11: every block vector of `directory` (and compact/), and both archive vectors."""
     import glob
     import os
     problems, count = [], 0
@@ -941,7 +941,6 @@ def check_vector_directory(directory):
         with open(os.path.join(directory, "archive", name + ".json")) as f:
             if not np.array_equal(rows, np.array(json.load(f)["rows"], dtype=np.int64)):
                 problems.append(f"{archive_path}: rows differ from {name}.json")
-        count += 1
     return count, problems
 
 
@@ -982,7 +981,7 @@ def main(argv=None):
             if problems:
                 print(f"moe_reader: error: {problems[0]} ({len(problems)} problems)", file=sys.stderr)
                 return 1
-            print(f"{args.vectors}: {count} block vectors and the archive vector match")
+            print(f"{args.vectors}: {count} block vectors and the archive vectors (format versions 1 and 2) match")
         elif args.block:
             name = args.block
             if not args.schema:
