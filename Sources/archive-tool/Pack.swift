@@ -242,9 +242,6 @@ struct Pack: ParsableCommand {
         }
         let writer = try ArchiveWriter.open(at: output)
         writer.encodingThreads = threads
-        if let tail = writer.recoveredTail {
-            Console.warning("\(output): cut \(tail.bytes) bytes at byte \(tail.offset) that an interrupted writer left (\(tail.reason))")
-        }
         // Every refusal the header allows comes before the data is read.
         let schema = writer.schema
         let (layers, topk) = try rowShape(of: input, archiveLayers: schema.layers)
@@ -290,6 +287,10 @@ struct Pack: ParsableCommand {
             throw failure
         }
         progress.finish()
+        // The library discards such bytes before its first write, and only then.
+        if let tail = writer.recoveredTail, totals.appended > 0 {
+            Console.warning("\(output): discarded \(tail.bytes) bytes at byte \(tail.offset) that an interrupted writer left (\(tail.reason))")
+        }
         Console.info(appendReport(totals, input: reader.path, start: start, before: before, after: writer.count,
                                   fileBytes: writer.fileBytes), quiet: options.quiet)
     }
