@@ -13,8 +13,13 @@ func crashTestTool() -> URL {
 
 /// Runs `archive-crashtest` with `arguments`; returns the process (running) and its stdout pipe.
 func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
+    try launch(crashTestTool().path, arguments)
+}
+
+/// Runs `executable` with `arguments`; returns the process (running) and its stdout pipe.
+func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pipe) {
     let process = Process(), output = Pipe()
-    process.executableURL = crashTestTool()
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -184,6 +189,24 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
         limited.process.waitUntilExit()
         #expect(limited.process.terminationStatus == 3, "the limited writer stopped at its limit: \(limited.said)")
         try readersReadAgain("file-size limit")
+        // The command line beside them: an append refused for an id out of range in its last
+        // row (nothing written), the same rows appended, and a durable truncation.
+        let tool = crashTestTool().deletingLastPathComponent().appendingPathComponent("archive-tool").path
+        let stored = try ArchiveReader(path: path).count
+        var input = truth.rows(stored..<stored + 300, as: Int32.self)
+        input[input.count - 1] = 100
+        try writeInt32Npy(dir.path("bad.npy"), input, shape: [300, crashSchema.layers, crashSchema.topk])
+        let before = fileBytes(path)
+        let refused = try LineSource(launch(tool, ["pack", dir.path("bad.npy"), "-o", path, "--append", "--quiet"]))
+        refused.process.waitUntilExit()
+        #expect(refused.process.terminationStatus == 1 && fileBytes(path) == before, "a refused append changes nothing")
+        try writeInt32Npy(dir.path("good.npy"), truth.rows(stored..<stored + 300, as: Int32.self), shape: [300, crashSchema.layers, crashSchema.topk])
+        for arguments in [["pack", dir.path("good.npy"), "-o", path, "--append", "--quiet"], ["truncate", path, "--to", "\(stored + 100)", "--quiet"]] {
+            let run = try LineSource(launch(tool, arguments))
+            run.process.waitUntilExit()
+            #expect(run.process.terminationStatus == 0, "\(arguments)")
+            try readersReadAgain(arguments[0])
+        }
         let writer = try ArchiveWriter.open(at: path)
         for _ in 0..<4 {
             let mark = writer.checkpoint()
@@ -205,7 +228,7 @@ func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
             passes += Int(last?.dropFirst(7) ?? "") ?? 0
         }
         #expect(try ArchiveReader(path: path).verify().isEmpty)
-        print("reader table: 2 reader processes, \(passes) full reads, 0 crashes, 0 wrong rows, beside 6 killed writers, a truncating one, one stopped by a file-size limit and 4 rollbacks")
+        print("reader table: 2 reader processes, \(passes) full reads, 0 crashes, 0 wrong rows, beside 6 killed writers, a truncating one, one stopped by a file-size limit, archive-tool pack --append refused and done, archive-tool truncate, and 4 rollbacks")
     }
 
     /// A reader refreshing across a writer's rollback (a truncate record, as the reader keeps the
@@ -407,4 +430,16 @@ final class LineSource {
             if wanted(line) { return line }
         }
     }
+}
+
+/// Writes `ids` as a `.npy` 1.0 file of little-endian int32 of `shape` (numpy's format: magic,
+/// version, header length, a dict padded with spaces to a multiple of 64 bytes, the data).
+func writeInt32Npy(_ path: String, _ ids: [Int32], shape: [Int]) throws {
+    var header = "{'descr': '<i4', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")),), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
+    bytes += Array(header.utf8)
+    for id in ids { withUnsafeBytes(of: id.littleEndian) { bytes += $0 } }
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
