@@ -62,7 +62,6 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
             previous = writer.count
             try writer.close()
         }
-        #expect(kills == soakKills)
         #expect(killedMidway >= kills / 20, "kills land while rows are being appended (\(killedMidway))")
         print("kill table: archive-tool pack --append killed \(kills) times (\(killedMidway) after appending part of its input, \(finished) runs finished first)")
     }
