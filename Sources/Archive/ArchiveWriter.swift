@@ -41,17 +41,10 @@ public final class ArchiveWriter {
 
     private let file: SegmentFile
     private let header: ArchiveHeader
-    /// File offset of the commit anchor pair (version 2), and the current anchor with its slot.
+    /// File offset of the commit anchor pair (version 2).
     private let anchorsOffset: Int?
-    private var anchor: (anchor: CommitAnchor, slot: Int)?
-    private var index: SegmentIndex
-    private var durableLength: Int
-    private var committed: Bool
-    /// The file's length: bytes from `index.end` to it are not part of the log (a failed or
-    /// torn write's) and are discarded before a record is written over them.
-    private var fileLength: Int
-    /// Whether the bytes past the log are all zero (slack) or absent.
-    private var pastEndIsZero: Bool
+    /// What the writer knows of its file; see ``FileState``.
+    private var state: FileState
     private var isClosed = false
     /// Set when an fsync failed: the writer refuses every further call.
     private var syncFailure: ArchiveError?
@@ -123,8 +116,8 @@ public final class ArchiveWriter {
         let writer = ArchiveWriter(path: path, file: file, header: replay.head.header, headerEnd: replay.head.headerEnd,
                                    anchor: replay.head.anchor, index: replay.outcome.index, mapping: replay.mapping,
                                    recoveredTail: recovered)
-        writer.fileLength = replay.mapping.bytes.count
-        writer.pastEndIsZero = recovered == nil
+        writer.state.fileLength = replay.mapping.bytes.count
+        writer.state.pastEndIsZero = recovered == nil
         return writer
     }
 
@@ -139,13 +132,9 @@ public final class ArchiveWriter {
         blockRows = header.blockRows
         codec = header.codec
         anchorsOffset = header.hasAnchors ? headerEnd : nil
-        self.anchor = anchor
-        self.index = index
+        state = FileState(index: index, durableLength: index.end, committed: true, fileLength: index.end,
+                          pastEndIsZero: true, anchor: anchor)
         self.recoveredTail = recoveredTail
-        durableLength = index.end
-        committed = true
-        fileLength = index.end
-        pastEndIsZero = true
         encoder = BlockEncoder(schema: header.schema, codec: header.codec)
         source = BlockSource(path: path, schema: header.schema, mapping: mapping)
         pending = .allocate(capacity: header.blockRows * header.schema.idsPerRow)
@@ -158,11 +147,11 @@ public final class ArchiveWriter {
     }
 
     /// Rows in the archive, buffered ones included: the position the next row takes.
-    public var count: Int { index.count + pendingRows }
+    public var count: Int { state.index.count + pendingRows }
     /// Rows written to the file (visible to readers).
-    public var flushedCount: Int { index.count }
-    public var blocks: [BlockInfo] { index.blocks }
-    public var fileBytes: Int { index.end }
+    public var flushedCount: Int { state.index.count }
+    public var blocks: [BlockInfo] { state.index.blocks }
+    public var fileBytes: Int { state.index.end }
 
     // MARK: Appending
 
@@ -279,7 +268,7 @@ public final class ArchiveWriter {
         // The buffered rows, copied only if this call is about to overwrite them (after it
         // encoded them into a block), so that a failure can put them back.
         var savedPending: [UInt16]? = nil
-        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        var batch = RecordBatch(start: state.index.end, firstPosition: state.index.count, syncedLength: state.durableLength)
         var consumed = 0
         do throws {
             while consumed < rowCount {
@@ -310,7 +299,7 @@ public final class ArchiveWriter {
                         union |= T.Magnitude(truncatingIfNeeded: source[i])
                     }
                     if (T.isSigned && union > T.Magnitude(T.max)) || UInt64(union) >= UInt64(schema.experts) {
-                        try validate(UnsafeBufferPointer(start: source, count: count), firstPosition: index.count + pendingRows)
+                        try validate(UnsafeBufferPointer(start: source, count: count), firstPosition: state.index.count + pendingRows)
                     }
                 } else {
                     for i in 0..<count { target[i] = UInt16(truncatingIfNeeded: source[i]) }
@@ -343,7 +332,7 @@ public final class ArchiveWriter {
                                     threads: threads, encoders: Array(encoders[..<threads]))
         DispatchQueue.concurrentPerform(iterations: threads) { work.run(worker: $0) }
         if let failure = work.failures.compactMap({ $0 }).first {
-            throw ArchiveError.invalidRows(path: path, position: index.count, reason: "\(failure)")
+            throw ArchiveError.invalidRows(path: path, position: state.index.count, reason: "\(failure)")
         }
         return work.frames
     }
@@ -355,7 +344,7 @@ public final class ArchiveWriter {
     /// Ids were checked on append: a codec error here is a bug, reported, never stored.
     private func encode<T: ExpertID>(_ rows: UnsafeBufferPointer<T>) throws -> [UInt8] {
         do { return try encoder.encode(rows) } catch {
-            throw ArchiveError.invalidRows(path: path, position: index.count, reason: "\(error)")
+            throw ArchiveError.invalidRows(path: path, position: state.index.count, reason: "\(error)")
         }
     }
 
@@ -366,21 +355,21 @@ public final class ArchiveWriter {
     private func write(_ batch: RecordBatch) throws {
         guard !batch.bytes.isEmpty else { return }
         try clearPastEnd()
-        let magic = 4, end = index.end
+        let magic = 4, end = state.index.end
         do throws {
             try batch.bytes.withUnsafeBytes { bytes in
                 try file.write(UnsafeRawBufferPointer(rebasing: bytes[magic...]), at: end + magic)
                 try file.write(UnsafeRawBufferPointer(rebasing: bytes[..<magic]), at: end)
             }
         } catch {
-            fileLength = max(fileLength, (try? file.size()) ?? end + batch.bytes.count)
-            pastEndIsZero = false
+            state.fileLength = max(state.fileLength, (try? file.size()) ?? end + batch.bytes.count)
+            state.pastEndIsZero = false
             try? clearPastEnd()
             throw error
         }
-        for (record, offset) in batch.records { index.apply(record, at: offset) }
-        fileLength = max(fileLength, index.end)
-        committed = false
+        for (record, offset) in batch.records { state.index.apply(record, at: offset) }
+        state.fileLength = max(state.fileLength, state.index.end)
+        state.committed = false
     }
 
     /// Discards the bytes past the log before records are written over them: cut when no
@@ -388,16 +377,16 @@ public final class ArchiveWriter {
     /// way fsynced first: stale records left there by a crash must not reappear after the
     /// next one, behind new records, and chain onto them.
     private func clearPastEnd() throws {
-        guard fileLength > index.end else { return }
-        if try file.cutIfUnread(to: index.end) {
-            fileLength = index.end
-        } else if pastEndIsZero {
+        guard state.fileLength > state.index.end else { return }
+        if try file.cutIfUnread(to: state.index.end) {
+            state.fileLength = state.index.end
+        } else if state.pastEndIsZero {
             return
         } else {
-            try file.zero(index.end..<fileLength)
+            try file.zero(state.index.end..<state.fileLength)
         }
         try syncFile()
-        pastEndIsZero = true
+        state.pastEndIsZero = true
     }
 
     // MARK: Flush, sync, truncate, close
@@ -406,7 +395,7 @@ public final class ArchiveWriter {
     public func flush() throws {
         try checkOpen()
         guard pendingRows > 0 else { return }
-        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        var batch = RecordBatch(start: state.index.end, firstPosition: state.index.count, syncedLength: state.durableLength)
         batch.add(try encodePending(), rows: pendingRows)
         try write(batch)
         pendingRows = 0
@@ -437,22 +426,22 @@ public final class ArchiveWriter {
     /// crash that loses the commit record leaves an anchor that is still true.
     private func commit() throws {
         try syncFile()
-        durableLength = index.end
-        guard !committed else { return }
-        let vouched = CommitAnchor(sequence: (anchor?.anchor.sequence ?? 0) + 1, logEnd: index.end, rows: index.count,
-                                   lastRecordCRC: index.lastRecordCRC)
-        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: index.end)
-        batch.add(marker: .commit, position: index.count)
+        state.durableLength = state.index.end
+        guard !state.committed else { return }
+        let vouched = CommitAnchor(sequence: (state.anchor?.anchor.sequence ?? 0) + 1, logEnd: state.index.end, rows: state.index.count,
+                                   lastRecordCRC: state.index.lastRecordCRC)
+        var batch = RecordBatch(start: state.index.end, firstPosition: state.index.count, syncedLength: state.index.end)
+        batch.add(marker: .commit, position: state.index.count)
         try write(batch)
         if let anchorsOffset {
             // The slot not holding the current anchor; both when neither is intact.
-            let slots = anchor.map { [1 - $0.slot] } ?? [0, 1]
+            let slots = state.anchor.map { [1 - $0.slot] } ?? [0, 1]
             for slot in slots { try file.write(vouched.encoded(), at: anchorsOffset + slot * CommitAnchor.frameBytes) }
-            anchor = (vouched, slots[0])
+            state.anchor = (vouched, slots[0])
         }
         try syncFile()
-        durableLength = index.end
-        committed = true
+        state.durableLength = state.index.end
+        state.committed = true
     }
 
     /// fsync, and after a failed one refuse to go on: Linux may drop the dirty pages of a failed
@@ -473,23 +462,23 @@ public final class ArchiveWriter {
         guard rows >= 0, rows <= count else {
             throw ArchiveError.invalidArgument("\(path): cannot truncate to \(rows) rows, the archive holds \(count)")
         }
-        if rows >= index.count { // only buffered rows go: nothing on disk holds them
-            pendingRows = rows - index.count
+        if rows >= state.index.count { // only buffered rows go: nothing on disk holds them
+            pendingRows = rows - state.index.count
             return
         }
-        let before = index, wasCommitted = committed
-        var batch = RecordBatch(start: index.end, firstPosition: index.count, syncedLength: durableLength)
+        let before = state.index, wasCommitted = state.committed
+        var batch = RecordBatch(start: state.index.end, firstPosition: state.index.count, syncedLength: state.durableLength)
         batch.add(marker: .truncate, position: rows)
         try write(batch)
         do {
             try commit()
         } catch {
-            index = before
-            committed = wasCommitted
-            durableLength = min(durableLength, before.end)
+            state.index = before
+            state.committed = wasCommitted
+            state.durableLength = min(state.durableLength, before.end)
             if syncFailure == nil {
-                fileLength = max(fileLength, (try? file.size()) ?? fileLength)
-                pastEndIsZero = false
+                state.fileLength = max(state.fileLength, (try? file.size()) ?? state.fileLength)
+                state.pastEndIsZero = false
                 try? clearPastEnd()
             }
             throw error
@@ -516,8 +505,8 @@ public final class ArchiveWriter {
     /// Marks the current state so that a multi-call operation (a `pack --append` of a large
     /// input) can be undone whole if one of its calls fails.
     public func checkpoint() -> Checkpoint {
-        Checkpoint(index: index, pending: Array(pending[0..<(pendingRows * schema.idsPerRow)]),
-                   pendingRows: pendingRows, committed: committed)
+        Checkpoint(index: state.index, pending: Array(pending[0..<(pendingRows * schema.idsPerRow)]),
+                   pendingRows: pendingRows, committed: state.committed)
     }
 
     /// Returns the archive to `checkpoint`. When no reader has the file open and no commit
@@ -529,26 +518,26 @@ public final class ArchiveWriter {
     /// stored (no truncation below them since); otherwise the call fails and changes nothing.
     public func rollback(to checkpoint: Checkpoint) throws {
         try checkOpen()
-        if checkpoint.index.end >= (anchor?.anchor.logEnd ?? 0), try file.cutIfUnread(to: checkpoint.index.end) {
+        if checkpoint.index.end >= (state.anchor?.anchor.logEnd ?? 0), try file.cutIfUnread(to: checkpoint.index.end) {
             // The index follows the file at once: a failed fsync below must not leave it naming
             // bytes that are gone.
-            index = checkpoint.index
-            fileLength = index.end
-            pastEndIsZero = true
-            durableLength = min(durableLength, index.end)
-            committed = checkpoint.committed
+            state.index = checkpoint.index
+            state.fileLength = state.index.end
+            state.pastEndIsZero = true
+            state.durableLength = min(state.durableLength, state.index.end)
+            state.committed = checkpoint.committed
             restorePending(checkpoint)
             source.forgetOpenBlock()
-            if let mapping = try? Mapping(file: file, count: index.end) { source.remap(mapping) }
+            if let mapping = try? Mapping(file: file, count: state.index.end) { source.remap(mapping) }
             try syncFile()
             return
         }
         let kept = checkpoint.index.blocks
-        guard index.blocks.count >= kept.count,
-              zip(kept, index.blocks).allSatisfy({ $0.frameOffset == $1.frameOffset && $1.rows >= $0.rows }) else {
+        guard state.index.blocks.count >= kept.count,
+              zip(kept, state.index.blocks).allSatisfy({ $0.frameOffset == $1.frameOffset && $1.rows >= $0.rows }) else {
             throw ArchiveError.invalidArgument("\(path): cannot roll back to \(checkpoint.index.count) rows while readers have the archive open: rows before that were truncated since the checkpoint")
         }
-        if index.count > checkpoint.index.count {
+        if state.index.count > checkpoint.index.count {
             pendingRows = 0
             try truncate(to: checkpoint.index.count)
         }
@@ -582,13 +571,13 @@ public final class ArchiveWriter {
             throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
         }
         guard let base = out.baseAddress else { return }
-        let flushed = min(range.lowerBound, index.count)..<min(range.upperBound, index.count)
+        let flushed = min(range.lowerBound, state.index.count)..<min(range.upperBound, state.index.count)
         if !flushed.isEmpty {
-            if source.mapping.bytes.count < index.end { source.remap(try Mapping(file: file, count: index.end)) }
-            try source.read(flushed, from: index, into: base)
+            if source.mapping.bytes.count < state.index.end { source.remap(try Mapping(file: file, count: state.index.end)) }
+            try source.read(flushed, from: state.index, into: base)
         }
-        for position in min(max(range.lowerBound, index.count), range.upperBound)..<range.upperBound {
-            let row = base + (position - range.lowerBound) * perRow, buffered = (position - index.count) * perRow
+        for position in min(max(range.lowerBound, state.index.count), range.upperBound)..<range.upperBound {
+            let row = base + (position - range.lowerBound) * perRow, buffered = (position - state.index.count) * perRow
             for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
             for layer in schema.denseLayers {
                 for slot in 0..<schema.topk { row[layer * schema.topk + slot] = T(Schema.denseFill) }
@@ -623,14 +612,14 @@ public final class ArchiveWriter {
             throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
         }
         guard let base = out.baseAddress, perRow > 0 else { return }
-        let flushed = min(range.lowerBound, index.count)..<min(range.upperBound, index.count)
+        let flushed = min(range.lowerBound, state.index.count)..<min(range.upperBound, state.index.count)
         if !flushed.isEmpty {
-            if source.mapping.bytes.count < index.end { source.remap(try Mapping(file: file, count: index.end)) }
-            try source.read(flushed, layers: layers, from: index, into: base)
+            if source.mapping.bytes.count < state.index.end { source.remap(try Mapping(file: file, count: state.index.end)) }
+            try source.read(flushed, layers: layers, from: state.index, into: base)
         }
         let first = layers.lowerBound * topk
-        for position in min(max(range.lowerBound, index.count), range.upperBound)..<range.upperBound {
-            let row = base + (position - range.lowerBound) * perRow, buffered = (position - index.count) * schema.idsPerRow + first
+        for position in min(max(range.lowerBound, state.index.count), range.upperBound)..<range.upperBound {
+            let row = base + (position - range.lowerBound) * perRow, buffered = (position - state.index.count) * schema.idsPerRow + first
             for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
             for layer in schema.denseLayers where layers.contains(layer) {
                 for slot in 0..<topk { row[(layer - layers.lowerBound) * topk + slot] = T(Schema.denseFill) }
@@ -669,6 +658,23 @@ public final class ArchiveWriter {
         }
         return differing
     }
+}
+
+/// What a writer knows of its file. The fields change together, and only as spec 2.7 says:
+/// the log grows by whole records at `index.end`; `durableLength` is what an fsync that returned
+/// made durable (what new records claim); `committed` is whether a commit record and anchor
+/// vouch for the log's last record; bytes from `index.end` to `fileLength` are not part of the
+/// log and are discarded (cut, or zeroed while readers have the file open) before records are
+/// written over them.
+private struct FileState {
+    var index: SegmentIndex
+    var durableLength: Int
+    var committed: Bool
+    var fileLength: Int
+    /// Whether the bytes past the log are all zero (slack) or absent.
+    var pastEndIsZero: Bool
+    /// The current commit anchor and its slot (version 2).
+    var anchor: (anchor: CommitAnchor, slot: Int)?
 }
 
 /// Records built in memory and written in one call.
