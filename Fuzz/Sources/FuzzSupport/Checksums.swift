@@ -1,4 +1,4 @@
-/// Makes the checksums of an archive's header and record frames match their bytes (spec/FORMAT.md
+/// Makes the checksums of an archive's header, anchor and record frames match their bytes (spec/FORMAT.md
 /// part 2), so that mutated inputs reach the log replay instead of stopping at a checksum. Block
 /// frames are left as they are: their LZ4 checksums are the block decoder target's business.
 /// Returns whether any byte changed.
@@ -18,9 +18,14 @@ public func fixArchiveChecksums(_ file: inout [UInt8]) -> Bool {
     let size = u32(4)
     guard size >= 4, file.count - 8 >= size else { return false }
     store(crc32c(file[8..<(8 + size - 4)]), at: 8 + size - 4)
-    // Record frames (magic 0x184D2A5F, size 36, CRC-32C of content bytes 0..<32), each followed by
+    // Commit anchors (format version 2: magic 0x184D2A5D, size 36, CRC-32C of content bytes
+    // 0..<32), then record frames (magic 0x184D2A5F, the same layout), each record followed by
     // its block frame of the length it states.
     var offset = 8 + size
+    while file.count - offset >= 44, u32(offset) == 0x184D_2A5D, u32(offset + 4) == 36 {
+        store(crc32c(file[(offset + 8)..<(offset + 40)]), at: offset + 40)
+        offset += 44
+    }
     while file.count - offset >= 44, u32(offset) == 0x184D_2A5F, u32(offset + 4) == 36 {
         let content = offset + 8
         store(crc32c(file[content..<(content + 32)]), at: content + 32)
