@@ -165,3 +165,26 @@ def test_small_appends_of_every_shape_and_layout(archive_path):
             w.append(expected[:1].reshape(24).astype(np.uint16))
         assert w.append(expected[5:6].astype(np.uint16), start=5, compare=True) == ea.AppendResult(0, 1, 0)
     np.testing.assert_array_equal(ea.Reader(archive_path)[:], expected)
+
+
+def test_a_reader_per_thread(archive_path):
+    import threading
+
+    expected = rows(4000)
+    with ea.Writer.create(archive_path, layers=6, topk=4, experts=200, block_rows=256) as w:
+        w.append(expected)
+    failures: list[str] = []
+
+    def read(first: int) -> None:
+        r = ea.Reader(archive_path)
+        for start in range(first, 4000, 331):
+            got = r.read(start, min(4000, start + 500), layers=slice(1, 5), dtype=np.int32)
+            if not np.array_equal(got, expected[start:start + 500, 1:5]):
+                failures.append(f"rows from {start}")
+
+    threads = [threading.Thread(target=read, args=(first,)) for first in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
