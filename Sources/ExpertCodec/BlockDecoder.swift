@@ -59,7 +59,7 @@ public final class BlockDecoder {
         let size = header.size
         // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`),
         // plane loads up to 8 bytes of every plane (`BitPlanes.load`).
-        let bytes = payload.reserve(size + max(PayloadLayout.slackBytes, BitPlanes.loadSlackBytes))
+        let bytes = payload.reserve(size + max(ColumnPlaces.slackBytes, BitPlanes.loadSlackBytes))
         try frames.decompress(frame, header: header, into: bytes, contentChecksum: contentChecksum)
         guard size >= PayloadHeader.bytes else {
             throw CodecError.corruptBlock("payload of \(size) bytes is shorter than its header", offset: 0, inPayload: true)
@@ -203,7 +203,7 @@ public final class BlockDecoder {
     }
 
     /// Rows `range` of decoded columns into token-major rows: 8 x 8 transposes (``ByteScatter``,
-    /// ``WordScatter``), or for 16-bit columns into 8-bit ids row by row.
+    /// ``ShortScatter``), or for 16-bit columns into 8-bit ids row by row.
     private func scatter<T: ExpertID>(_ ids: IDColumns, _ range: Range<Int>, _ selection: LayerColumns,
                                       into out: UnsafeMutablePointer<T>) {
         if ids.bytes {
@@ -212,7 +212,7 @@ public final class BlockDecoder {
         }
         let cols = ids.base.assumingMemoryBound(to: UInt16.self), stride = ids.stride
         if MemoryLayout<T>.size >= 2 {
-            selection.wordScatter.scatter(cols, padded: stride, range: range, into: out)
+            selection.shortScatter.scatter(cols, padded: stride, range: range, into: out)
             return
         }
         let perRow = selection.perRow

@@ -8,7 +8,7 @@ public final class BlockEncoder {
     /// For each stored column, its index inside a row (dense layers skipped).
     private let sourceIndex: [Int]
     private lazy var byteGather = ByteGather(schema: schema)
-    private lazy var wordGather = WordGather(schema: schema)
+    private lazy var shortGather = ShortGather(schema: schema)
     private let columns = Scratch()
     private let frames = LZ4FrameWriter()
     /// The payload's runs worth compressing or not, from the last `encodePayload`.
@@ -96,7 +96,7 @@ public final class BlockEncoder {
         }
         let cols = columns.reserve(max(1, columnCount * stride), of: UInt16.self)
         // The word gather checks ids against experts itself.
-        if let input = rows.baseAddress, count > 0, !wordGather.gather(input, count: count, padded: stride, width: width, into: cols) {
+        if let input = rows.baseAddress, count > 0, !shortGather.gather(input, count: count, padded: stride, width: width, into: cols) {
             try Self.reportFirstBadID(rows, count: count, schema: schema, sourceIndex: sourceIndex)
         }
         return IDColumns(base: UnsafeRawPointer(cols), stride: stride, bytes: false)

@@ -11,7 +11,7 @@ final class LayerColumns {
     /// For each column of `columns` (the first at 0), its index inside an output row.
     let source: [Int]
     let byteScatter: ByteScatter
-    let wordScatter: WordScatter
+    let shortScatter: ShortScatter
 
     init(schema: Schema, layers: Range<Int>) {
         precondition(layers.lowerBound >= 0 && layers.upperBound <= schema.layers, "layers \(layers) outside the schema")
@@ -25,7 +25,7 @@ final class LayerColumns {
         source = inside.flatMap { layer in (0..<topk).map { (layer - layers.lowerBound) * topk + $0 } }
         let dense = DenseRuns(denseLayers: schema.denseLayers.filter(layers.contains).map { $0 - layers.lowerBound }, topk: topk)
         byteScatter = ByteScatter(gather: ByteGather(perRow: perRow, source: source), dense: dense)
-        wordScatter = WordScatter(gather: WordGather(perRow: perRow, experts: schema.experts, source: source), dense: dense)
+        shortScatter = ShortScatter(gather: ShortGather(perRow: perRow, experts: schema.experts, source: source), dense: dense)
     }
 
     /// Whether no dense layer is in the range: output index `i` is column `columns.lowerBound + i`.

@@ -178,7 +178,7 @@ import TraceSynth
 
     @Test func prefixBitCounterMatchesTheDefinition() {
         var random = SplitMix64(seed: 12)
-        let bytes = (0..<(40 + PayloadLayout.slackBytes)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let bytes = (0..<(40 + ColumnPlaces.slackBytes)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
         bytes.withUnsafeBytes { raw in
             for bits in 0...(40 * 8) {
                 for mark in Set([0, 1, bits / 3, bits / 2, bits - 1, bits].filter { 0 <= $0 && $0 <= bits }) {

@@ -21,7 +21,7 @@ func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
         let encoder = BlockEncoder(schema: schema, codec: .compact)
         let frame = try encoder.encode(rows)
         #expect(try encoder.encode(converting: rows, as: Int32.self) == frame, "the input type does not change the encoding")
-        #expect(try payloadOf(frame).first == CompactFormat.layout)
+        #expect(try payloadOf(frame).first == CompactFormat.layoutByte)
         try expectDecodesInEveryType(frame, schema, expected)
         // The payload never exceeds the bound a decoder allows.
         let rowCount = rows.count / schema.idsPerRow

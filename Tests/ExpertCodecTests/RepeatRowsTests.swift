@@ -7,7 +7,7 @@ import TraceSynth
 @Suite struct RepeatRowsTests {
     /// Random flags (row 0 clear) in runs or scattered, and the stored values they keep.
     static func column<S: PlaneScalar>(_ random: inout SplitMix64, rows: Int, as: S.Type) -> (flags: [UInt8], values: [S]) {
-        var flags = [UInt8](repeating: 0, count: (rows + 7) / 8 + PayloadLayout.slackBytes)
+        var flags = [UInt8](repeating: 0, count: (rows + 7) / 8 + ColumnPlaces.slackBytes)
         let dense = random.next() % 2 == 0
         for t in 1..<rows where random.next() % (dense ? 5 : 2) != 0 { flags[t >> 3] |= 1 << UInt8(t & 7) }
         let kept = rows - (0..<rows).reduce(0) { $0 + RepeatFlags.flag($1, flags) }
@@ -95,7 +95,7 @@ import TraceSynth
         func check<S: PlaneScalar>(_: S.Type) {
             for byte in 0...255 {
                 let rows = 24
-                var flags = [UInt8](repeating: 0, count: 3 + PayloadLayout.slackBytes)
+                var flags = [UInt8](repeating: 0, count: 3 + ColumnPlaces.slackBytes)
                 flags[0] = UInt8(truncatingIfNeeded: random.next()) & ~1
                 flags[1] = UInt8(byte)
                 flags[2] = UInt8(truncatingIfNeeded: random.next())

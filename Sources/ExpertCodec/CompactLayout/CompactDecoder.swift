@@ -55,7 +55,7 @@ final class CompactDecoder {
         let size = payload.count, columnCount = schema.storedIDsPerRow, width = schema.bitWidth
         let limit = min(limit ?? columnCount, columnCount)
         let experts = schema.experts, topk = schema.topk
-        let count = try PayloadHeader.rows(of: payload, layoutByte: CompactFormat.layout, schema: schema)
+        let count = try PayloadHeader.rows(of: payload, layoutByte: CompactFormat.layoutByte, schema: schema)
         let raw = payload.baseAddress!
         let bytes = raw.assumingMemoryBound(to: UInt8.self)
         guard count > 0 else { return 0 }

@@ -106,7 +106,7 @@ final class CompactEncoder {
     }
 
     private func writeHeader(_ out: UnsafeMutableRawPointer, count: Int) {
-        PayloadHeader.write(out, layoutByte: CompactFormat.layout, schema: schema, rows: count)
+        PayloadHeader.write(out, layoutByte: CompactFormat.layoutByte, schema: schema, rows: count)
     }
 
     /// Counts the symbols of one column (rows `1..<n` against the row above; row 0 as is) into

@@ -13,7 +13,7 @@
 ///     ...               raw columns: ceil(n w / 8) bytes each, in column order
 ///     ...               rANS: 4 states (u64 LE), then the renormalisation words (u32 LE) to the end
 enum CompactFormat {
-    static let layout: UInt8 = 2
+    static let layoutByte: UInt8 = 2
     /// Coded kinds need an alphabet (E + 1 symbols) that fits the largest table.
     static let maxCodedExperts = 2048
     static let maxScaleBits = 12

@@ -2,7 +2,7 @@
 /// above escape) coded with static frequency tables and interleaved rANS, one stream through
 /// the columns in order. Smaller, slower; a block is decoded as far as its last column read.
 enum CompactLayout: BlockLayout {
-    static let layoutByte = CompactFormat.layout
+    static let layoutByte = CompactFormat.layoutByte
     static let name = "compact"
     static let summary = "compact v2 (rANS) in LZ4 frames"
     static let defaultBlockBytes = 256 * 1024

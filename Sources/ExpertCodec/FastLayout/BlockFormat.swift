@@ -12,7 +12,7 @@
 ///
 /// Column `c` is MoE layer `c / topk`, slot `c % topk`: layer-major, the order of a row.
 enum BlockFormat {
-    static let layout: UInt8 = 1
+    static let layoutByte: UInt8 = 1
     static let headerBytes = 12
     /// Ids (rows x stored columns) one block may hold: bounds every allocation a decoder makes.
     static let maxIDs = 1 << 26

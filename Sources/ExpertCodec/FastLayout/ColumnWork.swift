@@ -1,3 +1,27 @@
+/// The body of a non-constant layout-1 column (spec 1.5.2), written once its coding is chosen.
+enum ColumnBody {
+    /// Writes the planes of `ids` (plain) or `deltas` (slot delta), or the flag bitmap then the
+    /// planes of the `kept` compacted ids or slot deltas (repeat codings). Returns the bytes written.
+    @inline(__always)
+    static func write<S: PlaneScalar>(_ coding: ColumnCoding, ids: UnsafePointer<S>, deltas: UnsafePointer<S>,
+                                      flags: UnsafePointer<UInt8>, compacted: UnsafePointer<S>, compactedDeltas: UnsafePointer<S>,
+                                      count: Int, kept: Int, width: Int, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        switch coding {
+        case .plain:
+            return BitPlanes.store(ids, count: count, width: width, to: out)
+        case .slotDelta:
+            return BitPlanes.store(deltas, count: count, width: width, to: out)
+        case .repeat, .repeatSlotDelta:
+            let flagBytes = BitPlanes.planeBytes(count)
+            out.update(from: flags, count: flagBytes)
+            let values = coding == .repeat ? compacted : compactedDeltas
+            return flagBytes + BitPlanes.store(values, count: kept, width: width, to: out + flagBytes)
+        case .constant:
+            preconditionFailure("constant columns are chosen before their bodies are written")
+        }
+    }
+}
+
 /// Chooses and writes the coding of one non-constant column, using per-block scratch.
 struct ColumnWork<S: PlaneScalar> {
     let count: Int, padded: Int, width: Int, experts: Int
@@ -40,19 +64,8 @@ struct ColumnWork<S: PlaneScalar> {
             }
         }
 
-        switch best {
-        case .plain:
-            return (best, BitPlanes.store(ids, count: count, width: width, to: out), bestCost)
-        case .slotDelta:
-            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out), bestCost)
-        case .repeat, .repeatSlotDelta:
-            let flagBytes = BitPlanes.planeBytes(count)
-            out.update(from: flags, count: flagBytes)
-            let values = best == .repeat ? compacted : compactedDeltas
-            return (best, flagBytes + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + flagBytes), bestCost)
-        case .constant:
-            preconditionFailure("constant columns are chosen before ColumnWork")
-        }
+        return (best, ColumnBody.write(best, ids: ids, deltas: deltas, flags: flags, compacted: compacted,
+                                       compactedDeltas: compactedDeltas, count: count, kept: kept, width: width, to: out), bestCost)
     }
 
     /// Fills `flags` (bit t: row t repeats row t-1) and the ids (and slot deltas) of the other

@@ -2,7 +2,7 @@
 /// constant, a slot delta, or with a repeat flag bitmap; LZ4 removes the runs of the planes.
 /// Any range of rows decodes alone, touching only its groups of 8 rows.
 enum FastLayout: BlockLayout {
-    static let layoutByte = BlockFormat.layout
+    static let layoutByte = BlockFormat.layoutByte
     static let name = "fast"
     static let summary = "column bit-planes v1 in LZ4 frames"
     static let defaultBlockBytes = 64 * 1024
@@ -41,7 +41,7 @@ final class FastPayloadWriter: PayloadWriter {
         let bytes = Self.retyped(cols, as: UInt8.self), words = Self.retyped(cols, as: UInt16.self)
         let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
         let raw = UnsafeMutableRawPointer(out)
-        PayloadHeader.write(raw, layoutByte: BlockFormat.layout, schema: schema, rows: count)
+        PayloadHeader.write(raw, layoutByte: BlockFormat.layoutByte, schema: schema, rows: count)
         guard count > 0 else {
             runs.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
             return (UnsafeRawPointer(out), BlockFormat.headerBytes)
@@ -66,7 +66,7 @@ final class FastPayloadWriter: PayloadWriter {
         let flags = flags.reserve(padded / 8, of: UInt8.self)
         let byteWork = ByteColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                                       candidates: Self.retyped(candidates, as: UInt8.self), flags: flags)
-        let wordWork = WordColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
+        let shortWork = ShortColumnWork(count: count, padded: padded, width: width, experts: schema.experts,
                                       candidates: Self.retyped(candidates, as: UInt16.self), flags: flags)
         var slot = 0
         for c in 0..<columnCount {
@@ -74,7 +74,7 @@ final class FastPayloadWriter: PayloadWriter {
             guard codings[c] != ColumnCoding.constant.rawValue else { continue }
             let (coding, written, cost) = S.self == UInt8.self
                 ? byteWork.encode(bytes + c * padded, previousSlot: slot == 0 ? nil : bytes + (c - 1) * padded, to: out + cursor)
-                : wordWork.encode(words + c * padded, previousSlot: slot == 0 ? nil : words + (c - 1) * padded, to: out + cursor)
+                : shortWork.encode(words + c * padded, previousSlot: slot == 0 ? nil : words + (c - 1) * padded, to: out + cursor)
             codings[c] = coding.rawValue
             // A body whose plane bytes are nearly all random is stored, not searched by LZ4.
             Self.addSegment(cursor..<cursor + written, compress: cost * 10 < written * 9, to: &runs)
@@ -120,42 +120,42 @@ final class FastPayloadWriter: PayloadWriter {
     }
 }
 
-/// Checks layout-1 payloads (``PayloadLayout``) and decodes their columns: ranges of rows into
+/// Checks layout-1 payloads (``ColumnPlaces``) and decodes their columns: ranges of rows into
 /// byte or 16-bit columns, or one row read bit by bit (``PointReader``).
 final class FastPayloadReader: PayloadReader {
     let schema: Schema
-    private let layout: PayloadLayout
+    private let places: ColumnPlaces
     private var payload: UnsafeRawPointer?
     private let columns = Scratch(), values = Scratch()
     private let pulls = RepeatPulls.shared
 
     init(schema: Schema) {
         self.schema = schema
-        layout = PayloadLayout(columnCount: schema.storedIDsPerRow)
+        places = ColumnPlaces(columnCount: schema.storedIDsPerRow)
     }
 
     func prepare(_ payload: UnsafeRawBufferPointer, columns: Range<Int>?, decodingRow: Int?) throws -> Int {
         self.payload = payload.baseAddress
-        try layout.parse(payload, schema: schema, decodingRow: decodingRow, columns: columns)
-        return layout.rows
+        try places.parse(payload, schema: schema, decodingRow: decodingRow, columns: columns)
+        return places.rows
     }
 
     func isPrepared(_ columns: Range<Int>) -> Bool {
-        layout.checked.lowerBound <= columns.lowerBound && columns.upperBound <= layout.checked.upperBound
+        places.checked.lowerBound <= columns.lowerBound && columns.upperBound <= places.checked.upperBound
     }
 
     func clear() {
-        layout.clear()
+        places.clear()
         payload = nil
     }
 
     /// The row `prepare` decoded on its way (`decodingRow`), else each id read bit by bit from
     /// its planes, no group decoded.
     func decodeRow(_ t: Int, _ columns: Range<Int>, into ids: UnsafeMutablePointer<UInt16>) throws {
-        if layout.decodedRow == t {
-            ids.update(from: layout.rowValues + columns.lowerBound, count: columns.count)
+        if places.decodedRow == t {
+            ids.update(from: places.rowValues + columns.lowerBound, count: columns.count)
         } else {
-            try PointReader(layout: layout, payload: payload!, schema: schema)
+            try PointReader(places: places, payload: payload!, schema: schema)
                 .decodeRow(t, columns: columns, into: ids, source: nil, perRow: columns.count)
         }
     }
@@ -170,10 +170,10 @@ final class FastPayloadReader: PayloadReader {
 
     private func decode<S: PlaneScalar>(_ range: Range<Int>, _ selected: Range<Int>, claiming lines: inout OutputLines,
                                         scalar: S.Type) throws -> IDColumns {
-        let rows = layout.rows, padded = (rows + 7) & ~7, first = selected.lowerBound
+        let rows = places.rows, padded = (rows + 7) & ~7, first = selected.lowerBound
         // Room for what `BitPlanes.load` writes past a column's last group.
         let cols = columns.reserve(selected.count * padded + BitPlanes.loadSlackIDs, of: S.self)
-        let reader = ColumnReader<S>(layout: layout, payload: payload!, schema: schema,
+        let reader = ColumnReader<S>(places: places, payload: payload!, schema: schema,
                                      values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self), pulls: pulls)
         for c in selected {
             // A slot delta's previous slot is in the same layer, so among the columns asked.
@@ -187,7 +187,7 @@ final class FastPayloadReader: PayloadReader {
 
 /// Decodes ranges of columns of a checked payload.
 private struct ColumnReader<S: PlaneScalar> {
-    let layout: PayloadLayout
+    let places: ColumnPlaces
     let payload: UnsafeRawPointer
     let schema: Schema
     /// Scratch for the stored values of a flagged column.
@@ -198,11 +198,11 @@ private struct ColumnReader<S: PlaneScalar> {
     private var experts: Int { schema.experts }
 
     private func body(_ c: Int) -> UnsafePointer<UInt8> {
-        (payload + layout.places[c].offsetOrValue).assumingMemoryBound(to: UInt8.self)
+        (payload + places.byColumn[c].offsetOrValue).assumingMemoryBound(to: UInt8.self)
     }
 
     private func fail(_ why: String, column c: Int) -> CodecError {
-        .corruptBlock("column \(c): \(why)", offset: layout.places[c].offsetOrValue, inPayload: true)
+        .corruptBlock("column \(c): \(why)", offset: places.byColumn[c].offsetOrValue, inPayload: true)
     }
 
     /// Every decoded value must be below `experts`; planes hold up to `2^width - 1`. Inlined
@@ -224,8 +224,8 @@ private struct ColumnReader<S: PlaneScalar> {
     /// Decodes rows `range` of column `c` into `out[range]`; `previousSlot[range]` is already decoded.
     func decode(column c: Int, _ range: Range<Int>, into out: UnsafeMutablePointer<S>,
                 previousSlot: UnsafePointer<S>?) throws {
-        let rows = layout.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
-        let place = layout.places[c]
+        let rows = places.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
+        let place = places.byColumn[c]
         switch place.coding {
         case .constant:
             (out + range.lowerBound).update(repeating: S(truncatingIfNeeded: place.offsetOrValue), count: range.count)
@@ -265,7 +265,7 @@ private struct ColumnReader<S: PlaneScalar> {
     /// the kernels of every flagged column (3 retains and releases a column).
     @inline(never)
     private func pointValue(column c: Int, row t: Int) throws -> S {
-        S(truncatingIfNeeded: try PointReader(layout: layout, payload: payload, schema: schema).value(column: c, row: t))
+        S(truncatingIfNeeded: try PointReader(places: places, payload: payload, schema: schema).value(column: c, row: t))
     }
 
     /// Slot deltas in `out[range]` become ids: each plus the previous slot's id at its row, mod `experts`.

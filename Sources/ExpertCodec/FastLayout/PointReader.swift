@@ -1,14 +1,14 @@
 /// Reads single ids of a checked layout-1 payload bit by bit, without decoding a group: a
 /// random one-row read costs about one id's planes per column.
 struct PointReader {
-    let layout: PayloadLayout
+    let places: ColumnPlaces
     let payload: UnsafeRawPointer
     let schema: Schema
 
     /// A stored value of column `c` is not below the expert count (planes hold up to 2^w - 1).
     func storedValueError(_ stored: Int, column c: Int) -> CodecError {
         .corruptBlock("column \(c): stored value \(stored) is not below \(schema.experts)",
-                      offset: layout.places[c].offsetOrValue, inPayload: true)
+                      offset: places.byColumn[c].offsetOrValue, inPayload: true)
     }
 
     /// Stored columns `columns` (whole layers) of row `t` into `row`, `perRow` ids.
@@ -19,12 +19,12 @@ struct PointReader {
                                 source: UnsafeBufferPointer<Int>?, perRow: Int) throws {
         if source != nil { row.update(repeating: T(Schema.denseFill), count: perRow) }
         let width = schema.bitWidth, experts = schema.experts, first = columns.lowerBound
-        let planeBytes = BitPlanes.planeBytes(layout.rows), places = layout.places
+        let planeBytes = BitPlanes.planeBytes(places.rows), byColumn = places.byColumn
         // The id of the previous column at row t: a slot delta's base (a layer's first column
         // is never a slot delta, and `columns` starts at one).
         var previous = 0
         for c in columns {
-            let place = places[c]
+            let place = byColumn[c]
             let stored: Int
             switch place.coding {
             case .constant: // checked below experts when parsed
@@ -56,17 +56,17 @@ struct PointReader {
 
     /// The id of column `c` at row `t` (a slot delta reads its previous slot too).
     func value(column c: Int, row t: Int) throws -> Int {
-        let place = layout.places[c], width = schema.bitWidth, experts = schema.experts
+        let place = places.byColumn[c], width = schema.bitWidth, experts = schema.experts
         let stored: Int, base: Int?
         switch place.coding {
         case .constant:
             return place.offsetOrValue
         case .plain, .slotDelta:
-            stored = BitPlanes.value(at: t, in: body(place), stride: BitPlanes.planeBytes(layout.rows), width: width)
+            stored = BitPlanes.value(at: t, in: body(place), stride: BitPlanes.planeBytes(places.rows), width: width)
             base = place.coding == .slotDelta ? try value(column: c - 1, row: t) : nil
         case .repeat, .repeatSlotDelta:
             let flags = body(place)
-            stored = BitPlanes.value(at: RepeatFlags.nonRepeats(through: t, flags) - 1, in: flags + BitPlanes.planeBytes(layout.rows),
+            stored = BitPlanes.value(at: RepeatFlags.nonRepeats(through: t, flags) - 1, in: flags + BitPlanes.planeBytes(places.rows),
                                      stride: BitPlanes.planeBytes(Int(place.kept)), width: width)
             base = place.coding == .repeatSlotDelta
                 ? try value(column: c - 1, row: RepeatFlags.lastNonRepeat(atOrBefore: t, flags)) : nil

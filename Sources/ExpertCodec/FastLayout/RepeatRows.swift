@@ -55,7 +55,7 @@ enum RepeatRows {
                     return S(truncatingIfNeeded: copyFlaggedBytes(flags, above: UInt8(truncatingIfNeeded: above),
                                                                   in: UnsafeMutableRawPointer(out + g)))
                 } else {
-                    return S(truncatingIfNeeded: copyFlaggedWords(flags, above: UInt16(truncatingIfNeeded: above),
+                    return S(truncatingIfNeeded: copyFlaggedShorts(flags, above: UInt16(truncatingIfNeeded: above),
                                                                   in: UnsafeMutableRawPointer(out + g)))
                 }
             }
@@ -92,7 +92,7 @@ enum RepeatRows {
     /// in two rounds (a flagged lane takes the lane 1, then 2 up; a half all flagged takes the
     /// row above it), the high half after the low one, below its last lane. Returns the last row.
     @inline(__always)
-    static func copyFlaggedWords(_ flags: UInt8, above before: UInt16, in group: UnsafeMutableRawPointer) -> UInt16 {
+    static func copyFlaggedShorts(_ flags: UInt8, above before: UInt16, in group: UnsafeMutableRawPointer) -> UInt16 {
         let lowLanes: UInt64 = 0x0001_0001_0001_0001
         switch flags {
         case 0:

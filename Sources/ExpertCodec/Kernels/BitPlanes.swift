@@ -129,18 +129,18 @@ extension UInt16: PlaneScalar {
     static var groupsWorthAWholeStore: Int { 2 }
     static var groupsWorthAWholeLoad: Int { 2 }
 
-    /// 8 groups at once (``WidePlanes/storeWords(_:width:to:stride:)``).
+    /// 8 groups at once (``WidePlanes/storeShorts(_:width:to:stride:)``).
     @inline(__always)
     static func storePlanes64(of values: UnsafePointer<UInt16>, width: Int,
                               to planes: UnsafeMutablePointer<UInt8>, stride: Int) {
-        WidePlanes.storeWords(UnsafeRawPointer(values), width: width, to: UnsafeMutableRawPointer(planes), stride: stride)
+        WidePlanes.storeShorts(UnsafeRawPointer(values), width: width, to: UnsafeMutableRawPointer(planes), stride: stride)
     }
 
-    /// 8 groups at once (``WidePlanes/loadWords(_:width:stride:into:)``).
+    /// 8 groups at once (``WidePlanes/loadShorts(_:width:stride:into:)``).
     @inline(__always)
     static func loadPlanes64(from planes: UnsafePointer<UInt8>, stride: Int, width: Int,
                              into values: UnsafeMutablePointer<UInt16>) {
-        WidePlanes.loadWords(UnsafeRawPointer(planes), width: width, stride: stride, into: UnsafeMutableRawPointer(values))
+        WidePlanes.loadShorts(UnsafeRawPointer(planes), width: width, stride: stride, into: UnsafeMutableRawPointer(values))
     }
 
     @inline(__always)

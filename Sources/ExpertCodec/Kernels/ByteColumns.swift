@@ -126,7 +126,7 @@ enum GroupPairs {
     }
 }
 
-/// The scratch columns the column kernels (``ByteColumnWork``, ``WordColumnWork``) choose in:
+/// The scratch columns the column kernels (``ByteColumnWork``, ``ShortColumnWork``) choose in:
 /// slot deltas, compacted slot deltas, compacted ids. The compacted ones are each followed by
 /// ``spillBytes`` that their whole-register stores may write past the column (and no one reads).
 enum CandidateColumns {

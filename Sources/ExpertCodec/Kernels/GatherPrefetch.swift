@@ -1,6 +1,6 @@
 import CPrefetch
 
-/// Prefetches for the gathers (``ByteGather``, ``WordGather``), which read 8 rows at a time, a
+/// Prefetches for the gathers (``ByteGather``, ``ShortGather``), which read 8 rows at a time, a
 /// tile of 8 ids from each row per step: 8 short row-strided streams that the hardware
 /// prefetchers did not keep ahead of once the input outgrew the caches (fast encode of a 77 MB
 /// Qwen3 trace 2.54 GB/s, of a 3 MB one 3.85). While group `g` is gathered, the lines of group

@@ -1,4 +1,4 @@
-/// The lookup tables of the word kernels (``ByteColumnWork``, ``WordColumnWork``), built once
+/// The lookup tables of the word kernels (``ByteColumnWork``, ``ShortColumnWork``), built once
 /// and never changed, so shared by every thread: the set bits of each byte, and how to pack the
 /// lanes a mask keeps (8 lanes of 8 bits, or 4 of 16).
 final class KernelTables: @unchecked Sendable {

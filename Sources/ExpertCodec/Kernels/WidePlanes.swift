@@ -92,7 +92,7 @@ enum WidePlanes {
     /// Writes `width` (1...16) planes of 64 ids of 16 bits: planes 0-7 are those of their low
     /// bytes, planes 8-15 those of their high bytes.
     @inline(__always)
-    static func storeWords(_ ids: UnsafeRawPointer, width: Int, to planes: UnsafeMutableRawPointer, stride: Int) {
+    static func storeShorts(_ ids: UnsafeRawPointer, width: Int, to planes: UnsafeMutableRawPointer, stride: Int) {
         @inline(__always) func bytes(_ i: Int, shift: UInt16) -> SIMD16<UInt8> {
             SIMD16<UInt8>(truncatingIfNeeded: ids.loadUnaligned(fromByteOffset: 32 &* i, as: SIMD16<UInt16>.self) &>> shift)
         }
@@ -161,11 +161,11 @@ enum WidePlanes {
         return (ids(groups.0), ids(groups.1), ids(groups.2), ids(groups.3))
     }
 
-    /// Reads 64 ids of 9-16 bits (the inverse of ``storeWords(_:width:to:stride:)``): the low 8
+    /// Reads 64 ids of 9-16 bits (the inverse of ``storeShorts(_:width:to:stride:)``): the low 8
     /// planes and the high `width - 8` are each the planes of 64 byte-wide ids, and the two
     /// halves of every id are interleaved by SSE2 byte unpacks, two groups a register pair.
     @inline(__always)
-    static func loadWords(_ planes: UnsafeRawPointer, width: Int, stride: Int, into ids: UnsafeMutableRawPointer) {
+    static func loadShorts(_ planes: UnsafeRawPointer, width: Int, stride: Int, into ids: UnsafeMutableRawPointer) {
         let high = width == 9 ? loadNinthBits(planes + 8 &* stride)
                               : loadGroupPairs(planes + 8 &* stride, width: max(width &- 8, 0), stride: stride)
         interleave(low: loadGroupPairs(planes, width: min(width, 8), stride: stride), high: high, into: ids)

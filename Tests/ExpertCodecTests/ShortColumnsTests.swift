@@ -4,7 +4,7 @@ import TraceSynth
 
 /// The kernels for ids of 9 to 16 bits must choose and write exactly what the generic per-id
 /// ``ColumnWork`` does (spec 1.6), and the whole encoder exactly what spec 1.6 says.
-@Suite struct WordColumnsTests {
+@Suite struct ShortColumnsTests {
     @Test(arguments: [257, 300, 384, 512, 1000, 4096, 32768, 65535, 65536])
     func sameChoicesAndBytesAsTheGenericCoder(experts: Int) throws {
         var random = SplitMix64(seed: UInt64(experts))
@@ -29,7 +29,7 @@ import TraceSynth
                         } } } } }
                     let b = scratchB.withUnsafeMutableBufferPointer { s in flagsB.withUnsafeMutableBufferPointer { f in
                         ids.withUnsafeBufferPointer { i in previous.withUnsafeBufferPointer { p in outB.withUnsafeMutableBufferPointer { o in
-                            WordColumnWork(count: count, padded: padded, width: width, experts: experts,
+                            ShortColumnWork(count: count, padded: padded, width: width, experts: experts,
                                            candidates: s.baseAddress!, flags: f.baseAddress!)
                                 .encode(i.baseAddress!, previousSlot: withPrevious ? p.baseAddress! : nil, to: o.baseAddress!)
                         } } } } }
@@ -53,9 +53,9 @@ import TraceSynth
                 // The pair in lane 2, its neighbours chosen to borrow and not.
                 let xs = UInt64(x) << 32 | UInt64(experts - 1) << 16 | 0
                 let ps = UInt64(p) << 32 | 0 << 16 | UInt64(experts - 1)
-                var results = [WordGroups.slotDeltas(xs, ps, complement: complement)]
+                var results = [ShortGroups.slotDeltas(xs, ps, complement: complement)]
                 if experts < 65536 && experts.nonzeroBitCount == 1 {
-                    results.append(WordGroups.slotDeltas(xs, ps, low: UInt64(experts - 1) &* WordGroups.lowBits))
+                    results.append(ShortGroups.slotDeltas(xs, ps, low: UInt64(experts - 1) &* ShortGroups.lowBits))
                 }
                 for d in results {
                     #expect((d >> 32) & 0xFFFF == UInt64((x - p + experts) % experts), "E \(experts): \(x) - \(p)")
@@ -88,12 +88,12 @@ import TraceSynth
                     lanes[i] = keep >> i & 1 == 1 ? previous : (previous ^ (1 << (random.next() % 16)))
                 }
                 let word = lanes.enumerated().reduce(UInt64(0)) { $0 | $1.element << UInt64(16 * $1.offset) }
-                #expect(WordGroups.repeatFlags(word, previous: before) == UInt64(keep), "keep \(keep)")
+                #expect(ShortGroups.repeatFlags(word, previous: before) == UInt64(keep), "keep \(keep)")
             }
         }
     }
 
-    /// Two groups in SSE2 registers (``WordPairs``) against the scalar kernels on each group's
+    /// Two groups in SSE2 registers (``ShortPairs``) against the scalar kernels on each group's
     /// two words: the nontrivial planes and the repeat flags, on groups with and without repeats.
     @Test func pairsOfGroupsMatchTheScalarKernels() {
         var random = SplitMix64(seed: 7)
@@ -106,14 +106,14 @@ import TraceSynth
             }
             ids.withUnsafeBytes { raw in
                 func lanes(_ offset: Int) -> SIMD8<UInt16> { raw.loadUnaligned(fromByteOffset: offset, as: SIMD8<UInt16>.self) }
-                let s = WordPairs.scan((lanes(16), lanes(32)), before: (lanes(14), lanes(30)))
+                let s = ShortPairs.scan((lanes(16), lanes(32)), before: (lanes(14), lanes(30)))
                 for (k, g) in [1, 2].enumerated() {
-                    let (low, high) = WordGroups.load(raw.baseAddress!, group: g)
-                    let flags = WordGroups.repeatFlags(low, previous: UInt64(ids[8 * g - 1]))
-                        | WordGroups.repeatFlags(high, previous: low >> 48) << 4
-                    #expect(s[k] & 0xFFFF == WordGroups.nontrivialPlanes(low, high, mask: 0xFFFF), "\(ids)")
+                    let (low, high) = ShortGroups.load(raw.baseAddress!, group: g)
+                    let flags = ShortGroups.repeatFlags(low, previous: UInt64(ids[8 * g - 1]))
+                        | ShortGroups.repeatFlags(high, previous: low >> 48) << 4
+                    #expect(s[k] & 0xFFFF == ShortGroups.nontrivialPlanes(low, high, mask: 0xFFFF), "\(ids)")
                     #expect(s[k] >> 32 & 0xFFFF == flags, "\(ids)")
-                    #expect(WordPairs.nontrivialPlanes(lanes(16), lanes(32))[k] & 0xFFFF == WordGroups.nontrivialPlanes(low, high, mask: 0xFFFF))
+                    #expect(ShortPairs.nontrivialPlanes(lanes(16), lanes(32))[k] & 0xFFFF == ShortGroups.nontrivialPlanes(low, high, mask: 0xFFFF))
                 }
             }
         }
@@ -123,7 +123,7 @@ import TraceSynth
         var random = SplitMix64(seed: 8)
         func check<L: FixedWidthInteger & SIMDScalar>(_: L.Type) {
             let x = SIMD8<L>((0..<8).map { _ in L(truncatingIfNeeded: random.next()) })
-            #expect(WordGather.narrow(x) == SIMD8<UInt16>(truncatingIfNeeded: x), "\(L.self): \(x)")
+            #expect(ShortGather.narrow(x) == SIMD8<UInt16>(truncatingIfNeeded: x), "\(L.self): \(x)")
         }
         for _ in 0..<50 {
             check(UInt8.self)
@@ -137,7 +137,7 @@ import TraceSynth
         var random = SplitMix64(seed: 6)
         for _ in 0..<50 {
             let rows = (0..<8).map { _ in SIMD8<UInt16>((0..<8).map { _ in UInt16(truncatingIfNeeded: random.next()) }) }
-            let t = WordGather.transpose((rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]))
+            let t = ShortGather.transpose((rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], rows[7]))
             let columns = [t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7]
             for i in 0..<8 { for j in 0..<8 { #expect(columns[j][i] == rows[i][j]) } }
         }
@@ -147,13 +147,13 @@ import TraceSynth
     /// definition does, into every output type it serves, for ranges starting and ending
     /// anywhere inside and outside the 8x8 tiles; dense layers read as the fill, and stores
     /// outside the range's rows never happen.
-    @Test func wordScatterMatchesRowByRow() throws {
+    @Test func shortScatterMatchesRowByRow() throws {
         var random = SplitMix64(seed: 9)
         // Dense layers between tiles, and a topk that leaves columns outside every tile.
         for (layers, topk, dense) in [(5, 8, [1, 2]), (7, 3, [0, 4]), (2, 16, [Int]())] {
             let schema = try Schema(layers: layers, topk: topk, experts: 384, denseLayers: dense)
-            let gather = WordGather(schema: schema)
-            let scatter = WordScatter(gather: gather, dense: DenseRuns(schema: schema))
+            let gather = ShortGather(schema: schema)
+            let scatter = ShortScatter(gather: gather, dense: DenseRuns(schema: schema))
             let rows = 37, padded = 40, perRow = schema.idsPerRow, stored = gather.source
             let cols = (0..<stored.count * padded).map { _ in UInt16(random.next() % 384) }
             func check<T: ExpertID>(_: T.Type) {

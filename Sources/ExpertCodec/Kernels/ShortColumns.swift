@@ -3,7 +3,8 @@
 /// `8g + 4 ..< 8g + 8` in the second, so that one word operation does the work of four. They
 /// compute the costs of spec 1.6 exactly as the generic ``ColumnWork`` does, on every group
 /// (spec 1.6 samples only columns of ids of at most 8 bits). ``ByteGroups`` is the same for bytes.
-enum WordGroups {
+/// (Names: `Byte…` for columns of 8-bit ids, `Short…` for 16-bit ones; a *word* is a UInt64.)
+enum ShortGroups {
     static let lowBits: UInt64 = 0x0001_0001_0001_0001
     static let highBits: UInt64 = 0x8000_8000_8000_8000
     static let low15Bits: UInt64 = 0x7FFF_7FFF_7FFF_7FFF
@@ -61,12 +62,12 @@ enum WordGroups {
     }
 }
 
-/// ``WordGroups`` kernels on two groups at once, in SSE2 registers: a group's 8 ids of 16 bits
+/// ``ShortGroups`` kernels on two groups at once, in SSE2 registers: a group's 8 ids of 16 bits
 /// fill one register (`SIMD8<UInt16>`), so one vector operation does the work of two scalar
 /// ones on its two words. ``GroupPairs`` is the same for groups of bytes: as there, a group's
 /// plane bytes that are neither 0x00 nor 0xFF are the bits where some id differs from the one
 /// before it in the group.
-enum WordPairs {
+enum ShortPairs {
     typealias Lanes = SIMD8<UInt16>
     typealias Pair = SIMD2<UInt64>
 
@@ -86,7 +87,7 @@ enum WordPairs {
         return Pair(a[0], b[0]) | Pair(a[1], b[1])
     }
 
-    /// The nontrivial planes of groups `a` and `b` (as ``WordGroups/nontrivialPlanes(_:_:mask:)``
+    /// The nontrivial planes of groups `a` and `b` (as ``ShortGroups/nontrivialPlanes(_:_:mask:)``
     /// masks, before the width mask) in bits 0-15 of lanes 0 and 1: the bits set in some id
     /// and clear in another, the OR of the ids less their AND (a broadcast of each group's
     /// first id to XOR with made LLVM take the lanes out one by one).
@@ -107,7 +108,7 @@ enum WordPairs {
 
     /// For groups `x.0` and `x.1`, each with the ids one row earlier in `before` (the row
     /// before them first): lane `k` holds group `k`'s nontrivial planes (as a
-    /// ``WordGroups/nontrivialPlanes(_:_:mask:)`` mask, before the width mask) in bits 0-15 and
+    /// ``ShortGroups/nontrivialPlanes(_:_:mask:)`` mask, before the width mask) in bits 0-15 and
     /// its repeat flags in bits 32-39.
     @inline(__always)
     static func scan(_ x: (Lanes, Lanes), before: (Lanes, Lanes)) -> Pair {
@@ -126,7 +127,7 @@ enum WordPairs {
 /// ``ByteColumnWork`` for ids of 9 to 16 bits, on 16-bit scratch columns, every group costed.
 /// Columns are zero-padded to whole groups (the ids and the previous slot's): padding rows give
 /// zero slot deltas and are never flagged.
-struct WordColumnWork {
+struct ShortColumnWork {
     let count: Int, padded: Int, width: Int, experts: Int
     /// The ``CandidateColumns``.
     let candidates: UnsafeMutablePointer<UInt16>
@@ -166,18 +167,8 @@ struct WordColumnWork {
                 (best, bestCost) = (.repeatSlotDelta, scan.flagCost + costs.deltas)
             }
         }
-        switch best {
-        case .plain:
-            return (best, BitPlanes.store(ids, count: count, width: width, to: out), bestCost)
-        case .slotDelta:
-            return (best, BitPlanes.store(UnsafePointer(deltas), count: count, width: width, to: out), bestCost)
-        case .repeat, .repeatSlotDelta:
-            out.update(from: flags, count: groups)
-            let values = best == .repeat ? compacted : compactedDeltas
-            return (best, groups + BitPlanes.store(UnsafePointer(values), count: kept, width: width, to: out + groups), bestCost)
-        case .constant:
-            preconditionFailure("constant columns are chosen before WordColumnWork")
-        }
+        return (best, ColumnBody.write(best, ids: ids, deltas: deltas, flags: flags, compacted: compacted,
+                                       compactedDeltas: compactedDeltas, count: count, kept: kept, width: width, to: out), bestCost)
     }
 
     /// The estimated cost of the ids' planes, the repeat flags (into `flags`), how many rows
@@ -186,18 +177,18 @@ struct WordColumnWork {
         let source = UnsafeRawPointer(ids), mask = mask, tables = tables, flags = flags
         var plainCost = 0, statistics: UInt64 = 0
         @inline(__always) func scan(_ g: Int, before: UInt64) {
-            let (low, high) = WordGroups.load(source, group: g)
-            plainCost &+= setBits(WordGroups.nontrivialPlanes(low, high, mask: mask))
-            let f = WordGroups.repeatFlags(low, previous: before) | WordGroups.repeatFlags(high, previous: low >> 48) << 4
+            let (low, high) = ShortGroups.load(source, group: g)
+            plainCost &+= setBits(ShortGroups.nontrivialPlanes(low, high, mask: mask))
+            let f = ShortGroups.repeatFlags(low, previous: before) | ShortGroups.repeatFlags(high, previous: low >> 48) << 4
             flags[g] = UInt8(truncatingIfNeeded: f)
             statistics &+= tables.flagStatistics(f)
         }
-        // Two groups at a time (``WordPairs``); `before` is the ids one row earlier.
-        @inline(__always) func lanes(_ offset: Int) -> WordPairs.Lanes {
-            source.loadUnaligned(fromByteOffset: offset, as: WordPairs.Lanes.self)
+        // Two groups at a time (``ShortPairs``); `before` is the ids one row earlier.
+        @inline(__always) func lanes(_ offset: Int) -> ShortPairs.Lanes {
+            source.loadUnaligned(fromByteOffset: offset, as: ShortPairs.Lanes.self)
         }
         @inline(__always) func scan(_ g: Int, _ h: Int) {
-            let s = WordPairs.scan((lanes(g &* 16), lanes(h &* 16)), before: (lanes(g &* 16 &- 2), lanes(h &* 16 &- 2)))
+            let s = ShortPairs.scan((lanes(g &* 16), lanes(h &* 16)), before: (lanes(g &* 16 &- 2), lanes(h &* 16 &- 2)))
             let a = s[0], b = s[1]
             plainCost &+= setBits(a & mask) &+ setBits(b & mask)
             flags[g] = UInt8(truncatingIfNeeded: a >> 32)
@@ -224,42 +215,42 @@ struct WordColumnWork {
     /// The slot deltas of every group into `deltas`; returns their estimated cost.
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>) -> Int {
         if experts == 1 << width && width < 16 {
-            let low = mask &* WordGroups.lowBits, lowLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: mask))
-            return fillDeltas(ids, previousSlot, pairs: { ($0 &- $1) & lowLanes }) { WordGroups.slotDeltas($0, $1, low: low) }
+            let low = mask &* ShortGroups.lowBits, lowLanes = ShortPairs.Lanes(repeating: UInt16(truncatingIfNeeded: mask))
+            return fillDeltas(ids, previousSlot, pairs: { ($0 &- $1) & lowLanes }) { ShortGroups.slotDeltas($0, $1, low: low) }
         }
-        let complement = UInt64(65536 &- experts), complementLanes = WordPairs.Lanes(repeating: UInt16(truncatingIfNeeded: complement))
+        let complement = UInt64(65536 &- experts), complementLanes = ShortPairs.Lanes(repeating: UInt16(truncatingIfNeeded: complement))
         // Where x < p the lane difference wrapped by 65536; x - p + experts is 65536 - experts less.
         return fillDeltas(ids, previousSlot, pairs: { x, p in
-            (x &- p) &- (unsafeBitCast(x .< p, to: WordPairs.Lanes.self) & complementLanes)
-        }) { WordGroups.slotDeltas($0, $1, complement: complement) }
+            (x &- p) &- (unsafeBitCast(x .< p, to: ShortPairs.Lanes.self) & complementLanes)
+        }) { ShortGroups.slotDeltas($0, $1, complement: complement) }
     }
 
     /// `pairs` computes the slot deltas of a group in one SSE2 register, `delta` those of one
-    /// word. Two groups at a time (``WordPairs``), then the last one in words.
+    /// word. Two groups at a time (``ShortPairs``), then the last one in words.
     @inline(__always)
     private func fillDeltas(_ ids: UnsafePointer<UInt16>, _ previousSlot: UnsafePointer<UInt16>,
-                            pairs: (WordPairs.Lanes, WordPairs.Lanes) -> WordPairs.Lanes,
+                            pairs: (ShortPairs.Lanes, ShortPairs.Lanes) -> ShortPairs.Lanes,
                             delta: (UInt64, UInt64) -> UInt64) -> Int {
         let source = UnsafeRawPointer(ids), previous = UnsafeRawPointer(previousSlot)
         let out = UnsafeMutableRawPointer(deltas), mask = mask
-        @inline(__always) func groupDeltas(_ g: Int) -> WordPairs.Lanes {
-            let d = pairs(source.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self),
-                          previous.loadUnaligned(fromByteOffset: g &* 16, as: WordPairs.Lanes.self))
-            out.storeBytes(of: d, toByteOffset: g &* 16, as: WordPairs.Lanes.self)
+        @inline(__always) func groupDeltas(_ g: Int) -> ShortPairs.Lanes {
+            let d = pairs(source.loadUnaligned(fromByteOffset: g &* 16, as: ShortPairs.Lanes.self),
+                          previous.loadUnaligned(fromByteOffset: g &* 16, as: ShortPairs.Lanes.self))
+            out.storeBytes(of: d, toByteOffset: g &* 16, as: ShortPairs.Lanes.self)
             return d
         }
         var cost = 0, g = 0
         while g &+ 2 <= groups {
-            let planes = WordPairs.nontrivialPlanes(groupDeltas(g), groupDeltas(g &+ 1))
+            let planes = ShortPairs.nontrivialPlanes(groupDeltas(g), groupDeltas(g &+ 1))
             cost &+= setBits(planes[0] & mask) &+ setBits(planes[1] & mask)
             g &+= 2
         }
         if g < groups {
-            let x = WordGroups.load(source, group: g), p = WordGroups.load(previous, group: g)
+            let x = ShortGroups.load(source, group: g), p = ShortGroups.load(previous, group: g)
             let low = delta(x.low, p.low), high = delta(x.high, p.high)
             out.storeBytes(of: low, toByteOffset: g &* 16, as: UInt64.self)
             out.storeBytes(of: high, toByteOffset: g &* 16 &+ 8, as: UInt64.self)
-            cost &+= setBits(WordGroups.nontrivialPlanes(low, high, mask: mask))
+            cost &+= setBits(ShortGroups.nontrivialPlanes(low, high, mask: mask))
         }
         return cost
     }
@@ -285,7 +276,7 @@ struct WordColumnWork {
             var kept = 0
             for g in 0..<groups {
                 let keep = ~UInt64(flags[g]) & 0xFF, keptLow = tables.setBits(keep & 0xF)
-                let x = WordGroups.load(source, group: g), d = withDeltas ? WordGroups.load(slotDeltas, group: g) : (low: 0, high: 0)
+                let x = ShortGroups.load(source, group: g), d = withDeltas ? ShortGroups.load(slotDeltas, group: g) : (low: 0, high: 0)
                 append(SIMD2(x.low, d.low), keep: keep, at: kept, withDeltas: withDeltas)
                 append(SIMD2(x.high, d.high), keep: keep >> 4, at: kept &+ keptLow, withDeltas: withDeltas)
                 kept &+= tables.setBits(keep)
@@ -306,11 +297,11 @@ struct WordColumnWork {
         let ids = UnsafeRawPointer(compacted), deltas = UnsafeRawPointer(compactedDeltas), mask = mask
         var idCost = 0, deltaCost = 0
         for g in 0..<BitPlanes.planeBytes(kept) {
-            let x = WordGroups.load(ids, group: g)
-            idCost &+= setBits(WordGroups.nontrivialPlanes(x.low, x.high, mask: mask))
+            let x = ShortGroups.load(ids, group: g)
+            idCost &+= setBits(ShortGroups.nontrivialPlanes(x.low, x.high, mask: mask))
             if withDeltas {
-                let d = WordGroups.load(deltas, group: g)
-                deltaCost &+= setBits(WordGroups.nontrivialPlanes(d.low, d.high, mask: mask))
+                let d = ShortGroups.load(deltas, group: g)
+                deltaCost &+= setBits(ShortGroups.nontrivialPlanes(d.low, d.high, mask: mask))
             }
         }
         return (idCost, deltaCost)
@@ -322,7 +313,7 @@ struct WordColumnWork {
 /// lanes turns 8 rows into 8 column pieces. Ids are checked on the way against `2^width`, the
 /// sign of a signed input type and the expert count: see `gather`. ``ByteGather`` is the same
 /// for bytes.
-struct WordGather {
+struct ShortGather {
     let perRow: Int
     let experts: Int
     /// Each stored column's index inside a row.
@@ -441,12 +432,12 @@ struct WordGather {
     }
 }
 
-/// The inverse of ``WordGather``: 16-bit columns (ids of 9-16 bits) into token-major rows of any
+/// The inverse of ``ShortGather``: 16-bit columns (ids of 9-16 bits) into token-major rows of any
 /// id type, 8 rows x 8 columns at a time: each column's 8 rows in one register, the 8x8 transpose
-/// of 16-bit lanes (``WordGather/transpose(_:)``), then each row's 8 ids widened and stored
+/// of 16-bit lanes (``ShortGather/transpose(_:)``), then each row's 8 ids widened and stored
 /// together (kimi: about 1 instruction an id, 4 id by id).
-struct WordScatter {
-    let gather: WordGather
+struct ShortScatter {
+    let gather: ShortGather
     let dense: DenseRuns
 
     /// Rows `range` of `cols` (column `c` at `c * padded`) into `out`, `range.count` rows of
@@ -481,7 +472,7 @@ struct WordScatter {
                 @inline(__always) func column(_ i: Int) -> SIMD8<UInt16> {
                     (at + i &* columnBytes).loadUnaligned(as: SIMD8<UInt16>.self)
                 }
-                let ids = WordGather.transpose((column(0), column(1), column(2), column(3),
+                let ids = ShortGather.transpose((column(0), column(1), column(2), column(3),
                                                 column(4), column(5), column(6), column(7)))
                 let first = rowOut + source[c] &* MemoryLayout<L>.size
                 @inline(__always) func store(_ row: SIMD8<UInt16>, _ r: Int) {

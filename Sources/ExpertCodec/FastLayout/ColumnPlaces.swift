@@ -10,7 +10,7 @@ struct ColumnPlace {
 /// The places of every column of the open layout-1 payload (spec 1.5), found and checked by
 /// `parse`. Its storage is allocated once, for the schema's column count: opening a block at
 /// random (a one-row read) parses hundreds of columns, and array bookkeeping was a third of it.
-final class PayloadLayout {
+final class ColumnPlaces {
     /// Readable bytes a payload must have after its end: flag bitmaps are counted a word at a
     /// time (``BitCount``), or three words from their start (``PrefixBitCounter``).
     static let slackBytes = 24
@@ -21,7 +21,7 @@ final class PayloadLayout {
     private(set) var checked: Range<Int> = 0..<0
     /// `columnCount` places; meaningful for the `checked` columns after a successful `parse`
     /// of a non-empty block.
-    let places: UnsafeMutablePointer<ColumnPlace>
+    let byColumn: UnsafeMutablePointer<ColumnPlace>
     /// The row `parse` was asked to decode, if the block has it: its ids are in `rowValues`.
     private(set) var decodedRow: Int?
     /// `columnCount` ids of `decodedRow`, in column order.
@@ -33,14 +33,14 @@ final class PayloadLayout {
 
     init(columnCount: Int) {
         self.columnCount = columnCount
-        places = .allocate(capacity: max(columnCount, 1))
-        places.initialize(repeating: ColumnPlace(coding: .plain, kept: 0, offsetOrValue: 0), count: max(columnCount, 1))
+        byColumn = .allocate(capacity: max(columnCount, 1))
+        byColumn.initialize(repeating: ColumnPlace(coding: .plain, kept: 0, offsetOrValue: 0), count: max(columnCount, 1))
         rowValues = .allocate(capacity: max(columnCount, 1))
         rowValues.initialize(repeating: 0, count: max(columnCount, 1))
     }
 
     deinit {
-        places.deallocate()
+        byColumn.deallocate()
         rowValues.deallocate()
     }
 
@@ -78,7 +78,7 @@ final class PayloadLayout {
         decodedRow = nil
         let wanted = columns ?? 0..<columnCount
         let size = payload.count, width = schema.bitWidth, experts = schema.experts
-        let rowCount = try PayloadHeader.rows(of: payload, layoutByte: BlockFormat.layout, schema: schema)
+        let rowCount = try PayloadHeader.rows(of: payload, layoutByte: BlockFormat.layoutByte, schema: schema)
         let raw = payload.baseAddress!
         guard rowCount > 0 else {
             checked = wanted
@@ -127,7 +127,7 @@ final class PayloadLayout {
             }
         }
         /// Reads ids of the columns placed so far (made where needed: kept out of the loop's registers).
-        func points() -> PointReader { PointReader(layout: self, payload: raw, schema: schema) }
+        func points() -> PointReader { PointReader(places: self, payload: raw, schema: schema) }
         // Three cache lines a few columns ahead are loaded early (and kept, so that the loads
         // stay): a freshly decompressed payload is larger than L1, and the columns' lines then
         // come from L2 while earlier columns are checked instead of stalling each column's first
@@ -143,13 +143,13 @@ final class PayloadLayout {
             case .constant:
                 let value = Int(raw.loadLE(UInt16.self, at: constantCursor))
                 guard value < experts else { throw fail("constant \(value) of column \(c) is not below \(experts)", constantCursor) }
-                places[c] = ColumnPlace(coding: coding, kept: n, offsetOrValue: value)
+                byColumn[c] = ColumnPlace(coding: coding, kept: n, offsetOrValue: value)
                 constantCursor &+= 2
                 previous = value
             case .plain, .slotDelta:
                 guard size - bodyCursor >= planesBytes else { throw fail("payload ends inside column \(c)", size) }
                 if !padded { try checkPadding(bodyCursor, count: rowCount, planes: width) }
-                places[c] = ColumnPlace(coding: coding, kept: n, offsetOrValue: bodyCursor)
+                byColumn[c] = ColumnPlace(coding: coding, kept: n, offsetOrValue: bodyCursor)
                 if t >= 0 {
                     let stored = BitPlanes.value(at: t, in: (raw + bodyCursor).assumingMemoryBound(to: UInt8.self),
                                                  stride: planeBytes, width: width)
@@ -167,7 +167,7 @@ final class PayloadLayout {
                 let valuesAt = bodyCursor &+ planeBytes, valueBytes = width &* BitPlanes.planeBytes(kept)
                 guard size - valuesAt >= valueBytes else { throw fail("payload ends inside column \(c)", size) }
                 if kept & 7 != 0 { try checkPadding(valuesAt, count: kept, planes: width) }
-                places[c] = ColumnPlace(coding: coding, kept: Int32(truncatingIfNeeded: kept), offsetOrValue: bodyCursor)
+                byColumn[c] = ColumnPlace(coding: coding, kept: Int32(truncatingIfNeeded: kept), offsetOrValue: bodyCursor)
                 if t >= 0 {
                     // Row t takes the stored value of the last unflagged row r <= t.
                     let stored = BitPlanes.value(at: t &- repeatsThroughT, in: (raw + valuesAt).assumingMemoryBound(to: UInt8.self),
