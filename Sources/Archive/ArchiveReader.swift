@@ -3,6 +3,8 @@ import ExpertCodec
 /// Read-only access to an archive. Any number of readers, in any process, may read while one
 /// writer appends: a reader sees a consistent prefix (the records whole when it opened or last
 /// refreshed) and never takes the writer's lock. Not thread-safe: one per thread.
+/// A reader over memory (``init(borrowing:name:)``) reads an archive's bytes held anywhere, in
+/// place: a buffer received from another machine, an object store's shared memory.
 public final class ArchiveReader {
     public let path: String
     public let schema: Schema
@@ -15,8 +17,11 @@ public final class ArchiveReader {
     /// The archive format version of the file (2 has commit anchors).
     public let formatVersion: Int
 
-    private let file: SegmentFile
+    /// The archive's file; nil for a reader over memory.
+    private let file: SegmentFile?
     private let head: SegmentScanner.Head
+    /// The head's bytes as of the open or last refresh (its commit anchors as they were then).
+    private var headBytes: [UInt8]
     private var index: SegmentIndex
     private let source: BlockSource
     /// Bytes after the valid log that were ignored (a torn or in-progress write), and why.
@@ -28,14 +33,29 @@ public final class ArchiveReader {
     /// (a rollback) and wrote anew, and `refresh()` replays it from the start.
     private var logFingerprint: [UInt8] = []
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
         let file = try SegmentFile(path: path, mode: .read)
         // Before the size is read: from now on no writer shrinks the file under this mapping.
         try file.holdReaderLock()
         let replay = try SegmentScanner.replay(file, path: path)
+        self.init(file: file, replay: replay, path: path)
+    }
+
+    /// A reader of the archive held in `bytes`: a whole archive file's bytes (or a prefix of
+    /// them), read in place, never copied. The caller owns the memory: it must stay alive and
+    /// unchanged while this reader lives. There is no file and no lock; `name` stands for the
+    /// path in messages; ``refresh()`` finds nothing new. Damage and a torn tail are found and
+    /// reported as for a file.
+    public convenience init(borrowing bytes: UnsafeRawBufferPointer, name: String) throws {
+        let replay = try SegmentScanner.replay(memory: bytes, path: name)
+        self.init(file: nil, replay: replay, path: name)
+    }
+
+    private init(file: consuming SegmentFile?, replay: SegmentScanner.Replay, path: String) {
         self.path = path
         self.file = file
         head = replay.head
+        headBytes = replay.head.bytes
         schema = replay.head.header.schema
         metadata = replay.head.header.metadata
         blockRows = replay.head.header.blockRows
@@ -63,6 +83,13 @@ public final class ArchiveReader {
     /// it) is seen as well, by replaying the log anew.
     @discardableResult
     public func refresh() throws -> Bool {
+        switch file {
+        case .none: return false  // memory does not change
+        case .some(let file): return try refresh(file)
+        }
+    }
+
+    private func refresh(_ file: borrowing SegmentFile) throws -> Bool {
         // The anchor first, then the size (as at open).
         let current = try SegmentScanner.readHead(file, path: path)
         let size = try file.size()
@@ -80,8 +107,24 @@ public final class ArchiveReader {
         index = outcome.index
         ignoredTail = outcome.tail
         anchorDamage = current.anchorDamage
+        headBytes = current.bytes
         logFingerprint = Self.fingerprint(of: mapping.bytes, end: index.end, logStart: head.logStart)
         return rewritten || index.rowChanges != before
+    }
+
+    /// Copies the archive as this reader sees it (as of the open or last refresh) into `out`,
+    /// ``fileBytes`` bytes: the head with the commit anchors read then, and the log through its
+    /// last valid record. ``init(borrowing:name:)`` reads the copy as the same rows, wherever it
+    /// travels. A writer appending meanwhile changes nothing of it: records before the log end
+    /// are never rewritten, the anchors come from the head read at the refresh.
+    public func copyArchive(into out: UnsafeMutableRawBufferPointer) throws {
+        guard out.count >= index.end else {
+            throw ArchiveError.invalidArgument("\(path): a buffer of \(out.count) bytes cannot hold the archive's \(index.end)")
+        }
+        let logStart = head.logStart
+        out.copyBytes(from: headBytes[..<logStart])
+        let log = UnsafeRawBufferPointer(rebasing: source.mapping.bytes[logStart..<index.end])
+        UnsafeMutableRawBufferPointer(rebasing: out[logStart..<index.end]).copyMemory(from: log)
     }
 
     /// Decodes rows `range` (absolute positions) into `out`, `range.count * idsPerRow` ids.

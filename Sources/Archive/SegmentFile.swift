@@ -231,12 +231,16 @@ struct SegmentFile: ~Copyable {
     }
 }
 
-/// A read-only shared mapping of the first `count` bytes of a file, unmapped on deinit.
-/// Readers decode blocks straight from it; nothing compressed is copied through `read`.
+/// A read-only shared mapping of the first `count` bytes of a file, unmapped on deinit; or a
+/// caller's buffer, borrowed (never unmapped nor released). Readers decode blocks straight from
+/// it; nothing compressed is copied through `read`.
 final class Mapping {
     let bytes: UnsafeRawBufferPointer
+    /// Whether this mapping made `bytes` (mmap) and so may drop or unmap them.
+    private let owned: Bool
 
     init(file: borrowing SegmentFile, count: Int) throws {
+        owned = true
         guard count > 0 else {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
             return
@@ -246,14 +250,22 @@ final class Mapping {
         bytes = UnsafeRawBufferPointer(start: address, count: count)
     }
 
+    /// `bytes`, owned by the caller, who keeps them alive and unchanged while this mapping lives.
+    init(borrowing bytes: UnsafeRawBufferPointer) {
+        owned = false
+        self.bytes = bytes
+    }
+
     deinit {
-        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+        if owned, let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 
     /// Drops the whole pages of `range` from this process's resident memory (they stay in the
     /// page cache): a reader going front to back calls it behind itself, so that reading a
     /// large archive does not count it all as resident.
     func release(_ range: Range<Int>) {
+        // A borrowed buffer may be private memory, where MADV_DONTNEED would zero the pages.
+        guard owned else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
         guard end > start, let base = bytes.baseAddress else { return }

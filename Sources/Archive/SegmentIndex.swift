@@ -138,7 +138,18 @@ struct SegmentScanner {
     /// resident memory.
     static func replay(_ file: borrowing SegmentFile, path: String) throws -> Replay {
         let head = try readHead(file, path: path)
-        let mapping = try Mapping(file: file, count: try file.size())
+        return try replay(head: head, mapping: try Mapping(file: file, count: try file.size()), path: path)
+    }
+
+    /// Replays the archive held in `memory` (a caller-owned buffer, read in place: see
+    /// ``ArchiveReader/init(borrowing:name:)``); `path` names it in messages.
+    static func replay(memory: UnsafeRawBufferPointer, path: String) throws -> Replay {
+        let frame = UnsafeRawBufferPointer(rebasing: memory[..<min(memory.count, SegmentFormat.skippableHeaderBytes)])
+        let head = try parseHead(Array(memory[..<min(memory.count, headBytes(frame))]), path: path)
+        return try replay(head: head, mapping: Mapping(borrowing: memory), path: path)
+    }
+
+    private static func replay(head: Head, mapping: Mapping, path: String) throws -> Replay {
         let scanner = SegmentScanner(path: path, schema: head.header.schema, blockRows: head.header.blockRows,
                                      anchor: head.anchor.map { ($0.anchor, head.anchorOffset($0.slot)) },
                                      releaseBehind: mapping.release)
@@ -154,6 +165,9 @@ struct SegmentScanner {
         let anchor: (anchor: CommitAnchor, slot: Int)?
         /// What is wrong with each anchor that is not intact (version 2 only).
         let anchorDamage: [AnchorDamage]
+        /// The bytes the head was parsed from, as read (the anchors as they were then): at least
+        /// `logStart` of them.
+        let bytes: [UInt8]
 
         var logStart: Int { headerEnd + (header.hasAnchors ? CommitAnchor.pairBytes : 0) }
         func anchorOffset(_ slot: Int) -> Int { headerEnd + slot * CommitAnchor.frameBytes }
@@ -163,17 +177,27 @@ struct SegmentScanner {
     /// claims bytes past a size read after it.
     static func readHead(_ file: borrowing SegmentFile, path: String) throws -> Head {
         let frame = try file.read(count: SegmentFormat.skippableHeaderBytes, at: 0)
-        // The size field is checked by `parse`; reading past a bogus one only gets fewer bytes.
-        let size = frame.count == 8 ? Int(frame.withUnsafeBytes { $0.loadLE(UInt32.self, at: 4) }) : 0
-        let bytes = try file.read(count: SegmentFormat.skippableHeaderBytes + min(size, SegmentFormat.maxHeaderBytes) + CommitAnchor.pairBytes, at: 0)
-        return try bytes.withUnsafeBytes { bytes in
+        let bytes = try frame.withUnsafeBytes { try file.read(count: headBytes($0), at: 0) }
+        return try parseHead(bytes, path: path)
+    }
+
+    /// How many bytes to read for the head, from the header's first 8 bytes: the header and
+    /// the commit anchors' room. The size field is checked by `parse`; reading past a bogus one
+    /// only gets fewer bytes.
+    private static func headBytes(_ frame: UnsafeRawBufferPointer) -> Int {
+        let size = frame.count == 8 ? Int(frame.loadLE(UInt32.self, at: 4)) : 0
+        return SegmentFormat.skippableHeaderBytes + min(size, SegmentFormat.maxHeaderBytes) + CommitAnchor.pairBytes
+    }
+
+    private static func parseHead(_ raw: [UInt8], path: String) throws -> Head {
+        try raw.withUnsafeBytes { bytes in
             let (header, headerEnd) = try ArchiveHeader.parse(bytes, path: path)
-            guard header.hasAnchors else { return Head(header: header, headerEnd: headerEnd, anchor: nil, anchorDamage: []) }
+            guard header.hasAnchors else { return Head(header: header, headerEnd: headerEnd, anchor: nil, anchorDamage: [], bytes: raw) }
             guard bytes.count >= headerEnd + CommitAnchor.pairBytes else {
                 throw ArchiveError.corrupt(path: path, offset: bytes.count, reason: "the file ends inside its commit anchors")
             }
             let anchors = CommitAnchor.current(in: bytes, at: headerEnd)
-            return Head(header: header, headerEnd: headerEnd, anchor: anchors.current, anchorDamage: anchors.damage)
+            return Head(header: header, headerEnd: headerEnd, anchor: anchors.current, anchorDamage: anchors.damage, bytes: raw)
         }
     }
 

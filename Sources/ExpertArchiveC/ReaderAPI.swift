@@ -12,6 +12,31 @@ public func eaReaderOpen(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePoin
     }
 }
 
+@_cdecl("ea_reader_open_memory")
+public func eaReaderOpenMemory(_ bytes: UnsafeRawPointer?, _ count: Int, _ name: UnsafePointer<CChar>?,
+                               _ out: UnsafeMutablePointer<OpaquePointer?>?, _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
+    call(error) {
+        guard let out else { throw ArchiveError.invalidArgument("the output handle pointer is NULL") }
+        let name = name == nil ? "<memory>" : try string(name, "the name")
+        guard bytes != nil || count == 0 else { throw ArchiveError.invalidArgument("\(name): the bytes are NULL but their count is \(count)") }
+        // The caller keeps the bytes alive and unchanged until ea_reader_free (the header's contract).
+        let memory = UnsafeRawBufferPointer(start: count == 0 ? nil : bytes, count: count)
+        out.pointee = ReaderHandle(try ArchiveReader(borrowing: memory, name: name)).opaque
+    }
+}
+
+@_cdecl("ea_reader_copy_archive")
+public func eaReaderCopyArchive(_ handle: OpaquePointer?, _ out: UnsafeMutableRawPointer?, _ capacity: Int,
+                                _ length: UnsafeMutablePointer<Int>?, _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
+    withReader(handle, error) { handle in
+        let bytes = handle.reader.fileBytes
+        length?.pointee = bytes
+        guard capacity >= bytes else { return }
+        guard let out else { throw ArchiveError.invalidArgument("the output buffer is NULL but its capacity is \(capacity)") }
+        try handle.reader.copyArchive(into: UnsafeMutableRawBufferPointer(start: out, count: capacity))
+    }
+}
+
 @_cdecl("ea_reader_free")
 public func eaReaderFree(_ handle: OpaquePointer?) {
     releaseHandle(handle, as: ReaderHandle.self)

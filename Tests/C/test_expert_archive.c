@@ -380,6 +380,48 @@ static void test_one_reader_shared_by_threads(void) {
     ea_reader_free(r);
 }
 
+/* A reader over memory: the bytes ea_reader_copy_archive gives, read in place as the same rows;
+ * junk refused by name. */
+static void test_archive_in_memory(void) {
+    ea_error err;
+    ea_writer *w = NULL;
+    ea_status s = ea_writer_create(path_of("memory.moe"), LAYERS, TOPK, EXPERTS, NULL, 0, EA_CODEC_FAST, 16, NULL, NULL,
+                                   0, 1, &w, &err);
+    CHECK(s == EA_OK, "create: %s", err.message);
+    int64_t *ids = rows_i64(0, 100);
+    CHECK(ea_writer_append(w, ids, EA_I64, 100, 0, 0, NULL, &err) == EA_OK, "append: %s", err.message);
+    CHECK(ea_writer_close(w, &err) == EA_OK, "close: %s", err.message);
+    ea_writer_free(w);
+    ea_reader *file = NULL;
+    CHECK(ea_reader_open(path_of("memory.moe"), &file, &err) == EA_OK, "open: %s", err.message);
+    size_t length = 0;
+    CHECK(ea_reader_copy_archive(file, NULL, 0, &length, &err) == EA_OK && length > 0, "archive length: %s", err.message);
+    unsigned char *bytes = malloc(length);
+    CHECK(ea_reader_copy_archive(file, bytes, length, &length, &err) == EA_OK, "copy: %s", err.message);
+    long size = 0;
+    unsigned char *on_disk = file_bytes(path_of("memory.moe"), &size);
+    CHECK((long)length == size && memcmp(bytes, on_disk, length) == 0, "the copy of a closed archive is its file");
+    ea_reader *memory = NULL;
+    CHECK(ea_reader_open_memory(bytes, length, "shipped", &memory, &err) == EA_OK && ea_reader_count(memory) == 100,
+          "open memory: %s", err.message);
+    int32_t out[100 * PER_ROW];
+    CHECK(ea_reader_read(memory, 0, 100, 0, LAYERS, EA_I32, out, 100 * PER_ROW, &err) == EA_OK, "read: %s", err.message);
+    int wrong = 0;
+    for (int i = 0; i < 100 * PER_ROW; i++) wrong += out[i] != ids[i];
+    CHECK(wrong == 0, "%d ids differ", wrong);
+    int64_t visible = -1;
+    CHECK(ea_reader_refresh(memory, &visible, &err) == EA_OK && visible == 100, "refresh of memory");
+    ea_reader *junk = NULL;
+    CHECK(ea_reader_open_memory(bytes, 20, "junk", &junk, &err) == EA_ERR_DAMAGED && junk == NULL &&
+              strncmp(err.message, "junk: ", 6) == 0, "a cut header: %s", err.message);
+    CHECK(ea_reader_open_memory(NULL, 10, NULL, &junk, &err) == EA_ERR_INVALID_ARGUMENT, "NULL bytes");
+    ea_reader_free(memory);
+    ea_reader_free(file);
+    free(bytes);
+    free(on_disk);
+    free(ids);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIRECTORY\n", argv[0]);
@@ -393,6 +435,7 @@ int main(int argc, char **argv) {
     test_append_rules();
     test_damage_and_io();
     test_one_reader_shared_by_threads();
+    test_archive_in_memory();
     if (failures) {
         fprintf(stderr, "test_expert_archive: %d checks failed\n", failures);
         return 1;

@@ -145,6 +145,18 @@ ea_status ea_writer_read(ea_writer *writer, int64_t start, int64_t stop, int32_t
 /* ---- Reader ---------------------------------------------------------------------------- */
 
 ea_status ea_reader_open(const char *path, ea_reader **out, ea_error *error);
+/* Opens a reader of the archive held in memory: `count` bytes at `bytes` (an archive file's
+ * bytes, e.g. from ea_reader_copy_archive, received over a network or mapped from an object
+ * store), read in place, never copied. The caller owns the memory: it must stay alive and
+ * unchanged until ea_reader_free. No file, no lock; ea_reader_refresh finds nothing new.
+ * `name` (may be NULL) stands for the path in messages. */
+ea_status ea_reader_open_memory(const void *bytes, size_t count, const char *name, ea_reader **out,
+                                ea_error *error);
+/* The archive as this reader sees it (as of the open or last refresh): the bytes of a file that
+ * ea_reader_open_memory reads as the same rows. Sets *length to their count; copies them into
+ * `out` only when capacity >= *length, else writes nothing: call with capacity 0 to learn it. */
+ea_status ea_reader_copy_archive(ea_reader *reader, void *out, size_t capacity, size_t *length,
+                                 ea_error *error);
 void ea_reader_free(ea_reader *reader);
 /* Rows visible as of the open or the last refresh; -1 for a NULL reader. */
 int64_t ea_reader_count(const ea_reader *reader);
