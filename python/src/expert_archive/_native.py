@@ -48,6 +48,8 @@ def _load() -> ctypes.CDLL:
         "ea_writer_metadata": (status, [handle] + text_out),
         "ea_writer_read": (status, [handle, c_int64, c_int64, c_int32, c_int32, c_int32, c_void_p, c_size_t, err]),
         "ea_reader_open": (status, [c_char_p, POINTER(handle), err]),
+        "ea_reader_open_memory": (status, [c_void_p, c_size_t, c_char_p, POINTER(handle), err]),
+        "ea_reader_copy_archive": (status, [handle, c_void_p, c_size_t, POINTER(c_size_t), err]),
         "ea_reader_free": (None, [handle]),
         "ea_reader_count": (c_int64, [handle]),
         "ea_reader_schema": (status, [handle, POINTER(SchemaStruct), err]),

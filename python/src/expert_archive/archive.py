@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pickle
 import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Union
@@ -12,7 +13,7 @@ import numpy as np
 
 from . import _ids
 from ._native import AppendResultStruct, Error, SchemaStruct, lib
-from .errors import ArchiveError, InvalidArgumentError, from_status
+from .errors import ArchiveError, ClosedError, InvalidArgumentError, from_status
 
 PathLike = Union[str, "os.PathLike[str]"]
 _CODECS = {"fast": 1, "compact": 2}
@@ -172,6 +173,62 @@ class Reader(_RowSource):
             lines.append(_text(lambda h, *rest: lib.ea_reader_problem(h, index, *rest), self._handle, self._error))
         return lines
 
+    @classmethod
+    def from_buffer(cls, buffer: Any, name: str = "<buffer>") -> "Reader":
+        """A reader of the archive held in `buffer`: bytes, a memoryview, a numpy uint8 array, a
+        Ray object-store buffer, anything C-contiguous with the buffer protocol. The bytes are
+        read in place, never copied: the reader keeps a reference to `buffer` for its lifetime,
+        and the buffer must not change while it lives. `name` stands for the file in messages.
+        The rows are those of the whole archive in the buffer (refresh() finds nothing new)."""
+        view = memoryview(buffer)
+        if not view.c_contiguous:
+            raise ValueError(f"{name}: the buffer must be C-contiguous")
+        data = np.frombuffer(view.cast("B") if view.format != "B" or view.ndim != 1 else view, dtype=np.uint8)
+        self = cls.__new__(cls)
+        self.path = name
+        self._error = Error()
+        handle = ctypes.c_void_p()
+        if lib.ea_reader_open_memory(data.ctypes.data, data.nbytes, name.encode(), ctypes.byref(handle),
+                                     ctypes.byref(self._error)):
+            _raise(self._error)
+        self._handle = handle.value
+        self._buffer = buffer
+        # The finalizer holds the buffer too: the memory outlives the handle reading it.
+        self._free = weakref.finalize(self, _free_memory_reader, handle.value, data)
+        self._read_function = lib.ea_reader_read
+        self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
+        self.metadata = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
+        return self
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the archive is read from a buffer (from_buffer, or unpickled) rather than a file."""
+        return hasattr(self, "_buffer")
+
+    def archive_bytes(self) -> Any:
+        """The archive's bytes as of the open or last refresh (its header through its last valid
+        record): for a reader over a buffer, a memoryview of it (no copy); for a file, a copy
+        (a numpy uint8 array) that Reader.from_buffer reads back as the same rows."""
+        length = ctypes.c_size_t(0)
+        if lib.ea_reader_copy_archive(self._handle, None, 0, ctypes.byref(length), ctypes.byref(self._error)):
+            _raise(self._error)
+        if self.in_memory:
+            return memoryview(self._buffer).cast("B")[:length.value]
+        data = np.empty(length.value, dtype=np.uint8)
+        if lib.ea_reader_copy_archive(self._handle, data.ctypes.data, data.nbytes, ctypes.byref(length),
+                                      ctypes.byref(self._error)):
+            _raise(self._error)
+        return data[:length.value]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # The archive's bytes travel, not the file name: the reader unpickled on another machine
+        # reads them in place. Protocol 5 hands them out of band (Ray puts them in its object
+        # store as they are, and the reader of ray.get reads them there).
+        data = self.archive_bytes()
+        if isinstance(protocol, int) and protocol >= 5:
+            return (_reader_from_pickle, (pickle.PickleBuffer(data), self.path))
+        return (_reader_from_pickle, (bytes(data), self.path))
+
     def close(self) -> None:
         """Releases the reader (also done when it is garbage collected)."""
         self._free()
@@ -183,7 +240,16 @@ class Reader(_RowSource):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Reader({self.path!r}, rows={len(self)}, schema={self.schema})"
+        origin = "Reader.from_buffer" if self.in_memory else "Reader"
+        return f"{origin}({self.path!r}, rows={len(self)}, schema={self.schema})"
+
+
+def _free_memory_reader(handle: int, buffer: Any) -> None:
+    lib.ea_reader_free(handle)
+
+
+def _reader_from_pickle(buffer: Any, name: str) -> Reader:
+    return Reader.from_buffer(buffer, name)
 
 
 _STAGE_ROWS = 16
@@ -326,6 +392,20 @@ class Writer(_RowSource):
         """Flushes, syncs and releases the lock; later calls raise ClosedError."""
         if lib.ea_writer_close(self._handle, self._error):
             _raise(self._error)
+
+    def to_reader(self) -> Reader:
+        """Flushes and returns a Reader of the rows stored so far: the way a session leaves the
+        process that wrote it (pickle it, ray.put it: its archive's bytes travel). The writer
+        stays open; close() it first when the session is finished, so that the rows are durable."""
+        try:
+            self.flush()
+        except ClosedError:
+            pass  # close() flushed every row
+        return Reader(self.path)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"{self.path}: a Writer holds the archive's lock and is not pickled; "
+                        "ship writer.to_reader() (the archive's bytes) instead")
 
     def __enter__(self) -> "Writer":
         return self
