@@ -184,8 +184,8 @@ final class CompactEncoder {
             t &+= 8
         }
         // Counted in a pass of their own: loads of single indices right after the vector store
-        // that wrote them stall on store forwarding (counted inside the loop, deepseek's encode
-        // fell from 0.73 to 0.58 GB/s).
+        // that wrote them stall on store forwarding (counted inside the loop, the stalls cost
+        // about a fifth of deepseek's encode).
         for k in 4..<max(t, 4) {
             h[Int(idSymbols[k])] &+= 1
             if delta { deltas[Int(deltaSymbols[k])] &+= 1 }
@@ -580,8 +580,7 @@ final class CompactEncoder {
 
     /// The entries of a split column's rows relative to `other`, in a pass of their own (inside
     /// the rANS loop, which keeps four states, the pointers and the output in registers, these
-    /// steps made it spill: qwen3 encode 548.8M -> 523.8M instructions per 20K rows without
-    /// them). Both tables are in one array: an index with the context offset (at or above
+    /// steps make it spill registers to the stack). Both tables are in one array: an index with the context offset (at or above
     /// `stride`) moves by `toRepeated` entries, from `other + symbol` to `repeated + symbol -
     /// stride`. Eight rows at a time in SSE2 registers (the sum wraps to the Int32 index).
     private static func splitEntries(_ symbols: UnsafePointer<UInt16>, count n: Int, stride: Int, toRepeated: Int,

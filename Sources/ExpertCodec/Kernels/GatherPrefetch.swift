@@ -2,9 +2,9 @@ import CPrefetch
 
 /// Prefetches for the gathers (``ByteGather``, ``ShortGather``), which read 8 rows at a time, a
 /// tile of 8 ids from each row per step: 8 short row-strided streams that the hardware
-/// prefetchers did not keep ahead of once the input outgrew the caches (fast encode of a 77 MB
-/// Qwen3 trace 2.54 GB/s, of a 3 MB one 3.85). While group `g` is gathered, the lines of group
-/// `g + 2` are asked for, a share with each tile: fast encode 2.54 -> 2.77 GB/s on that trace.
+/// prefetchers do not keep ahead of once the input outgrows the caches (without these hints a
+/// 77 MB Qwen3 trace encodes a third slower than a 3 MB one). While group `g` is gathered, the
+/// lines of group `g + 2` are asked for, a share with each tile.
 struct GatherPrefetch {
     private let groupBytes: Int
     /// Cache lines asked for with each tile: a group's lines over the tiles of a group.
