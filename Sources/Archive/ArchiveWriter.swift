@@ -63,11 +63,13 @@ public final class ArchiveWriter {
 
     /// Creates an archive. Fails if `path` exists, unless `overwrite`.
     /// `codec` is the block layout every block is written in (readers read both).
+    /// Metadata keys must be in Unicode NFC (FORMAT.md 2.3): readers compare key bytes.
     public static func create(at path: String, schema: Schema, metadata: [String: String] = [:],
                               blockRows: Int? = nil, codec: BlockCodec = .fast,
                               overwrite: Bool = false) throws -> ArchiveWriter {
-        try create(at: path, schema: schema, metadata: metadata, blockRows: blockRows, codec: codec,
-                   overwrite: overwrite, faults: nil)
+        try ArchiveHeader.requireNFCKeys(metadata)
+        return try create(at: path, schema: schema, metadata: metadata, blockRows: blockRows, codec: codec,
+                          overwrite: overwrite, faults: nil)
     }
 
     /// `create`, with every write, fsync and truncation of the file passed through `faults` first.

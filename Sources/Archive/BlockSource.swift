@@ -55,7 +55,7 @@ final class BlockSource {
     }
 
     /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
-    /// block's checksum is verified, and those cover every byte (spec 1.4, 2.10). With
+    /// block's checksum is verified, and those cover every byte (spec 1.4, Appendix A.2). With
     /// `layers`, only what reading them needs is checked and decoded (`BlockDecoder.open`).
     private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil, layers: Range<Int>? = nil) throws {
         guard openFrame != block.frameOffset || contentChecksum else { return }

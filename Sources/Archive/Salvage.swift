@@ -160,8 +160,10 @@ public enum Salvage {
         if !overwrite, access(destination, F_OK) == 0 { throw ArchiveError.exists(path: destination) }
         let temporary = SegmentFile.temporaryName(beside: destination)
         do {
+            // The copy keeps the keys as stored: a writer before FORMAT.md 1.1 may have written keys
+            // that are not in NFC, which `create` refuses from callers.
             let writer = try ArchiveWriter.create(at: temporary, schema: report.schema, metadata: report.metadata,
-                                                  blockRows: report.blockRows, codec: report.codec)
+                                                  blockRows: report.blockRows, codec: report.codec, faults: nil)
             var index = SegmentIndex(logStart: 0)
             for block in report.blocks where block.position < report.recoverable {
                 let record = RecordHeader(kind: .rows, frameLength: block.frameLength, position: index.count,

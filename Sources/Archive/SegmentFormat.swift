@@ -45,6 +45,16 @@ struct ArchiveHeader: Equatable {
     /// Whether the two commit anchors follow the header frame (version 2 on).
     var hasAnchors: Bool { version >= 2 }
 
+    /// Refuses a metadata key that is not in Unicode NFC (FORMAT.md 2.3). Readers compare keys as
+    /// bytes; with NFC keys the `String` order `encoded()` sorts by is their byte order.
+    /// `_nfcCodeUnits` is the standard library's own normalizer (the one `String ==` uses), so no
+    /// table of another Unicode version is involved.
+    static func requireNFCKeys(_ metadata: [String: String]) throws {
+        for key in metadata.keys where !key.utf8.elementsEqual(key._nfcCodeUnits) {
+            throw ArchiveError.invalidArgument("metadata key '\(key)' is not in Unicode NFC; write it as its NFC form (FORMAT.md 2.3)")
+        }
+    }
+
     /// The whole header frame: skippable frame header and content.
     func encoded() -> [UInt8] {
         var content = SegmentFormat.archiveMagic

@@ -142,8 +142,9 @@ import Testing
         #expect(reader.schema == schema && reader.metadata == metadata && reader.blockRows == 100)
     }
 
-    /// Keys are compared as Swift strings, under Unicode canonical equivalence: "é" (C3 A9) and
-    /// "e" + U+0301 (65 CC 81) are the same key, so a header holding both is refused (FORMAT.md 2.3).
+    /// The reader compares keys as Swift strings, under Unicode canonical equivalence: "é" (C3 A9)
+    /// and "e" + U+0301 (65 CC 81) are the same key, so a header holding both is refused (FORMAT.md
+    /// 2.3 allows this: no writer wrote such a file).
     @Test func canonicallyEquivalentKeysAreDuplicates() throws {
         let dir = SpecTemporaryDirectory(), path = dir.path("dup")
         let frame = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
@@ -155,6 +156,38 @@ import Testing
                                                metadata: [("e", "1"), ("\u{E9}", "2")])
         try Data(distinct).write(to: URL(fileURLWithPath: path))
         #expect(try ArchiveReader(path: path).metadata == ["e": "1", "\u{E9}": "2"])
+    }
+
+    /// A writer writes NFC keys only (FORMAT.md 2.3): "e" + U+0301 is refused, naming the key, and
+    /// no file is left behind; its NFC form "é" is written as C3 A9.
+    @Test func writerRefusesKeysNotInNFC() throws {
+        let dir = SpecTemporaryDirectory(), path = dir.path("nfd")
+        let schema = try Schema(layers: 2, topk: 2, experts: 16)
+        #expect {
+            try ArchiveWriter.create(at: path, schema: schema, metadata: ["caf" + "e\u{301}": "1"], blockRows: 4)
+        } throws: { error in
+            guard case ArchiveError.invalidArgument(let why) = error else { return false }
+            return why.contains("not in Unicode NFC")
+        }
+        #expect(!FileManager.default.fileExists(atPath: path))
+        try ArchiveWriter.create(at: path, schema: schema, metadata: ["caf\u{E9}": "1"], blockRows: 4).close()
+        let bytes = Array(FileManager.default.contents(atPath: path)!)
+        #expect(bytes.firstRange(of: Array("caf".utf8) + [0xC3, 0xA9]) != nil)
+    }
+
+    /// A file of an earlier writer with a key not in NFC still opens, returns the key's bytes as
+    /// stored, and salvage copies it with those bytes (FORMAT.md 2.3: readers MUST NOT reject it).
+    @Test func keysNotInNFCFromEarlierWritersStillRead() throws {
+        let dir = SpecTemporaryDirectory(), path = dir.path("old"), copy = dir.path("copy")
+        let nfd = "caf" + "e\u{301}"
+        let frame = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
+                                            metadata: [(nfd, "1")])
+        try Data(frame).write(to: URL(fileURLWithPath: path))
+        let key = try #require(ArchiveReader(path: path).metadata.keys.first)
+        #expect(Array(key.utf8) == Array(nfd.utf8))
+        try Salvage.write(try Salvage.scan(path), to: copy)
+        let copied = try #require(ArchiveReader(path: copy).metadata.keys.first)
+        #expect(Array(copied.utf8) == Array(nfd.utf8))
     }
 
     // MARK: - CRC-32C
