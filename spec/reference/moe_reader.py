@@ -871,10 +871,10 @@ class Archive:
         tail = None if stop is None else (stop, L)
         return N, live, end, tail
 
-    def rows(self, check_content=True):
+    def rows(self, check_content=False):
         """2.6: every row 0 ..< N, [N, layers, topk] int64.
 
-        check_content=False skips the frame content checksum, as the reference's reads do (1.4)."""
+        Skips the frame content checksum as a row read SHOULD (1.4); check_content=True checks it."""
         out = np.zeros((self.N, self.schema.layers, self.schema.topk), dtype=np.int64)
         for b in self.blocks:
             frame = self.data[b.frame_offset:b.frame_offset + b.frame_length]
@@ -921,8 +921,90 @@ def check_vector_block(block_path, json_path, payload_path):
     return rows, problems
 
 
+def check_block_outcomes(directory):
+    """Appendix B: every frame of blocks/outcomes.json meets its expected outcome.
+
+    This reader rejects every block the spec lets a reader reject (it checks match offsets and
+    the end-of-block conditions itself), so of the outcomes "either" allows it always has one."""
+    import os
+    problems = []
+    with open(os.path.join(directory, "blocks", "outcomes.json")) as f:
+        outcomes = json.load(f)
+    for o in outcomes:
+        path = os.path.join(directory, "blocks", o["file"])
+        with open(os.path.join(directory, o["vector"] + ".json")) as f:
+            vector = json.load(f)
+        schema = schema_from_json(vector)
+        want = np.array(vector.get("decoded", vector["rows"]), dtype=np.int64)
+        with open(path, "rb") as f:
+            frame = f.read()
+        results = {}
+        for mode, check_content in (("rows", False), ("whole", True)):       # 1.4: reads skip it
+            try:
+                _, cols = decode_block(frame, schema, check_content=check_content)
+                rows = schema.expand(cols)
+                results[mode] = "rows" if np.array_equal(rows, want.reshape(rows.shape)) else "other rows"
+            except FormatError:
+                results[mode] = "reject"
+        allowed_rows = {"reject"} if o["reader_must"] == "reject" else {"reject", "rows"}
+        allowed_whole = {o["whole_block"]} if "whole_block" in o else allowed_rows
+        if results["rows"] not in allowed_rows or results["whole"] not in allowed_whole:
+            problems.append(f"{path}: row read {results['rows']}, whole-block check {results['whole']}; "
+                            f"expected {o['reader_must']} ({o['rule']})")
+    return len(outcomes), problems
+
+
+def check_archive_outcome(data, o):
+    """Appendix B: one archive against its expected outcome (opens or not, where, rows, tail,
+    the blocks whose reads fail, what a whole check reports). Returns problems."""
+    try:
+        archive = Archive(data)
+    except FormatError as error:
+        if o["opens"]:
+            return [f"refused at byte {error.offset} ({error.reason}); expected to open"]
+        if error.offset != o["damaged_at"]:
+            return [f"refused at byte {error.offset}, expected {o['damaged_at']} ({error.reason})"]
+        return []
+    if not o["opens"]:
+        return [f"opens with {archive.N} rows; expected damage at byte {o['damaged_at']}"]
+    problems = []
+    want = np.array(o["rows"], dtype=np.int64).reshape(len(o["rows"]), archive.schema.layers, archive.schema.topk)
+    tail = archive.tail[0] if archive.tail else None
+    if archive.N != len(want) or tail != o.get("tail"):
+        problems.append(f"{archive.N} rows and tail {tail}; expected {len(want)} rows and tail {o.get('tail')}")
+        return problems
+    unreadable = {tuple(r) for r in o.get("unreadable", [])}
+    reported = set()
+    for b in archive.blocks:
+        frame = data[b.frame_offset:b.frame_offset + b.frame_length]
+        span = (b.position, b.position + b.stored_rows)
+        try:
+            _, cols = decode_block(frame, archive.schema, b.stored_rows, check_content=False)
+            got = archive.schema.expand(cols[:b.rows])
+            if span in unreadable:
+                problems.append(f"rows {span[0]}..<{span[1]} read; expected their read to fail")
+            elif not np.array_equal(got, want[b.position:b.position + b.rows]):
+                problems.append(f"rows {span[0]}..<{span[1]} differ")
+        except FormatError:
+            if span not in unreadable:
+                problems.append(f"reading rows {span[0]}..<{span[1]} fails")
+        try:
+            decode_block(frame, archive.schema, b.stored_rows)
+        except FormatError:
+            reported.add(f"block {span[0]}..<{span[1]}")
+    if archive.version >= 2:
+        header_end = archive.H - 2 * ANCHOR_SIZE
+        for k in (0, 1):
+            if intact_anchor(data, header_end + k * ANCHOR_SIZE, archive.H) is None:
+                reported.add(f"anchor {k}")
+    if reported != set(o.get("verify", [])):
+        problems.append(f"a whole check reports {sorted(reported)}; expected {sorted(o.get('verify', []))}")
+    return problems
+
+
 def check_vector_directory(directory):
-    """1.9, 1.10.8, 2.11: every block vector of `directory` (and compact/), and both archive vectors."""
+    """1.9, 1.10.8, 2.11, Appendix B: every block vector of `directory` (and compact/), every
+    archive vector, the malformed blocks and the damaged archives with their outcomes."""
     import glob
     import os
     problems, count = [], 0
@@ -934,14 +1016,25 @@ def check_vector_directory(directory):
             found = [f"refused at byte {error.offset}: {error.reason}"]
         problems += [f"{block}: {p}" for p in found]
         count += 1
-    for name in ("small", "small-v2"):                       # format versions 1 and 2
-        archive_path = os.path.join(directory, "archive", name + ".archive")
+    archives = 0
+    for json_path in sorted(glob.glob(os.path.join(directory, "archive", "*.json"))):
+        archive_path = json_path[:-5] + ".archive"
+        with open(json_path) as f:
+            vector = json.load(f)
         with open(archive_path, "rb") as f:
-            rows = Archive(f.read()).rows()
-        with open(os.path.join(directory, "archive", name + ".json")) as f:
-            if not np.array_equal(rows, np.array(json.load(f)["rows"], dtype=np.int64)):
-                problems.append(f"{archive_path}: rows differ from {name}.json")
-    return count, problems
+            data = f.read()
+        expected = {"opens": True, "rows": vector["rows"], "tail": vector.get("tail"), "verify": []}
+        problems += [f"{archive_path}: {p}" for p in check_archive_outcome(data, expected)]
+        archives += 1
+    blocks, found = check_block_outcomes(directory)
+    problems += found
+    with open(os.path.join(directory, "archive", "damaged", "outcomes.json")) as f:
+        outcomes = json.load(f)
+    for o in outcomes:
+        path = os.path.join(directory, "archive", "damaged", o["file"])
+        with open(path, "rb") as f:
+            problems += [f"{path}: {p} ({o['change']})" for p in check_archive_outcome(f.read(), o)]
+    return {"blocks": count, "archives": archives, "malformed": blocks, "damaged": len(outcomes)}, problems
 
 
 def read_archive(path, output, dtype, check_content):
@@ -968,9 +1061,11 @@ def main(argv=None):
     parser.add_argument("--schema", help="the vector .json holding the block's schema and rows")
     parser.add_argument("--payload", help="the vector .payload to compare with (default: beside --block)")
     parser.add_argument("--vectors", help="check every vector of this spec/vectors directory")
+    parser.add_argument("--check-content-checksum", action="store_true",
+                        help="archive mode: also check each block's content checksum when reading rows "
+                             "(1.4: row reads SHOULD skip it, as the reference's do; a whole-block check makes it)")
     parser.add_argument("--skip-content-checksum", action="store_true",
-                        help="archive mode: do not check block content checksums when reading rows "
-                             "(allowed by 1.4; the reference's reads skip them)")
+                        help="archive mode: the default (kept for earlier command lines)")
     parser.add_argument("--expect-json", help="archive mode: compare with the 'rows' of this JSON")
     args = parser.parse_intermixed_args(argv)
     name = None
@@ -981,7 +1076,8 @@ def main(argv=None):
             if problems:
                 print(f"moe_reader: error: {problems[0]} ({len(problems)} problems)", file=sys.stderr)
                 return 1
-            print(f"{args.vectors}: {count} block vectors and the archive vectors (format versions 1 and 2) match")
+            print(f"{args.vectors}: {count['blocks']} block vectors, {count['archives']} archive vectors, "
+                  f"{count['malformed']} block outcome vectors and {count['damaged']} damaged archives match")
         elif args.block:
             name = args.block
             if not args.schema:
@@ -1000,7 +1096,7 @@ def main(argv=None):
             outputs = args.output or [None] * len(args.archive)
             for path, output in zip(args.archive, outputs):
                 name = path
-                rows = read_archive(path, output, args.dtype, not args.skip_content_checksum)
+                rows = read_archive(path, output, args.dtype, args.check_content_checksum)
                 if args.expect_json:
                     with open(args.expect_json) as f:
                         want = np.array(json.load(f)["rows"], dtype=np.int64)
