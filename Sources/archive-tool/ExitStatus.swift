@@ -86,7 +86,7 @@ struct ToolFailure: Error, CustomStringConvertible {
                 self.init(.badInput, error.description)
             }
         case let interrupted as Interrupted:
-            self.init(interrupted.status, "interrupted by \(interrupted.name); nothing of this command's output was kept")
+            self.init(interrupted.status, "interrupted by \(interrupted.name); stopped, and what it had written to files was undone")
         case let error as NumpyError:
             switch error {
             case .interrupted(_, let signal):
