@@ -18,7 +18,7 @@ private func onSignal(_ signal: Int32) {
 /// (roll the archive back, remove a temporary file) before exiting with status 130 or 143.
 enum Interrupt {
     static func install() {
-        _ = StopRequest.signal  // initializes the storage the handler writes
+        StopRequest.prepare()  // also initializes the storage the handler writes
         var unblock = sigset_t()
         sigemptyset(&unblock)
         for signalNumber in [SIGINT, SIGTERM] {

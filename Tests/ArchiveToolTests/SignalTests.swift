@@ -121,6 +121,35 @@ import TraceSynth
         print("signal table: pack --append signalled twice \(Self.rounds) times: \(undone) undone (exit 130/143), \(kept) complete first (exit 0), 0 wrong")
     }
 
+    /// A pipe that goes silent (its writer neither writes nor closes): one SIGINT still stops
+    /// `pack -` at once, as the signal cuts the read short. (Were it retried, the tool would
+    /// wait for input forever: the safety net below closes the pipe after a minute, and the
+    /// test then fails.)
+    @Test func silentPipeIsInterrupted() throws {
+        let dir = TemporaryDirectory(), archive = dir.file("a.moe"), input = dir.file("in.npy")
+        let values = smallTrace(rows: 100_000, seed: 6)
+        try writeNpy(input, values, shape: [100_000, 4, 2], dtype: .uint8)
+        try writeNpy(dir.file("head.npy"), slice(values, rows: 0..<10, perRow: 8), shape: [10, 4, 2], dtype: .uint8)
+        expectSuccess(try tool(["pack", dir.file("head.npy"), "-o", archive, "--experts", "16"]))
+        let before = try #require(fileBytes(archive))
+        let data = try #require(fileBytes(input))
+        for (arguments, signal) in [(["pack", "-", "-o", archive, "--append"], SIGINT),
+                                    (["pack", "-", "-o", dir.file("new.moe"), "--experts", "16"], SIGTERM)] {
+            let child = try Child(arguments, in: dir)
+            child.feed(data.prefix(256 << 10))  // more than a pipe holds: the tool is reading
+            child.send(signal)
+            let exited = DispatchSemaphore(value: 0)
+            let process = child.process
+            DispatchQueue.global().async { process.waitUntilExit(); exited.signal() }
+            let stoppedBySignal = exited.wait(timeout: .now() + 60) == .success
+            let result = child.finish()
+            #expect(stoppedBySignal, "\(arguments): the signal stopped a read from a silent pipe")
+            #expect(result.status == 128 + signal, "\(result.stderr)")
+            #expect(fileBytes(archive) == before)
+            #expect(dir.entries() == ["a.moe", "head.npy", "in.npy"], "\(dir.entries())")
+        }
+    }
+
     /// A new `pack`, `unpack` and `synth` signalled twice: the output is either absent (130,
     /// 143) or complete (0), and no temporary file remains.
     @Test func newOutputsSignalledTwice() throws {
