@@ -1,5 +1,6 @@
 import Archive
 import ArgumentParser
+import NumpyFile
 
 struct SalvageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,30 +29,30 @@ struct SalvageCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("A new archive for the rows that survive.", valueName: "path"))
     var output: String?
 
-    @Flag(help: "Replace an existing output file.")
+    @Flag(help: "Replace an existing output, if it is a regular file.")
     var force = false
 
-    @Flag(help: "Print nothing but errors.")
-    var quiet = false
+    @OptionGroup var options: QuietOption
 
     func run() throws {
         try reportingFailures {
             let report = try Salvage.scan(archive)
             for range in report.damaged {
-                print("\(archive): bytes \(range.lowerBound)..<\(range.upperBound) damaged")
+                try StandardOutput.write("\(archive): bytes \(range.lowerBound)..<\(range.upperBound) damaged\n")
             }
             for rows in report.lostRows {
-                print("\(archive): rows \(rows.lowerBound)..<\(rows.upperBound) lost")
+                try StandardOutput.write("\(archive): rows \(rows.lowerBound)..<\(rows.upperBound) lost\n")
             }
             if let tail = report.ignoredTail {
-                print("\(archive): bytes \(tail.offset)..<\(tail.offset + tail.bytes) are a torn tail (an interrupted write, not part of the archive), ignored")
+                try StandardOutput.write("\(archive): bytes \(tail.offset)..<\(tail.offset + tail.bytes) are a torn tail (an interrupted write, not part of the archive), ignored\n")
             }
             let intact = report.blocks.reduce(0) { $0 + $1.rows }
             Console.infoOut("\(archive): \(Units.grouped(report.blocks.count)) intact blocks holding \(Units.grouped(intact)) rows; "
-                            + "rows 0..<\(Units.grouped(report.recoverable)) are whole", quiet: quiet)
+                            + "rows 0..<\(Units.grouped(report.recoverable)) are whole", quiet: options.quiet)
             if let output {
+                if force { try OutputPath.checkReplaceable(output) }
                 let kept = try Salvage.write(report, to: output, overwrite: force)
-                Console.infoOut("wrote \(output): \(Units.grouped(kept)) rows", quiet: quiet)
+                Console.infoOut("wrote \(output): \(Units.grouped(kept)) rows", quiet: options.quiet)
             }
             if !report.lostRows.isEmpty {
                 throw ToolFailure(.damaged, "\(archive): \(report.damaged.count) damaged range\(report.damaged.count == 1 ? "" : "s"), "

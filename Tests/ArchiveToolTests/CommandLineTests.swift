@@ -54,13 +54,13 @@ func fileTimes(_ path: String) -> [Int] {
                       status: 1, "block rows must be in 1...8388608")
     }
 
-    /// `rows`, `stat`, `verify`, `models` (and `unpack -o -`) fail with a message when standard
+    /// `rows`, `stat`, `verify`, `models`, `salvage` (and `unpack -o -`) fail with a message when standard
     /// output cannot be written (a full disk: /dev/full).
     @Test func writeErrorsOnStandardOutput() throws {
         let dir = TemporaryDirectory(), input = dir.file("in.npy"), archive = dir.file("a.moe")
         try writeNpy(input, smallTrace(rows: 100), shape: [100, 4, 2], dtype: .uint8)
         expectSuccess(try tool(["pack", input, "-o", archive, "--experts", "16"]))
-        for arguments in [["rows", archive], ["stat", archive], ["stat", archive, "--json"], ["verify", archive], ["models"],
+        for arguments in [["rows", archive], ["stat", archive], ["stat", archive, "--json"], ["verify", archive], ["models"], ["salvage", archive],
                           ["unpack", archive, "-o", "-"]] {
             let result = try tool(arguments, stdoutPath: "/dev/full")
             expectFailure(result, status: 4, "No space left on device")
@@ -105,7 +105,8 @@ func fileTimes(_ path: String) -> [Int] {
         for (path, kind) in [(fifo, "FIFO"), (link, "symbolic link")] {
             for arguments in [["pack", input, "-o", path, "--experts", "16", "--force"],
                               ["unpack", archive, "-o", path, "--force"],
-                              ["synth", "--model", "mixtral-8x7b", "--tokens", "10", "-o", path, "--force"]] {
+                              ["synth", "--model", "mixtral-8x7b", "--tokens", "10", "-o", path, "--force"],
+                              ["salvage", archive, "-o", path, "--force"]] {
                 expectFailure(try tool(arguments), status: 2, "\(path): is a \(kind), not a regular file; only a regular file is replaced")
             }
         }
