@@ -99,6 +99,12 @@ public final class ArchiveWriter {
                              index: SegmentIndex(logStart: head.count), mapping: mapping, recoveredTail: nil)
     }
 
+    /// Whether another writer, in any process, has the archive at `path` open: a file about to
+    /// be replaced must not be, or its rows would go to the replaced file.
+    public static func isWriterActive(at path: String) -> Bool {
+        SegmentFile.isWriterActive(at: path)
+    }
+
     /// Opens an existing archive to append, resuming at its row count. A torn last record
     /// (a crash during a write) is cut off; damage in synced data fails with its offset.
     public static func open(at path: String) throws -> ArchiveWriter {

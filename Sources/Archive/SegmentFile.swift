@@ -52,6 +52,17 @@ struct SegmentFile: ~Copyable {
         }
     }
 
+    /// Whether a writer, in any process, holds the archive at `path` open (false when there is
+    /// no such file). Takes the writer's lock for an instant to find out.
+    static func isWriterActive(at path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
     /// Releases the writer's lock before the descriptor closes (a closed writer holds none).
     func unlock() {
         flock(descriptor, LOCK_UN)

@@ -219,19 +219,11 @@ struct Pack: ParsableCommand {
         input == "-" ? "<stdin>" : URL(fileURLWithPath: input).lastPathComponent
     }
 
-    /// Refuses to replace an archive a writer has open (its rows would go to the replaced
-    /// file): the writer's advisory lock is an flock(2) on the file.
+    /// Refuses to replace an archive a writer has open (its rows would go to the replaced file).
     static func checkNotLocked(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EWOULDBLOCK {
-                throw ToolFailure(.conflict, "\(path): another writer has the archive open; not replacing it")
-            }
-            return
+        if ArchiveWriter.isWriterActive(at: path) {
+            throw ToolFailure(.conflict, "\(path): another writer has the archive open; not replacing it")
         }
-        flock(fd, LOCK_UN)
     }
 
     // MARK: Appending
