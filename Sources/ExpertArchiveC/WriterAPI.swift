@@ -167,7 +167,8 @@ func fillSchema(_ out: UnsafeMutablePointer<ea_schema>?, _ schema: Schema, codec
     guard let out else { throw ArchiveError.invalidArgument("the schema output is NULL") }
     out.pointee = ea_schema(layers: Int32(schema.layers), topk: Int32(schema.topk), experts: Int32(schema.experts),
                             bits: Int32(schema.bitWidth), dense_count: Int32(schema.denseLayers.count),
-                            codec: codec == .compact ? Int32(EA_CODEC_COMPACT) : Int32(EA_CODEC_FAST),
+                            // The header's EA_CODEC_* values are the codecs' raw values (spec 2.3).
+                            codec: Int32(codec.rawValue),
                             block_rows: Int64(blockRows))
 }
 
