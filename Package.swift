@@ -48,13 +48,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What every test target shares (a temporary directory per test).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth", "NumpyFile"]),
         // The writer and reader processes of the crash and concurrency tests; not a product.
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "TraceSynth"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),
         .target(name: "NumpyFile"),
-        .testTarget(name: "NumpyFileTests", dependencies: ["NumpyFile"]),
-        .testTarget(name: "ArchiveToolTests", dependencies: ["Archive", "NumpyFile", "TraceSynth"]),
+        .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile"]),
+        .testTarget(name: "ArchiveToolTests", dependencies: ["TestSupport", "Archive", "NumpyFile", "TraceSynth"]),
     ],
     swiftLanguageModes: [.v6]
 )

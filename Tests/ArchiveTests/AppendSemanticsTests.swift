@@ -12,7 +12,7 @@ import TraceSynth
 
     @Test func evictThenRePrefill() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 4)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 4)
         #expect(try writer.append(rows(3), at: 0) == AppendResult(appended: 3, skipped: 0, differing: nil))
         #expect(try writer.append(rows(3), at: 3).appended == 3)
         #expect(try writer.append(rows(7), at: 0, compareOverlap: true) == AppendResult(appended: 1, skipped: 6, differing: 3))
@@ -21,7 +21,7 @@ import TraceSynth
 
     @Test func rePrefillThenClippedDecode() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 2)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 2)
         try writer.append(rows(3), at: 0)
         try writer.append(rows(4), at: 0)
         try writer.append(Array(rows(3)[..<4]), at: 4)
@@ -30,7 +30,7 @@ import TraceSynth
 
     @Test func autoregressiveEvictLongerRePrefill() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema)
         try writer.append(rows(3), at: 0)
         try writer.append(rows(1), at: 3)
         try writer.append(rows(5), at: 0)
@@ -39,7 +39,7 @@ import TraceSynth
 
     @Test func chunkedPrefillWithCoveredBatch() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema)
         try writer.append(rows(3), at: 0)
         try writer.append(rows(3), at: 3)
         #expect(try writer.append(rows(1), at: 5) == AppendResult(appended: 0, skipped: 1, differing: nil))
@@ -48,24 +48,24 @@ import TraceSynth
 
     @Test func gapIsRefusedAndNothingStored() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema)
         try writer.append(rows(3), at: 0)
         try writer.sync()
-        let before = fileBytes(dir.path("a"))
-        #expect(throws: ArchiveError.gap(path: dir.path("a"), start: 5, count: 3)) { try writer.append(rows(2), at: 5) }
+        let before = fileBytes(dir.file("a"))
+        #expect(throws: ArchiveError.gap(path: dir.file("a"), start: 5, count: 3)) { try writer.append(rows(2), at: 5) }
         #expect(writer.count == 3)
-        #expect(fileBytes(dir.path("a")) == before)
+        #expect(fileBytes(dir.file("a")) == before)
         #expect("\(ArchiveError.gap(path: "x", start: 5, count: 3))".contains("5"))
     }
 
     @Test func badIDsAreRefusedWithTheirPositionAndNothingStored() throws {
         let dir = TemporaryDirectory()
         let schema = try Schema(layers: 3, topk: 2, experts: 10, denseLayers: [1])
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 2)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 2)
         try writer.append([Int32](repeating: 1, count: 6 * 3), at: 0)
         var batch = [Int32](repeating: 2, count: 6 * 4)
         batch[2 * 6 + 4 + 1] = 10
-        #expect(throws: ArchiveError.invalidRows(path: dir.path("a"), position: 3, reason: "expert id 10 at layer 2, slot 1 is outside [0, 10)")) {
+        #expect(throws: ArchiveError.invalidRows(path: dir.file("a"), position: 3, reason: "expert id 10 at layer 2, slot 1 is outside [0, 10)")) {
             try writer.append(batch, at: 1)
         }
         batch[2 * 6 + 4 + 1] = 2
@@ -85,7 +85,7 @@ import TraceSynth
     @Test func badIDsOfADecodeStepAreRefusedAndNothingKept() throws {
         let dir = TemporaryDirectory()
         let schema = try Schema(layers: 3, topk: 2, experts: 10)
-        let path = dir.path("a")
+        let path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 4)
         var stored: [Int64] = []
         for step in 0..<9 {
@@ -112,7 +112,7 @@ import TraceSynth
 
     @Test func truncateIsDurableAndAppendContinuesThere() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 4)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 4)
         try writer.append(rows(10), at: 0)
         try writer.truncate(to: 6)
         #expect(writer.count == 6)
@@ -121,7 +121,7 @@ import TraceSynth
         #expect(try stored(writer) == rows(6) + rows(2))
         #expect(throws: ArchiveError.self) { try writer.truncate(to: 9) }
         try writer.close()
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         #expect(try reader.rows(0..<reader.count, as: Int32.self) == rows(6) + rows(2))
     }
 
@@ -132,26 +132,26 @@ import TraceSynth
         let all = synth.rows(1000, as: Int64.self)
         let meta = ["model": "Qwen3-30B-A3B", "request": "r-17", "ünïcode": "✓"]
         do {
-            let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, metadata: meta, blockRows: 64)
+            let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, metadata: meta, blockRows: 64)
             try writer.append(Array(all[..<(400 * 15)]), at: 0)
         }
-        let writer = try ArchiveWriter.open(at: dir.path("a"))
+        let writer = try ArchiveWriter.open(at: dir.file("a"))
         #expect(writer.count == 400 && writer.schema == schema && writer.metadata == meta && writer.blockRows == 64)
         try writer.append(Array(all[(300 * 15)...]), at: 300)
         try writer.close()
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         #expect(reader.count == 1000)
         #expect(try reader.rows(0..<1000, as: Int64.self) == all.rows(of: 15).flatMap { row in row.enumerated().map { $0.offset < 3 ? 0 : $0.element } })
     }
 
     @Test func secondWriterIsRefused() throws {
         let dir = TemporaryDirectory()
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema)
-        #expect(throws: ArchiveError.locked(path: dir.path("a"))) { try ArchiveWriter.open(at: dir.path("a")) }
-        #expect(throws: ArchiveError.exists(path: dir.path("a"))) { try ArchiveWriter.create(at: dir.path("a"), schema: schema) }
-        #expect(throws: ArchiveError.locked(path: dir.path("a"))) { try ArchiveWriter.create(at: dir.path("a"), schema: schema, overwrite: true) }
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema)
+        #expect(throws: ArchiveError.locked(path: dir.file("a"))) { try ArchiveWriter.open(at: dir.file("a")) }
+        #expect(throws: ArchiveError.exists(path: dir.file("a"))) { try ArchiveWriter.create(at: dir.file("a"), schema: schema) }
+        #expect(throws: ArchiveError.locked(path: dir.file("a"))) { try ArchiveWriter.create(at: dir.file("a"), schema: schema, overwrite: true) }
         try writer.close()
-        _ = try ArchiveReader(path: dir.path("a"))
+        _ = try ArchiveReader(path: dir.file("a"))
     }
 
     /// 128K rows of a long-context session against the in-memory model: chunked prefill,
@@ -165,7 +165,7 @@ import TraceSynth
         let truth = synth.rows(total + 1024, as: Int64.self).rows(of: width)
         var random = SplitMix64(seed: 12)
         var model = ReferenceModel()
-        var writer: ArchiveWriter? = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 512)
+        var writer: ArchiveWriter? = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 512)
         var operations = 0
         // Each history position's "true" routing; a re-prefill resends it, a re-routing differs.
         func batch(_ range: Range<Int>, rerouted: Bool = false) -> [[Int64]] {
@@ -206,13 +206,13 @@ import TraceSynth
             if operations % 7 == 0 { // reopen: a session snapshot resumes where it was
                 try writer!.close()
                 writer = nil
-                writer = try ArchiveWriter.open(at: dir.path("a"))
+                writer = try ArchiveWriter.open(at: dir.file("a"))
                 #expect(writer!.count == model.rows.count)
             }
         }
         #expect(try writer!.rows(0..<model.rows.count, as: Int64.self) == model.rows.flatMap { $0 })
         try writer!.close()
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         #expect(try reader.rows(0..<reader.count, as: Int64.self) == model.rows.flatMap { $0 })
         #expect(reader.verify().isEmpty)
     }
@@ -220,7 +220,7 @@ import TraceSynth
 
 @Suite struct CheckpointTests {
     @Test func rollbackRestoresTheFileByteForByte() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let schema = try Schema(layers: 2, topk: 2, experts: 16)
         let truth = PositionalRows(schema: schema, seed: 1)
         let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 8)
@@ -251,7 +251,7 @@ import TraceSynth
         let rows = synth.rows(20_000, as: Int32.self)
         var files: [[UInt8]] = []
         for threads in [1, 2, 3] {
-            let path = dir.path("t\(threads)")
+            let path = dir.file("t\(threads)")
             let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: 256)
             writer.encodingThreads = threads
             try writer.append(Array(rows[..<(100 * 32)]), at: 0)     // some rows buffered first

@@ -123,7 +123,7 @@ import Testing
         #expect(SpecArchive.headerFrame(version: 2, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                         metadata: [("model", "demo")]) == Array(v2.bytes[0..<v2.headerBytes]))
 
-        let dir = SpecTemporaryDirectory(), path = dir.path("dense")
+        let dir = TemporaryDirectory(), path = dir.file("dense")
         let schema = try Schema(layers: 5, topk: 3, experts: 384, denseLayers: [0, 3])
         let metadata = ["model": "kimi", "engine": "sglang", "note": "", "größe": "8×", "Z": "upper"]
         try ArchiveWriter.create(at: path, schema: schema, metadata: metadata, blockRows: 100).close()
@@ -146,7 +146,7 @@ import Testing
     /// and "e" + U+0301 (65 CC 81) are the same key, so a header holding both is refused (FORMAT.md
     /// 2.3 allows this: no writer wrote such a file).
     @Test func canonicallyEquivalentKeysAreDuplicates() throws {
-        let dir = SpecTemporaryDirectory(), path = dir.path("dup")
+        let dir = TemporaryDirectory(), path = dir.file("dup")
         let frame = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                             metadata: [("e\u{301}", "1"), ("\u{E9}", "2")])
         try Data(frame).write(to: URL(fileURLWithPath: path))
@@ -161,7 +161,7 @@ import Testing
     /// A writer writes NFC keys only (FORMAT.md 2.3): "e" + U+0301 is refused, naming the key, and
     /// no file is left behind; its NFC form "é" is written as C3 A9.
     @Test func writerRefusesKeysNotInNFC() throws {
-        let dir = SpecTemporaryDirectory(), path = dir.path("nfd")
+        let dir = TemporaryDirectory(), path = dir.file("nfd")
         let schema = try Schema(layers: 2, topk: 2, experts: 16)
         #expect {
             try ArchiveWriter.create(at: path, schema: schema, metadata: ["caf" + "e\u{301}": "1"], blockRows: 4)
@@ -178,7 +178,7 @@ import Testing
     /// A file of an earlier writer with a key not in NFC still opens, returns the key's bytes as
     /// stored, and salvage copies it with those bytes (FORMAT.md 2.3: readers MUST NOT reject it).
     @Test func keysNotInNFCFromEarlierWritersStillRead() throws {
-        let dir = SpecTemporaryDirectory(), path = dir.path("old"), copy = dir.path("copy")
+        let dir = TemporaryDirectory(), path = dir.file("old"), copy = dir.file("copy")
         let nfd = "caf" + "e\u{301}"
         let frame = SpecArchive.headerFrame(version: 1, layers: 2, topk: 2, experts: 16, blockRows: 4, dense: [],
                                             metadata: [(nfd, "1")])
@@ -218,7 +218,7 @@ import Testing
     /// on-disk format (or of the encoder's coding choices, or of liblz4's output: see Part 1 1.9).
     @Test func rebuildingGivesTheSameBytes() throws {
         let vector = try ArchiveVector.load("small-v2")
-        let dir = SpecTemporaryDirectory(), path = dir.path("small.archive")
+        let dir = TemporaryDirectory(), path = dir.file("small.archive")
         try Self.build(at: path)
         let rebuilt = Array(FileManager.default.contents(atPath: path)!)
         #expect(rebuilt.count == vector.bytes.count)
@@ -236,7 +236,7 @@ import Testing
     @Test(arguments: vectorNames)
     func specReplayDecidesTailAndDamageAsTheLibrary(name: String) throws {
         let vector = try ArchiveVector.load(name)
-        let dir = SpecTemporaryDirectory(), path = dir.path("variant")
+        let dir = TemporaryDirectory(), path = dir.file("variant")
         var variants: [(String, [UInt8])] = (0..<vector.bytes.count).map { ("cut at \($0)", Array(vector.bytes[..<$0])) }
         // The whole file, and two prefixes whose last blocks lie past every synced claim (so that
         // step 3 of the replay checks them): without the last commit (record G) and with records
@@ -289,7 +289,7 @@ import Testing
         try #require(records.map(\.offset) == [65, 171, 278, 322, 366, 410, 509] && blocks.count == 3)
         try #require(records.map(\.syncedLength) == [65, 65, 278, 322, 366, 410, 509])
         try #require(vector.bytes.count == 553)
-        let dir = SpecTemporaryDirectory(), path = dir.path("variant")
+        let dir = TemporaryDirectory(), path = dir.file("variant")
         func write(_ bytes: [UInt8]) throws { replaceFile(path, bytes) }
         func size() throws -> Int? { try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int }
         func expectDamage(at offset: Int, _ bytes: [UInt8], _ comment: Comment) throws {
@@ -417,7 +417,7 @@ import Testing
     func writeVector() throws {
         try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
         // Built aside, then written atomically: the other tests of the suite may be reading.
-        let scratch = SpecTemporaryDirectory(), path = scratch.path("small-v2.archive")
+        let scratch = TemporaryDirectory(), path = scratch.file("small-v2.archive")
         try Self.build(at: path)
         let bytes = Array(FileManager.default.contents(atPath: path)!)
         try Data(bytes).write(to: Self.directory.appendingPathComponent("small-v2.archive"), options: .atomic)
@@ -817,13 +817,3 @@ private func replaceFile(_ path: String, _ bytes: [UInt8]) {
     precondition(written == bytes.count && ftruncate(fd, off_t(bytes.count)) == 0, "cannot write \(path)")
 }
 
-/// A fresh temporary directory, removed when the value is released.
-private final class SpecTemporaryDirectory {
-    let url: URL
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("archive-spec-tests-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-}

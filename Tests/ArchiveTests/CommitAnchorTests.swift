@@ -26,7 +26,7 @@ import TraceSynth
     /// among them) as if a torn tail had been cut; the anchor says the log reached further, so
     /// the archive does not open, and salvage keeps only rows a truncation cannot have replaced.
     @Test func aDurableTruncateNeverComesUndone() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 256)
         try writer.append(truth.rows(0..<10_000, as: Int32.self))
         try writer.flush()
@@ -48,8 +48,8 @@ import TraceSynth
         let report = try Salvage.scan(path)
         #expect(report.recoverable == 4000, "rows 4000 on may have been rolled back: the truncation was lost")
         #expect(report.lostRows == [4000..<4010])
-        #expect(try Salvage.write(report, to: dir.path("saved")) == 4000)
-        let saved = try ArchiveReader(path: dir.path("saved"))
+        #expect(try Salvage.write(report, to: dir.file("saved")) == 4000)
+        let saved = try ArchiveReader(path: dir.file("saved"))
         #expect(try saved.rows(0..<saved.count, as: Int32.self) == truth.rows(0..<4000, as: Int32.self))
     }
 
@@ -57,7 +57,7 @@ import TraceSynth
     /// appended ones and not the rolled-back ones; a copy of the file's own records appended after
     /// it (a torn tail that looks like an old log) changes nothing.
     @Test func salvageReplaysTheLogAsReadersDo() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 64)
         try writer.append(truth.rows(0..<1000, as: Int32.self))
         try writer.truncate(to: 400)
@@ -71,7 +71,7 @@ import TraceSynth
             let report = try Salvage.scan(path)
             #expect(report.recoverable == 700 && report.lostRows.isEmpty && report.damaged.isEmpty)
             #expect((report.ignoredTail != nil) == (bytes.count > clean.count))
-            let saved = dir.path("saved-\(bytes.count)")
+            let saved = dir.file("saved-\(bytes.count)")
             #expect(try Salvage.write(report, to: saved) == 700)
             #expect(try ArchiveReader(path: saved).rows(0..<700, as: Int32.self) == expected)
         }
@@ -80,7 +80,7 @@ import TraceSynth
     /// A torn tail, then calls that are refused (a gap, a truncation past the rows, an id out of
     /// range, a bad shape) and a writer that writes nothing: the file is byte for byte as it was.
     @Test func refusedCallsChangeNoByte() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try writer.append(truth.rows(0..<100, as: Int32.self))
         try writer.close()
@@ -111,7 +111,7 @@ import TraceSynth
     /// Without a reader the same failure cuts the file back byte for byte.
     @Test(arguments: [true, false])
     func aFailedWriteLeavesNothingAReaderCanSee(readerOpen: Bool) throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let setup = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try setup.append(truth.rows(0..<160, as: Int32.self))
         try setup.close()
@@ -142,7 +142,7 @@ import TraceSynth
     /// `create(overwrite: true)` replaces the file by a rename: a reader of the old one goes on
     /// reading all of it (emptying it in place would take its pages), and new readers see the new.
     @Test func overwriteKeepsReadersOfTheOldFileWhole() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let old = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try old.append(truth.rows(0..<300, as: Int32.self))
         try old.close()
@@ -156,14 +156,14 @@ import TraceSynth
         #expect(try reader.rows(0..<300, as: Int32.self) == truth.rows(0..<300, as: Int32.self))
         #expect(reader.verify().isEmpty)
         #expect(try ArchiveReader(path: path).count == 10)
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).filter { $0 != "a" }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0 != "a" }
         #expect(leftovers.isEmpty, "no temporary file left: \(leftovers)")
     }
 
     /// One damaged anchor: the other is used, `verify()` reports the damaged one, and the
     /// writer's next commit rewrites it.
     @Test func aDamagedAnchorIsReportedAndRewritten() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try writer.append(truth.rows(0..<50, as: Int32.self))
         try writer.sync()
@@ -186,7 +186,7 @@ import TraceSynth
 
     /// Reads far outside the rows are refused, not trapped on an overflow.
     @Test func hugeRangesAreRefused() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try writer.append(truth.rows(0..<20, as: Int32.self))
         try writer.close()

@@ -32,7 +32,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// to what the last left: the archive always opens, holds exactly the deterministic rows
     /// (a prefix of what was appended), and keeps every row a completed sync() covered.
     @Test func sigkillWhileAppending() throws {
-        let dir = TemporaryDirectory(), path = dir.path("killed")
+        let dir = TemporaryDirectory(), path = dir.file("killed")
         var random = SplitMix64(seed: 50)
         let truth = PositionalRows(schema: crashSchema, seed: 7)
         let kills = soakSetting("ARCHIVE_SOAK_KILLS", default: 50)
@@ -66,7 +66,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// A reader in this process refreshes while a writer process appends and flushes: it sees
     /// a growing, consistent prefix and never a torn record.
     @Test func readerSeesAConsistentPrefixWhileAnotherProcessWrites() throws {
-        let dir = TemporaryDirectory(), path = dir.path("shared")
+        let dir = TemporaryDirectory(), path = dir.file("shared")
         let truth = PositionalRows(schema: crashSchema, seed: 3)
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 64)
         try writer.close()
@@ -93,7 +93,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// refresh shows a prefix of the same rows, never a torn or stale record; and a second
     /// writer meanwhile is refused.
     @Test func readerSeesAConsistentPrefixWhileAnotherProcessTruncates() throws {
-        let dir = TemporaryDirectory(), path = dir.path("churned")
+        let dir = TemporaryDirectory(), path = dir.file("churned")
         let truth = PositionalRows(schema: crashSchema, seed: 8)
         try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16).close()
         let (process, output) = try launchCrashTest(["churn", path, "8", "6000"])
@@ -130,7 +130,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// with EFBIG and a clear error, the archive keeps every synced row and nothing else changed,
     /// and a writer without the limit goes on from there.
     @Test func fileSizeLimitFailsCleanly() throws {
-        let dir = TemporaryDirectory(), path = dir.path("limited")
+        let dir = TemporaryDirectory(), path = dir.file("limited")
         let truth = PositionalRows(schema: crashSchema, seed: 12)
         let (process, output) = try launchCrashTest(["limit", path, "12", "20000"])
         process.waitUntilExit()
@@ -158,7 +158,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// crashes (a writer never shrinks the file while a reader has it mapped), none reads a
     /// wrong row, none reports an error on the healthy archive.
     @Test func readersSurviveWritersThatFailDieAndTruncate() throws {
-        let dir = TemporaryDirectory(), path = dir.path("shared")
+        let dir = TemporaryDirectory(), path = dir.file("shared")
         let seed = "9", truth = PositionalRows(schema: crashSchema, seed: 9)
         let setup = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try setup.append(truth.rows(0..<200, as: Int32.self))
@@ -195,13 +195,13 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
         let stored = try ArchiveReader(path: path).count
         var input = truth.rows(stored..<stored + 300, as: Int32.self)
         input[input.count - 1] = 100
-        try writeInt32Npy(dir.path("bad.npy"), input, shape: [300, crashSchema.layers, crashSchema.topk])
+        try writeInt32Npy(dir.file("bad.npy"), input, shape: [300, crashSchema.layers, crashSchema.topk])
         let before = fileBytes(path)
-        let refused = try LineSource(launch(tool, ["pack", dir.path("bad.npy"), "-o", path, "--append", "--quiet"]))
+        let refused = try LineSource(launch(tool, ["pack", dir.file("bad.npy"), "-o", path, "--append", "--quiet"]))
         refused.process.waitUntilExit()
         #expect(refused.process.terminationStatus == 1 && fileBytes(path) == before, "a refused append changes nothing")
-        try writeInt32Npy(dir.path("good.npy"), truth.rows(stored..<stored + 300, as: Int32.self), shape: [300, crashSchema.layers, crashSchema.topk])
-        for arguments in [["pack", dir.path("good.npy"), "-o", path, "--append", "--quiet"], ["truncate", path, "--to", "\(stored + 100)", "--quiet"]] {
+        try writeInt32Npy(dir.file("good.npy"), truth.rows(stored..<stored + 300, as: Int32.self), shape: [300, crashSchema.layers, crashSchema.topk])
+        for arguments in [["pack", dir.file("good.npy"), "-o", path, "--append", "--quiet"], ["truncate", path, "--to", "\(stored + 100)", "--quiet"]] {
             let run = try LineSource(launch(tool, arguments))
             run.process.waitUntilExit()
             #expect(run.process.terminationStatus == 0, "\(arguments)")
@@ -235,7 +235,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// writer from cutting the file) and new rows written where the old ones were: it sees the
     /// shorter archive, then the new rows, never the old.
     @Test func readerFollowsARollback() throws {
-        let dir = TemporaryDirectory(), path = dir.path("rolled")
+        let dir = TemporaryDirectory(), path = dir.file("rolled")
         let first = PositionalRows(schema: crashSchema, seed: 30), second = PositionalRows(schema: crashSchema, seed: 31)
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try writer.append(first.rows(0..<40, as: Int32.self))
@@ -272,7 +272,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
 
     /// An archive whose last record is cut at every byte opens with exactly the rows before it.
     @Test func cutAtEveryByteOfTheLastRecord() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: crashSchema, seed: 1)
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 32)
         try writer.append(truth.rows(0..<100, as: Int32.self))
@@ -283,7 +283,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
         let whole = fileBytes(path)
         try writer.close()
         for length in before..<whole.count {
-            let cut = dir.path("cut")
+            let cut = dir.file("cut")
             writeFile(cut, Array(whole[..<length]))
             let reader = try ArchiveReader(path: cut)
             #expect(reader.count == kept, "cut at \(length)")
@@ -300,7 +300,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// Unsynced writes garbled by a crash (a zeroed page in the middle of them) are cut, even
     /// when intact records follow; synced rows stay.
     @Test func garbledUnsyncedWritesAreCut() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: crashSchema, seed: 2)
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         try writer.append(truth.rows(0..<64, as: Int32.self))
@@ -320,7 +320,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     /// Damage in synced data is never dropped silently: opening fails naming the offset, and
     /// verify names the damaged block and its rows.
     @Test func damageBeforeTheTailFailsWithItsOffset() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: crashSchema, seed: 4)
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16)
         for start in stride(from: 0, to: 160, by: 16) {
@@ -353,7 +353,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     }
 
     @Test func hostileHeadersAreRefused() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, metadata: ["k": "v"])
         try writer.append(PositionalRows(schema: crashSchema, seed: 5).rows(0..<10, as: Int32.self))
         try writer.close() // the last record is the commit

@@ -92,13 +92,13 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
     /// Every bit of every byte of a small archive flipped: every copy detected.
     @Test func everyBitFlipOfASmallArchiveIsDetected() throws {
         let dir = TemporaryDirectory()
-        let archive = try Self.smallArchive(at: dir.path("small"))
+        let archive = try Self.smallArchive(at: dir.file("small"))
         var tried = 0, detected = 0
         for offset in archive.bytes.indices {
             for bit in 0..<8 {
                 var damaged = archive.bytes
                 damaged[offset] ^= 1 << bit
-                let outcome = damageOutcome(damaged, at: dir.path("flipped"), truth: archive.rows, intactLength: archive.bytes.count)
+                let outcome = damageOutcome(damaged, at: dir.file("flipped"), truth: archive.rows, intactLength: archive.bytes.count)
                 tried += 1
                 if outcome == .refused || outcome == .reported { detected += 1 } else {
                     Issue.record("bit \(bit) of byte \(offset) of \(archive.bytes.count): \(outcome)")
@@ -113,10 +113,10 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
     /// record, which is an archive that ended there and reads back as its correct prefix.
     @Test func everyCutOfASmallArchiveIsDetectedOrAnEarlierState() throws {
         let dir = TemporaryDirectory()
-        let archive = try Self.smallArchive(at: dir.path("small"))
+        let archive = try Self.smallArchive(at: dir.file("small"))
         var detected = 0, earlier = 0
         for length in 0..<archive.bytes.count {
-            switch damageOutcome(Array(archive.bytes[..<length]), at: dir.path("cut"), truth: archive.rows, intactLength: archive.bytes.count) {
+            switch damageOutcome(Array(archive.bytes[..<length]), at: dir.file("cut"), truth: archive.rows, intactLength: archive.bytes.count) {
             case .refused, .reported: detected += 1
             case .earlierState:
                 earlier += 1
@@ -133,7 +133,7 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
     /// Zero bytes are slack (what a writer leaves when readers keep it from cutting), not a tail.
     @Test func bytesAppendedAreReported() throws {
         let dir = TemporaryDirectory()
-        let archive = try Self.smallArchive(at: dir.path("small"))
+        let archive = try Self.smallArchive(at: dir.file("small"))
         var random = SplitMix64(seed: 9)
         for length in [1, 3, 8, 36, 100, 4096] {
             for fill in ["zeros", "random", "copy of the file's start"] {
@@ -142,8 +142,8 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
                 case "random": (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
                 default: Array(Array(repeating: archive.bytes, count: length / archive.bytes.count + 1).joined().prefix(length))
                 }
-                let outcome = damageOutcome(archive.bytes + tail, at: dir.path("longer"), truth: archive.rows, intactLength: archive.bytes.count)
-                let reader = try ArchiveReader(path: dir.path("longer"))
+                let outcome = damageOutcome(archive.bytes + tail, at: dir.file("longer"), truth: archive.rows, intactLength: archive.bytes.count)
+                let reader = try ArchiveReader(path: dir.file("longer"))
                 if fill == "zeros" {
                     #expect(reader.verify().isEmpty && reader.ignoredTail == nil, "\(length) zero bytes appended: \(reader.verify())")
                 } else {
@@ -157,7 +157,7 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
     /// A large archive (12,000 Qwen3-30B-A3B rows, 3 MB): every page zeroed in turn, and random
     /// single-bit flips: every copy detected.
     @Test func zeroedPagesAndRandomFlipsOfALargeArchiveAreDetected() throws {
-        let dir = TemporaryDirectory(), path = dir.path("large")
+        let dir = TemporaryDirectory(), path = dir.file("large")
         let schema = try #require(ModelShape.named("qwen3-30b-a3b")).schema()
         var synthesizer = TraceSynthesizer(schema: schema, seed: 5)
         let writer = try ArchiveWriter.create(at: path, schema: schema)
@@ -170,7 +170,7 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
         let truth = try ArchiveReader(path: path).rows(0..<12_000, as: Int32.self)
         var tried = 0, detected = 0
         func check(_ damaged: [UInt8], _ range: Range<Int>, _ what: String) {
-            let outcome = damageOutcome(damaged, at: dir.path("damaged"), truth: truth, intactLength: clean.count, damaged: range)
+            let outcome = damageOutcome(damaged, at: dir.file("damaged"), truth: truth, intactLength: clean.count, damaged: range)
             tried += 1
             if outcome == .refused || outcome == .reported { detected += 1 } else { Issue.record("\(what): \(outcome)") }
         }

@@ -271,7 +271,7 @@ final class FaultWorkload {
     /// The snapshots of the workload run to the end without a fault, and the
     /// operations it made.
     static func cleanRun(seed: UInt64, in dir: TemporaryDirectory) throws -> (snapshots: [Snapshot], operations: Int) {
-        let disk = SimulatedDisk(), workload = FaultWorkload(seed: seed, path: dir.path("clean-\(seed)"), disk: disk)
+        let disk = SimulatedDisk(), workload = FaultWorkload(seed: seed, path: dir.file("clean-\(seed)"), disk: disk)
         try workload.create()
         for step in 0..<steps { try workload.run(step: step) }
         return (workload.snapshots, disk.operations)
@@ -301,7 +301,7 @@ final class FaultWorkload {
     /// Returns whether recovery cut a torn tail.
     func checkCrash(seed: UInt64, at n: Int, loss: SimulatedDisk.Loss, clean: [Snapshot], dir: TemporaryDirectory) throws -> Bool {
         let disk = SimulatedDisk(.crash(at: n))
-        let workload = FaultWorkload(seed: seed, path: dir.path("live"), disk: disk)
+        let workload = FaultWorkload(seed: seed, path: dir.file("live"), disk: disk)
         do {
             try workload.create()
             for step in 0..<Self.steps { try workload.run(step: step) }
@@ -310,7 +310,7 @@ final class FaultWorkload {
         let context: Comment = "seed \(seed), crash at operation \(n), loss \(loss)"
         #expect(disk.crashed, context)
         var random = SplitMix64(seed: seed << 32 | UInt64(n))
-        let crashed = dir.path("crashed")
+        let crashed = dir.file("crashed")
         writeFile(crashed, disk.diskImage(after: loss, random: &random))
 
         let completed = clean.filter { $0.operations < n }
@@ -374,7 +374,7 @@ final class FaultWorkload {
     /// a child process forked meanwhile still holds a copy of its descriptor (a soak finding:
     /// test suites, and engines, start processes while a writer is open).
     @Test func aDroppedWriterUnlocksWhileAForkedChildHoldsItsDescriptor() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         // create: ftruncate, write, fsync; sync(): write, then the fsync that fails.
         var writer: ArchiveWriter? = try ArchiveWriter.create(at: path, schema: FaultWorkload.schema, blockRows: 8,
                                                               faults: SimulatedDisk(.fail(at: 5, errno: EIO)))
@@ -393,7 +393,7 @@ final class FaultWorkload {
     }
 
     func checkFailure(seed: UInt64, at n: Int, errno code: Int32, dir: TemporaryDirectory) throws {
-        let path = dir.path("failing-\(seed)-\(n)"), disk = SimulatedDisk(.fail(at: n, errno: code))
+        let path = dir.file("failing-\(seed)-\(n)"), disk = SimulatedDisk(.fail(at: n, errno: code))
         let workload = FaultWorkload(seed: seed, path: path, disk: disk)
         workload.recordsCalls = true
         let context: Comment = "seed \(seed), \(String(cString: strerror(code))) at operation \(n)"

@@ -23,7 +23,7 @@ import TraceSynth
     }
 
     @Test func hostileRecordsAreLeftOutAsATail() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let (clean, blocks) = try Self.archive(at: path)
         let end = clean.count, block0 = Array(clean[blocks[0].frameOffset..<blocks[0].frameOffset + blocks[0].frameLength])
         let cases: [(String, [UInt8])] = [
@@ -58,7 +58,7 @@ import TraceSynth
     /// (pages reach the disk out of order): nothing vouches for either, so the log ends at the
     /// garbled block, a torn tail, rather than counting the truncation (a soak finding).
     @Test func aGarbledBlockDroppedByAnUnvouchedTruncationIsATornTail() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let (clean, blocks) = try Self.archive(at: path)
         let end = clean.count
         var frame = Array(clean[blocks[0].frameOffset..<blocks[0].frameOffset + blocks[0].frameLength])
@@ -77,7 +77,7 @@ import TraceSynth
     /// The same records followed by an intact record that says they had been synced: damage,
     /// and opening fails naming the offset where the log breaks.
     @Test func hostileRecordsVouchedForAreDamage() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let (clean, _) = try Self.archive(at: path)
         let end = clean.count
         let bad = Self.record(.truncate, position: 41, synced: end)
@@ -90,7 +90,7 @@ import TraceSynth
 
     /// Header frames with a valid checksum and hostile numbers: each refused.
     @Test func hostileHeadersWithValidChecksumsAreRefused() throws {
-        let dir = TemporaryDirectory(), path = dir.path("h")
+        let dir = TemporaryDirectory(), path = dir.file("h")
         func header(layers: UInt32 = 6, topk: UInt32 = 4, experts: UInt32 = 100, blockRows: UInt32 = 16,
                     dense: [UInt32] = [], denseCount: UInt32? = nil, entries: UInt32 = 0, tail: [UInt8] = []) -> [UInt8] {
             var content = Array("MOEROUTE".utf8)

@@ -20,7 +20,7 @@ import TraceSynth
         let schema = try Schema(layers: 8, topk: 4, experts: experts, denseLayers: [0, 5])
         var synth = TraceSynthesizer(schema: schema, seed: UInt64(experts))
         let all = synth.rows(690, as: Int64.self)
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema, blockRows: 100, codec: codec)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema, blockRows: 100, codec: codec)
         try writer.append(all, at: 0)
         #expect(writer.flushedCount == 600) // 6 blocks, and 90 rows buffered
         let whole = try writer.rows(0..<690, as: Int64.self)
@@ -33,7 +33,7 @@ import TraceSynth
             }
         }
         try writer.close()
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         #expect(try reader.rows(0..<690, as: Int64.self) == whole)
         for layers in Self.layerRanges {
             for rows in Self.rowRanges {
@@ -53,26 +53,26 @@ import TraceSynth
         let dir = TemporaryDirectory()
         let schema = try Schema(layers: 4, topk: 2, experts: 64)
         var synth = TraceSynthesizer(schema: schema, seed: 2)
-        let writer = try ArchiveWriter.create(at: dir.path("a"), schema: schema)
+        let writer = try ArchiveWriter.create(at: dir.file("a"), schema: schema)
         try writer.append(synth.rows(50, as: Int32.self), at: 0)
-        #expect(throws: ArchiveError.invalidArgument("\(dir.path("a")): layers 2..<5 are outside the archive's 0..<4")) {
+        #expect(throws: ArchiveError.invalidArgument("\(dir.file("a")): layers 2..<5 are outside the archive's 0..<4")) {
             _ = try writer.rows(0..<2, layers: 2..<5, as: Int32.self)
         }
         try writer.close()
-        let before = fileBytes(dir.path("a"))
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let before = fileBytes(dir.file("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         for layers in [0..<5, -1..<1] {
-            #expect(throws: ArchiveError.invalidArgument("\(dir.path("a")): layers \(layers) are outside the archive's 0..<4")) {
+            #expect(throws: ArchiveError.invalidArgument("\(dir.file("a")): layers \(layers) are outside the archive's 0..<4")) {
                 _ = try reader.rows(0..<2, layers: layers, as: Int32.self)
             }
         }
-        #expect(throws: ArchiveError.outOfRange(path: dir.path("a"), requested: 40..<51, count: 50)) {
+        #expect(throws: ArchiveError.outOfRange(path: dir.file("a"), requested: 40..<51, count: 50)) {
             _ = try reader.rows(40..<51, layers: 0..<1, as: Int32.self)
         }
         var out = [Int32](repeating: 0, count: 5)
-        #expect(throws: ArchiveError.invalidArgument("\(dir.path("a")): an output of 5 ids cannot hold 1 rows of 4")) {
+        #expect(throws: ArchiveError.invalidArgument("\(dir.file("a")): an output of 5 ids cannot hold 1 rows of 4")) {
             try out.withUnsafeMutableBufferPointer { try reader.read(0..<1, layers: 1..<3, into: $0) }
         }
-        #expect(fileBytes(dir.path("a")) == before)
+        #expect(fileBytes(dir.file("a")) == before)
     }
 }

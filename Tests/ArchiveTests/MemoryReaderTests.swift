@@ -11,7 +11,7 @@ import TraceSynth
 
     /// A closed archive of `rows` rows in blocks of 64, a truncation and re-append among them.
     func archive(_ dir: TemporaryDirectory, rows: Int = 1000) throws -> String {
-        let path = dir.path("a")
+        let path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 64)
         try writer.append(truth.rows(0..<rows, as: Int32.self))
         try writer.truncate(to: rows - 50)
@@ -47,18 +47,18 @@ import TraceSynth
     @Test func damageAndTornTailsAsForAFile() throws {
         let dir = TemporaryDirectory()
         let bytes = fileBytes(try archive(dir, rows: 640))
-        let reader = try ArchiveReader(path: dir.path("a"))
+        let reader = try ArchiveReader(path: dir.file("a"))
         Array(bytes[..<(reader.blocks[5].frameOffset + 10)]).withUnsafeBytes { memory in
             let failure = #expect(throws: ArchiveError.self) { try ArchiveReader(borrowing: memory, name: "cut") }
             #expect("\(String(describing: failure))".contains("cut: damaged"))
         }
-        let writer = try ArchiveWriter.create(at: dir.path("b"), schema: crashSchema, blockRows: 64)
+        let writer = try ArchiveWriter.create(at: dir.file("b"), schema: crashSchema, blockRows: 64)
         try writer.append(truth.rows(0..<320, as: Int32.self))
         try writer.sync()
         try writer.append(truth.rows(320..<640, as: Int32.self))
         try writer.flush()
-        let live = try ArchiveReader(path: dir.path("b"))
-        try Array(fileBytes(dir.path("b"))[..<(live.blocks[7].frameOffset + 10)]).withUnsafeBytes { memory in
+        let live = try ArchiveReader(path: dir.file("b"))
+        try Array(fileBytes(dir.file("b"))[..<(live.blocks[7].frameOffset + 10)]).withUnsafeBytes { memory in
             let torn = try ArchiveReader(borrowing: memory, name: "torn")
             #expect(torn.count == 7 * 64 && torn.ignoredTail != nil)
             #expect(try torn.rows(0..<448, as: Int32.self) == truth.rows(0..<448, as: Int32.self))
@@ -83,7 +83,7 @@ import TraceSynth
     /// the copy opens as those rows (its commit anchors are the ones read with them, not the
     /// newer ones in the file, which vouch for bytes the copy does not hold).
     @Test func aCopyIsTheArchiveAsOfTheLastRefresh() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let writer = try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 64)
         try writer.append(truth.rows(0..<500, as: Int32.self))
         try writer.sync()

@@ -189,7 +189,7 @@ import Testing
     /// `SPEC_VECTORS_WRITE=1`.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
     func writeCompactVector() throws {
-        let dir = TemporaryDirectory(), path = dir.path("compact")
+        let dir = TemporaryDirectory(), path = dir.file("compact")
         let writer = try ArchiveWriter.create(at: path, schema: Self.compactSchema, metadata: ["model": "compact-demo"],
                                               blockRows: 16, codec: .compact)
         try writer.append((0..<40).flatMap { Self.compactRow($0).flatMap { $0.map { UInt16($0) } } }, at: 0)

@@ -17,7 +17,7 @@ import TraceSynth
     }
 
     @Test func aDamagedRecordHeaderKeepsEveryIntactBlock() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: schema, seed: 21)
         let blocks = try makeArchive(path, truth)
         var bytes = fileBytes(path)
@@ -30,14 +30,14 @@ import TraceSynth
         #expect(report.recoverable == 48)
         #expect(report.lostRows == [48..<64])
         #expect(report.damaged.count == 1 && report.damaged[0].contains(blocks[3].recordOffset + 20))
-        #expect(try Salvage.write(report, to: dir.path("saved")) == 48)
-        let saved = try ArchiveReader(path: dir.path("saved"))
+        #expect(try Salvage.write(report, to: dir.file("saved")) == 48)
+        let saved = try ArchiveReader(path: dir.file("saved"))
         #expect(saved.metadata == ["model": "m"] && saved.schema == schema)
         #expect(try saved.rows(0..<saved.count, as: Int32.self) == truth.rows(0..<48, as: Int32.self).enumerated().map { $0.offset % 24 < 4 ? 0 : $0.element })
     }
 
     @Test func aDamagedBlockFrameIsReportedWithItsRows() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: schema, seed: 22)
         let blocks = try makeArchive(path, truth)
         var bytes = fileBytes(path)
@@ -50,7 +50,7 @@ import TraceSynth
     }
 
     @Test func iterationVisitsEveryRowOnce() throws {
-        let dir = TemporaryDirectory(), path = dir.path("a")
+        let dir = TemporaryDirectory(), path = dir.file("a")
         let truth = PositionalRows(schema: schema, seed: 23)
         _ = try makeArchive(path, truth)
         let reader = try ArchiveReader(path: path)

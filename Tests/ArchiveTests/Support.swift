@@ -1,16 +1,6 @@
 import Foundation
 import Archive
-
-/// A fresh temporary directory per test, removed when the value is released.
-final class TemporaryDirectory {
-    let url: URL
-    init() {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("archive-tests-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-}
+@_exported import TestSupport
 
 /// The rules of DOMAIN.md as a plain in-memory model: what the archive must hold.
 struct ReferenceModel {

@@ -1,4 +1,5 @@
 import Foundation
+@_exported import TestSupport
 import NumpyFile
 import Testing
 
@@ -81,22 +82,6 @@ func runProcess(_ executable: String, _ arguments: [String], stdin: Data? = nil,
     return RunResult(status: process.terminationStatus, stdout: data, stderr: errors)
 }
 
-/// A fresh temporary directory per test, removed when released.
-final class TemporaryDirectory {
-    let path: String
-
-    init() {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("ArchiveToolTests-\(UUID().uuidString)").path
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Every entry, hidden ones (temporary files) included.
-    func entries() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
-}
 
 func fileBytes(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 

@@ -149,7 +149,7 @@ let badInputs: [BadInput] = [
 struct BadInputTests {
     @Test("from a regular file (memory-mapped)", arguments: badInputs)
     func fromFile(input: BadInput) throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = try directory.write(input.bytes, to: "bad.npy")
         let error = numpyError {
             let reader = try NumpyReader(path: path)
@@ -174,7 +174,7 @@ struct BadInputTests {
 
     @Test("the good file the bad ones are made from reads")
     func controlCase() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = try directory.write(goodFile, to: "good.npy")
         let reader = try NumpyReader(path: path)
         #expect(reader.shape == [10])
@@ -193,7 +193,7 @@ struct BadInputTests {
         ("no byte order", npy(dict(descr: "'u2'"), data: pattern(20))),
     ])
     func numpyAccepts(name: String, bytes: [UInt8]) throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = try directory.write(bytes, to: "ok.npy")
         let mapped = try NumpyReader(path: path)
         #expect(mapped.dtype == .uint16 && mapped.shape == [10], "\(name)")

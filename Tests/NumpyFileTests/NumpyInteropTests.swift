@@ -31,7 +31,7 @@ struct NumpyInteropTests {
 
     @Test("numpy's files (np.save, versions 1.0, 2.0, 3.0) read as the same bytes")
     func readNumpyFiles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         var cases: [Case] = []
         for dtype in NumpyDType.allCases {
             for (index, shape) in Self.shapes.enumerated() {
@@ -76,7 +76,7 @@ struct NumpyInteropTests {
 
     @Test("numpy's Fortran-order, big-endian, float, bool and structured arrays are refused")
     func refuseNumpyFiles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let result = try Python.run("""
             import sys
             import numpy as np
@@ -104,7 +104,7 @@ struct NumpyInteropTests {
 
     @Test("our files load in numpy, with np.load and with mmap_mode='r'")
     func numpyLoadsOurFiles() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         var cases: [Case] = []
         for dtype in NumpyDType.allCases {
             for (index, shape) in Self.shapes.enumerated() {

@@ -8,7 +8,7 @@ struct RoundTripTests {
 
     @Test("every dtype and shape round-trips, whole and in chunks", arguments: NumpyDType.allCases)
     func roundTrip(dtype: NumpyDType) throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         for shape in Self.shapes {
             let count = shape.reduce(1, *) * dtype.itemSize
             let bytes = pattern(count)
@@ -33,7 +33,7 @@ struct RoundTripTests {
 
     @Test("the header is byte-identical to numpy's for (3, 24, 1) uint16")
     func exactHeader() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("h.npy")
         try writeArray(path, dtype: .uint16, shape: [3, 24, 1], bytes: pattern(144))
         let dict = "{'descr': '<u2', 'fortran_order': False, 'shape': (3, 24, 1), }"
@@ -46,7 +46,7 @@ struct RoundTripTests {
 
     @Test("1-D shapes are written (N,) and one-byte types |u1")
     func oneDimensionalHeader() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("v.npy")
         try writeArray(path, dtype: .uint8, shape: [5], bytes: pattern(5))
         let text = String(decoding: try readAll(path).prefix(128), as: UTF8.self)
@@ -55,7 +55,7 @@ struct RoundTripTests {
 
     @Test("typed writes and typed chunk views agree")
     func typedAccess() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("t.npy")
         let values: [Int32] = (0..<(11 * 3)).map { Int32($0) * -1_000_003 }
         let writer = try NumpyWriter(path: path, dtype: .int32, shape: [11, 3])
@@ -75,7 +75,7 @@ struct RoundTripTests {
 
     @Test("a header too long for version 1.0 falls back to 2.0")
     func version2Fallback() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("wide.npy")
         let shape = [2] + Array(repeating: 1, count: 23_000)  // "1, " x 23000 > 65535 bytes
         try writeArray(path, dtype: .int16, shape: shape, bytes: pattern(4))
@@ -98,7 +98,7 @@ struct RoundTripTests {
 
     @Test("a zero chunk size is refused")
     func zeroChunkSize() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("z.npy")
         try writeArray(path, dtype: .uint8, shape: [3], bytes: pattern(3))
         let reader = try NumpyReader(path: path)

@@ -59,7 +59,7 @@ struct StreamTests {
     func truncatedStream() throws {
         let (readEnd, writeEnd) = try makePipe()
         defer { close(readEnd) }
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let path = directory.file("full.npy")
         try writeArray(path, dtype: .uint16, shape: [2000, 10], bytes: pattern(40_000))
         let full = try readAll(path)
@@ -77,7 +77,7 @@ struct StreamTests {
 
     @Test("path \"-\" streams standard input")
     func standardInput() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let source = directory.file("source.npy")
         try writeArray(source, dtype: .uint32, shape: [500, 3], bytes: pattern(6000))
         let file = try readAll(source)
@@ -100,7 +100,7 @@ struct StreamTests {
 
     @Test("a named pipe opened by path is streamed, not mapped")
     func fifoPath() throws {
-        let directory = try TemporaryDirectory()
+        let directory = TemporaryDirectory()
         let fifo = directory.file("fifo.npy")
         #expect(mkfifo(fifo, 0o600) == 0)
         let source = directory.file("source.npy")

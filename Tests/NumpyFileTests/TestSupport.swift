@@ -1,4 +1,5 @@
 import Foundation
+@_exported import TestSupport
 import NumpyFile
 import Synchronization
 import Testing
@@ -7,26 +8,7 @@ import Testing
 import Glibc
 #endif
 
-/// A fresh directory under the system temporary directory, removed when released.
-final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        let url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("NumpyFileTests-\(UUID().uuidString)", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: false)
-        path = url.path
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Every entry, hidden ones (temporary files) included.
-    func entries() throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: path).sorted()
-    }
-
+extension TemporaryDirectory {
     func write(_ bytes: [UInt8], to name: String) throws -> String {
         let target = file(name)
         try Data(bytes).write(to: URL(fileURLWithPath: target))
