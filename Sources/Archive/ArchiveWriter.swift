@@ -370,14 +370,21 @@ public final class ArchiveWriter {
                 try file.write(UnsafeRawBufferPointer(rebasing: bytes[..<magic]), at: end)
             }
         } catch {
-            state.fileLength = max(state.fileLength, (try? file.size()) ?? end + batch.bytes.count)
-            state.pastEndIsZero = false
-            try? clearPastEnd()
+            discardFailedWrite(upTo: end + batch.bytes.count)
             throw error
         }
         for (record, offset) in batch.records { state.index.apply(record, at: offset) }
         state.fileLength = max(state.fileLength, state.index.end)
         state.committed = false
+    }
+
+    /// After a failed write: whatever of it reached the file (up to the file's length, or
+    /// `guess` when that cannot be read) is past the log now, and is discarded at once if it
+    /// can be, else before the next write.
+    private func discardFailedWrite(upTo guess: Int) {
+        state.fileLength = max(state.fileLength, (try? file.size()) ?? guess)
+        state.pastEndIsZero = false
+        try? clearPastEnd()
     }
 
     /// Discards the bytes past the log before records are written over them: cut when no
@@ -484,11 +491,7 @@ public final class ArchiveWriter {
             state.index = before
             state.committed = wasCommitted
             state.durableLength = min(state.durableLength, before.end)
-            if syncFailure == nil {
-                state.fileLength = max(state.fileLength, (try? file.size()) ?? state.fileLength)
-                state.pastEndIsZero = false
-                try? clearPastEnd()
-            }
+            if syncFailure == nil { discardFailedWrite(upTo: state.fileLength) }
             throw error
         }
         pendingRows = 0
@@ -568,51 +571,47 @@ public final class ArchiveWriter {
 
     /// Decodes rows `range` (absolute positions, buffered rows included) into `out`.
     public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
-        guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
-        }
-        let perRow = schema.idsPerRow
-        guard out.count == range.count * perRow else {
-            throw ArchiveError.invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
-        }
-        guard T.max >= schema.experts - 1 else {
-            throw ArchiveError.invalidArgument("\(path): \(T.self) cannot hold expert ids up to \(schema.experts - 1)")
-        }
-        guard let base = out.baseAddress else { return }
-        let flushed = min(range.lowerBound, state.index.count)..<min(range.upperBound, state.index.count)
-        if !flushed.isEmpty {
-            if source.mapping.bytes.count < state.index.end { source.remap(try Mapping(file: file, count: state.index.end)) }
-            try source.read(flushed, from: state.index, into: base)
-        }
-        for position in min(max(range.lowerBound, state.index.count), range.upperBound)..<range.upperBound {
-            let row = base + (position - range.lowerBound) * perRow, buffered = (position - state.index.count) * perRow
-            for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
-            for layer in schema.denseLayers {
-                for slot in 0..<schema.topk { row[layer * schema.topk + slot] = T(Schema.denseFill) }
-            }
-        }
+        try read(range, layers: nil, into: out)
     }
 
     public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
-        // Checked before the size is computed: a range past the rows must not overflow it.
-        guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
-        }
-        var out = [T](repeating: 0, count: max(0, range.count) * schema.idsPerRow)
-        try out.withUnsafeMutableBufferPointer { try read(range, into: $0) }
-        return out
+        try rows(range, layers: nil, as: type)
     }
 
     /// Decodes layers `layers` of rows `range` (buffered rows included) into `out`, as
     /// ``ArchiveReader/read(_:layers:into:)`` does.
     public func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
-        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
+        try read(range, layers: Optional(layers), into: out)
+    }
+
+    /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
+    public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
+        try rows(range, layers: Optional(layers), as: type)
+    }
+
+    /// Rows `range`, every layer (`nil`) or `layers`, token-major.
+    private func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>?, as type: T.Type) throws -> [T] {
+        // Checked before the size is computed: a range past the rows must not overflow it.
+        try checkRead(range, layers: layers)
+        var out = [T](repeating: 0, count: range.count * (layers?.count ?? schema.layers) * schema.topk)
+        try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
+        return out
+    }
+
+    private func checkRead(_ range: Range<Int>, layers: Range<Int>?) throws {
+        if let layers, layers.lowerBound < 0 || layers.upperBound > schema.layers {
             throw ArchiveError.invalidArgument("\(path): layers \(layers) are outside the archive's 0..<\(schema.layers)")
         }
         guard range.lowerBound >= 0, range.upperBound <= count else {
             throw ArchiveError.outOfRange(path: path, requested: range, count: count)
         }
-        let topk = schema.topk, perRow = layers.count * topk
+    }
+
+    /// Reads flushed rows from the file and buffered ones from the pending block; `layers` nil
+    /// reads whole rows (the decoder's whole-row path, with its one-row shortcut).
+    private func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>?, into out: UnsafeMutableBufferPointer<T>) throws {
+        try checkRead(range, layers: layers)
+        let topk = schema.topk, shown = layers ?? 0..<schema.layers, perRow = shown.count * topk
         guard out.count == range.count * perRow else {
             throw ArchiveError.invalidArgument("\(path): an output of \(out.count) ids cannot hold \(range.count) rows of \(perRow)")
         }
@@ -625,27 +624,14 @@ public final class ArchiveWriter {
             if source.mapping.bytes.count < state.index.end { source.remap(try Mapping(file: file, count: state.index.end)) }
             try source.read(flushed, layers: layers, from: state.index, into: base)
         }
-        let first = layers.lowerBound * topk
+        let first = shown.lowerBound * topk
         for position in min(max(range.lowerBound, state.index.count), range.upperBound)..<range.upperBound {
             let row = base + (position - range.lowerBound) * perRow, buffered = (position - state.index.count) * schema.idsPerRow + first
             for i in 0..<perRow { row[i] = T(pending[buffered + i]) }
-            for layer in schema.denseLayers where layers.contains(layer) {
-                for slot in 0..<topk { row[(layer - layers.lowerBound) * topk + slot] = T(Schema.denseFill) }
+            for layer in schema.denseLayers where shown.contains(layer) {
+                for slot in 0..<topk { row[(layer - shown.lowerBound) * topk + slot] = T(Schema.denseFill) }
             }
         }
-    }
-
-    /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.
-    public func rows<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, as type: T.Type = T.self) throws -> [T] {
-        guard layers.lowerBound >= 0, layers.upperBound <= schema.layers else {
-            throw ArchiveError.invalidArgument("\(path): layers \(layers) are outside the archive's 0..<\(schema.layers)")
-        }
-        guard range.lowerBound >= 0, range.upperBound <= count else {
-            throw ArchiveError.outOfRange(path: path, requested: range, count: count)
-        }
-        var out = [T](repeating: 0, count: max(0, range.count) * max(0, layers.count) * schema.topk)
-        try out.withUnsafeMutableBufferPointer { try read(range, layers: layers, into: $0) }
-        return out
     }
 
     /// Rows among the `rows` rows of `batch` (from `start`) that differ from the stored ones
