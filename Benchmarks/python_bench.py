@@ -5,7 +5,8 @@
 1. an LMDeploy decode loop: one row appended per step for STEPS steps, then get_real(), through
    the drop-in against a copy of LMDeploy's HistoryRouterExperts (np.pad growth);
 2. a whole-archive read to int32 against numpy.load of the same rows as an int32 .npy (page cache
-   warm) and against the Swift reader in-process (archive-bench --read-all);
+   warm) and against the Swift reader in-process (archive-bench --read-all), decoding on every CPU
+   the process may use (the Reader's default) and on one;
 3. a quarter of the layers against all layers.
 Figures are the best of several runs.
 
@@ -45,9 +46,9 @@ def best(runs: int, work) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
-def swift_read(bench: str, path: Path, *layers: str) -> tuple[float, float]:
-    wall, cpu = subprocess.run([bench, "--read-all", str(path), *layers], check=True, capture_output=True,
-                               text=True).stdout.split()
+def swift_read(bench: str, path: Path, *layers: str, threads: int = 1) -> tuple[float, float]:
+    wall, cpu = subprocess.run([bench, "--read-all", str(path), "--threads", str(threads), *layers], check=True,
+                               capture_output=True, text=True).stdout.split()
     return float(wall), float(cpu)
 
 
@@ -108,10 +109,11 @@ def main() -> None:
         npy = work / "rows-int32.npy"
         np.save(npy, rows[:args.rows])
         r = ea.Reader(path)
+        single = ea.Reader(path, threads=1)
         n = len(r)
         gib = n * 48 * 8 * 4 / 2**30
         print(f"\n### Python: whole-archive read to int32, {n} rows ({gib:.2f} GiB as int32), {codec} codec, "
-              f"archive {path.stat().st_size / 2**20:.1f} MiB, warm cache")
+              f"archive {path.stat().st_size / 2**20:.1f} MiB, warm cache, {r.threads} decoding threads")
         out = np.empty((n, 48, 8), dtype=np.int32)
         r.read(out=out)
         np.load(npy)
@@ -119,9 +121,13 @@ def main() -> None:
         load = best(5, lambda: np.load(npy))
         fresh = best(5, lambda: r.read(dtype=np.int32))
         into = best(5, lambda: r.read(out=out))
-        swift = swift_read(args.bench, path)
+        into_single = best(5, lambda: single.read(out=out))
+        swift = swift_read(args.bench, path, threads=r.threads)
+        swift_single = swift_read(args.bench, path)
         for name, (wall, cpu) in [("numpy.load of the int32 .npy", load), ("Reader.read(dtype=int32), new array", fresh),
-                                  ("Reader.read(out=int32 array)", into), ("Swift ArchiveReader.read (in-process)", swift)]:
+                                  ("Reader.read(out=int32 array)", into), ("Swift ArchiveReader.read (in-process)", swift),
+                                  ("Reader.read(out=...), 1 thread", into_single),
+                                  ("Swift ArchiveReader.read, 1 thread", swift_single)]:
             print(f"{name:42s} {wall * 1e3:8.1f} ms  {gib / wall:6.2f} GiB/s of int32   CPU {cpu * 1e3:8.1f} ms  "
                   f"{gib / cpu:6.2f} GiB/s")
         for label, index in (("wall", 0), ("CPU", 1)):
@@ -129,13 +135,14 @@ def main() -> None:
                   f"x{load[index] / into[index]:.2f} (into an array); Python vs Swift "
                   f"{into[index] / swift[index] * 100 - 100:+.0f}% (into an array), "
                   f"{fresh[index] / swift[index] * 100 - 100:+.0f}% (new array)")
+        # Layer ranges on one thread, the way their cost compares with all layers' on one core.
         quarter_out = np.empty((n, 12, 8), dtype=np.int32)
-        quarters = [best(5, lambda q=q: r.read(layers=slice(12 * q, 12 * q + 12), out=quarter_out)) for q in range(4)]
+        quarters = [best(5, lambda q=q: single.read(layers=slice(12 * q, 12 * q + 12), out=quarter_out)) for q in range(4)]
         quarter = (sum(q[0] for q in quarters) / 4, sum(q[1] for q in quarters) / 4)
         swift_quarter = swift_read(args.bench, path, "--layers", "12:24")
-        print(f"{'a quarter of the layers (mean of 4)':42s} {quarter[0] * 1e3:8.1f} ms  = {quarter[0] / into[0] * 100:.0f}% "
-              f"of all layers, CPU {quarter[1] / into[1] * 100:.0f}% (Swift, layers 12..<24: "
-              f"{swift_quarter[0] / swift[0] * 100:.0f}%, CPU {swift_quarter[1] / swift[1] * 100:.0f}%)")
+        print(f"{'a quarter of the layers (mean of 4)':42s} {quarter[0] * 1e3:8.1f} ms  = {quarter[0] / into_single[0] * 100:.0f}% "
+              f"of all layers, CPU {quarter[1] / into_single[1] * 100:.0f}% (Swift, layers 12..<24: "
+              f"{swift_quarter[0] / swift_single[0] * 100:.0f}%, CPU {swift_quarter[1] / swift_single[1] * 100:.0f}%)")
         del out, quarter_out
     for file in work.iterdir():
         file.unlink()

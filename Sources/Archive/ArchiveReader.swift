@@ -17,6 +17,14 @@ public final class ArchiveReader {
     /// The archive format version of the file (2 has commit anchors).
     public let formatVersion: Int
 
+    /// Threads a read of many blocks is split between (``read(_:into:)``, ``read(_:layers:into:)``):
+    /// each decodes a contiguous run of at least four blocks into its own part of the output,
+    /// with a decoder of its own. 1 (the default): the calling thread alone. The reader is still
+    /// used from one thread at a time; the threads are Dispatch's, for the length of a read.
+    public var decodingThreads = 1 {
+        didSet { decodingThreads = max(1, decodingThreads) }
+    }
+
     /// The archive's file; nil for a reader over memory.
     private let file: SegmentFile?
     private let head: SegmentScanner.Head
@@ -132,7 +140,7 @@ public final class ArchiveReader {
     public func read<T: ExpertID>(_ range: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws {
         try checkRead(range, out.count, T.self)
         guard let base = out.baseAddress else { return }
-        try source.read(range, from: index, into: base)
+        try source.read(range, from: index, into: base, threads: decodingThreads)
     }
 
     public func rows<T: ExpertID>(_ range: Range<Int>, as type: T.Type = T.self) throws -> [T] {
@@ -153,7 +161,7 @@ public final class ArchiveReader {
         try checkLayers(layers)
         try checkRead(range, out.count, T.self, idsPerRow: layers.count * schema.topk)
         guard let base = out.baseAddress else { return }
-        try source.read(range, layers: layers, from: index, into: base)
+        try source.read(range, layers: layers, from: index, into: base, threads: decodingThreads)
     }
 
     /// Layers `layers` of rows `range`, as ``read(_:layers:into:)`` writes them.

@@ -1,10 +1,17 @@
+import Dispatch
 import ExpertCodec
 
 /// Decodes rows straight from the file's mapping, keeping the last block it opened so that
-/// reading row after row of one block decompresses it once.
+/// reading row after row of one block decompresses it once. A read of many blocks may be split
+/// between threads, each decoding a contiguous run of blocks with a decoder of its own.
 final class BlockSource {
     let path: String
     private let decoder: BlockDecoder
+    /// The decoders of a parallel read's other threads, made when first needed.
+    private var helpers: [BlockDecoder] = []
+    /// A thread of a parallel read gets at least this many blocks: fewer do not repay the
+    /// hand-off (a block is 64 KiB of ids or more, tens of microseconds of decoding).
+    static let blocksPerThread = 4
     private(set) var mapping: Mapping
     /// Frame offset of the block open in `decoder`.
     private var openFrame: Int?
@@ -30,9 +37,38 @@ final class BlockSource {
 
     /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major: every
     /// layer, or with `layers` those layers only (``BlockDecoder/decodeRows(_:layers:into:)``).
+    /// With `threads` > 1, a range of at least `threads * blocksPerThread` blocks is split into
+    /// that many runs of whole blocks, decoded at once into their own parts of `out`.
     func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>? = nil, from index: SegmentIndex,
-                           into out: UnsafeMutablePointer<T>) throws {
+                           into out: UnsafeMutablePointer<T>, threads: Int = 1) throws {
         guard !range.isEmpty else { return }
+        let blocks = index.block(containing: range.lowerBound)...index.block(containing: range.upperBound - 1)
+        let parts = min(threads, blocks.count / Self.blocksPerThread)
+        guard parts > 1 else {
+            try readRun(range, layers: layers, from: index, into: out)
+            return
+        }
+        while helpers.count < parts - 1 { helpers.append(BlockDecoder(schema: decoder.schema)) }
+        // The open block is this thread's decoder's: a parallel read leaves it in another state.
+        forgetOpenBlock()
+        let perRow = (layers ?? 0..<decoder.schema.layers).count * decoder.schema.topk
+        let runs = (0..<parts).map { part -> ParallelRead<T>.Run in
+            let first = blocks.lowerBound + blocks.count * part / parts
+            let last = blocks.lowerBound + blocks.count * (part + 1) / parts - 1
+            let start = max(range.lowerBound, index.blocks[first].position)
+            let end = min(range.upperBound, index.blocks[last].position + index.blocks[last].rows)
+            return .init(rows: start..<end, blocks: first...last, out: out + (start - range.lowerBound) * perRow)
+        }
+        let work = ParallelRead(source: self, decoders: [decoder] + helpers[..<(parts - 1)], runs: runs,
+                                blocks: index.blocks, layers: layers)
+        DispatchQueue.concurrentPerform(iterations: parts) { work.run(part: $0) }
+        // The damage nearest the range's start is the one reported, as a read on one thread would.
+        if let failure = work.failures.compactMap({ $0 }).first { throw failure }
+    }
+
+    /// `read` on this thread: the blocks in order through the decoder's open block.
+    private func readRun<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>?, from index: SegmentIndex,
+                                      into out: UnsafeMutablePointer<T>) throws {
         let asked = layers
         let layers = layers ?? 0..<decoder.schema.layers
         let perRow = layers.count * decoder.schema.topk
@@ -54,6 +90,37 @@ final class BlockSource {
         }
     }
 
+    /// Decodes rows `rows` of `blocks` (a run of a parallel read) with `decoder`, opening each
+    /// block anew, into `out`; releases each block's pages behind it, as `open` does.
+    fileprivate func decodeRun<T: ExpertID>(_ rows: Range<Int>, of blocks: ArraySlice<BlockInfo>, layers asked: Range<Int>?,
+                                            with decoder: BlockDecoder, into out: UnsafeMutablePointer<T>) throws {
+        let layers = asked ?? 0..<decoder.schema.layers
+        let perRow = layers.count * decoder.schema.topk
+        var position = rows.lowerBound
+        for block in blocks {
+            let end = min(rows.upperBound, block.position + block.rows)
+            let slice = UnsafeMutableBufferPointer(start: out + (position - rows.lowerBound) * perRow, count: (end - position) * perRow)
+            do {
+                try decoder.open(try frame(of: block), expectedRows: block.storedRows, contentChecksum: false, layers: asked)
+                try decoder.decodeRows((position - block.position)..<(end - block.position), layers: layers, into: slice)
+            } catch let error as ArchiveError {
+                throw error
+            } catch {
+                throw Self.corruption(of: block, error, path: path)
+            }
+            mapping.release(block.recordOffset..<block.frameOffset + block.frameLength)
+            position = end
+        }
+    }
+
+    /// The bytes of `block`'s frame in the mapping.
+    private func frame(of block: BlockInfo) throws -> UnsafeRawBufferPointer {
+        guard block.frameOffset + block.frameLength <= mapping.bytes.count else {
+            throw ArchiveError.corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
+        }
+        return UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
+    }
+
     /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
     /// block's checksum is verified, and those cover every byte (spec 1.4, Appendix A.2). With
     /// `layers`, only what reading them needs is checked and decoded (`BlockDecoder.open`).
@@ -64,10 +131,7 @@ final class BlockSource {
         }
         openFrame = nil
         openEnd = nil
-        guard block.frameOffset + block.frameLength <= mapping.bytes.count else {
-            throw ArchiveError.corrupt(path: path, offset: block.frameOffset, reason: "block frame lies past the mapped file")
-        }
-        let frame = UnsafeRawBufferPointer(rebasing: mapping.bytes[block.frameOffset..<block.frameOffset + block.frameLength])
+        let frame = try frame(of: block)
         do {
             try decoder.open(frame, expectedRows: block.storedRows, contentChecksum: contentChecksum, decodingRow: decodingRow, layers: layers)
         } catch {
@@ -90,8 +154,13 @@ final class BlockSource {
     }
 
     private func damage(_ block: BlockInfo, _ error: any Error) -> ArchiveError {
-        openFrame = nil
-        openEnd = nil
+        forgetOpenBlock()
+        return Self.corruption(of: block, error, path: path)
+    }
+
+    /// `error` of the codec, on `block`, as the archive reports it: at the frame's offset, or
+    /// at the damaged byte when the codec names one outside the payload.
+    private static func corruption(of block: BlockInfo, _ error: any Error, path: String) -> ArchiveError {
         let offset: Int
         if case .corruptBlock(_, let at, let inPayload)? = error as? CodecError, !inPayload {
             offset = block.frameOffset + at
@@ -100,5 +169,50 @@ final class BlockSource {
         }
         return .corrupt(path: path, offset: offset,
                         reason: "block of rows \(block.position)..<\(block.position + block.storedRows): \(error)")
+    }
+}
+
+/// The runs of blocks of one parallel read: run `p` is decoded by decoder `p` into its own part
+/// of the output, so no memory is written by two threads; the source's mapping and the index's
+/// blocks are only read while the threads run.
+private final class ParallelRead<T: ExpertID>: @unchecked Sendable {
+    struct Run {
+        let rows: Range<Int>
+        let blocks: ClosedRange<Int>
+        let out: UnsafeMutablePointer<T>
+    }
+
+    private let source: BlockSource
+    private let decoders: [BlockDecoder]
+    private let runs: [Run]
+    private let blocks: [BlockInfo]
+    private let layers: Range<Int>?
+    private let failureSlots: UnsafeMutableBufferPointer<(any Error)?>
+
+    init(source: BlockSource, decoders: [BlockDecoder], runs: [Run], blocks: [BlockInfo], layers: Range<Int>?) {
+        precondition(decoders.count == runs.count, "one decoder per run")
+        self.source = source
+        self.decoders = decoders
+        self.runs = runs
+        self.blocks = blocks
+        self.layers = layers
+        failureSlots = .allocate(capacity: runs.count)
+        failureSlots.initialize(repeating: nil)
+    }
+
+    deinit {
+        failureSlots.deinitialize().deallocate()
+    }
+
+    /// Each run's first failure, in the order of the runs.
+    var failures: [(any Error)?] { Array(failureSlots) }
+
+    func run(part: Int) {
+        let run = runs[part]
+        do {
+            try source.decodeRun(run.rows, of: blocks[run.blocks], layers: layers, with: decoders[part], into: run.out)
+        } catch {
+            failureSlots[part] = error
+        }
     }
 }

@@ -48,6 +48,14 @@ public func eaReaderCount(_ handle: OpaquePointer?) -> Int64 {
     return handle.lock.withLock { Int64(handle.reader.count) }
 }
 
+@_cdecl("ea_reader_set_threads")
+public func eaReaderSetThreads(_ handle: OpaquePointer?, _ threads: Int32, _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
+    withReader(handle, error) { handle in
+        guard threads >= 1 else { throw ArchiveError.invalidArgument("\(handle.reader.path): decoding threads must be at least 1, got \(threads)") }
+        handle.reader.decodingThreads = Int(threads)
+    }
+}
+
 /// Runs `body` on the handle behind `pointer`, under its lock.
 private func withReader(_ pointer: OpaquePointer?, _ error: UnsafeMutablePointer<ea_error>?,
                         _ body: (ReaderHandle) throws -> Void) -> Int32 {

@@ -367,6 +367,17 @@ static void test_one_reader_shared_by_threads(void) {
     free(rows);
     ea_reader *r = NULL;
     CHECK(ea_reader_open(path, &r, &err) == EA_OK, "open");
+    CHECK(ea_reader_set_threads(r, 0, &err) == EA_ERR_INVALID_ARGUMENT && strstr(err.message, "at least 1"),
+          "0 decoding threads refused: %s", err.message);
+    /* Rows 150..<950 of layers 1..<3: 8 blocks of 100 rows, the first and last in part, in 2 runs. */
+    CHECK(ea_reader_set_threads(r, 2, &err) == EA_OK, "2 decoding threads: %s", err.message);
+    int16_t part[800 * 2 * TOPK];
+    CHECK(ea_reader_read(r, 150, 950, 1, 3, EA_I16, part, 800 * 2 * TOPK, &err) == EA_OK, "threaded read: %s", err.message);
+    int wrong = 0;
+    for (int64_t row = 150; row < 950; row++)
+        for (int i = 0; i < 2 * TOPK; i++) wrong += part[(row - 150) * 2 * TOPK + i] != id_at(row, TOPK + i);
+    CHECK(wrong == 0, "threaded read of a layer range: %d wrong ids", wrong);
+    /* Every thread below reads through one handle whose reads are themselves split in two. */
     struct shared_read jobs[4];
     pthread_t threads[4];
     for (int t = 0; t < 4; t++) {

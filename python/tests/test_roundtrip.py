@@ -188,3 +188,21 @@ def test_a_reader_per_thread(archive_path):
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+@pytest.mark.parametrize("codec", ["fast", "compact"])
+def test_reads_split_between_threads_equal_reads_on_one(archive_path, codec):
+    expected = rows(3000, experts=300)
+    with ea.Writer.create(archive_path, layers=6, topk=4, experts=300, codec=codec, block_rows=50) as w:
+        w.append(expected)
+    one, many = ea.Reader(archive_path, threads=1), ea.Reader(archive_path, threads=3)
+    assert (one.threads, many.threads) == (1, 3)
+    assert ea.Reader(archive_path).threads == ea.available_cpus()
+    np.testing.assert_array_equal(many.read(dtype=np.int32), expected)
+    for start, stop, layers in [(0, 3000, None), (17, 2999, slice(2, 5)), (49, 51, None), (1000, 2200, slice(5, 6))]:
+        np.testing.assert_array_equal(many.read(start, stop, layers=layers), one.read(start, stop, layers=layers))
+    shipped = ea.Reader.from_buffer(one.archive_bytes(), threads=2)
+    np.testing.assert_array_equal(shipped.read(), expected)
+    with pytest.raises(ea.InvalidArgumentError, match="at least 1"):
+        many.threads = 0
+    assert many.threads == 3

@@ -4,9 +4,9 @@
 // Benchmarks/run (lmdeploy_growth.py), in the same run.
 //
 // usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] [--only-layers] [--codec fast|compact]
-//        archive-bench --read-all ARCHIVE [--layers A:B]   (the Swift side of python_bench.py: the
-//        best of 5 reads of every row, those layers only if given, as int32 into one buffer; prints
-//        wall and CPU seconds)
+//        archive-bench --read-all ARCHIVE [--layers A:B] [--threads N]   (the Swift side of
+//        python_bench.py: the best of 5 reads of every row, those layers only if given, as int32
+//        into one buffer, decoded on N threads (default 1); prints wall and CPU seconds)
 import Archive
 import Foundation
 import TraceSynth
@@ -26,7 +26,7 @@ func residentMiB() -> Double {
     return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
 }
 
-let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] [--only-layers] [--codec fast|compact] | --read-all ARCHIVE [--layers A:B]"
+let usage = "usage: archive-bench [--rows N] [--reads N] [--block-rows N] [--dir DIR] [--only-append] [--only-layers] [--codec fast|compact] | --read-all ARCHIVE [--layers A:B] [--threads N]"
 var totalRows = 1 << 20
 var directory = FileManager.default.temporaryDirectory.path
 var onlyAppend = false
@@ -36,6 +36,7 @@ var blockRows: Int?
 var reads = 20_000
 var readAll: String?
 var readLayers: Range<Int>?
+var readThreads = 1
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -47,6 +48,7 @@ while let argument = arguments.next() {
     case "--block-rows": blockRows = arguments.next().flatMap(Int.init)
     case "--reads": reads = arguments.next().flatMap(Int.init) ?? reads
     case "--read-all": readAll = arguments.next()
+    case "--threads": readThreads = arguments.next().flatMap(Int.init) ?? readThreads
     case "--layers":
         let bounds = (arguments.next() ?? "").split(separator: ":").compactMap { Int($0) }
         if bounds.count == 2, bounds[0] <= bounds[1] { readLayers = bounds[0]..<bounds[1] }
@@ -61,6 +63,7 @@ while let argument = arguments.next() {
 
 if let readAll {
     let reader = try ArchiveReader(path: readAll)
+    reader.decodingThreads = readThreads
     let layers = readLayers ?? 0..<reader.schema.layers
     var out = [Int32](repeating: 0, count: reader.count * layers.count * reader.schema.topk)
     // Wall and CPU seconds (CPU time is what a machine shared with other work still measures).

@@ -177,6 +177,11 @@ ea_status ea_writer_metadata(const ea_writer *writer, char *out, size_t capacity
 ea_status ea_reader_read(ea_reader *reader, int64_t start, int64_t stop, int32_t layer_start,
                          int32_t layer_stop, ea_dtype dtype, void *out, size_t out_count,
                          ea_error *error);
+/* Threads a later ea_reader_read of many blocks is split between (each decodes a contiguous run
+ * of at least four blocks into its own part of `out`); 1, the default, decodes on the calling
+ * thread alone. The threads are the process's Dispatch pool's, for the length of a read; the
+ * handle's lock is held throughout, as for every call. `threads` < 1 is refused. */
+ea_status ea_reader_set_threads(ea_reader *reader, int32_t threads, ea_error *error);
 /* Sees what a writer flushed (or truncated) since; sets *count (may be NULL) to the rows now visible. */
 ea_status ea_reader_refresh(ea_reader *reader, int64_t *count, ea_error *error);
 /* Checks every block whole (checksums, positions, ids). Sets *problems to the number of

@@ -56,6 +56,7 @@ def _load() -> ctypes.CDLL:
         "ea_reader_dense_layers": (status, [handle, POINTER(c_int32), c_size_t, err]),
         "ea_reader_metadata": (status, [handle] + text_out),
         "ea_reader_read": (status, [handle, c_int64, c_int64, c_int32, c_int32, c_int32, c_void_p, c_size_t, err]),
+        "ea_reader_set_threads": (status, [handle, c_int32, err]),
         "ea_reader_refresh": (status, [handle, POINTER(c_int64), err]),
         "ea_reader_verify": (status, [handle, POINTER(c_size_t), err]),
         "ea_reader_problem": (status, [handle, c_size_t] + text_out),

@@ -136,12 +136,22 @@ class _RowSource:
         return self.read(index, index + 1)[0]
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: a Reader's default decoding threads."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class Reader(_RowSource):
     """Read-only access to an archive; any number, in any process, while one writer appends.
     A reader sees the rows flushed when it opened or last refreshed (a consistent prefix).
-    One thread at a time: open a Reader per thread to read in parallel (decoding releases the GIL)."""
+    A read of many blocks is decoded on `threads` threads (default: the CPUs this process may
+    use; see the `threads` property). The GIL is released while decoding. Calls on one Reader
+    from several threads take turns: open a Reader per thread to read in parallel."""
 
-    def __init__(self, path: PathLike) -> None:
+    def __init__(self, path: PathLike, *, threads: Optional[int] = None) -> None:
         self.path = os.fspath(path)
         self._error = Error()
         handle = ctypes.c_void_p()
@@ -152,6 +162,19 @@ class Reader(_RowSource):
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
+        self.threads = available_cpus() if threads is None else threads
+
+    @property
+    def threads(self) -> int:
+        """Threads a read of many blocks is split between, each decoding a contiguous run of at
+        least four blocks into its own part of the output (1: the calling thread alone)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int) -> None:
+        if lib.ea_reader_set_threads(self._handle, int(threads), ctypes.byref(self._error)):
+            _raise(self._error)
+        self._threads = int(threads)
 
     def __len__(self) -> int:
         return lib.ea_reader_count(self._handle)
@@ -174,7 +197,7 @@ class Reader(_RowSource):
         return lines
 
     @classmethod
-    def from_buffer(cls, buffer: Any, name: str = "<buffer>") -> "Reader":
+    def from_buffer(cls, buffer: Any, name: str = "<buffer>", *, threads: Optional[int] = None) -> "Reader":
         """A reader of the archive held in `buffer`: bytes, a memoryview, a numpy uint8 array, a
         Ray object-store buffer, anything C-contiguous with the buffer protocol. The bytes are
         read in place, never copied: the reader keeps a reference to `buffer` for its lifetime,
@@ -198,6 +221,7 @@ class Reader(_RowSource):
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
+        self.threads = available_cpus() if threads is None else threads
         return self
 
     @property
@@ -417,4 +441,4 @@ class Writer(_RowSource):
         return f"Writer({self.path!r}, rows={len(self)}, schema={self.schema})"
 
 
-__all__ = ["AppendResult", "ArchiveError", "Reader", "Schema", "Writer"]
+__all__ = ["AppendResult", "ArchiveError", "Reader", "Schema", "Writer", "available_cpus"]
