@@ -119,3 +119,23 @@ def test_negative_start(archive_path, synced):
                   f"batch start {start} is negative")
     assert synced.append(rows(1, first=99).astype(np.uint16), start=np.int64(99)) == ea.AppendResult(0, 1, None)
     assert len(synced) == 100
+
+
+def test_repeated_decode_steps_are_checked_like_any_append(archive_path, synced):
+    """One-row appends like the one before take a shorter path (a decode step's): the library
+    still checks every id, and rows of another layout still go through the full checks."""
+    expected = rows(4, first=100)
+    synced.append(expected[0:1])
+    synced.append(expected[1:2])  # like the one before
+    bad = expected[2:3].copy()
+    bad[0, 5, 3] = 200
+    unchanged(archive_path, lambda: synced.append(bad), ea.SchemaError, "200")
+    assert len(synced) == 102
+    synced.append(np.asfortranarray(expected[2:3]))  # same shape and dtype, other strides
+    unchanged(archive_path, lambda: synced.append(expected[3:4].reshape(1, 4, 6)), ea.SchemaError, r"expected \[n, 6, 4\]")
+    assert synced.append(expected[3:4]) == (1, 0, None)
+    synced.truncate(101)
+    synced.append(expected[1:2])
+    assert synced.append(expected[1:2], start=101, compare=True) == (0, 1, 0)
+    synced.flush()
+    np.testing.assert_array_equal(ea.Reader(archive_path)[100:102], expected[0:2])

@@ -299,6 +299,19 @@ class _Stage:
         self.code = ctypes.c_int32(_ids.CODES[dtype])
 
 
+class _Repeat:
+    """The last staged append at the end, made again by a call whose rows have its shape and
+    dtype (a decode step's): where they are copied and the call's arguments, made once."""
+
+    __slots__ = ("shape", "dtype", "target", "arguments")
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, target: np.ndarray, arguments: tuple[Any, ...]) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.target = target
+        self.arguments = arguments
+
+
 class Writer(_RowSource):
     """The one writer of an archive (a lock refuses a second one, in any process).
 
@@ -323,6 +336,7 @@ class Writer(_RowSource):
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_writer_metadata, handle, self._error))
         self._shapes = ((self.schema.layers, self.schema.topk), (self.schema.layers * self.schema.topk,))
         self._stages: dict[np.dtype, _Stage] = {}
+        self._repeat: Optional[_Repeat] = None
         # Rows held, buffered ones included: kept here (only this writer changes it) so that
         # len() costs no call.
         self._count = lib.ea_writer_count(handle)
@@ -372,6 +386,16 @@ class Writer(_RowSource):
 
     def _append(self, rows: Any, start: Optional[int], compare: bool) -> None:
         """append() without building its result (left in self._result): a decode step's path."""
+        repeat = self._repeat
+        if (repeat is not None and start is None and not compare and type(rows) is np.ndarray
+                and rows.shape == repeat.shape and rows.dtype is repeat.dtype):
+            # A batch like the last one: each check or conversion skipped here costs more than
+            # the append itself (the library checks the ids).
+            repeat.target[...] = rows
+            if _append_prepared(*repeat.arguments):
+                _raise(self._error)
+            self._count += self._result.appended
+            return
         array = rows if type(rows) is np.ndarray else _ids.as_array(rows)
         if start is not None and start < 0:
             raise InvalidArgumentError(f"{self.path}: batch start {start} is negative")
@@ -382,10 +406,14 @@ class Writer(_RowSource):
             # known, and passed with arguments made once (array.ctypes and ctypes' argument
             # conversions cost more than the append itself).
             count = shape[0]
-            (stage.rows if len(shape) == 3 else stage.flat)[:count] = array
-            status = _append_prepared(self._handle_argument, stage.address, stage.code, _SIZES[count],
-                                      _AT_END if start is None else ctypes.c_int64(start), _TRUE if compare else _FALSE,
-                                      self._result_reference, self._error_reference)
+            target = (stage.rows if len(shape) == 3 else stage.flat)[:count]
+            target[...] = array
+            arguments = (self._handle_argument, stage.address, stage.code, _SIZES[count],
+                         _AT_END if start is None else ctypes.c_int64(start), _TRUE if compare else _FALSE,
+                         self._result_reference, self._error_reference)
+            if start is None and not compare:
+                self._repeat = _Repeat(shape, array.dtype, target, arguments)
+            status = _append_prepared(*arguments)
         else:
             array = _ids.id_array(array, self.schema.layers, self.schema.topk, self.path)
             if array.dtype not in self._stages:
