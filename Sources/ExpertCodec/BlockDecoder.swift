@@ -53,9 +53,9 @@ public final class BlockDecoder {
                      decodingRow: Int? = nil, layers: Range<Int>? = nil) throws -> Int {
         close()
         try layers.map(checkLayers)
-        let rowLimit = expectedRows ?? BlockFormat.maxRows(schema)
+        let rowLimit = expectedRows ?? BlockLimits.maxRows(schema)
         let header = try frames.header(
-            of: frame, limit: BlockFormat.maxPayloadBytes(schema, rows: min(rowLimit, BlockFormat.maxRows(schema))))
+            of: frame, limit: BlockLimits.maxPayloadBytes(schema, rows: min(rowLimit, BlockLimits.maxRows(schema))))
         let size = header.size
         // Slack: flag counts read whole words past a bitmap's end (`BitCount`, `PrefixBitCounter`),
         // plane loads up to 8 bytes of every plane (`BitPlanes.load`).

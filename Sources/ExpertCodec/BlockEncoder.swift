@@ -64,8 +64,8 @@ public final class BlockEncoder {
             throw CodecError.shapeMismatch("\(rows.count) ids are not a whole number of \(perRow)-id rows")
         }
         let count = rows.count / perRow
-        guard count <= BlockFormat.maxRows(schema) else {
-            throw CodecError.blockTooLarge(rows: count, limit: BlockFormat.maxIDs)
+        guard count <= BlockLimits.maxRows(schema) else {
+            throw CodecError.blockTooLarge(rows: count, limit: BlockLimits.maxIDs)
         }
         let ids = try gather(rows, count: count, shape: writer.columnShape)
         // Appended to as a local: on the property, every column's append paid two dynamic

@@ -81,7 +81,7 @@ enum PayloadHeader {
         guard storedWidth == width else { throw fail("bit width \(storedWidth), the schema has \(width)", 1) }
         guard raw.loadLE(UInt16.self, at: 2) == 0 else { throw fail("reserved field is not zero", 2) }
         let rows = Int(raw.loadLE(UInt32.self, at: 4))
-        guard rows <= BlockFormat.maxRows(schema) else { throw fail("\(rows) rows exceed the block limit", 4) }
+        guard rows <= BlockLimits.maxRows(schema) else { throw fail("\(rows) rows exceed the block limit", 4) }
         let storedColumns = Int(raw.loadLE(UInt32.self, at: 8))
         guard storedColumns == schema.storedIDsPerRow else {
             throw fail("\(storedColumns) columns, the schema has \(schema.storedIDsPerRow)", 8)

@@ -74,7 +74,7 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
         let rows = (0..<4096).flatMap { _ in (0..<32).map { UInt8($0 * 7) } }
         let frame = try BlockEncoder(schema: schema).encode(rows)
         let payload = try payloadOf(frame)
-        #expect(payload.count == BlockFormat.headerBytes + 32 + 2 * 32, "codings and the constant table only")
+        #expect(payload.count == PayloadHeader.bytes + 32 + 2 * 32, "codings and the constant table only")
         #expect(try BlockDecoder(schema: schema).decode(frame, as: UInt8.self) == rows)
     }
 
@@ -85,7 +85,7 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
         #expect(try decoder.decode(try encoder.encode(one), as: Int64.self) == one)
         let empty = try encoder.encode([UInt16]())
         #expect(try decoder.decode(empty, as: UInt16.self) == [])
-        #expect(try payloadOf(empty).count == BlockFormat.headerBytes)
+        #expect(try payloadOf(empty).count == PayloadHeader.bytes)
     }
 
     @Test func adversarialBlocks() throws {

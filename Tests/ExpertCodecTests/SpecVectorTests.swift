@@ -260,7 +260,7 @@ private func payloadBytes(_ encoder: BlockEncoder, _ rows: [Int64]) throws -> [U
 private func frameContent(_ frame: [UInt8], _ schema: Schema) throws -> [UInt8] {
     let lz4 = LZ4FrameDecoder()
     return try frame.withUnsafeBytes { bytes in
-        let header = try lz4.header(of: bytes, limit: BlockFormat.maxPayloadBytes(schema, rows: BlockFormat.maxRows(schema)))
+        let header = try lz4.header(of: bytes, limit: BlockLimits.maxPayloadBytes(schema, rows: BlockLimits.maxRows(schema)))
         var out = [UInt8](repeating: 0, count: header.size)
         try out.withUnsafeMutableBytes { try lz4.decompress(bytes, header: header, into: $0.baseAddress!) }
         return out

@@ -61,7 +61,7 @@ final class CompactDecoder {
         guard count > 0 else { return 0 }
 
         // Kinds.
-        var cursor = BlockFormat.headerBytes
+        var cursor = PayloadHeader.bytes
         guard size - cursor >= columnCount + 4 else { throw fail("payload ends inside the column kinds", size) }
         var kinds: [CompactKind] = []
         kinds.reserveCapacity(columnCount)

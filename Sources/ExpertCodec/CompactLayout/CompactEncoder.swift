@@ -248,9 +248,9 @@ final class CompactEncoder {
     /// the payload, or every non-constant column raw when that is smaller.
     func encodeColumns(_ cols: UnsafeMutablePointer<UInt16>, count: Int) -> (UnsafeRawPointer, Int) {
         guard count > 0 else {
-            let out = payload.reserve(BlockFormat.headerBytes)
+            let out = payload.reserve(PayloadHeader.bytes)
             writeHeader(out, count: 0)
-            return (UnsafeRawPointer(out), BlockFormat.headerBytes)
+            return (UnsafeRawPointer(out), PayloadHeader.bytes)
         }
         let choice = chooseKinds(cols, count: count)
         let tableOf = chooseTables(choice)
@@ -517,9 +517,9 @@ final class CompactEncoder {
         var kinds = chosenKinds
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         let rawColumns = kinds.lazy.filter { $0 == .raw }.count
-        let size = BlockFormat.headerBytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
+        let size = PayloadHeader.bytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
         let constants = kinds.lazy.filter { $0 == .constant }.count
-        let allRawSize = BlockFormat.headerBytes + columnCount + 4 + (8 + constants * width + 7) / 8
+        let allRawSize = PayloadHeader.bytes + columnCount + 4 + (8 + constants * width + 7) / 8
             + (columnCount - constants) * rawBytes
         if size > allRawSize && !units.isEmpty {
             for c in 0..<columnCount where kinds[c] != .constant { kinds[c] = .raw }
@@ -732,10 +732,10 @@ final class CompactEncoder {
         let columnCount = kinds.count, width = schema.bitWidth
         let rawBytes = CompactFormat.rawColumnBytes(rows: count, width: width)
         let rawColumns = kinds.lazy.filter { $0 == .raw }.count
-        let size = BlockFormat.headerBytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
+        let size = PayloadHeader.bytes + columnCount + 4 + streamBytes + rawColumns * rawBytes + ransBytes
         let out = payload.reserve(size)
         writeHeader(out, count: count)
-        var cursor = BlockFormat.headerBytes
+        var cursor = PayloadHeader.bytes
         for c in 0..<columnCount { out.storeLE(kinds[c].rawValue, at: cursor + c) }
         cursor += columnCount
         out.storeLE(UInt32(streamBytes), at: cursor)

@@ -78,14 +78,14 @@ final class ColumnPlaces {
         decodedRow = nil
         let wanted = columns ?? 0..<columnCount
         let size = payload.count, width = schema.bitWidth, experts = schema.experts
-        let rowCount = try PayloadHeader.rows(of: payload, layoutByte: BlockFormat.layoutByte, schema: schema)
+        let rowCount = try PayloadHeader.rows(of: payload, layoutByte: FastFormat.layoutByte, schema: schema)
         let raw = payload.baseAddress!
         guard rowCount > 0 else {
             checked = wanted
             return
         }
 
-        let codingsAt = BlockFormat.headerBytes
+        let codingsAt = PayloadHeader.bytes
         guard size - codingsAt >= columnCount else { throw fail("payload ends inside the column codings", size) }
         let codes = (raw + codingsAt).assumingMemoryBound(to: UInt8.self)
         var constants = 0

@@ -2,14 +2,14 @@
 /// constant, a slot delta, or with a repeat flag bitmap; LZ4 removes the runs of the planes.
 /// Any range of rows decodes alone, touching only its groups of 8 rows.
 enum FastLayout: BlockLayout {
-    static let layoutByte = BlockFormat.layoutByte
+    static let layoutByte = FastFormat.layoutByte
     static let name = "fast"
     static let summary = "column bit-planes v1 in LZ4 frames"
     static let defaultBlockBytes = 64 * 1024
 
     static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int {
         let columns = schema.storedIDsPerRow
-        return BlockFormat.headerBytes + 3 * columns + columns * (schema.bitWidth + 1) * BitPlanes.planeBytes(rows)
+        return PayloadHeader.bytes + 3 * columns + columns * (schema.bitWidth + 1) * BitPlanes.planeBytes(rows)
     }
 
     static func makeWriter(schema: Schema) -> any PayloadWriter { FastPayloadWriter(schema: schema) }
@@ -39,28 +39,28 @@ final class FastPayloadWriter: PayloadWriter {
                                        runs: inout [PayloadSegment]) -> (UnsafeRawPointer, Int) {
         let columnCount = schema.storedIDsPerRow, width = schema.bitWidth
         let bytes = Self.retyped(cols, as: UInt8.self), words = Self.retyped(cols, as: UInt16.self)
-        let out = payload.reserve(BlockFormat.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
+        let out = payload.reserve(BlockLimits.maxPayloadBytes(schema, rows: count)).assumingMemoryBound(to: UInt8.self)
         let raw = UnsafeMutableRawPointer(out)
-        PayloadHeader.write(raw, layoutByte: BlockFormat.layoutByte, schema: schema, rows: count)
+        PayloadHeader.write(raw, layoutByte: FastFormat.layoutByte, schema: schema, rows: count)
         guard count > 0 else {
-            runs.append(PayloadSegment(range: 0..<BlockFormat.headerBytes, compress: false))
-            return (UnsafeRawPointer(out), BlockFormat.headerBytes)
+            runs.append(PayloadSegment(range: 0..<PayloadHeader.bytes, compress: false))
+            return (UnsafeRawPointer(out), PayloadHeader.bytes)
         }
 
         // Constant columns first: their table sits between the codings and the bodies.
-        let codings = out + BlockFormat.headerBytes
+        let codings = out + PayloadHeader.bytes
         var constantCount = 0
         for c in 0..<columnCount {
             let column = cols + c * padded
             let constant = Self.isConstant(column, count: count)
             codings[c] = constant ? ColumnCoding.constant.rawValue : ColumnCoding.plain.rawValue
             if constant {
-                raw.storeLE(UInt16(column[0]), at: BlockFormat.headerBytes + columnCount + 2 * constantCount)
+                raw.storeLE(UInt16(column[0]), at: PayloadHeader.bytes + columnCount + 2 * constantCount)
                 constantCount += 1
             }
         }
 
-        var cursor = BlockFormat.headerBytes + columnCount + 2 * constantCount
+        var cursor = PayloadHeader.bytes + columnCount + 2 * constantCount
         runs.append(PayloadSegment(range: 0..<cursor, compress: true))
         let candidates = candidates.reserve(CandidateColumns.count(padded: padded, of: S.self), of: S.self)
         let flags = flags.reserve(padded / 8, of: UInt8.self)
