@@ -197,7 +197,7 @@ def test_reads_split_between_threads_equal_reads_on_one(archive_path, codec):
         w.append(expected)
     one, many = ea.Reader(archive_path, threads=1), ea.Reader(archive_path, threads=3)
     assert (one.threads, many.threads) == (1, 3)
-    assert ea.Reader(archive_path).threads == ea.available_cpus()
+    assert ea.Reader(archive_path).threads == ea.default_threads()
     np.testing.assert_array_equal(many.read(dtype=np.int32), expected)
     for start, stop, layers in [(0, 3000, None), (17, 2999, slice(2, 5)), (49, 51, None), (1000, 2200, slice(5, 6))]:
         np.testing.assert_array_equal(many.read(start, stop, layers=layers), one.read(start, stop, layers=layers))
@@ -206,3 +206,15 @@ def test_reads_split_between_threads_equal_reads_on_one(archive_path, codec):
     with pytest.raises(ea.InvalidArgumentError, match="at least 1"):
         many.threads = 0
     assert many.threads == 3
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpus = ea.default_threads()
+    assert cpus >= 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ea.default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cpus + 5))
+    assert ea.default_threads() == cpus
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert ea.default_threads() == cpus

@@ -7,7 +7,7 @@
     r = ea.Reader("session.moe")
     rows = r[0:len(r)]                           # [n, 48, 8] uint8
 """
-from .archive import AppendResult, Reader, Schema, Writer, available_cpus
+from .archive import AppendResult, Reader, Schema, Writer, default_threads
 from .batch import read_batch
 from .errors import (ArchiveError, ArchiveIOError, ClosedError, DamagedError, ExistsError, GapError,
                      InvalidArgumentError, LockedError, OutOfRangeError, SchemaError)
@@ -16,6 +16,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppendResult", "ArchiveError", "ArchiveIOError", "ClosedError", "DamagedError", "ExistsError", "GapError",
-    "InvalidArgumentError", "LockedError", "OutOfRangeError", "Reader", "Schema", "SchemaError", "Writer", "available_cpus",
+    "InvalidArgumentError", "LockedError", "OutOfRangeError", "Reader", "Schema", "SchemaError", "Writer", "default_threads",
     "read_batch",
 ]

@@ -136,12 +136,18 @@ class _RowSource:
         return self.read(index, index + 1)[0]
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on: a Reader's default decoding threads."""
+def default_threads() -> int:
+    """A Reader's decoding threads unless told: OMP_NUM_THREADS when it is set (as numpy's and
+    torch's thread pools take it; Ray sets it to a task's CPUs), else the CPUs this process may
+    run on."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        return max(1, min(cpus, int(os.environ["OMP_NUM_THREADS"])))
+    except (KeyError, ValueError):
+        return cpus
 
 
 class Reader(_RowSource):
@@ -162,7 +168,7 @@ class Reader(_RowSource):
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
-        self.threads = available_cpus() if threads is None else threads
+        self.threads = default_threads() if threads is None else threads
 
     @property
     def threads(self) -> int:
@@ -221,7 +227,7 @@ class Reader(_RowSource):
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
-        self.threads = available_cpus() if threads is None else threads
+        self.threads = default_threads() if threads is None else threads
         return self
 
     @property
@@ -469,4 +475,4 @@ class Writer(_RowSource):
         return f"Writer({self.path!r}, rows={len(self)}, schema={self.schema})"
 
 
-__all__ = ["AppendResult", "ArchiveError", "Reader", "Schema", "Writer", "available_cpus"]
+__all__ = ["AppendResult", "ArchiveError", "Reader", "Schema", "Writer", "default_threads"]
