@@ -71,3 +71,31 @@ struct RowRequest {
         return UnsafeMutableBufferPointer(mutating: checked)
     }
 }
+
+/// What the C interface reads rows from: a reader, or a writer (its buffered rows included).
+protocol RowSource: AnyObject {
+    var path: String { get }
+    var schema: Schema { get }
+    func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>, into out: UnsafeMutableBufferPointer<T>) throws
+}
+
+extension ArchiveReader: RowSource {}
+extension ArchiveWriter: RowSource {}
+
+/// `ea_reader_read` and `ea_writer_read`: rows `start..<stop` of layers `layerStart..<layerStop`
+/// of `source` into `out`, `outCount` ids of `dtype`.
+func readRows(_ source: some RowSource, start: Int64, stop: Int64, layerStart: Int32, layerStop: Int32,
+              dtype: Int32, out: UnsafeMutableRawPointer?, outCount: Int) throws {
+    let request = try RowRequest(start: start, stop: stop, layerStart: layerStart, layerStop: layerStop,
+                                 schema: source.schema, outCount: outCount, path: source.path)
+    try withIDType(dtype, RowRead(source: source, request: request, out: out))
+}
+
+/// The read of one request, for the dtype `withIDType` finds.
+private struct RowRead<Source: RowSource>: IDTypeBody {
+    let source: Source, request: RowRequest, out: UnsafeMutableRawPointer?
+
+    func run<T: ExpertID>(_ type: T.Type) throws {
+        try source.read(request.rows, layers: request.layers, into: try request.output(out, as: type))
+    }
+}

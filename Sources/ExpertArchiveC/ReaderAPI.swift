@@ -85,25 +85,13 @@ public func eaReaderMetadata(_ handle: OpaquePointer?, _ out: UnsafeMutablePoint
     withReader(handle, error) { try writeText(json($0.reader.metadata), out, capacity, length) }
 }
 
-/// `ArchiveReader.read` of the requested rows and layers.
-private struct ReaderRead: IDTypeBody {
-    let reader: ArchiveReader, request: RowRequest, out: UnsafeMutableRawPointer?
-
-    func run<T: ExpertID>(_ type: T.Type) throws {
-        let output = try request.output(out, as: type)
-        try reader.read(request.rows, layers: request.layers, into: output)
-    }
-}
-
 @_cdecl("ea_reader_read")
 public func eaReaderRead(_ handle: OpaquePointer?, _ start: Int64, _ stop: Int64, _ layerStart: Int32, _ layerStop: Int32,
                          _ dtype: Int32, _ out: UnsafeMutableRawPointer?, _ outCount: Int,
                          _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
-    withReader(handle, error) { handle in
-        let reader = handle.reader
-        let request = try RowRequest(start: start, stop: stop, layerStart: layerStart, layerStop: layerStop,
-                                     schema: reader.schema, outCount: outCount, path: reader.path)
-        try withIDType(dtype, ReaderRead(reader: reader, request: request, out: out))
+    withReader(handle, error) {
+        try readRows($0.reader, start: start, stop: stop, layerStart: layerStart, layerStop: layerStop,
+                     dtype: dtype, out: out, outCount: outCount)
     }
 }
 

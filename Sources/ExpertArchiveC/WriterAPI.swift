@@ -141,25 +141,13 @@ public func eaWriterMetadata(_ handle: OpaquePointer?, _ out: UnsafeMutablePoint
     withWriter(handle, error) { try writeText(json($0.metadata), out, capacity, length) }
 }
 
-/// `ArchiveWriter.read` of the requested rows and layers (buffered rows included).
-private struct WriterRead: IDTypeBody {
-    let writer: ArchiveWriter, request: RowRequest, out: UnsafeMutableRawPointer?
-
-    func run<T: ExpertID>(_ type: T.Type) throws {
-        let output = try request.output(out, as: type)
-        try writer.read(request.rows, layers: request.layers, into: output)
-    }
-
-}
-
 @_cdecl("ea_writer_read")
 public func eaWriterRead(_ handle: OpaquePointer?, _ start: Int64, _ stop: Int64, _ layerStart: Int32, _ layerStop: Int32,
                          _ dtype: Int32, _ out: UnsafeMutableRawPointer?, _ outCount: Int,
                          _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
-    withWriter(handle, error) { writer in
-        let request = try RowRequest(start: start, stop: stop, layerStart: layerStart, layerStop: layerStop,
-                                     schema: writer.schema, outCount: outCount, path: writer.path)
-        try withIDType(dtype, WriterRead(writer: writer, request: request, out: out))
+    withWriter(handle, error) {
+        try readRows($0, start: start, stop: stop, layerStart: layerStart, layerStop: layerStop,
+                     dtype: dtype, out: out, outCount: outCount)
     }
 }
 
