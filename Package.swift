@@ -1,8 +1,9 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Dependencies run one way: CLZ4 (and CPrefetch) <- ExpertCodec <- Archive <- {archive-tool, ExpertArchiveC}.
-// The codec knows no files, the archive knows no command line.
+// Dependencies run one way: CLZ4 (and CPrefetch) <- ExpertCodec <- Archive <- {archive-tool, ExpertArchiveC},
+// and SystemFile <- {Archive, NumpyFile, archive-tool}. The codec knows no files, the archive knows no
+// command line, and only SystemFile makes file system calls.
 let package = Package(
     name: "ExpertArchive",
     products: [
@@ -27,7 +28,10 @@ let package = Package(
         // A prefetch hint for the codec's gathers, which Swift cannot express (header only).
         .target(name: "CPrefetch"),
         .target(name: "ExpertCodec", dependencies: ["CLZ4", "CPrefetch"]),
-        .target(name: "Archive", dependencies: ["ExpertCodec"]),
+        // The one layer of file system calls (EINTR, short reads and writes, errors naming path,
+        // operation and errno), in the package only: no product exports it but StopRequest.
+        .target(name: "SystemFile"),
+        .target(name: "Archive", dependencies: ["ExpertCodec", "SystemFile"]),
         // Realistic generated traces: the demo's default input, test fixtures, benchmark inputs.
         .target(name: "TraceSynth", dependencies: ["ExpertCodec"]),
         // The C interface: its header (a C target, so that Swift implements the very types it
@@ -44,6 +48,7 @@ let package = Package(
             dependencies: [
                 "Archive",
                 "NumpyFile",
+                "SystemFile",
                 "TraceSynth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -54,7 +59,7 @@ let package = Package(
         // The writer and reader processes of the crash and concurrency tests; not a product.
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
         .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),
-        .target(name: "NumpyFile"),
+        .target(name: "NumpyFile", dependencies: ["SystemFile"]),
         .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile"]),
         .testTarget(name: "ArchiveToolTests", dependencies: ["TestSupport", "Archive", "NumpyFile", "TraceSynth"]),
     ],

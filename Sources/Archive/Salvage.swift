@@ -1,9 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import ExpertCodec
+import SystemFile
 
 /// What survives of a damaged archive: the log as readers replay it, each block checked whole
 /// (record checksum, frame checksums, payload, every id), and what follows damage.
@@ -157,7 +153,7 @@ public enum Salvage {
         let file = try SegmentFile(path: report.path, mode: .read)
         try file.holdReaderLock()
         let source = BlockSource(path: report.path, schema: report.schema, mapping: try Mapping(file: file, count: try file.size()))
-        if !overwrite, access(destination, F_OK) == 0 { throw ArchiveError.exists(path: destination) }
+        if !overwrite, FileSystem.exists(destination, followingLinks: true) { throw ArchiveError.exists(path: destination) }
         let temporary = SegmentFile.temporaryName(beside: destination)
         do {
             // The copy keeps the keys as stored: a writer before FORMAT.md 1.1 may have written keys
@@ -183,10 +179,10 @@ public enum Salvage {
                 position = end
             }
             try writer.close()
-            guard rename(temporary, destination) == 0 else { throw SegmentFile.error(destination, "rename") }
+            try archiveCall { () throws(SystemCallError) in try FileSystem.rename(temporary, to: destination) }
             try SegmentFile.syncDirectory(of: destination)
         } catch {
-            unlink(temporary)
+            FileSystem.remove(temporary)
             throw error
         }
         return report.recoverable

@@ -3,32 +3,31 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SystemFile
 
-/// Thin, typed wrappers over the system calls the archive uses, each failure an
-/// ``ArchiveError/io(path:operation:errno:message:)`` naming the file.
+/// The archive's file: ``SystemFile``'s calls with the archive's own errors
+/// (``ArchiveError/io(path:operation:errno:message:)`` naming the file), its two locks, and the
+/// fault hook the tests put under writes, syncs and truncations.
 struct SegmentFile: ~Copyable {
-    let path: String
-    let descriptor: Int32
+    let file: FileDescriptor
+    var path: String { file.path }
     /// Sees writes, syncs and truncations first (tests only; nil otherwise).
     private let faults: (any FileFaults)?
 
     enum Mode { case read, readWrite, create(overwrite: Bool) }
 
     init(path: String, mode: Mode, faults: (any FileFaults)? = nil) throws {
-        let flags: Int32
-        switch mode {
-        case .read: flags = O_RDONLY
-        case .readWrite: flags = O_RDWR
-        // No O_TRUNC: an overwrite empties the file only once it holds the writer's lock.
-        case .create(let overwrite): flags = O_RDWR | O_CREAT | (overwrite ? 0 : O_EXCL)
+        do {
+            switch mode {
+            case .read: file = try .open(path, .readOnly)
+            case .readWrite: file = try .open(path, .readWrite)
+            // No O_TRUNC: an overwrite empties the file only once it holds the writer's lock.
+            case .create(let overwrite): file = try .open(path, .readWrite, options: overwrite ? [.create] : [.create, .exclusive])
+            }
+        } catch {
+            if error.errno == EEXIST { throw ArchiveError.exists(path: path) }
+            throw ArchiveError(error)
         }
-        let fd = open(path, flags | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            if errno == EEXIST { throw ArchiveError.exists(path: path) }
-            throw SegmentFile.error(path, "open")
-        }
-        self.path = path
-        descriptor = fd
         self.faults = faults
     }
 
@@ -36,36 +35,33 @@ struct SegmentFile: ~Copyable {
     /// description (and so the lock) until it execs, and closing alone would leave the archive
     /// locked for that long. Unlocking an unlocked file does nothing.
     deinit {
-        flock(descriptor, LOCK_UN)
-        close(descriptor)
-    }
-
-    static func error(_ path: String, _ operation: String, _ code: Int32 = errno) -> ArchiveError {
-        .io(path: path, operation: operation, errno: code, message: String(cString: strerror(code)))
+        file.unlock()
+        try? file.close()
     }
 
     /// Takes the writer's advisory lock without waiting; a second writer gets ``ArchiveError/locked(path:)``.
     func lockExclusive() throws {
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EWOULDBLOCK { throw ArchiveError.locked(path: path) }
-            throw SegmentFile.error(path, "flock")
-        }
+        let locked = try archiveCall { () throws(SystemCallError) in try file.tryLockExclusive() }
+        guard locked else { throw ArchiveError.locked(path: path) }
     }
 
     /// Whether a writer, in any process, holds the archive at `path` open (false when there is
     /// no such file). Takes the writer's lock for an instant to find out.
     static func isWriterActive(at path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return errno == EWOULDBLOCK }
-        flock(fd, LOCK_UN)
+        guard let file = try? FileDescriptor.open(path, .readOnly) else { return false }
+        defer { try? file.close() }
+        do {
+            guard try file.tryLockExclusive() else { return true }
+        } catch {
+            return false
+        }
+        file.unlock()
         return false
     }
 
     /// Releases the writer's lock before the descriptor closes (a closed writer holds none).
     func unlock() {
-        flock(descriptor, LOCK_UN)
+        file.unlock()
     }
 
     // MARK: Readers and shrinking
@@ -79,37 +75,24 @@ struct SegmentFile: ~Copyable {
     // too, and closing one descriptor does not drop another's lock.
 
     /// The byte the reader lock covers: beyond any archive, never read or written.
-    private static let readerLockByte = off_t(1) << 62
-
-    private func readerLock(_ type: Int32, wait: Bool) -> Int32 {
-        #if os(Linux)
-        var lock = flock()
-        lock.l_type = Int16(type)
-        lock.l_whence = Int16(SEEK_SET)
-        lock.l_start = SegmentFile.readerLockByte
-        lock.l_len = 1
-        let F_OFD_SETLK: Int32 = 37, F_OFD_SETLKW: Int32 = 38
-        while true {
-            if fcntl(descriptor, wait ? F_OFD_SETLKW : F_OFD_SETLK, &lock) == 0 { return 0 }
-            if errno != EINTR { return errno }
-        }
-        #else
-        return ENOTSUP
-        #endif
-    }
+    private static let readerLockByte = 1 << 62
 
     /// Announces a reader: the writer will not shrink the file while this descriptor is open.
     /// Waits only while a writer is cutting (one `ftruncate`). Where the system has no OFD
     /// locks the writer never sees a reader lock either way, and never cuts (see ``cutIfUnread``).
     func holdReaderLock() throws {
-        let code = readerLock(Int32(F_RDLCK), wait: true)
-        guard code == 0 || code == ENOTSUP || code == EINVAL else { throw SegmentFile.error(path, "fcntl(F_OFD_SETLKW)", code) }
+        do {
+            _ = try file.lockByte(at: SegmentFile.readerLockByte, .shared, wait: true)
+        } catch where error.errno == ENOTSUP || error.errno == EINVAL {
+        } catch {
+            throw ArchiveError(error)
+        }
     }
 
     /// Cuts the file to `length` if no reader holds it open, and says whether it did.
     func cutIfUnread(to length: Int) throws -> Bool {
-        guard readerLock(Int32(F_WRLCK), wait: false) == 0 else { return false }
-        defer { _ = readerLock(Int32(F_UNLCK), wait: false) }
+        guard (try? file.lockByte(at: SegmentFile.readerLockByte, .exclusive, wait: false)) == true else { return false }
+        defer { _ = try? file.lockByte(at: SegmentFile.readerLockByte, .unlocked, wait: false) }
         try truncate(to: length)
         return true
     }
@@ -127,9 +110,7 @@ struct SegmentFile: ~Copyable {
     }
 
     func size() throws -> Int {
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw SegmentFile.error(path, "fstat") }
-        return Int(info.st_size)
+        try archiveCall { () throws(SystemCallError) in try file.size() }
     }
 
     /// Lets the fault hook see `operation` first; an injected failure becomes the error the
@@ -139,48 +120,33 @@ struct SegmentFile: ~Copyable {
         do {
             try faults.before(operation)
         } catch let failure as InjectedFailure {
-            throw SegmentFile.error(path, name, failure.errno)
+            throw ArchiveError(SystemCallError(path: path, operation: name, errno: failure.errno))
         }
     }
 
-    /// Writes all of `bytes` at `offset`, retrying short writes and interruptions.
+    /// Writes all of `bytes` at `offset`.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
         try check(.write(offset: offset, bytes: bytes), "write")
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SegmentFile.error(path, "write")
-            }
-            if n == 0 { throw SegmentFile.error(path, "write", EIO) }
-            done += n
-        }
+        try archiveCall { () throws(SystemCallError) in try file.write(bytes, at: offset) }
     }
 
     func write(_ bytes: [UInt8], at offset: Int) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
-    /// Reads exactly `count` bytes at `offset` (for the header, before anything is mapped).
+    /// Reads `count` bytes at `offset`, fewer only where the file ends (for the header,
+    /// before anything is mapped).
     func read(count: Int, at offset: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + done, count - done, off_t(offset + done)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SegmentFile.error(path, "read")
-            }
-            if n == 0 { break }
-            done += n
+        let done = try bytes.withUnsafeMutableBytes { buffer in
+            try archiveCall { () throws(SystemCallError) in try file.read(into: buffer, at: offset) }
         }
         return Array(bytes[..<done])
     }
 
     func sync() throws {
         try check(.sync, "fsync")
-        if fsync(descriptor) != 0 { throw SegmentFile.error(path, "fsync") }
+        try archiveCall { () throws(SystemCallError) in try file.sync() }
     }
 
     /// Creates a new archive file at `path`, locked for writing, and has `initialize` write
@@ -198,7 +164,7 @@ struct SegmentFile: ~Copyable {
                 try initialize(file)
                 try syncDirectory(of: path)
             } catch {
-                unlink(path)
+                FileSystem.remove(path)
                 throw error
             }
             return file
@@ -210,9 +176,9 @@ struct SegmentFile: ~Copyable {
             do {
                 try file.lockExclusive()
                 try initialize(file)
-                guard rename(temporary, path) == 0 else { throw SegmentFile.error(path, "rename") }
+                try archiveCall { () throws(SystemCallError) in try FileSystem.rename(temporary, to: path) }
             } catch {
-                unlink(temporary)
+                FileSystem.remove(temporary)
                 throw error
             }
             try syncDirectory(of: path)
@@ -229,16 +195,28 @@ struct SegmentFile: ~Copyable {
 
     /// Makes the file's directory entry durable (after creating it).
     static func syncDirectory(of path: String) throws {
-        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw error(directory, "open directory") }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw error(directory, "fsync directory") }
+        try archiveCall { () throws(SystemCallError) in try FileSystem.syncDirectory(of: path) }
     }
 
     func truncate(to length: Int) throws {
         try check(.truncate(length: length), "ftruncate")
-        if ftruncate(descriptor, off_t(length)) != 0 { throw SegmentFile.error(path, "ftruncate") }
+        try archiveCall { () throws(SystemCallError) in try file.resize(to: length) }
+    }
+}
+
+extension ArchiveError {
+    /// A failed system call as the archive reports it.
+    init(_ error: SystemCallError) {
+        self = .io(path: error.path, operation: error.operation, errno: error.errno, message: error.message)
+    }
+}
+
+/// Runs a ``SystemFile`` call, its failure an ``ArchiveError``.
+func archiveCall<T>(_ call: () throws(SystemCallError) -> T) throws(ArchiveError) -> T {
+    do {
+        return try call()
+    } catch {
+        throw ArchiveError(error)
     }
 }
 
@@ -247,28 +225,19 @@ struct SegmentFile: ~Copyable {
 /// it; nothing compressed is copied through `read`.
 final class Mapping {
     let bytes: UnsafeRawBufferPointer
-    /// Whether this mapping made `bytes` (mmap) and so may drop or unmap them.
-    private let owned: Bool
+    /// The mapping that made `bytes`, which may drop their pages; nil when they are borrowed.
+    private let map: MemoryMap?
 
     init(file: borrowing SegmentFile, count: Int) throws {
-        owned = true
-        guard count > 0 else {
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            return
-        }
-        let address = mmap(nil, count, PROT_READ, MAP_SHARED, file.descriptor, 0)
-        guard let address, address != MAP_FAILED else { throw SegmentFile.error(file.path, "mmap") }
-        bytes = UnsafeRawBufferPointer(start: address, count: count)
+        let map = try archiveCall { () throws(SystemCallError) in try MemoryMap(file.file, count: count, .shared) }
+        self.map = map
+        bytes = map.bytes
     }
 
     /// `bytes`, owned by the caller, who keeps them alive and unchanged while this mapping lives.
     init(borrowing bytes: UnsafeRawBufferPointer) {
-        owned = false
+        map = nil
         self.bytes = bytes
-    }
-
-    deinit {
-        if owned, let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
 
     /// Drops the whole pages of `range` from this process's resident memory (they stay in the
@@ -276,10 +245,6 @@ final class Mapping {
     /// large archive does not count it all as resident.
     func release(_ range: Range<Int>) {
         // A borrowed buffer may be private memory, where MADV_DONTNEED would zero the pages.
-        guard owned else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
-        guard end > start, let base = bytes.baseAddress else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        map?.release(range)
     }
 }

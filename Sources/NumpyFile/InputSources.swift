@@ -1,81 +1,44 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// A read-only mapping of a whole regular file. The mapping, not a copy, backs the data a
-/// reader hands out, so a 2 GB file costs page cache, not heap. Unmapped on release.
-///
-/// A file truncated by another process while mapped makes access fault (SIGBUS); mmap
-/// offers no way around that, and the size is validated against the header when opened.
-final class MappedFile {
-    let bytes: UnsafeRawBufferPointer
-
-    /// `size` must be the file's size and greater than 0 (mmap refuses empty mappings).
-    init(fd: Int32, size: Int, path: String) throws(NumpyError) {
-        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0),
-              address != UnsafeMutableRawPointer(bitPattern: -1)  // MAP_FAILED
-        else { throw SystemIO.failure(path, "mmap") }
-        bytes = UnsafeRawBufferPointer(start: address, count: size)
-    }
-
-    deinit {
-        munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count)
-    }
-
-    /// Drops the whole pages of `range` (byte offsets) from this process's resident memory:
-    /// a front-to-back reader calls it behind itself so that reading a 2 GB file does not
-    /// count 2 GB resident. The pages stay in the page cache; touching them again is a minor fault.
-    func release(_ range: Range<Int>) {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
-        guard end > start, let base = bytes.baseAddress else { return }
-        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
-    }
-
-    /// Tells the kernel we read front to back: more read-ahead, pages dropped sooner.
-    func adviseSequential() {
-        _ = madvise(UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, MADV_SEQUENTIAL)
-    }
-}
+import SystemFile
 
 /// A pipe, terminal or other descriptor read front to back exactly once.
+/// Its reads end when a ``StopRequest`` is made.
 final class ByteStream {
-    let fd: Int32
+    /// Named in errors as the reader's input.
+    let file: FileDescriptor
     private let ownsDescriptor: Bool
     /// Set once the data has been read: a stream cannot be rewound.
     var isConsumed = false
 
-    init(fd: Int32, ownsDescriptor: Bool) {
-        self.fd = fd
+    init(_ file: FileDescriptor, ownsDescriptor: Bool) {
+        self.file = file
         self.ownsDescriptor = ownsDescriptor
     }
 
     deinit {
-        if ownsDescriptor { close(fd) }
+        if ownsDescriptor { try? file.close() }
+    }
+
+    /// Fills `buffer` unless the input ends first; returns the bytes read.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(NumpyError) -> Int {
+        try numpyCall { () throws(SystemCallError) in try file.read(into: buffer, .stopIfRequested) }
     }
 
     /// The next `count` bytes, fewer only at the end of the input. For the header only:
     /// `count` is bounded by `Preamble.maxHeaderLength`.
-    func read(_ count: Int, path: String) throws -> [UInt8] {
+    func read(_ count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        let got = try bytes.withUnsafeMutableBytes { buffer in
-            try SystemIO.readFully(fd, into: buffer, path: path)
-        }
+        let got = try bytes.withUnsafeMutableBytes { buffer in try read(into: buffer) }
         bytes.removeLast(count - got)
         return bytes
     }
 
     /// Reads and counts bytes until the end of the input, keeping none.
-    func drain(path: String) throws(NumpyError) -> Int {
+    func drain() throws(NumpyError) -> Int {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { scratch.deallocate() }
         var total = 0
         while true {
-            let got = try SystemIO.readFully(fd, into: scratch, path: path)
+            let got = try read(into: scratch)
             total += got
             if got < scratch.count { return total }
         }
@@ -97,12 +60,12 @@ final class ChunkBuffer {
 
     /// Fills the buffer with up to `count` bytes from `stream`; returns how many arrived
     /// (fewer than `count` only at the end of the input). They start at `storage.baseAddress`.
-    func fill(from stream: ByteStream, count: Int, path: String) throws(NumpyError) -> Int {
+    func fill(from stream: ByteStream, count: Int) throws(NumpyError) -> Int {
         var filled = 0
         while filled < count {
             if filled == storage.count { grow(toAtMost: count, keeping: filled) }
             let target = UnsafeMutableRawBufferPointer(rebasing: storage[filled..<min(count, storage.count)])
-            let got = try SystemIO.readFully(stream.fd, into: target, path: path)
+            let got = try stream.read(into: target)
             filled += got
             if got < target.count { break }
         }

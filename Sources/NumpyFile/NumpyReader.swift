@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SystemFile
 
 #if !_endian(little)
 #error("NumpyFile hands out .npy data (little-endian) as native integers: it needs a little-endian host")
@@ -25,7 +26,7 @@ public final class NumpyReader {
     public let header: NumpyHeader
 
     private enum Source {
-        case mapped(MappedFile)
+        case mapped(MemoryMap)
         case stream(ByteStream)
     }
     private let source: Source
@@ -44,29 +45,29 @@ public final class NumpyReader {
     public init(path: String) throws {
         if path == "-" {
             self.path = "<stdin>"
-            let stream = ByteStream(fd: STDIN_FILENO, ownsDescriptor: false)
+            let stream = ByteStream(FileDescriptor(rawValue: STDIN_FILENO, path: self.path), ownsDescriptor: false)
             header = try Self.readHeader(from: stream, path: self.path)
             source = .stream(stream)
             return
         }
         self.path = path
-        let fd = try SystemIO.openFile(path, flags: O_RDONLY, operation: "open")
+        let file = try numpyCall { () throws(SystemCallError) in try FileDescriptor.open(path, .readOnly) }
         let status: stat
         do {
-            status = try SystemIO.fileStatus(fd, path: path)
+            status = try numpyCall { () throws(SystemCallError) in try file.status() }
         } catch {
-            close(fd)
+            try? file.close()
             throw error
         }
-        guard SystemIO.isRegularFile(status) else {
-            let stream = ByteStream(fd: fd, ownsDescriptor: true)
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            let stream = ByteStream(file, ownsDescriptor: true)
             header = try Self.readHeader(from: stream, path: path)
             source = .stream(stream)
             return
         }
         // The mapping stays valid after the descriptor is closed.
-        defer { close(fd) }
-        (header, source) = try Self.map(fd: fd, size: Int(status.st_size), path: path)
+        defer { try? file.close() }
+        (header, source) = try Self.map(file, size: Int(status.st_size), path: path)
     }
 
     /// Memory-maps the regular file open on `fileDescriptor` (read access is enough), which
@@ -74,24 +75,25 @@ public final class NumpyReader {
     /// input in errors.
     public init(mappingFileDescriptor fileDescriptor: Int32, path: String) throws {
         self.path = path
-        let status = try SystemIO.fileStatus(fileDescriptor, path: path)
-        guard SystemIO.isRegularFile(status) else {
+        let file = FileDescriptor(rawValue: fileDescriptor, path: path)
+        let status = try numpyCall { () throws(SystemCallError) in try file.status() }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
             throw NumpyError.invalidUse(path: path, reason: "not a regular file, which cannot be mapped")
         }
-        (header, source) = try Self.map(fd: fileDescriptor, size: Int(status.st_size), path: path)
+        (header, source) = try Self.map(file, size: Int(status.st_size), path: path)
     }
 
-    /// Maps `size` bytes of `fd`, decodes the header and checks the data length.
-    private static func map(fd: Int32, size: Int, path: String) throws -> (NumpyHeader, Source) {
-        let mapping = size > 0 ? try MappedFile(fd: fd, size: size, path: path) : nil
-        let file = mapping?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+    /// Maps `size` bytes of `file`, decodes the header and checks the data length.
+    private static func map(_ descriptor: FileDescriptor, size: Int, path: String) throws -> (NumpyHeader, Source) {
+        // Private: nobody is expected to change an input while it is read.
+        let mapping = try numpyCall { () throws(SystemCallError) in try MemoryMap(descriptor, count: size, .private) }
+        let file = mapping.bytes
         var cursor = 0
         let header = try HeaderDecoder.decode(path: path) { count in
             let end = min(cursor + count, file.count)
             defer { cursor = end }
             return Array(file[cursor..<end])
         }
-        // A header was decoded, so the file is not empty and `mapping` exists.
         let available = size - header.dataOffset
         if available < header.dataByteCount {
             throw NumpyError.truncatedData(path: path, expected: header.dataByteCount, actual: available)
@@ -99,7 +101,7 @@ public final class NumpyReader {
         if available > header.dataByteCount {
             throw NumpyError.trailingData(path: path, expected: header.dataByteCount, extra: available - header.dataByteCount)
         }
-        return (header, .mapped(mapping!))
+        return (header, .mapped(mapping))
     }
 
     /// A reader of the same array that can be read any number of times: this reader itself
@@ -112,13 +114,13 @@ public final class NumpyReader {
     public func spooled(inDirectoryOf path: String, maxChunkBytes: Int = 16 << 20) throws -> NumpyReader {
         guard case .stream = source else { return self }
         let file = try UnlinkedFile(in: TemporaryFile.split(path).directory, purpose: "a copy of \(self.path)")
-        let writer = try NumpyWriter(fileDescriptor: file.fd, path: file.description, dtype: header.dtype, shape: header.shape)
+        let writer = try NumpyWriter(fileDescriptor: file.descriptor.rawValue, path: file.description, dtype: header.dtype, shape: header.shape)
         try forEachChunk(rowsPerChunk: header.rowsPerChunk(maxBytes: maxChunkBytes)) { chunk, _ in
             if let signal = StopRequest.signal { throw NumpyError.interrupted(path: self.path, signal: signal) }
             try writer.write(chunk)
         }
         try writer.commit()
-        return try NumpyReader(mappingFileDescriptor: file.fd, path: self.path)
+        return try NumpyReader(mappingFileDescriptor: file.descriptor.rawValue, path: self.path)
     }
 
     /// Streams from `fileDescriptor` (a pipe, a socket, standard input), which stays the
@@ -126,13 +128,13 @@ public final class NumpyReader {
     /// read now. `path` names the input in errors.
     public init(fileDescriptor: Int32, path: String) throws {
         self.path = path
-        let stream = ByteStream(fd: fileDescriptor, ownsDescriptor: false)
+        let stream = ByteStream(FileDescriptor(rawValue: fileDescriptor, path: path), ownsDescriptor: false)
         header = try Self.readHeader(from: stream, path: path)
         source = .stream(stream)
     }
 
     private static func readHeader(from stream: ByteStream, path: String) throws -> NumpyHeader {
-        try HeaderDecoder.decode(path: path) { count in try stream.read(count, path: path) }
+        try HeaderDecoder.decode(path: path) { count in try stream.read(count) }
     }
 
     /// Calls `body` with all the data bytes (little-endian, C order) of a memory-mapped file.
@@ -217,14 +219,14 @@ public final class NumpyReader {
         var received = 0
         try forEachRowRange(rowsPerChunk: rowsPerChunk) { rows in
             let wanted = rows.count * header.rowByteCount
-            let got = try buffer.fill(from: stream, count: wanted, path: path)
+            let got = try buffer.fill(from: stream, count: wanted)
             received += got
             guard got == wanted else {
                 throw NumpyError.truncatedData(path: path, expected: header.dataByteCount, actual: received)
             }
             try body(UnsafeRawBufferPointer(rebasing: buffer.storage[..<wanted]), rows)
         }
-        let extra = try stream.drain(path: path)
+        let extra = try stream.drain()
         if extra > 0 {
             throw NumpyError.trailingData(path: path, expected: header.dataByteCount, extra: extra)
         }

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SystemFile
 
 /// Writes a `.npy` file of integers in pieces: the header numpy's `np.save` would write for
 /// the dtype and shape, then data appended by any number of `write` calls, then `commit()`.
@@ -45,12 +46,12 @@ public final class NumpyWriter {
             return
         }
         let encoded = try HeaderEncoder.encode(dtype: dtype, shape: shape, path: path)
-        if !overwrite && SystemIO.exists(path) {
+        if !overwrite && FileSystem.exists(path) {
             throw NumpyError.destinationExists(path: path)
         }
         try OutputPath.checkReplaceable(path)
         let file = try TemporaryFile(destination: path)
-        try self.init(path: path, encoded: encoded, fd: file.fd, temporaryFile: file, overwrite: overwrite, durable: durable)
+        try self.init(path: path, encoded: encoded, fd: file.descriptor.rawValue, temporaryFile: file, overwrite: overwrite, durable: durable)
     }
 
     /// Writes to `fileDescriptor` (standard output, a pipe), which stays the caller's: it is
@@ -69,7 +70,7 @@ public final class NumpyWriter {
         self.header = encoded.header
         self.overwrite = overwrite
         self.temporaryFile = temporaryFile
-        self.output = OutputBuffer(fd: fd, path: path)
+        self.output = OutputBuffer(FileDescriptor(rawValue: fd, path: path))
         try writeHeader(encoded.bytes)
     }
 

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SystemFile
 
 /// A file created next to its destination (same directory, hence same filesystem, so the
 /// final rename is atomic) and renamed over it on `commit`. Until then the destination is
@@ -12,7 +13,9 @@ import Darwin
 final class TemporaryFile {
     let destination: String
     let path: String
-    private(set) var fd: Int32
+    /// Open until committed or discarded; named in errors as the destination.
+    let descriptor: FileDescriptor
+    private var isOpen = true
     private var isFinished = false
 
     /// Creates `<dir>/.<name>.XXXXXX` (``TemporaryName``) with mode 0666 minus the umask (what `open` gives a new
@@ -22,20 +25,15 @@ final class TemporaryFile {
         guard !Self.split(destination).name.isEmpty else {
             throw .invalidUse(path: destination, reason: "not a file name (the path ends with '/')")
         }
-        var attempt = 0
-        while true {
-            let candidate = TemporaryName.beside(destination, suffix: Self.randomSuffix())
-            let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
-            if fd >= 0 {
-                self.path = candidate
-                self.fd = fd
-                return
-            }
-            let code = errno
-            attempt += 1
-            if code == EINTR || (code == EEXIST && attempt < 100) { continue }
-            throw SystemIO.failure(destination, "creating temporary file \(candidate)", errno: code)
+        let file: FileDescriptor
+        do {
+            file = try FileSystem.createNew(named: { TemporaryName.beside(destination, suffix: Self.randomSuffix()) },
+                                            .writeOnly, permissions: 0o666)
+        } catch {
+            throw NumpyError(error.named(destination, "creating temporary file \(error.path)"))
         }
+        path = file.path
+        descriptor = FileDescriptor(rawValue: file.rawValue, path: destination)
     }
 
     deinit { discard() }
@@ -44,30 +42,31 @@ final class TemporaryFile {
     /// With `overwrite` false an existing destination is refused (checked again here, having
     /// been checked before writing: something may have appeared meanwhile).
     func commit(overwrite: Bool, durable: Bool) throws(NumpyError) {
+        let descriptor = self.descriptor, path = self.path, destination = self.destination
         if durable {
-            guard fsync(fd) == 0 else { throw SystemIO.failure(destination, "fsync of \(path)") }
+            try numpyCall(as: destination, "fsync of \(path)") { () throws(SystemCallError) in try descriptor.sync() }
         }
-        let closed = close(fd)
-        fd = -1
-        guard closed == 0 else { throw SystemIO.failure(destination, "close of \(path)") }
-        if !overwrite && SystemIO.exists(destination) {
+        isOpen = false
+        try numpyCall(as: destination, "close of \(path)") { () throws(SystemCallError) in try descriptor.close() }
+        if !overwrite && FileSystem.exists(destination) {
             throw .destinationExists(path: destination)
         }
-        guard rename(path, destination) == 0 else {
-            throw SystemIO.failure(destination, "renaming \(path) to \(destination)")
+        try numpyCall(as: destination, "renaming \(path) to \(destination)") { () throws(SystemCallError) in
+            try FileSystem.rename(path, to: destination)
         }
         isFinished = true
-        if durable { SystemIO.syncDirectory(of: destination) }
+        // Best effort: the data is already synced, and some filesystems refuse fsync on directories.
+        if durable { try? FileSystem.syncDirectory(of: destination) }
     }
 
     /// Closes and removes the file unless it was committed. Safe to call more than once.
     func discard() {
-        if fd >= 0 {
-            close(fd)
-            fd = -1
+        if isOpen {
+            isOpen = false
+            try? descriptor.close()
         }
         if !isFinished {
-            unlink(path)
+            FileSystem.remove(path)
             isFinished = true
         }
     }
@@ -106,29 +105,39 @@ public final class StagedFile {
     /// (only a regular file: ``OutputPath/checkReplaceable(_:)``); without, link(2) fails if
     /// the destination appeared meanwhile (`destinationExists`), never overwriting it.
     public func install(replacing: Bool) throws(NumpyError) {
+        let path = self.path, destination = self.destination
+        let renameOnto = { () throws(NumpyError) in
+            try numpyCall(as: destination, "renaming \(path) onto it") { () throws(SystemCallError) in
+                try FileSystem.rename(path, to: destination)
+            }
+        }
         if replacing {
             try OutputPath.checkReplaceable(destination)
-            guard rename(path, destination) == 0 else { throw SystemIO.failure(destination, "renaming \(path) onto it") }
-        } else if link(path, destination) == 0 {
-            unlink(path)
+            try renameOnto()
         } else {
-            let code = errno
-            if code == EEXIST { throw .destinationExists(path: destination) }
-            // A filesystem without hard links: check, then rename.
-            guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
-                throw SystemIO.failure(destination, "linking \(path) to it", errno: code)
+            do throws(SystemCallError) {
+                try FileSystem.link(path, to: destination)
+                FileSystem.remove(path)
+            } catch {
+                let code = error.errno
+                if code == EEXIST { throw .destinationExists(path: destination) }
+                // A filesystem without hard links: check, then rename.
+                guard code == EPERM || code == ENOTSUP || code == EOPNOTSUPP || code == EMLINK || code == ENOSYS else {
+                    throw NumpyError(error.named(destination, "linking \(path) to it"))
+                }
+                if FileSystem.exists(destination) { throw .destinationExists(path: destination) }
+                try renameOnto()
             }
-            if SystemIO.exists(destination) { throw .destinationExists(path: destination) }
-            guard rename(path, destination) == 0 else { throw SystemIO.failure(destination, "renaming \(path) onto it") }
         }
         isFinished = true
-        SystemIO.syncDirectory(of: destination)
+        // Best effort, as for ``TemporaryFile``.
+        try? FileSystem.syncDirectory(of: destination)
     }
 
     /// Removes what is at the path, unless installed. Safe to call more than once.
     public func discard() {
         guard !isFinished else { return }
-        unlink(path)
+        FileSystem.remove(path)
         isFinished = true
     }
 }
@@ -154,30 +163,25 @@ public enum TemporaryName {
 /// A file for scratch data that no path names: created in a directory and unlinked at once,
 /// so that nothing is left behind however the process ends. Closed on release.
 final class UnlinkedFile: CustomStringConvertible {
-    let fd: Int32
+    let descriptor: FileDescriptor
     /// What it holds and where, for errors: "spool of <stdin> in /data".
     let description: String
 
     init(in directory: String, purpose: String) throws(NumpyError) {
         let place = directory.isEmpty ? "." : directory
         description = "\(purpose) in \(place)"
-        var attempt = 0
-        while true {
-            let candidate = place + "/.scratch-" + TemporaryFile.randomSuffix()
-            let fd = open(candidate, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            if fd >= 0 {
-                unlink(candidate)
-                self.fd = fd
-                return
-            }
-            let code = errno
-            attempt += 1
-            if code == EINTR || (code == EEXIST && attempt < 100) { continue }
-            throw SystemIO.failure(description, "creating a temporary file", errno: code)
+        let file: FileDescriptor
+        do {
+            file = try FileSystem.createNew(named: { place + "/.scratch-" + TemporaryFile.randomSuffix() },
+                                            .readWrite, permissions: 0o600)
+        } catch {
+            throw NumpyError(error.named(description, "creating a temporary file"))
         }
+        FileSystem.remove(file.path)
+        descriptor = FileDescriptor(rawValue: file.rawValue, path: description)
     }
 
-    deinit { close(fd) }
+    deinit { try? descriptor.close() }
 }
 
 /// Outputs that a command may replace.
@@ -186,35 +190,37 @@ public enum OutputPath {
     /// FIFO, a socket, a symbolic link (even to a regular file) or a directory. Nothing at
     /// `path` passes.
     public static func checkReplaceable(_ path: String) throws(NumpyError) {
-        var status = stat()
-        guard lstat(path, &status) == 0 else { return }
         let kind: String
-        switch status.st_mode & S_IFMT {
-        case S_IFREG: return
-        case S_IFLNK: kind = "symbolic link"
-        case S_IFDIR: kind = "directory"
-        case S_IFIFO: kind = "FIFO"
-        case S_IFCHR: kind = "character device"
-        case S_IFBLK: kind = "block device"
-        case S_IFSOCK: kind = "socket"
-        default: kind = "special file"
+        switch FileSystem.kind(of: path) {
+        case nil, .regular: return
+        case .symbolicLink: kind = "symbolic link"
+        case .directory: kind = "directory"
+        case .fifo: kind = "FIFO"
+        case .characterDevice: kind = "character device"
+        case .blockDevice: kind = "block device"
+        case .socket: kind = "socket"
+        case .other: kind = "special file"
         }
         throw .notRegularFile(path: path, kind: kind)
     }
 }
 
 /// Collects small writes into large `write(2)` calls; large writes go straight through.
+/// Its writes end when a ``StopRequest`` is made.
 final class OutputBuffer {
-    private let fd: Int32
-    private let path: String
+    private let file: FileDescriptor
     private let storage: UnsafeMutableRawBufferPointer
     private var used = 0
     static let capacity = 1 << 20
 
-    init(fd: Int32, path: String) {
-        self.fd = fd
-        self.path = path
+    /// `file` is named in errors as the writer's destination.
+    init(_ file: FileDescriptor) {
+        self.file = file
         storage = .allocate(byteCount: Self.capacity, alignment: 16)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(NumpyError) {
+        try numpyCall { () throws(SystemCallError) in try file.write(bytes, .stopIfRequested) }
     }
 
     deinit { storage.deallocate() }
@@ -222,7 +228,7 @@ final class OutputBuffer {
     func append(_ bytes: UnsafeRawBufferPointer) throws(NumpyError) {
         if used + bytes.count > storage.count { try flush() }
         if bytes.count >= storage.count {
-            try SystemIO.writeAll(fd, bytes, path: path)
+            try writeAll(bytes)
         } else if !bytes.isEmpty {
             UnsafeMutableRawBufferPointer(rebasing: storage[used..<used + bytes.count]).copyMemory(from: bytes)
             used += bytes.count
@@ -233,6 +239,6 @@ final class OutputBuffer {
         guard used > 0 else { return }
         let pending = UnsafeRawBufferPointer(rebasing: storage[..<used])
         used = 0
-        try SystemIO.writeAll(fd, pending, path: path)
+        try writeAll(pending)
     }
 }

@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import SystemFile
 
 /// Lines for the user on stderr: errors, warnings, information and progress.
 enum Console {
@@ -147,20 +148,15 @@ enum StandardOutput {
 /// reader chose to stop.
 struct BrokenPipe: Error {}
 
-/// Writes all of `text` to `fd`, over partial writes and EINTR; the errno of a failure, nil
-/// on success.
+/// Writes all of `text` to `fd`; the errno of a failure, nil on success.
 private func writeAll(_ text: String, to fd: Int32) -> Int32? {
     var text = text
     return text.withUTF8 { bytes in
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if written >= 0 {
-                offset += written
-            } else if errno != EINTR {
-                return errno
-            }
+        do throws(SystemCallError) {
+            try FileDescriptor(rawValue: fd, path: "standard output").write(UnsafeRawBufferPointer(bytes))
+            return nil
+        } catch {
+            return error.errno
         }
-        return nil
     }
 }

@@ -9,6 +9,7 @@ import Archive
 import ArgumentParser
 import Foundation
 import NumpyFile
+import SystemFile
 
 struct Pack: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -157,7 +158,7 @@ struct Pack: ParsableCommand {
     // MARK: A new archive
 
     private func createArchive(from reader: NumpyReader) throws {
-        if fileExists(output) {
+        if FileSystem.exists(output) {
             guard force else {
                 throw ToolFailure(.conflict, "\(output): already exists; pass --force to replace it, or --append to add rows to it")
             }
@@ -229,7 +230,7 @@ struct Pack: ParsableCommand {
     // MARK: Appending
 
     private func appendRows(from input: NumpyReader) throws {
-        guard fileExists(output) else {
+        guard FileSystem.exists(output) else {
             throw ToolFailure(.io, "\(output): no such archive; pack without --append to create it")
         }
         let writer = try ArchiveWriter.open(at: output)

@@ -1,6 +1,7 @@
 import Archive
 import ArgumentParser
 import Foundation
+import SystemFile
 
 struct Stat: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,7 +34,7 @@ struct Stat: ParsableCommand {
         try reportingFailures {
             let reader = try ArchiveReader(path: archive)
             let schema = reader.schema
-            let fileBytes = max(fileSize(archive), reader.fileBytes)
+            let fileBytes = max((FileSystem.size(of: archive) ?? 0), reader.fileBytes)
             let rows = reader.count
             let int32Bytes = rows * schema.idsPerRow * 4
             let fixedWidthBytes = (rows * schema.storedIDsPerRow * schema.bitWidth + 7) / 8

@@ -1,5 +1,6 @@
 import Archive
 import ArgumentParser
+import SystemFile
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,7 +41,7 @@ struct Verify: ParsableCommand {
                     continue
                 }
                 if let tail = reader.ignoredTail, tail.offset == offset {
-                    tornBytes = max(0, fileSize(archive) - offset)
+                    tornBytes = max(0, (FileSystem.size(of: archive) ?? 0) - offset)
                     try StandardOutput.write("\(archive): bytes \(offset)..<\(offset + tornBytes) are a torn tail, not part of the archive "
                           + "(an interrupted write: no stored row is affected; the next pack --append cuts it): \(tail.reason)\n")
                 } else if let block = blocks.first(where: { $0.recordOffset <= offset && offset < $0.frameOffset + $0.frameLength }) {
