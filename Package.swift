@@ -60,6 +60,7 @@ let package = Package(
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
         .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),
         .target(name: "NumpyFile", dependencies: ["SystemFile"]),
+        .testTarget(name: "SystemFileTests", dependencies: ["TestSupport", "SystemFile"]),
         .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile"]),
         .testTarget(name: "ArchiveToolTests", dependencies: ["TestSupport", "Archive", "NumpyFile", "TraceSynth"]),
     ],
