@@ -38,14 +38,16 @@ final class BlockSource {
     /// Decodes rows `range` (absolute positions, all in `index`) into `out`, token-major: every
     /// layer, or with `layers` those layers only (``BlockDecoder/decodeRows(_:layers:into:)``).
     /// With `threads` > 1, a range of at least `threads * blocksPerThread` blocks is split into
-    /// that many runs of whole blocks, decoded at once into their own parts of `out`.
+    /// that many runs of whole blocks, decoded at once into their own parts of `out`. With
+    /// `releasingBehind`, the pages of each block read are dropped from this process's resident
+    /// memory once it is done (``Mapping/release(_:)``).
     func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>? = nil, from index: SegmentIndex,
-                           into out: UnsafeMutablePointer<T>, threads: Int = 1) throws {
+                           into out: UnsafeMutablePointer<T>, threads: Int = 1, releasingBehind: Bool = false) throws {
         guard !range.isEmpty else { return }
         let blocks = index.block(containing: range.lowerBound)...index.block(containing: range.upperBound - 1)
         let parts = min(threads, blocks.count / Self.blocksPerThread)
         guard parts > 1 else {
-            try readRun(range, layers: layers, from: index, into: out)
+            try readRun(range, layers: layers, from: index, into: out, releasingBehind: releasingBehind)
             return
         }
         while helpers.count < parts - 1 { helpers.append(BlockDecoder(schema: decoder.schema)) }
@@ -60,7 +62,7 @@ final class BlockSource {
             return .init(rows: start..<end, blocks: first...last, out: out + (start - range.lowerBound) * perRow)
         }
         let work = ParallelRead(source: self, decoders: [decoder] + helpers[..<(parts - 1)], runs: runs,
-                                blocks: index.blocks, layers: layers)
+                                blocks: index.blocks, layers: layers, releasingBehind: releasingBehind)
         DispatchQueue.concurrentPerform(iterations: parts) { work.run(part: $0) }
         // The damage nearest the range's start is the one reported, as a read on one thread would.
         if let failure = work.failures.compactMap({ $0 }).first { throw failure }
@@ -68,7 +70,7 @@ final class BlockSource {
 
     /// `read` on this thread: the blocks in order through the decoder's open block.
     private func readRun<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>?, from index: SegmentIndex,
-                                      into out: UnsafeMutablePointer<T>) throws {
+                                      into out: UnsafeMutablePointer<T>, releasingBehind: Bool) throws {
         let asked = layers
         let layers = layers ?? 0..<decoder.schema.layers
         let perRow = layers.count * decoder.schema.topk
@@ -78,7 +80,8 @@ final class BlockSource {
             let block = index.blocks[blockIndex]
             let end = min(range.upperBound, block.position + block.rows)
             // A one-row read decodes its row while the block is checked.
-            try open(block, decodingRow: range.count == 1 ? position - block.position : nil, layers: asked)
+            try open(block, decodingRow: range.count == 1 ? position - block.position : nil, layers: asked,
+                     releasingBehind: releasingBehind)
             let slice = UnsafeMutableBufferPointer(start: out + (position - range.lowerBound) * perRow, count: (end - position) * perRow)
             do {
                 try decoder.decodeRows((position - block.position)..<(end - block.position), layers: layers, into: slice)
@@ -91,9 +94,10 @@ final class BlockSource {
     }
 
     /// Decodes rows `rows` of `blocks` (a run of a parallel read) with `decoder`, opening each
-    /// block anew, into `out`; releases each block's pages behind it, as `open` does.
+    /// block anew, into `out`; with `releasingBehind`, drops each block's pages once it is done.
     fileprivate func decodeRun<T: ExpertID>(_ rows: Range<Int>, of blocks: ArraySlice<BlockInfo>, layers asked: Range<Int>?,
-                                            with decoder: BlockDecoder, into out: UnsafeMutablePointer<T>) throws {
+                                            with decoder: BlockDecoder, into out: UnsafeMutablePointer<T>,
+                                            releasingBehind: Bool) throws {
         let layers = asked ?? 0..<decoder.schema.layers
         let perRow = layers.count * decoder.schema.topk
         var position = rows.lowerBound
@@ -108,10 +112,22 @@ final class BlockSource {
             } catch {
                 throw Self.corruption(of: block, error, path: path)
             }
-            mapping.release(block.recordOffset..<block.frameOffset + block.frameLength)
+            if releasingBehind { releaseBehind(block.recordOffset..<block.frameOffset + block.frameLength) }
             position = end
         }
     }
+
+    /// Drops the pages of `read`, a block just read, and those of the `lookBehindBytes` before
+    /// it: faulting a block in maps more than its own pages, and so maps again pages of blocks
+    /// before it that were dropped already.
+    private func releaseBehind(_ read: Range<Int>) {
+        mapping.release(max(0, read.lowerBound - Self.lookBehindBytes)..<read.upperBound)
+    }
+
+    /// The most a page fault maps before the faulting page: Linux maps the page cache's pages
+    /// around it, a 64 KiB window, or a whole large folio (at most 2 MiB, a PMD) where the file
+    /// system caches in large folios.
+    static let lookBehindBytes = 2 << 20
 
     /// The bytes of `block`'s frame in the mapping.
     private func frame(of block: BlockInfo) throws -> UnsafeRawBufferPointer {
@@ -124,10 +140,13 @@ final class BlockSource {
     /// Opens `block` in the decoder. Reads skip the frame's content checksum: every data
     /// block's checksum is verified, and those cover every byte (spec 1.4, Appendix A.2). With
     /// `layers`, only what reading them needs is checked and decoded (`BlockDecoder.open`).
-    private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil, layers: Range<Int>? = nil) throws {
+    /// With `releasingBehind`, the pages of the block open before are dropped when this one
+    /// follows it in the file (reading front to back).
+    private func open(_ block: BlockInfo, contentChecksum: Bool = false, decodingRow: Int? = nil, layers: Range<Int>? = nil,
+                      releasingBehind: Bool) throws {
         guard openFrame != block.frameOffset || contentChecksum else { return }
-        if let previous = openEnd, previous.end == block.recordOffset {
-            mapping.release(previous.start..<previous.end) // reading front to back
+        if releasingBehind, let previous = openEnd, previous.end == block.recordOffset {
+            releaseBehind(previous.start..<previous.end) // reading front to back
         }
         openFrame = nil
         openEnd = nil
@@ -143,7 +162,7 @@ final class BlockSource {
 
     /// Checks one block whole (checksums, structure, every id): for `verify`.
     func check(_ block: BlockInfo) throws {
-        try open(block, contentChecksum: true)
+        try open(block, contentChecksum: true, releasingBehind: true)
         let ids = decoder.schema.idsPerRow * block.storedRows
         var scratch = [UInt16](repeating: 0, count: ids)
         do {
@@ -187,15 +206,18 @@ private final class ParallelRead<T: ExpertID>: @unchecked Sendable {
     private let runs: [Run]
     private let blocks: [BlockInfo]
     private let layers: Range<Int>?
+    private let releasingBehind: Bool
     private let failureSlots: UnsafeMutableBufferPointer<(any Error)?>
 
-    init(source: BlockSource, decoders: [BlockDecoder], runs: [Run], blocks: [BlockInfo], layers: Range<Int>?) {
+    init(source: BlockSource, decoders: [BlockDecoder], runs: [Run], blocks: [BlockInfo], layers: Range<Int>?,
+         releasingBehind: Bool) {
         precondition(decoders.count == runs.count, "one decoder per run")
         self.source = source
         self.decoders = decoders
         self.runs = runs
         self.blocks = blocks
         self.layers = layers
+        self.releasingBehind = releasingBehind
         failureSlots = .allocate(capacity: runs.count)
         failureSlots.initialize(repeating: nil)
     }
@@ -210,7 +232,8 @@ private final class ParallelRead<T: ExpertID>: @unchecked Sendable {
     func run(part: Int) {
         let run = runs[part]
         do {
-            try source.decodeRun(run.rows, of: blocks[run.blocks], layers: layers, with: decoders[part], into: run.out)
+            try source.decodeRun(run.rows, of: blocks[run.blocks], layers: layers, with: decoders[part], into: run.out,
+                                 releasingBehind: releasingBehind)
         } catch {
             failureSlots[part] = error
         }

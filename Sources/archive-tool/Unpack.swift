@@ -41,6 +41,8 @@ struct Unpack: ParsableCommand {
         try reportingFailures {
             Interrupt.install()
             let reader = try ArchiveReader(path: archive)
+            // Streamed through a 1 MiB buffer: the archive need not stay resident behind it.
+            reader.releasesPagesBehind = true
             if let tail = reader.ignoredTail {
                 Console.warning("\(archive): ignoring the bytes from byte \(tail.offset) on: \(tail.reason)")
             }

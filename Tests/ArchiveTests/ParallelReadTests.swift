@@ -1,4 +1,5 @@
 import Archive
+import Foundation
 import Testing
 import TraceSynth
 
@@ -83,5 +84,58 @@ import TraceSynth
         reader.decodingThreads = 0
         #expect(reader.decodingThreads == 1)
         #expect(try reader.rows(0..<2_100, as: Int64.self) == rows)
+    }
+}
+
+/// `ArchiveReader.releasesPagesBehind`: a reader streaming an archive drops the pages it has
+/// read from its resident memory; by default they stay mapped.
+@Suite struct ReleaseBehindTests {
+    /// The resident bytes of this process's mapping of `path` (its `Rss` in /proc/self/smaps).
+    static func residentBytes(of path: String) throws -> Int {
+        // Read to its end: /proc files report a size of 0.
+        let data = FileHandle(forReadingAtPath: "/proc/self/smaps")?.readDataToEndOfFile() ?? Data()
+        let smaps = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        guard let mapping = smaps.firstIndex(where: { $0.hasSuffix(" " + path) }),
+              let rss = smaps[(mapping + 1)...].first(where: { $0.hasPrefix("Rss:") }) else {
+            throw ArchiveError.invalidArgument("no mapping of \(path) in /proc/self/smaps")
+        }
+        return Int(rss.split(separator: " ")[1])! * 1024
+    }
+
+    @Test(arguments: [false, true], [1, 2])
+    func readsDropTheirPagesOnlyWhenAsked(release: Bool, threads: Int) throws {
+        let dir = TemporaryDirectory()
+        let schema = try Schema(layers: 48, topk: 8, experts: 128)
+        // Random ids: blocks LZ4 cannot shrink, a megabyte and a half of them, written quickly.
+        var state: UInt64 = 3
+        let rows = (0..<(4_096 * schema.idsPerRow)).map { _ -> UInt8 in
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return UInt8(truncatingIfNeeded: state >> 57)
+        }
+        let path = dir.file("a")
+        let writer = try ArchiveWriter.create(at: path, schema: schema)
+        try writer.append(rows, at: 0)
+        try writer.close()
+        let size = try ArchiveReader(path: path).fileBytes
+        do {
+            let reader = try ArchiveReader(path: path)
+            reader.releasesPagesBehind = release
+            reader.decodingThreads = threads
+            #expect(try reader.rows(0..<4_096, as: UInt8.self) == rows)
+            let resident = try Self.residentBytes(of: path)
+            if release {
+                #expect(resident * 2 < size, "\(resident) bytes of \(size) resident")
+            } else {
+                #expect(resident * 10 > size * 9, "\(resident) bytes of \(size) resident")
+            }
+            withExtendedLifetime(reader) {}
+        }
+        // Streaming block by block always drops them (the reader above is gone: one mapping).
+        let streaming = try ArchiveReader(path: path)
+        var count = 0
+        try streaming.forEachBlock(as: UInt8.self) { range, _ in count += range.count }
+        #expect(count == 4_096)
+        #expect(try Self.residentBytes(of: path) * 2 < size)
+        withExtendedLifetime(streaming) {}
     }
 }
