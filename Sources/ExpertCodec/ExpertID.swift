@@ -28,34 +28,79 @@ public protocol ConcreteMutableIDBody: AnyObject {
     func callAsFunction<U: ExpertID>(_ ids: UnsafeMutableBufferPointer<U>)
 }
 
+/// Work over one id type that must run specialized for it: ``withConcreteIDType(_:_:)`` calls
+/// it with the concrete type.
+public protocol ConcreteIDTypeBody {
+    func callAsFunction<U: ExpertID>(_ type: U.Type)
+}
+
+/// Calls `body` with `T` as the concrete integer type it is. Inlined, so that each branch calls
+/// `body` with a type the optimizer knows and specializes for. Metatype equality (a pointer
+/// compare), not `is` casts (a runtime call each): this runs once per call of every public
+/// entry point, a decode step's append included.
+@inlinable @inline(__always)
+public func withConcreteIDType<T: ExpertID, Body: ConcreteIDTypeBody>(_: T.Type, _ body: Body) {
+    if T.self == UInt8.self {
+        body(UInt8.self)
+    } else if T.self == Int8.self {
+        body(Int8.self)
+    } else if T.self == UInt16.self {
+        body(UInt16.self)
+    } else if T.self == Int16.self {
+        body(Int16.self)
+    } else if T.self == UInt32.self {
+        body(UInt32.self)
+    } else if T.self == Int32.self {
+        body(Int32.self)
+    } else if T.self == UInt64.self {
+        body(UInt64.self)
+    } else {
+        body(Int64.self)
+    }
+}
+
+/// A buffer's memory handed to a ``ConcreteIDBody`` as the concrete type.
+@usableFromInline
+struct ConcreteInput<Body: ConcreteIDBody>: ConcreteIDTypeBody {
+    @usableFromInline let start: UnsafeRawPointer?, count: Int, body: Body
+
+    @inlinable
+    init(start: UnsafeRawPointer?, count: Int, body: Body) {
+        self.start = start
+        self.count = count
+        self.body = body
+    }
+
+    @inlinable @inline(__always)
+    func callAsFunction<U: ExpertID>(_: U.Type) {
+        body(UnsafeBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count))
+    }
+}
+
+/// A buffer's memory handed to a ``ConcreteMutableIDBody`` as the concrete type.
+@usableFromInline
+struct ConcreteOutput<Body: ConcreteMutableIDBody>: ConcreteIDTypeBody {
+    @usableFromInline let start: UnsafeMutableRawPointer?, count: Int, body: Body
+
+    @inlinable
+    init(start: UnsafeMutableRawPointer?, count: Int, body: Body) {
+        self.start = start
+        self.count = count
+        self.body = body
+    }
+
+    @inlinable @inline(__always)
+    func callAsFunction<U: ExpertID>(_: U.Type) {
+        body(UnsafeMutableBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count))
+    }
+}
+
 extension UnsafeBufferPointer where Element: ExpertID {
-    /// Calls `body` with this buffer typed as its concrete integer type. Inlined, so that each
-    /// branch calls `body` with a type the optimizer knows and specializes for.
+    /// Calls `body` with this buffer typed as its concrete integer type
+    /// (``withConcreteIDType(_:_:)``).
     @inlinable @inline(__always)
     public func withConcreteIDType<Body: ConcreteIDBody>(_ body: Body) {
-        let start = UnsafeRawPointer(baseAddress)
-        func typed<U>(_: U.Type) -> UnsafeBufferPointer<U> {
-            UnsafeBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
-        }
-        // Metatype equality (a pointer compare), not `is` casts (a runtime call each): this
-        // runs once per call of every public entry point, a decode step's append included.
-        if Element.self == UInt8.self {
-            body(typed(UInt8.self))
-        } else if Element.self == Int8.self {
-            body(typed(Int8.self))
-        } else if Element.self == UInt16.self {
-            body(typed(UInt16.self))
-        } else if Element.self == Int16.self {
-            body(typed(Int16.self))
-        } else if Element.self == UInt32.self {
-            body(typed(UInt32.self))
-        } else if Element.self == Int32.self {
-            body(typed(Int32.self))
-        } else if Element.self == UInt64.self {
-            body(typed(UInt64.self))
-        } else {
-            body(typed(Int64.self))
-        }
+        ExpertCodec.withConcreteIDType(Element.self, ConcreteInput(start: UnsafeRawPointer(baseAddress), count: count, body: body))
     }
 }
 
@@ -63,29 +108,7 @@ extension UnsafeMutableBufferPointer where Element: ExpertID {
     /// As ``Swift/UnsafeBufferPointer/withConcreteIDType(_:)``, for output buffers.
     @inlinable @inline(__always)
     public func withConcreteIDType<Body: ConcreteMutableIDBody>(_ body: Body) {
-        let start = UnsafeMutableRawPointer(baseAddress)
-        func typed<U>(_: U.Type) -> UnsafeMutableBufferPointer<U> {
-            UnsafeMutableBufferPointer<U>(start: start?.assumingMemoryBound(to: U.self), count: count)
-        }
-        // Metatype equality (a pointer compare), not `is` casts (a runtime call each): this
-        // runs once per call of every public entry point, a decode step's append included.
-        if Element.self == UInt8.self {
-            body(typed(UInt8.self))
-        } else if Element.self == Int8.self {
-            body(typed(Int8.self))
-        } else if Element.self == UInt16.self {
-            body(typed(UInt16.self))
-        } else if Element.self == Int16.self {
-            body(typed(Int16.self))
-        } else if Element.self == UInt32.self {
-            body(typed(UInt32.self))
-        } else if Element.self == Int32.self {
-            body(typed(Int32.self))
-        } else if Element.self == UInt64.self {
-            body(typed(UInt64.self))
-        } else {
-            body(typed(Int64.self))
-        }
+        ExpertCodec.withConcreteIDType(Element.self, ConcreteOutput(start: UnsafeMutableRawPointer(baseAddress), count: count, body: body))
     }
 }
 
