@@ -97,7 +97,7 @@ def test_killed_actor_keeps_its_synced_rows(cluster, tmp_path):
 
     # Once the process is gone its lock is released: the session resumes where the file ends.
     deadline = time.monotonic() + TIMEOUT
-    while os.path.exists(f"/proc/{pid}") and not _is_zombie(pid):
+    while not _has_exited(pid):
         assert time.monotonic() < deadline, f"the killed actor's process {pid} is still running"
         time.sleep(0.05)
     with ea.Writer.open(path) as writer:
@@ -105,10 +105,15 @@ def test_killed_actor_keeps_its_synced_rows(cluster, tmp_path):
         writer.append(example.session_rows(31, len(writer), len(writer) + 5, 0))
 
 
-def _is_zombie(pid: int) -> bool:
+def _has_exited(pid: int) -> bool:
+    """Whether every thread of process `pid` has exited, and so closed its files (releasing its
+    locks): the process is gone, or it is a zombie whose leader is its last thread listed (a
+    leader becomes a zombie while its other threads may still be exiting, holding the files)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+            if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                return False
+        return os.listdir(f"/proc/{pid}/task") == [str(pid)]
     except OSError:
         return True
 
