@@ -153,8 +153,8 @@ def default_threads() -> int:
 class Reader(_RowSource):
     """Read-only access to an archive; any number, in any process, while one writer appends.
     A reader sees the rows flushed when it opened or last refreshed (a consistent prefix).
-    A read of many blocks is decoded on `threads` threads (default: the CPUs this process may
-    use; see the `threads` property), with the GIL released. A Reader is for one thread at a
+    A read of many blocks is decoded on `threads` threads (default: default_threads(); see the
+    `threads` property), with the GIL released. A Reader is for one thread at a
     time: open a Reader per thread to read in parallel."""
 
     def __init__(self, path: PathLike, *, threads: Optional[int] = None) -> None:
