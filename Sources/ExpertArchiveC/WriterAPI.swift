@@ -103,6 +103,14 @@ public func eaWriterSync(_ handle: OpaquePointer?, _ error: UnsafeMutablePointer
     withWriter(handle, error) { try $0.sync() }
 }
 
+@_cdecl("ea_writer_set_threads")
+public func eaWriterSetThreads(_ handle: OpaquePointer?, _ threads: Int32, _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
+    withWriter(handle, error) { writer in
+        guard threads >= 1 else { throw ArchiveError.invalidArgument("\(writer.path): encoding threads must be at least 1, got \(threads)") }
+        writer.encodingThreads = Int(threads)
+    }
+}
+
 @_cdecl("ea_writer_truncate")
 public func eaWriterTruncate(_ handle: OpaquePointer?, _ rows: Int64, _ error: UnsafeMutablePointer<ea_error>?) -> Int32 {
     withWriter(handle, error) { writer in

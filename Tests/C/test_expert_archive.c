@@ -361,7 +361,10 @@ static void test_one_reader_shared_by_threads(void) {
     ea_error err;
     CHECK(ea_writer_create(path, LAYERS, TOPK, EXPERTS, NULL, 0, EA_CODEC_FAST, 100, NULL, NULL, 0, 0, &w, &err) == EA_OK, "create");
     int64_t *rows = rows_i64(0, 1000);
-    CHECK(ea_writer_append(w, rows, EA_I64, 1000, 0, 0, NULL, &err) == EA_OK, "append");
+    CHECK(ea_writer_set_threads(w, 0, &err) == EA_ERR_INVALID_ARGUMENT && strstr(err.message, "at least 1"),
+          "0 encoding threads refused: %s", err.message);
+    CHECK(ea_writer_set_threads(w, 3, &err) == EA_OK, "3 encoding threads: %s", err.message);
+    CHECK(ea_writer_append(w, rows, EA_I64, 1000, 0, 0, NULL, &err) == EA_OK, "append on 3 threads");
     CHECK(ea_writer_close(w, &err) == EA_OK, "close");
     ea_writer_free(w);
     free(rows);

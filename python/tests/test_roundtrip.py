@@ -218,3 +218,21 @@ def test_default_threads_follow_omp_num_threads(monkeypatch):
     assert ea.default_threads() == cpus
     monkeypatch.setenv("OMP_NUM_THREADS", "many")
     assert ea.default_threads() == cpus
+
+
+@pytest.mark.parametrize("codec", ["fast", "compact"])
+def test_appends_encoded_on_threads_write_the_same_bytes(tmp_path, codec):
+    expected = rows(3000, experts=300)
+    paths = [tmp_path / f"{threads}.moe" for threads in (1, 3)]
+    for path, threads in zip(paths, (1, 3)):
+        with ea.Writer.create(path, layers=6, topk=4, experts=300, codec=codec, block_rows=50, threads=threads) as w:
+            assert w.threads == threads
+            w.append(expected[:1000])
+            w.append(expected[1000:])
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with ea.Writer.open(paths[1], threads=2) as w:
+        assert w.threads == 2
+        with pytest.raises(ea.InvalidArgumentError, match="at least 1"):
+            w.threads = 0
+        assert w.threads == 2
+    np.testing.assert_array_equal(ea.Reader(paths[1]).read(), expected)

@@ -37,6 +37,7 @@ def _load() -> ctypes.CDLL:
         "ea_writer_open": (status, [c_char_p, POINTER(handle), err]),
         "ea_writer_append": (status, [handle, c_void_p, c_int32, c_size_t, c_int64, c_int,
                                       POINTER(AppendResultStruct), err]),
+        "ea_writer_set_threads": (status, [handle, c_int32, err]),
         "ea_writer_count": (c_int64, [handle]),
         "ea_writer_flush": (status, [handle, err]),
         "ea_writer_sync": (status, [handle, err]),

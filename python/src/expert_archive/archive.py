@@ -324,9 +324,11 @@ class Writer(_RowSource):
     Rows are indexed by absolute position. append() refuses a batch that would leave a gap,
     keeps rows already stored (first writer wins) and appends only the uncovered tail;
     truncate() is the only way rows are discarded. flush() makes rows visible to readers,
-    sync() durable, close() does both. A writer is a context manager, for one thread at a time."""
+    sync() durable, close() does both. A writer is a context manager, for one thread at a time.
+    An append of many whole blocks (a prefill, an import) is encoded on `threads` threads (1
+    unless told: a decode step's append never needs more)."""
 
-    def __init__(self, handle: int, path: PathLike) -> None:
+    def __init__(self, handle: int, path: PathLike, threads: int = 1) -> None:
         # Use Writer.create or Writer.open.
         self.path = os.fspath(path)
         self._handle = handle
@@ -346,15 +348,17 @@ class Writer(_RowSource):
         # Rows held, buffered ones included: kept here (only this writer changes it) so that
         # len() costs no call.
         self._count = lib.ea_writer_count(handle)
+        self.threads = threads
 
     @classmethod
     def create(cls, path: PathLike, layers: int = 48, topk: int = 8, experts: int = 128,
                dense_layers: Iterable[int] = (), codec: str = "fast",
                metadata: Optional[Mapping[str, str]] = None, overwrite: bool = False,
-               block_rows: Optional[int] = None) -> "Writer":
+               block_rows: Optional[int] = None, threads: int = 1) -> "Writer":
         """Creates an archive for rows of `layers` x `topk` ids in [0, experts).
         dense_layers: layers without routing (stored as nothing, read as 0). codec: "fast" or
-        "compact" (smaller, slower). Fails with ExistsError if `path` exists, unless overwrite."""
+        "compact" (smaller, slower). threads: see the `threads` property. Fails with ExistsError
+        if `path` exists, unless overwrite."""
         if codec not in _CODECS:
             raise ValueError(f"codec must be one of {sorted(_CODECS)}, got {codec!r}")
         dense = [int(layer) for layer in dense_layers]
@@ -367,15 +371,27 @@ class Writer(_RowSource):
                                 block_rows or 0, keys, values, len(items), int(overwrite), ctypes.byref(handle),
                                 ctypes.byref(error)):
             _raise(error)
-        return cls(handle.value, path)
+        return cls(handle.value, path, threads)
 
     @classmethod
-    def open(cls, path: PathLike) -> "Writer":
+    def open(cls, path: PathLike, threads: int = 1) -> "Writer":
         """Opens an archive to append, resuming at its row count (a torn tail is cut off)."""
         error, handle = Error(), ctypes.c_void_p()
         if lib.ea_writer_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(error)):
             _raise(error)
-        return cls(handle.value, path)
+        return cls(handle.value, path, threads)
+
+    @property
+    def threads(self) -> int:
+        """Threads an append of many whole blocks is encoded on, each block with an encoder of
+        its own (the bytes written are the same for any count); 1: the calling thread alone."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int) -> None:
+        if lib.ea_writer_set_threads(self._handle, int(threads), ctypes.byref(self._error)):
+            _raise(self._error)
+        self._threads = int(threads)
 
     def __len__(self) -> int:
         return self._count
