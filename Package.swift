@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "CPrefetch"),
         .target(name: "ExpertCodec", dependencies: ["CLZ4", "CPrefetch"]),
         // The one layer of file system calls (EINTR, short reads and writes, errors naming path,
-        // operation and errno), in the package only: no product exports it but StopRequest.
+        // operation and errno) and the placing of files beside their destination (StagedFile), in the
+        // package only: no product exports it but StopRequest.
         .target(name: "SystemFile"),
         .target(name: "Archive", dependencies: ["ExpertCodec", "SystemFile"]),
         // Realistic generated traces: the demo's default input, test fixtures, benchmark inputs.
@@ -61,7 +62,7 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),
         .target(name: "NumpyFile", dependencies: ["SystemFile"]),
         .testTarget(name: "SystemFileTests", dependencies: ["TestSupport", "SystemFile"]),
-        .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile"]),
+        .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile", "SystemFile"]),
         .testTarget(name: "ArchiveToolTests", dependencies: ["TestSupport", "Archive", "NumpyFile", "TraceSynth"]),
     ],
     swiftLanguageModes: [.v6]

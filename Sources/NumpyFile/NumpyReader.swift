@@ -113,7 +113,7 @@ public final class NumpyReader {
     /// requested with ``StopRequest`` ends the copy with ``NumpyError/interrupted(path:signal:)``.
     public func spooled(inDirectoryOf path: String, maxChunkBytes: Int = 16 << 20) throws -> NumpyReader {
         guard case .stream = source else { return self }
-        let file = try UnlinkedFile(in: TemporaryFile.split(path).directory, purpose: "a copy of \(self.path)")
+        let file = try UnlinkedFile(in: TemporaryName.split(path).directory, purpose: "a copy of \(self.path)")
         let writer = try NumpyWriter(fileDescriptor: file.descriptor.rawValue, path: file.description, dtype: header.dtype, shape: header.shape)
         try forEachChunk(rowsPerChunk: header.rowsPerChunk(maxBytes: maxChunkBytes)) { chunk, _ in
             if let signal = StopRequest.signal { throw NumpyError.interrupted(path: self.path, signal: signal) }

@@ -49,7 +49,11 @@ public final class NumpyWriter {
         if !overwrite && FileSystem.exists(path) {
             throw NumpyError.destinationExists(path: path)
         }
-        try OutputPath.checkReplaceable(path)
+        do {
+            try FileSystem.checkReplaceable(path)
+        } catch {
+            throw NumpyError(error)
+        }
         let file = try TemporaryFile(destination: path)
         try self.init(path: path, encoded: encoded, fd: file.descriptor.rawValue, temporaryFile: file, overwrite: overwrite, durable: durable)
     }

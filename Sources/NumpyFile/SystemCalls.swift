@@ -16,6 +16,18 @@ extension NumpyError {
     }
 }
 
+extension NumpyError {
+    /// A file that could not be put in place, as this module reports it (and archive-tool
+    /// reports ``StagedFile``'s failures).
+    package init(_ error: PlacementError) {
+        switch error {
+        case .destinationExists(let path): self = .destinationExists(path: path)
+        case let .notRegularFile(path, kind): self = .notRegularFile(path: path, kind: kind)
+        case .systemCall(let failure): self.init(failure)
+        }
+    }
+}
+
 /// Runs a ``SystemFile`` call, its failure a ``NumpyError``; named `path` and `operation`
 /// when given (the destination a temporary file stands for, a longer operation).
 func numpyCall<T>(as path: String? = nil, _ operation: String? = nil,

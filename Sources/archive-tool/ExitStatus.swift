@@ -9,6 +9,7 @@ import Archive
 import ArgumentParser
 import Foundation
 import NumpyFile
+import SystemFile
 
 /// The exit statuses of archive-tool: one table, documented in every command's help
 /// (``ExitStatus/helpSection``), and one place (``ToolFailure/init(_:)``) mapping errors to them.
@@ -100,6 +101,8 @@ struct ToolFailure: Error, CustomStringConvertible {
             default:
                 self.init(.badInput, error.description)
             }
+        case let error as PlacementError:
+            self.init(NumpyError(error))
         case let error as CodecError:
             if case .corruptBlock = error {
                 self.init(.damaged, error.description)

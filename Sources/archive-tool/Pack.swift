@@ -162,7 +162,7 @@ struct Pack: ParsableCommand {
             guard force else {
                 throw ToolFailure(.conflict, "\(output): already exists; pass --force to replace it, or --append to add rows to it")
             }
-            try OutputPath.checkReplaceable(output)
+            try FileSystem.checkReplaceable(output)
             try Self.checkNotLocked(output)
         }
         let (layers, topk) = try rowShape(of: reader, archiveLayers: nil)
@@ -203,7 +203,7 @@ struct Pack: ParsableCommand {
         } catch {
             progress.finish()
             staged.discard()
-            if case NumpyError.destinationExists = error {
+            if case PlacementError.destinationExists = error {
                 throw ToolFailure(.conflict, "\(output): already exists (it appeared while packing); pass --force to replace it")
             }
             throw ToolFailure(error).replacingPath(staged.path, with: output)

@@ -1,6 +1,6 @@
 import Archive
 import ArgumentParser
-import NumpyFile
+import SystemFile
 
 struct SalvageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,7 +50,7 @@ struct SalvageCommand: ParsableCommand {
             Console.infoOut("\(archive): \(Units.grouped(report.blocks.count)) intact blocks holding \(Units.grouped(intact)) rows; "
                             + "rows 0..<\(Units.grouped(report.recoverable)) are whole", quiet: options.quiet)
             if let output {
-                if force { try OutputPath.checkReplaceable(output) }
+                if force { try FileSystem.checkReplaceable(output) }
                 let kept = try Salvage.write(report, to: output, overwrite: force)
                 Console.infoOut("wrote \(output): \(Units.grouped(kept)) rows", quiet: options.quiet)
             }

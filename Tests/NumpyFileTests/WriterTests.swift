@@ -1,5 +1,6 @@
 import Foundation
 import NumpyFile
+import SystemFile
 import Testing
 
 #if canImport(Glibc)
@@ -53,34 +54,6 @@ struct WriterTests {
         let wide = String(repeating: "é", count: 127)  // 254 bytes
         let cut = TemporaryName.beside(wide, suffix: "ABCDEF")
         #expect(cut.utf8.count <= 255 && cut.hasPrefix(".é") && cut.hasSuffix("é.ABCDEF"))
-    }
-
-    @Test("a staged file is installed whole, never over a file that appeared, and removed when not installed")
-    func stagedFiles() throws {
-        let directory = TemporaryDirectory()
-        let destination = directory.file("a.moe")
-        let staged = StagedFile(destination: destination)
-        #expect(staged.path.hasPrefix(directory.path + "/.a.moe.staged-"))
-        _ = try directory.write(Array("new".utf8), to: String(staged.path.split(separator: "/").last!))
-        try staged.install(replacing: false)
-        #expect(try readAll(destination) == Array("new".utf8))
-        #expect(directory.entries() == ["a.moe"])
-
-        // Without replacing, an existing destination stays; with, it is replaced.
-        let second = StagedFile(destination: destination)
-        _ = try directory.write(Array("newer".utf8), to: String(second.path.split(separator: "/").last!))
-        #expect(numpyError { try second.install(replacing: false) } == .destinationExists(path: destination))
-        #expect(try readAll(destination) == Array("new".utf8))
-        try second.install(replacing: true)
-        #expect(try readAll(destination) == Array("newer".utf8))
-
-        // Not installed: removed on release.
-        do {
-            let dropped = StagedFile(destination: destination)
-            _ = try directory.write(Array("x".utf8), to: String(dropped.path.split(separator: "/").last!))
-            #expect(directory.entries().count == 2)
-        }
-        #expect(directory.entries() == ["a.moe"])
     }
 
     @Test("a stream spooled to an unnamed file reads back the same, leaving nothing behind")

@@ -149,4 +149,61 @@ struct SystemFileTests {
         FileSystem.remove(directory.file("g"))
         #expect(FileSystem.size(of: file) == 3 && !FileSystem.exists(directory.file("g")))
     }
+
+    @Test("a staged file is installed whole, never over a file that appeared, and removed when not installed")
+    func stagedFiles() throws {
+        let directory = TemporaryDirectory()
+        let destination = directory.file("a.moe")
+        let staged = StagedFile(destination: destination)
+        #expect(staged.path.hasPrefix(directory.path + "/.a.moe.staged-"))
+        try put(Array("new".utf8), at: directory.file(String(staged.path.split(separator: "/").last!)))
+        try staged.install(replacing: false)
+        #expect(try contents(of: destination) == Array("new".utf8))
+        #expect(directory.entries() == ["a.moe"])
+
+        // Without replacing, an existing destination stays; with, it is replaced.
+        let second = StagedFile(destination: destination)
+        try put(Array("newer".utf8), at: directory.file(String(second.path.split(separator: "/").last!)))
+        #expect(throws: PlacementError.destinationExists(path: destination)) { try second.install(replacing: false) }
+        #expect(try contents(of: destination) == Array("new".utf8))
+        try second.install(replacing: true)
+        #expect(try contents(of: destination) == Array("newer".utf8))
+
+        // Not installed: removed on release.
+        do {
+            let dropped = StagedFile(destination: destination)
+            try put(Array("x".utf8), at: directory.file(String(dropped.path.split(separator: "/").last!)))
+            #expect(directory.entries().count == 2)
+        }
+        #expect(directory.entries() == ["a.moe"])
+    }
+
+    @Test("only a regular file, or nothing, may be replaced")
+    func replacesOnlyRegularFiles() throws {
+        let directory = TemporaryDirectory()
+        let file = directory.file("file"), fifo = directory.file("fifo"), link = directory.file("link")
+        try put(Array("x".utf8), at: file)
+        #expect(mkfifo(fifo, 0o600) == 0 && symlink(file, link) == 0)
+        try FileSystem.checkReplaceable(file)
+        try FileSystem.checkReplaceable(directory.file("nothing"))
+        for (path, kind) in [(fifo, "FIFO"), (link, "symbolic link"), (directory.path, "directory")] {
+            #expect(throws: PlacementError.notRegularFile(path: path, kind: kind)) { try FileSystem.checkReplaceable(path) }
+        }
+    }
+}
+
+/// Writes `bytes` as the new file `path`.
+private func put(_ bytes: [UInt8], at path: String) throws {
+    let file = try FileDescriptor.open(path, .writeOnly, options: [.create, .exclusive])
+    defer { try? file.close() }
+    try bytes.withUnsafeBytes { try file.write($0) }
+}
+
+/// What the file at `path` holds.
+private func contents(of path: String) throws -> [UInt8] {
+    let file = try FileDescriptor.open(path, .readOnly)
+    defer { try? file.close() }
+    var bytes = [UInt8](repeating: 0, count: try file.size())
+    let count = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+    return Array(bytes[..<count])
 }
