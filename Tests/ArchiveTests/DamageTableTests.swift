@@ -28,6 +28,11 @@ enum DamageOutcome: Equatable {
 /// (a large archive is verified a block, not a file, at a time); otherwise `verify()` runs.
 func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLength: Int, damaged: Range<Int>? = nil) -> DamageOutcome {
     writeFile(path, bytes)
+    return damageOutcome(ofFileAt: path, length: bytes.count, truth: truth, intactLength: intactLength, damaged: damaged)
+}
+
+/// The same for the damaged copy already at `path`, `length` bytes long.
+func damageOutcome(ofFileAt path: String, length: Int, truth: [Int32], intactLength: Int, damaged: Range<Int>? = nil) -> DamageOutcome {
     let reader: ArchiveReader
     do { reader = try ArchiveReader(path: path) } catch { return .refused }
     if let damaged {
@@ -47,7 +52,7 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
             return .missed("verify() passed but reading failed: \(error)")
         }
     }
-    guard bytes.count < intactLength else { return .missed("damage not detected") }
+    guard length < intactLength else { return .missed("damage not detected") }
     return .earlierState(rows: reader.count)
 }
 
@@ -169,24 +174,35 @@ func damageOutcome(_ bytes: [UInt8], at path: String, truth: [Int32], intactLeng
         let clean = fileBytes(path)
         let truth = try ArchiveReader(path: path).rows(0..<12_000, as: Int32.self)
         var tried = 0, detected = 0
-        func check(_ damaged: [UInt8], _ range: Range<Int>, _ what: String) {
-            let outcome = damageOutcome(damaged, at: dir.file("damaged"), truth: truth, intactLength: clean.count, damaged: range)
+        // One copy of the archive, damaged in place and restored after each check: the file
+        // checked is byte for byte the archive with that one change.
+        let damagedPath = dir.file("damaged")
+        writeFile(damagedPath, clean)
+        let file = try #require(FileHandle(forUpdatingAtPath: damagedPath))
+        defer { try? file.close() }
+        func overwrite(_ offset: Int, _ bytes: some Collection<UInt8>) throws {
+            try file.seek(toOffset: UInt64(offset))
+            try file.write(contentsOf: Data(bytes))
+        }
+        func check(_ range: Range<Int>, with bytes: [UInt8], _ what: String) throws {
+            guard bytes[...] != clean[range] else { return }
+            try overwrite(range.lowerBound, bytes)
+            let outcome = damageOutcome(ofFileAt: damagedPath, length: clean.count, truth: truth, intactLength: clean.count, damaged: range)
+            try overwrite(range.lowerBound, clean[range])
             tried += 1
             if outcome == .refused || outcome == .reported { detected += 1 } else { Issue.record("\(what): \(outcome)") }
         }
         for page in stride(from: 0, to: clean.count, by: 4096) {
-            var damaged = clean
-            for i in page..<min(page + 4096, clean.count) { damaged[i] = 0 }
-            if damaged != clean { check(damaged, page..<min(page + 4096, clean.count), "page at \(page) zeroed") }
+            let range = page..<min(page + 4096, clean.count)
+            try check(range, with: [UInt8](repeating: 0, count: range.count), "page at \(page) zeroed")
         }
         let pages = tried
         var random = SplitMix64(seed: 1000)
         for _ in 0..<soakFlips {
-            var damaged = clean
             let offset = Int(random.next() % UInt64(clean.count)), bit = Int(random.next() % 8)
-            damaged[offset] ^= 1 << bit
-            check(damaged, offset..<offset + 1, "bit \(bit) of byte \(offset)")
+            try check(offset..<offset + 1, with: [clean[offset] ^ 1 << bit], "bit \(bit) of byte \(offset)")
         }
+        #expect(fileBytes(damagedPath) == clean, "every change was undone")
         #expect(detected == tried)
         print("damage table: \(pages) zeroed pages and \(tried - pages) random bit flips of a \(clean.count)-byte archive, \(detected) detected")
     }

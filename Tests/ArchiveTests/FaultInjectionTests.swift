@@ -287,8 +287,12 @@ final class FaultWorkload {
         for seed in 1...UInt64(faultWorkloads) {
             let clean = try Self.cleanRun(seed: seed, in: dir)
             for n in 1...clean.operations {
+                // One run to the crash; every kind of loss is a different disk image of it.
+                let disk = try crashRun(seed: seed, at: n, dir: dir)
                 for loss in SimulatedDisk.Loss.allCases {
-                    if try checkCrash(seed: seed, at: n, loss: loss, clean: clean.snapshots, dir: dir) { tornTails += 1 }
+                    if try checkCrash(seed: seed, at: n, disk: disk, loss: loss, clean: clean.snapshots, dir: dir) {
+                        tornTails += 1
+                    }
                     cases += 1
                 }
             }
@@ -298,8 +302,8 @@ final class FaultWorkload {
         print("fault injection: \(cases) crash cases (\(tornTails) with a torn tail cut)")
     }
 
-    /// Returns whether recovery cut a torn tail.
-    func checkCrash(seed: UInt64, at n: Int, loss: SimulatedDisk.Loss, clean: [Snapshot], dir: TemporaryDirectory) throws -> Bool {
+    /// Runs the workload of `seed` until the crash at operation `n`; returns the disk that saw it.
+    func crashRun(seed: UInt64, at n: Int, dir: TemporaryDirectory) throws -> SimulatedDisk {
         let disk = SimulatedDisk(.crash(at: n))
         let workload = FaultWorkload(seed: seed, path: dir.file("live"), disk: disk)
         do {
@@ -307,8 +311,16 @@ final class FaultWorkload {
             for step in 0..<Self.steps { try workload.run(step: step) }
         } catch is SimulatedDisk.Crash {}
         workload.writer = nil
+        #expect(disk.crashed, "seed \(seed), crash at operation \(n)")
+        return disk
+    }
+
+    /// Checks the disk image `loss` leaves of the crashed run; returns whether recovery cut a
+    /// torn tail.
+    func checkCrash(seed: UInt64, at n: Int, disk: SimulatedDisk, loss: SimulatedDisk.Loss, clean: [Snapshot],
+                    dir: TemporaryDirectory) throws -> Bool {
+        let schema = FaultWorkload.schema
         let context: Comment = "seed \(seed), crash at operation \(n), loss \(loss)"
-        #expect(disk.crashed, context)
         var random = SplitMix64(seed: seed << 32 | UInt64(n))
         let crashed = dir.file("crashed")
         writeFile(crashed, disk.diskImage(after: loss, random: &random))
@@ -321,7 +333,7 @@ final class FaultWorkload {
             return false
         }
         let recovered = try ArchiveWriter.open(at: crashed)
-        let rows = try recovered.rows(0..<recovered.count, as: Int64.self).rows(of: workload.schema.idsPerRow)
+        let rows = try recovered.rows(0..<recovered.count, as: Int64.self).rows(of: schema.idsPerRow)
         // The states the archive may be in: from the last completed durable call to the call
         // the crash interrupted.
         let candidates = Array(completed[lastDurable...]) + clean.filter { $0.operations >= n }.prefix(1)
@@ -340,12 +352,12 @@ final class FaultWorkload {
         #expect(reader.count == rows.count, context)
         #expect((reader.ignoredTail != nil) == (recovered.recoveredTail != nil), context)
         // It goes on: appends after recovery land after the recovered rows.
-        try recovered.append([Int32](repeating: 3, count: 2 * workload.schema.idsPerRow))
+        try recovered.append([Int32](repeating: 3, count: 2 * schema.idsPerRow))
         try recovered.close()
         let after = try ArchiveReader(path: crashed)
         #expect(after.count == rows.count + 2, context)
         #expect(after.verify().isEmpty, context)
-        #expect(try after.rows(0..<rows.count, as: Int64.self).rows(of: workload.schema.idsPerRow) == rows, context)
+        #expect(try after.rows(0..<rows.count, as: Int64.self).rows(of: schema.idsPerRow) == rows, context)
         withExtendedLifetime(reader) {}
         return recovered.recoveredTail != nil
     }

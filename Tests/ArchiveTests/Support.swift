@@ -29,8 +29,3 @@ func fileBytes(_ path: String) -> [UInt8] { Array(FileManager.default.contents(a
 func writeFile(_ path: String, _ bytes: [UInt8]) {
     precondition(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "cannot write \(path)")
 }
-
-/// The size of a reliability table: `default` in CI, what scripts/soak sets in `name` otherwise.
-func soakSetting(_ name: String, default value: Int) -> Int {
-    ProcessInfo.processInfo.environment[name].flatMap { Int($0) } ?? value
-}

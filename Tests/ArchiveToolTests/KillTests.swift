@@ -5,7 +5,7 @@ import Testing
 import TraceSynth
 
 /// Kills per SIGKILL test: a few dozen in CI; scripts/soak raises it (ARCHIVE_SOAK_KILLS).
-let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ?? "") ?? 30
+let soakKills = soakSetting("ARCHIVE_SOAK_KILLS", default: 30)
 
 @Suite(.serialized) struct KillTests {
     /// `archive-tool pack --append` killed with SIGKILL at random moments, again and again, each
@@ -16,10 +16,10 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
     @Test func packAppendKilledAtRandomMoments() throws {
         let dir = TemporaryDirectory(), archive = dir.file("killed.arch"), input = dir.file("input.npy")
         let schema = try Schema(layers: 6, topk: 4, experts: 100, denseLayers: [0])
-        let total = 400_000
+        let total = 120_000
         let truth = PositionalRows(schema: schema, seed: 17).rows(0..<total, as: Int64.self)
-        // int32, 38 MB: pack appends 16 MiB at a time, so a kill can land between two appends.
-        try writeNpy(input, truth, shape: [total, 6, 4], dtype: .int32)
+        // int64, 23 MB: pack appends 16 MiB of input at a time, so a kill can land between two appends.
+        try writeNpy(input, truth, shape: [total, 6, 4], dtype: .int64)
         // A new archive holding the first 1000 rows.
         try writeNpy(dir.file("head.npy"), Array(truth[..<(1000 * 24)]), shape: [1000, 6, 4], dtype: .uint8)
         expectSuccess(try tool(["pack", dir.file("head.npy"), "-o", archive, "--experts", "100", "--dense-layers", "0"]))
@@ -41,8 +41,16 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
             process.arguments = ["pack", input, "-o", archive, "--append", "--start", "0"]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
+            let sizeBefore = fileSize(archive)
             try process.run()
-            usleep(UInt32(random.next() % window))
+            if random.next() % 3 == 0 {
+                // Every third run is killed once the archive has grown, a random moment later:
+                // while rows are being appended, however slow the machine.
+                while process.isRunning && fileSize(archive) <= sizeBefore { usleep(1_000) }
+                usleep(UInt32(random.next() % 20_000))
+            } else {
+                usleep(UInt32(random.next() % window))
+            }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             if process.terminationReason == .uncaughtSignal { kills += 1 } else {
@@ -65,4 +73,10 @@ let soakKills = Int(ProcessInfo.processInfo.environment["ARCHIVE_SOAK_KILLS"] ??
         #expect(killedMidway >= kills / 20, "kills land while rows are being appended (\(killedMidway))")
         print("kill table: archive-tool pack --append killed \(kills) times (\(killedMidway) after appending part of its input, \(finished) runs finished first)")
     }
+}
+
+/// The size of the file at `path`, 0 when there is none.
+private func fileSize(_ path: String) -> Int {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : 0
 }
