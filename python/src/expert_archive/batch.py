@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Sequence, Union
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from . import _ids
 from ._native import Error
+from .archive import default_threads
 from .errors import from_status
 
 # Below this many ids a batch is decoded on the calling thread: a pool's start-up would cost more
@@ -65,8 +65,8 @@ def read_batch(readers: Sequence[Any], *, starts: Bounds = None, stops: Bounds =
 
     out: a preallocated C-contiguous array of exactly that shape and dtype (numpy, a torch CPU
     tensor, anything with the buffer protocol), written in place and returned. Each session is
-    decoded straight into its slice of the output, on `threads` threads (default: one per
-    processor, up to B) when the batch holds more than about a million ids. Readers are
+    decoded straight into its slice of the output, on `threads` threads (default:
+    default_threads(), up to B) when the batch holds more than about a million ids. Readers are
     independent handles and run in parallel; a reader listed twice runs its reads one at a time.
     Errors: the first failing session's exception, its message prefixed with `readers[b]`.
     """
@@ -128,7 +128,7 @@ def read_batch(readers: Sequence[Any], *, starts: Bounds = None, stops: Bounds =
             return from_status(error.code, error.sys_errno, f"readers[{index}]: {message}")
         return None
 
-    workers = threads if threads is not None else min(os.cpu_count() or 1, count)
+    workers = threads if threads is not None else min(default_threads(), count)
     if workers > 1 and count > 1 and sum(sizes) * row_ids > _PARALLEL_IDS:
         with ThreadPoolExecutor(max_workers=min(workers, count)) as pool:
             failures = list(pool.map(decode, range(count)))
