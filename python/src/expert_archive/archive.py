@@ -48,6 +48,13 @@ def _raise(error: Error) -> None:
     raise from_status(error.code, error.sys_errno, error.message.decode("utf-8", "replace"))
 
 
+def _opened(handle: ctypes.c_void_p) -> int:
+    """The handle a successful open call filled in (never NULL then)."""
+    if handle.value is None:
+        raise ArchiveError("the library returned success without a handle")
+    return handle.value
+
+
 def _path_bytes(path: PathLike) -> bytes:
     return os.fsencode(os.fspath(path))
 
@@ -124,16 +131,19 @@ class _RowSource:
         if isinstance(key, slice):
             start, stop, step = key.indices(count)
             if step == 1:
-                return self.read(start, max(start, stop))
+                rows: np.ndarray = self.read(start, max(start, stop))
+                return rows
             low, high = (start, stop) if step > 0 else (stop + 1, start + 1)
-            block = self.read(low, max(low, high))
-            return block[start - low::step] if step > 0 else block[start - low::step]
+            block: np.ndarray = self.read(low, max(low, high))
+            stepped: np.ndarray = block[start - low::step]
+            return stepped
         index = int(key)  # numpy integers too
         if index < 0:
             index += count
         if not 0 <= index < count:
             raise IndexError(f"row {key} of {count}")
-        return self.read(index, index + 1)[0]
+        row: np.ndarray = self.read(index, index + 1)[0]
+        return row
 
 
 def default_threads() -> int:
@@ -157,14 +167,17 @@ class Reader(_RowSource):
     `threads` property), with the GIL released. A Reader is for one thread at a
     time: open a Reader per thread to read in parallel."""
 
+    # The memory a reader from_buffer reads in place (absent for a file).
+    _buffer: Any
+
     def __init__(self, path: PathLike, *, threads: Optional[int] = None) -> None:
         self.path = os.fspath(path)
         self._error = Error()
         handle = ctypes.c_void_p()
         if lib.ea_reader_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(self._error)):
             _raise(self._error)
-        self._handle = handle.value
-        self._free = weakref.finalize(self, lib.ea_reader_free, handle.value)
+        self._handle = _opened(handle)
+        self._free = weakref.finalize(self, lib.ea_reader_free, self._handle)
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
@@ -183,7 +196,7 @@ class Reader(_RowSource):
         self._threads = int(threads)
 
     def __len__(self) -> int:
-        return lib.ea_reader_count(self._handle)
+        return int(lib.ea_reader_count(self._handle))
 
     def refresh(self) -> int:
         """Sees what a writer flushed (or truncated) since; returns the rows now visible."""
@@ -220,10 +233,10 @@ class Reader(_RowSource):
         if lib.ea_reader_open_memory(data.ctypes.data, data.nbytes, name.encode(), ctypes.byref(handle),
                                      ctypes.byref(self._error)):
             _raise(self._error)
-        self._handle = handle.value
+        self._handle = _opened(handle)
         self._buffer = buffer
         # The finalizer holds the buffer too: the memory outlives the handle reading it.
-        self._free = weakref.finalize(self, _free_memory_reader, handle.value, data)
+        self._free = weakref.finalize(self, _free_memory_reader, self._handle, data)
         self._read_function = lib.ea_reader_read
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
@@ -347,7 +360,7 @@ class Writer(_RowSource):
         self._repeat: Optional[_Repeat] = None
         # Rows held, buffered ones included: kept here (only this writer changes it) so that
         # len() costs no call.
-        self._count = lib.ea_writer_count(handle)
+        self._count = int(lib.ea_writer_count(handle))
         self.threads = threads
 
     @classmethod
@@ -371,7 +384,7 @@ class Writer(_RowSource):
                                 block_rows or 0, keys, values, len(items), int(overwrite), ctypes.byref(handle),
                                 ctypes.byref(error)):
             _raise(error)
-        return cls(handle.value, path, threads)
+        return cls(_opened(handle), path, threads)
 
     @classmethod
     def open(cls, path: PathLike, threads: int = 1) -> "Writer":
@@ -379,7 +392,7 @@ class Writer(_RowSource):
         error, handle = Error(), ctypes.c_void_p()
         if lib.ea_writer_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(error)):
             _raise(error)
-        return cls(handle.value, path, threads)
+        return cls(_opened(handle), path, threads)
 
     @property
     def threads(self) -> int:
@@ -460,7 +473,7 @@ class Writer(_RowSource):
         """Keeps rows 0..<rows and discards the rest, durably (a rollback)."""
         if lib.ea_writer_truncate(self._handle, rows, self._error):
             _raise(self._error)
-        self._count = lib.ea_writer_count(self._handle)
+        self._count = int(lib.ea_writer_count(self._handle))
 
     def close(self) -> None:
         """Flushes, syncs and releases the lock; later calls raise ClosedError."""

@@ -61,5 +61,5 @@ def from_status(code: int, sys_errno: int, message: str) -> ArchiveError:
     error = _BY_CODE.get(code, ArchiveError)(message)
     if isinstance(error, OSError):
         # Set after construction: OSError(errno, message) would prefix the message with "[Errno N]".
-        error.errno = sys_errno or None
+        error.errno = sys_errno or None  # type: ignore[assignment]  # None: no errno, as OSError's default
     return error

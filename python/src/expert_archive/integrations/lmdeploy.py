@@ -142,7 +142,7 @@ class HistoryRouterExperts:
         if writer is not None and isinstance(key, slice) and key.step in (None, 1):
             start, stop, _ = key.indices(len(writer))
             return writer.read(start, max(start, stop), dtype=self.dtype)
-        return self.get_real().__getitem__(key)  # type: ignore[union-attr]  # None: AttributeError, as LMDeploy
+        return self.get_real().__getitem__(key)  # type: ignore[index]  # None: AttributeError, as LMDeploy
 
     def clone(self) -> "HistoryRouterExperts":
         """An independent copy (its own temporary archive)."""
