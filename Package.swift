@@ -56,7 +56,7 @@ let package = Package(
         ),
         // What every test target shares (a temporary directory per test).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ExpertCodecTests", dependencies: ["ExpertCodec", "TraceSynth", "NumpyFile"]),
+        .testTarget(name: "ExpertCodecTests", dependencies: ["TestSupport", "ExpertCodec", "TraceSynth", "NumpyFile"]),
         // The writer and reader processes of the crash and concurrency tests; not a product.
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
         .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),

@@ -27,12 +27,12 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
     return (process, output)
 }
 
-@Suite(.serialized) struct CrashSafetyTests {
+@Suite(.serialized, .tags(.processes, .slow)) struct CrashSafetyTests {
     /// A writer process killed with SIGKILL at random moments, 20 times in CI, each restart
     /// appending to what the last left: the archive always opens, holds exactly the
     /// deterministic rows (a prefix of what was appended), and keeps every row a completed
     /// sync() covered.
-    @Test func sigkillWhileAppending() throws {
+    @Test(.tags(.soak)) func sigkillWhileAppending() throws {
         let dir = TemporaryDirectory(), path = dir.file("killed")
         var random = SplitMix64(seed: 50)
         let truth = PositionalRows(schema: crashSchema, seed: 7)

@@ -56,7 +56,7 @@ func damageOutcome(ofFileAt path: String, length: Int, truth: [Int32], intactLen
     return .earlierState(rows: reader.count)
 }
 
-@Suite struct DamageTableTests {
+@Suite(.tags(.soak, .slow)) struct DamageTableTests {
     /// A small archive: metadata, dense layer, a few blocks over several syncs, closed.
     static func smallArchive(at path: String) throws -> (bytes: [UInt8], rows: [Int32], recordEnds: Set<Int>) {
         let truth = PositionalRows(schema: crashSchema, seed: 11)

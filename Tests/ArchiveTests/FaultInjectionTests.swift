@@ -265,7 +265,7 @@ final class FaultWorkload {
     }
 }
 
-@Suite struct FaultInjectionTests {
+@Suite(.tags(.soak, .slow)) struct FaultInjectionTests {
     static let steps = 150
 
     /// The snapshots of the workload run to the end without a fault, and the
@@ -385,7 +385,7 @@ final class FaultWorkload {
     /// A writer stopped by a failed fsync and then dropped releases its lock at once, even while
     /// a child process forked meanwhile still holds a copy of its descriptor (a soak finding:
     /// test suites, and engines, start processes while a writer is open).
-    @Test func aDroppedWriterUnlocksWhileAForkedChildHoldsItsDescriptor() throws {
+    @Test(.tags(.processes)) func aDroppedWriterUnlocksWhileAForkedChildHoldsItsDescriptor() throws {
         let dir = TemporaryDirectory(), path = dir.file("a")
         // create: ftruncate, write, fsync; sync(): write, then the fsync that fails.
         var writer: ArchiveWriter? = try ArchiveWriter.create(at: path, schema: FaultWorkload.schema, blockRows: 8,

@@ -6,7 +6,7 @@ import TraceSynth
 
 /// Every refusal: one `archive-tool: error:` line naming the file and what is at fault, a
 /// documented exit status, and nothing changed on disk.
-@Suite struct BadInputTests {
+@Suite(.tags(.processes)) struct BadInputTests {
     struct Case {
         let name: String
         let arguments: [String]

@@ -14,7 +14,7 @@ func fileTimes(_ path: String) -> [Int] {
 }
 
 /// What the command line promises about its arguments, its output streams and its outputs.
-@Suite struct CommandLineTests {
+@Suite(.tags(.processes)) struct CommandLineTests {
     /// Argument errors are one line with exit 64; `help` of an unknown command too.
     @Test func argumentErrorsAreOneLine() throws {
         let dir = TemporaryDirectory(), input = dir.file("in.npy")
@@ -164,7 +164,7 @@ func fileTimes(_ path: String) -> [Int] {
 
 /// Ids on dense layers are not stored: non-zero ones are counted in a warning, or refused
 /// with --strict.
-@Suite struct DenseLayerIDTests {
+@Suite(.tags(.processes)) struct DenseLayerIDTests {
     @Test func warnedOrRefused() throws {
         let dir = TemporaryDirectory(), input = dir.file("in.npy"), archive = dir.file("a.moe")
         let schema = try Schema(layers: 4, topk: 2, experts: 16, denseLayers: [0, 2])
@@ -198,7 +198,7 @@ func fileTimes(_ path: String) -> [Int] {
 }
 
 /// `ulimit -f`: a write past the limit fails with EFBIG, reported (exit 4), and undone.
-@Suite struct FileSizeLimitTests {
+@Suite(.tags(.processes)) struct FileSizeLimitTests {
     @Test func writesPastTheLimitAreUndone() throws {
         let dir = TemporaryDirectory(), input = dir.file("in.npy"), archive = dir.file("a.moe"), head = dir.file("head.npy")
         let values = smallTrace(rows: 20_000)

@@ -3,7 +3,7 @@ import Foundation
 import NumpyFile
 import Testing
 
-@Suite struct CompactCodecToolTests {
+@Suite(.tags(.processes)) struct CompactCodecToolTests {
     /// synth → pack --codec compact → stat → verify → append → unpack: the same rows, smaller.
     @Test func packCompactStatVerifyAppendUnpack() throws {
         let dir = TemporaryDirectory()

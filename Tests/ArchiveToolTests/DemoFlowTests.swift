@@ -4,7 +4,7 @@ import NumpyFile
 import Testing
 import TraceSynth
 
-@Suite struct DemoFlowTests {
+@Suite(.tags(.processes)) struct DemoFlowTests {
     /// synth → pack → stat --json → unpack → the synth output again.
     @Test func synthPackStatUnpack() throws {
         let dir = TemporaryDirectory(), trace = dir.file("trace.npy"), archive = dir.file("trace.arch"), back = dir.file("back.npy")
@@ -102,7 +102,7 @@ import TraceSynth
     }
 }
 
-@Suite struct DamageTests {
+@Suite(.tags(.processes)) struct DamageTests {
     /// A byte flipped inside a block frame: verify exits 3 naming the byte range and the rows;
     /// unpack of those rows exits 3, of the others works.
     @Test func flippedByteInABlock() throws {

@@ -7,7 +7,7 @@ import TraceSynth
 /// Kills per SIGKILL test: a few dozen in CI; scripts/soak raises it (ARCHIVE_SOAK_KILLS).
 let soakKills = soakSetting("ARCHIVE_SOAK_KILLS", default: 30)
 
-@Suite(.serialized) struct KillTests {
+@Suite(.serialized, .tags(.processes, .soak, .slow)) struct KillTests {
     /// `archive-tool pack --append` killed with SIGKILL at random moments, again and again, each
     /// run re-sending the whole input from position 0 (a re-prefill) so that it appends where the
     /// last one stopped; now and then the test truncates the archive back. After every kill

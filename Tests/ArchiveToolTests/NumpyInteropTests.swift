@@ -3,7 +3,7 @@ import NumpyFile
 import Testing
 
 /// What unpack writes opens in numpy, also memory-mapped.
-@Suite(.enabled(if: numpyAvailable, "python3 with numpy is not available: skipped"))
+@Suite(.enabled(if: numpyAvailable, "python3 with numpy is not available: skipped"), .tags(.processes))
 struct NumpyInteropTests {
     static let script = """
         import json, sys

@@ -17,7 +17,7 @@ func pythonRead(_ arguments: [String]) throws -> RunResult {
 
 /// The independent Python reader agrees with `archive-tool unpack`, bit for bit, on archives the
 /// tool writes, and refuses damage.
-@Suite(.enabled(if: numpyAvailable, "python3 with numpy is not available: skipped"))
+@Suite(.enabled(if: numpyAvailable, "python3 with numpy is not available: skipped"), .tags(.processes))
 struct PythonReaderTests {
     /// A shape, a codec and the rows of one generated archive.
     struct Case: CustomTestStringConvertible, Sendable {

@@ -3,7 +3,8 @@ import NumpyFile
 import Testing
 
 /// pack/unpack bit for bit on the real traces of ../shared/data, in every dtype.
-@Suite(.enabled(if: realTracesPresent, "the real traces of ../shared/data are missing (a clone without them): skipped"))
+@Suite(.enabled(if: realTracesPresent, "the real traces of ../shared/data are missing (a clone without them): skipped"),
+       .tags(.processes, .realTraces, .slow))
 struct RealTraceTests {
     static let inputDTypes = NumpyDType.allCases
     static let outputDTypes: [NumpyDType] = [.uint8, .uint16, .int32, .int64]

@@ -19,7 +19,7 @@ func archiveRows(_ path: String) throws -> [Int64] {
     return try reader.rows(0..<reader.count, as: Int64.self)
 }
 
-@Suite struct RowsTests {
+@Suite(.tags(.processes)) struct RowsTests {
     @Test func rowSlices() throws {
         let dir = TemporaryDirectory(), input = dir.file("t.npy"), archive = dir.file("t.arch")
         let values = smallTrace(rows: 1000)
@@ -59,7 +59,7 @@ func archiveRows(_ path: String) throws -> [Int64] {
 
 /// The append scenarios of DOMAIN.md (LMDeploy #4599), through the command line: one layer,
 /// top-2, batch row i of rows(n) is [2i, 2i+1].
-@Suite struct AppendTests {
+@Suite(.tags(.processes)) struct AppendTests {
     func rows(_ n: Int) -> [Int64] { (0..<n).flatMap { [Int64(2 * $0), Int64(2 * $0 + 1)] } }
 
     /// Packs `batch` at `start` (creating the archive for the first batch).
@@ -160,7 +160,7 @@ func archiveRows(_ path: String) throws -> [Int64] {
     }
 }
 
-@Suite struct StreamTests {
+@Suite(.tags(.processes)) struct StreamTests {
     @Test func packFromStdinUnpackToStdout() throws {
         let dir = TemporaryDirectory(), archive = dir.file("s.arch"), file = dir.file("s.npy"), input = dir.file("in.npy")
         let values = smallTrace(rows: 6000, seed: 9)

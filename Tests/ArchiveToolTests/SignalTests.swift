@@ -11,7 +11,7 @@ import TraceSynth
 /// The tool has installed its handlers once it reads its standard input (or has created its
 /// temporary file): the tests wait for that, never for a time. The delays below only choose
 /// the moments the signals land at.
-@Suite(.serialized) struct SignalTests {
+@Suite(.serialized, .tags(.processes, .slow)) struct SignalTests {
     static let rounds = 10
 
     /// A running `archive-tool` with its standard input on a pipe and stderr in a file.

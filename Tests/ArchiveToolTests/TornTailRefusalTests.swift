@@ -6,7 +6,7 @@ import Testing
 /// On an archive with a torn tail (bytes an interrupted writer left after its last record),
 /// a refused command leaves the file byte for byte as it was: the tail is cut by the first
 /// write, never by a command that writes nothing.
-@Suite struct TornTailRefusalTests {
+@Suite(.tags(.processes)) struct TornTailRefusalTests {
     @Test func refusalsLeaveTheTornTail() throws {
         let dir = TemporaryDirectory(), input = dir.file("in.npy"), archive = dir.file("a.moe")
         let values = smallTrace(rows: 300)

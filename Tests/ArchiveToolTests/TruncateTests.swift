@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// `archive-tool truncate`: a rollback through the command line.
-@Suite struct TruncateTests {
+@Suite(.tags(.processes)) struct TruncateTests {
     /// Rows from the position on are gone, for readers too; the next append continues there,
     /// and re-sending the whole input from 0 restores every row.
     @Test func truncateThenAppendAgain() throws {

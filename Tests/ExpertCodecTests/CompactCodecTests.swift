@@ -11,7 +11,7 @@ func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
 
 @Suite struct CompactRoundTripTests {
     /// Seeded property test across the whole schema range with the compact codec.
-    @Test(arguments: 0..<60)
+    @Test(.tags(.slow), arguments: 0..<60)
     func generatedSchemasRoundTrip(seed: UInt64) throws {
         var random = SplitMix64(seed: 7000 + seed)
         let schema = Fixtures.schema(&random)
@@ -28,7 +28,7 @@ func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
         #expect(try payloadOf(frame).count <= CompactFormat.maxPayloadBytes(schema, rows: rowCount))
     }
 
-    @Test(arguments: [
+    @Test(.tags(.slow), arguments: [
         (1, 1, 2), (1, 1, 65536), (24, 1, 128), (26, 6, 64), (48, 8, 128), (61, 8, 384), (400, 32, 65536),
         (3, 64, 4096), (4, 32, 2048), (2, 8, 2049), (36, 4, 128), (32, 2, 8),
     ])
@@ -48,7 +48,7 @@ func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
 
     /// Blocks made to be hard: uniform random ids, one id, alternating ids, sorted slots, the
     /// largest schemas, one row, top-32, 65536 experts.
-    @Test(arguments: [
+    @Test(.tags(.slow), arguments: [
         (4, 8, 128), (1, 1, 2), (2, 32, 64), (3, 2, 65536), (8, 4, 2048), (8, 4, 2049), (5, 3, 3), (1, 64, 256),
     ])
     func adversarialBlocks(shape: (Int, Int, Int)) throws {
@@ -105,7 +105,7 @@ func frameOf(_ payload: [UInt8]) throws -> [UInt8] {
     }
 }
 
-@Suite(.enabled(if: hasSharedData, "the real traces of ../shared/data are not beside this clone"))
+@Suite(.enabled(if: hasSharedData, "the real traces of ../shared/data are not beside this clone"), .tags(.realTraces, .slow))
 struct CompactRealTraceTests {
     /// Both real traces in blocks of the archive's default size, bit for bit; the ratio is
     /// printed and must not fall below what this codec reached when written (7.00 and 6.40;

@@ -81,7 +81,7 @@ import TraceSynth
 
     /// The independent decoder agrees with the codec on generated blocks, and both reject what
     /// the other rejects under damage.
-    @Test(arguments: 0..<40)
+    @Test(.tags(.slow), arguments: 0..<40)
     func specDecoderAgreesOnGeneratedBlocks(seed: UInt64) throws {
         var random = SplitMix64(seed: 9100 + seed)
         let schema = Fixtures.schema(&random, maxLayers: 12, maxTopk: 8)

@@ -1,5 +1,6 @@
 import Testing
 import ExpertCodec
+@_exported import TestSupport
 import TraceSynth
 
 /// Seeded generators of rows for the codec's property tests.

@@ -9,7 +9,7 @@ let sharedData = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .appendingPathComponent("../../../shared/data").standardized.path
 let hasSharedData = FileManager.default.fileExists(atPath: "\(sharedData)/llama4-maverick-mmlu.npy")
 
-@Suite(.enabled(if: hasSharedData, "the real traces of ../shared/data are not beside this clone"))
+@Suite(.enabled(if: hasSharedData, "the real traces of ../shared/data are not beside this clone"), .tags(.realTraces, .slow))
 struct RealTraceTests {
     /// Both real traces, in blocks of the archive's default size: bit for bit, from uint8 and
     /// int32 input, into int32; and the ratio at least the best LZ4-family peer's
@@ -36,7 +36,7 @@ struct RealTraceTests {
 }
 
 /// The `lz4` command line accepts every block: `lz4 -t` checks it, `lz4 -d` returns the payload.
-@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/lz4"), "the lz4 command is not installed"))
+@Suite(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/lz4"), "the lz4 command is not installed"), .tags(.processes))
 struct LZ4CommandLineTests {
     @Test func lz4ChecksAndDecompressesBlocks() throws {
         let schema = try Schema(layers: 6, topk: 4, experts: 300, denseLayers: [2])

@@ -22,7 +22,7 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
 
 @Suite struct RoundTripTests {
     /// Seeded property test across the whole schema range: every input type, every output type.
-    @Test(arguments: 0..<40)
+    @Test(.tags(.slow), arguments: 0..<40)
     func generatedSchemasRoundTrip(seed: UInt64) throws {
         var random = SplitMix64(seed: 1000 + seed)
         let schema = Fixtures.schema(&random)
@@ -41,7 +41,7 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
         }
     }
 
-    @Test(arguments: [
+    @Test(.tags(.slow), arguments: [
         (1, 1, 2), (1, 1, 65536), (24, 1, 128), (26, 6, 64), (48, 8, 128), (61, 8, 384), (400, 32, 65536), (3, 64, 4096),
     ])
     func realisticTracesRoundTrip(shape: (Int, Int, Int)) throws {
@@ -88,7 +88,7 @@ func expectDecodesInEveryType(_ frame: [UInt8], _ schema: Schema, _ expected: [I
         #expect(try payloadOf(empty).count == PayloadHeader.bytes)
     }
 
-    @Test func adversarialBlocks() throws {
+    @Test(.tags(.slow)) func adversarialBlocks() throws {
         var random = SplitMix64(seed: 3)
         for (layers, topk, experts) in [(4, 8, 65536), (16, 4, 128), (2, 32, 3)] {
             let schema = try Schema(layers: layers, topk: topk, experts: experts)

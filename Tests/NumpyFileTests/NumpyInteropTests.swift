@@ -10,7 +10,8 @@ import Glibc
 /// must load the same there, and `np.save` and `NumpyWriter` must agree byte for byte.
 @Suite(
     "Interoperability with numpy",
-    .enabled(if: Python.hasNumpy, "python3 cannot import numpy, so there is no reference implementation to compare with")
+    .enabled(if: Python.hasNumpy, "python3 cannot import numpy, so there is no reference implementation to compare with"),
+    .tags(.processes)
 )
 struct NumpyInteropTests {
     static let shapes: [[Int]] = [[7], [0], [5, 3], [13, 4, 2], [0, 24, 2], []]
