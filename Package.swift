@@ -59,7 +59,12 @@ let package = Package(
         .testTarget(name: "ExpertCodecTests", dependencies: ["TestSupport", "ExpertCodec", "TraceSynth", "NumpyFile"]),
         // The writer and reader processes of the crash and concurrency tests; not a product.
         .executableTarget(name: "archive-crashtest", dependencies: ["Archive", "TraceSynth"]),
-        .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "Archive", "TraceSynth"]),
+        // The recipes of the spec's vectors and the program that writes them (scripts/make-vectors);
+        // the tests only read the vectors.
+        .target(name: "VectorRecipes", dependencies: ["Archive"], path: "Tests/VectorRecipes"),
+        .executableTarget(name: "make-vectors", dependencies: ["ExpertCodec", "Archive", "VectorRecipes"],
+                          path: "Tests/make-vectors"),
+        .testTarget(name: "ArchiveTests", dependencies: ["TestSupport", "VectorRecipes", "Archive", "TraceSynth"]),
         .target(name: "NumpyFile", dependencies: ["SystemFile"]),
         .testTarget(name: "SystemFileTests", dependencies: ["TestSupport", "SystemFile"]),
         .testTarget(name: "NumpyFileTests", dependencies: ["TestSupport", "NumpyFile", "SystemFile"]),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VectorRecipes
 @testable import Archive
 
 /// The archive test vector of `spec/vectors/archive/` (see `spec/FORMAT.md` Part 2), checked
@@ -8,10 +9,8 @@ import Testing
 ///
 /// `small.archive` is format version 1, as the library wrote it before commit anchors: kept
 /// unchanged, it shows that archives written then still read. `small-v2.archive` is the same
-/// recipe as the library writes it now. To regenerate the version 2 files after an intended
-/// format change (then review the diff, rerun `lz4 -t` on it and update FORMAT.md 2.9):
-///
-///     SPEC_VECTORS_WRITE=1 swift test --filter ArchiveSpecTests/writeVector
+/// recipe as the library writes it now. `scripts/make-vectors` writes the version 2 files (after
+/// an intended format change: then review the diff, rerun `lz4 -t` on it and update FORMAT.md 2.9).
 @Suite struct ArchiveSpecTests {
     static let directory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent() // ArchiveTests
@@ -19,37 +18,10 @@ import Testing
         .deletingLastPathComponent() // package root
         .appendingPathComponent("spec/vectors/archive", isDirectory: true)
 
-    // MARK: - The vector's recipe
+    // MARK: - The vector's recipe (Tests/VectorRecipes: scripts/make-vectors writes it)
 
-    static let schema = try! Schema(layers: 2, topk: 2, experts: 16)
-    static let metadata = ["model": "demo"]
-    static let blockRows = 4
-    /// Rows 0-5 as first appended: row p is `[[p, p+1], [3p+2, 3p+5]]` (mod 16).
-    static let firstRows: [[[Int64]]] = [
-        [[0, 1], [2, 5]], [[1, 2], [5, 8]], [[2, 3], [8, 11]],
-        [[3, 4], [11, 14]], [[4, 5], [14, 1]], [[5, 6], [1, 4]],
-    ]
-    /// The row appended at position 5 after the truncation, replacing the dropped one.
-    static let lastRow: [[Int64]] = [[7, 15], [0, 9]]
-    static let operations = [
-        "create(schema: 2 layers x top-2 of 16 experts, metadata: {model: demo}, blockRows: 4)",
-        "append(rows 0..<6, at: 0)   -> record A: rows 0..<4 (a full block); rows 4, 5 stay buffered",
-        "sync()                      -> record B: rows 4..<6 (a short block), fsync; record C: commit of 6 rows, fsync",
-        "truncate(to: 5)             -> record D: truncate to 5 (drops row 5), fsync; record E: commit of 5 rows, fsync",
-        "append(1 row, at: 5)        -> buffered",
-        "close()                     -> record F: row 5 (a short block), fsync; record G: commit of 6 rows, fsync",
-    ]
-    static var expectedRows: [[[Int64]]] { Array(firstRows[0..<5]) + [lastRow] }
-
-    /// Writes the vector's archive at `path` with the library, as the recipe above says.
-    static func build(at path: String) throws {
-        let writer = try ArchiveWriter.create(at: path, schema: schema, metadata: metadata, blockRows: blockRows)
-        try writer.append(firstRows.flatMap { $0.flatMap { $0 } }, at: 0)
-        try writer.sync()
-        try writer.truncate(to: 5)
-        try writer.append(lastRow.flatMap { $0 }, at: 5)
-        try writer.close()
-    }
+    static let schema = SmallArchiveRecipe.schema
+    static var expectedRows: [[[Int64]]] { SmallArchiveRecipe.expectedRows }
 
     // MARK: - The vector through the library
 
@@ -219,7 +191,7 @@ import Testing
     @Test func rebuildingGivesTheSameBytes() throws {
         let vector = try ArchiveVector.load("small-v2")
         let dir = TemporaryDirectory(), path = dir.file("small.archive")
-        try Self.build(at: path)
+        try SmallArchiveRecipe.build(at: path)
         let rebuilt = Array(FileManager.default.contents(atPath: path)!)
         #expect(rebuilt.count == vector.bytes.count)
         if let first = (0..<min(rebuilt.count, vector.bytes.count)).first(where: { rebuilt[$0] != vector.bytes[$0] }) {
@@ -407,59 +379,6 @@ import Testing
             #expect(try reader.rows(4..<6, as: Int64.self) == Array(all[(4 * perRow)...]))
             #expect(reader.verify().count == 1)
         }
-    }
-
-    // MARK: - Writing the vector
-
-    /// Rewrites `spec/vectors/archive/small.{archive,json}` with the library. Off unless
-    /// `SPEC_VECTORS_WRITE=1`.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
-    func writeVector() throws {
-        try FileManager.default.createDirectory(at: Self.directory, withIntermediateDirectories: true)
-        // Built aside, then written atomically: the other tests of the suite may be reading.
-        let scratch = TemporaryDirectory(), path = scratch.file("small-v2.archive")
-        try Self.build(at: path)
-        let bytes = Array(FileManager.default.contents(atPath: path)!)
-        try Data(bytes).write(to: Self.directory.appendingPathComponent("small-v2.archive"), options: .atomic)
-        let spec = try SpecArchive(bytes)
-        let reader = try ArchiveReader(path: path)
-        #expect(spec.blocks == reader.blocks.map(BlockSpec.init))
-        #expect(try reader.rows(0..<reader.count, as: Int64.self) == Self.expectedRows.flatMap { $0.flatMap { $0 } })
-        let headerCRC = LE.u32(bytes, spec.header.end - 4)
-        func row(_ r: [[Int64]]) -> String { "[" + r.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]" }
-        let recordKinds = [1: "rows", 2: "truncate", 3: "commit"]
-        var json = """
-        {
-          "name": "small-v2",
-          "description": "FORMAT.md 2.9 worked example, format version 2 (commit anchors): 2 layers x top-2 of 16 experts, 4-row blocks; 6 rows appended, truncated to 5, 1 row appended, closed",
-          "schema": {"layers": 2, "topk": 2, "experts": 16, "dense_layers": []},
-          "metadata": {"model": "demo"},
-          "block_rows": 4,
-          "operations": [
-        \(Self.operations.map { "    \"\($0)\"" }.joined(separator: ",\n"))
-          ],
-          "file_bytes": \(bytes.count),
-          "header_bytes": \(spec.header.end),
-          "header_crc": \(headerCRC),
-          "records": [
-
-        """
-        json += spec.records.map { r in
-            "    {\"offset\": \(r.offset), \"kind\": \(r.kind), \"kind_name\": \"\(recordKinds[r.kind]!)\", \"frame_length\": \(r.frameLength), "
-                + "\"position\": \(r.position), \"rows\": \(r.rows), \"synced_length\": \(r.syncedLength)}"
-        }.joined(separator: ",\n")
-        json += "\n  ],\n  \"blocks\": [\n"
-        json += spec.blocks.map { b in
-            "    {\"position\": \(b.position), \"rows\": \(b.rows), \"stored_rows\": \(b.storedRows), \"record_offset\": \(b.recordOffset), "
-                + "\"frame_offset\": \(b.frameOffset), \"frame_length\": \(b.frameLength)}"
-        }.joined(separator: ",\n")
-        json += "\n  ],\n  \"rows\": [\n"
-        json += Self.expectedRows.map { "    " + row($0) }.joined(separator: ",\n")
-        json += "\n  ]\n}\n"
-        json = json.replacingOccurrences(of: "  \"header_crc\"", with: "  \"anchors\": [\n"
-            + spec.anchors.map { "    {\"sequence\": \($0.sequence), \"log_end\": \($0.logEnd), \"rows\": \($0.rows), \"last_record_crc\": \($0.lastRecordCRC)}" }.joined(separator: ",\n")
-            + "\n  ],\n  \"header_crc\"")
-        try Data(json.utf8).write(to: Self.directory.appendingPathComponent("small-v2.json"), options: .atomic)
     }
 }
 

@@ -13,8 +13,8 @@ import Testing
 ///   format versions: each opens or not as its outcome says, at the offset it names, with its
 ///   rows and tail, the reads it lists failing and `verify()` reporting what it lists.
 ///
-/// The damaged copies and the blocks are written by `spec/vectors/make_outcome_vectors.py`; the
-/// compact archive by `writeCompactVector`, off unless `SPEC_VECTORS_WRITE=1`.
+/// `scripts/make-vectors` writes them: the damaged copies and the blocks with
+/// `spec/vectors/make_outcome_vectors.py`, the archives with `make-vectors`.
 @Suite struct OutcomeSpecVectorTests {
     static let vectors = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -171,45 +171,5 @@ import Testing
         let bases = Set(Self.damagedOutcomes.map { $0["base"] as! String })
         #expect(bases == ["small.archive", "small-v2.archive"])
         #expect(Self.archiveVectorNames.contains("compact-dense"))
-    }
-
-    // MARK: - The compact archive vector
-
-    /// 4 layers (layer 1 dense) x top-2 of 40 experts, codec 2, 16-row blocks. Row t, layer l,
-    /// slot s is `(t / 3 + 5 l + 7 s) mod 40` (runs of 3 equal rows, for the escape symbol); the
-    /// dense layer holds 65535 as an engine writes it and reads as 0.
-    static let compactSchema = try! Schema(layers: 4, topk: 2, experts: 40, denseLayers: [1])
-    static func compactRow(_ t: Int) -> [[Int]] {
-        (0..<4).map { l in (0..<2).map { s in l == 1 ? 65535 : (t / 3 + 5 * l + 7 * s) % 40 } }
-    }
-
-    /// Writes `spec/vectors/archive/compact-dense.{archive,json}`: 40 rows appended and synced
-    /// (two full blocks and a short one, vouched for), then 16 more rows whose block is cut 20
-    /// bytes into its frame, as a crash leaves it: a torn tail at that record. Off unless
-    /// `SPEC_VECTORS_WRITE=1`.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["SPEC_VECTORS_WRITE"] == "1"))
-    func writeCompactVector() throws {
-        let dir = TemporaryDirectory(), path = dir.file("compact")
-        let writer = try ArchiveWriter.create(at: path, schema: Self.compactSchema, metadata: ["model": "compact-demo"],
-                                              blockRows: 16, codec: .compact)
-        try writer.append((0..<40).flatMap { Self.compactRow($0).flatMap { $0.map { UInt16($0) } } }, at: 0)
-        try writer.sync()
-        let synced = fileBytes(path).count
-        try writer.append((40..<56).flatMap { Self.compactRow($0).flatMap { $0.map { UInt16($0) } } }, at: 40)
-        let torn = Array(fileBytes(path)[0..<synced + 44 + 20])
-        try writer.close()
-        let decoded = (0..<40).map { t in Self.compactRow(t).enumerated().map { l, slots in l == 1 ? [0, 0] : slots } }
-        let vector: [String: Any] = [
-            "name": "compact-dense",
-            "description": "codec 2 (layout 2 blocks), 4 layers of which layer 1 is dense, top-2 of 40 experts, 16-row "
-                + "blocks: rows 0..<40 appended and synced, then a 16-row block cut 20 bytes into its frame (a torn tail)",
-            "schema": ["layers": 4, "topk": 2, "experts": 40, "dense_layers": [1]],
-            "metadata": ["model": "compact-demo"], "block_rows": 16, "codec": 2,
-            "rows": decoded, "tail": synced,
-        ]
-        let directory = Self.vectors.appendingPathComponent("archive")
-        try Data(torn).write(to: directory.appendingPathComponent("compact-dense.archive"))
-        try JSONSerialization.data(withJSONObject: vector, options: [.sortedKeys])
-            .write(to: directory.appendingPathComponent("compact-dense.json"))
     }
 }
