@@ -54,6 +54,10 @@ public final class ArchiveWriter {
     /// Threads that encode the whole blocks of one large `append` (a prefill, an import) in
     /// parallel; 1 keeps all work on the caller's thread. Small appends always use one.
     public var encodingThreads = 1
+    /// Threads a read of many flushed blocks is split between, as ``ArchiveReader/decodingThreads``.
+    public var decodingThreads = 1 {
+        didSet { decodingThreads = max(1, decodingThreads) }
+    }
     private let source: BlockSource
     /// Rows not yet written, token-major; ids of MoE layers are checked, dense ones kept as
     /// they came (the encoder skips them, reads give the dense fill). One block's worth,
@@ -622,7 +626,7 @@ public final class ArchiveWriter {
         let flushed = min(range.lowerBound, state.index.count)..<min(range.upperBound, state.index.count)
         if !flushed.isEmpty {
             if source.mapping.bytes.count < state.index.end { source.remap(try Mapping(file: file, count: state.index.end)) }
-            try source.read(flushed, layers: layers, from: state.index, into: base)
+            try source.read(flushed, layers: layers, from: state.index, into: base, threads: decodingThreads)
         }
         let first = shown.lowerBound * topk
         for position in min(max(range.lowerBound, state.index.count), range.upperBound)..<range.upperBound {

@@ -108,6 +108,7 @@ public func eaWriterSetThreads(_ handle: OpaquePointer?, _ threads: Int32, _ err
     withWriter(handle, error) { writer in
         guard threads >= 1 else { throw ArchiveError.invalidArgument("\(writer.path): encoding threads must be at least 1, got \(threads)") }
         writer.encodingThreads = Int(threads)
+        writer.decodingThreads = Int(threads)
     }
 }
 

@@ -77,6 +77,22 @@ import TraceSynth
         #expect(try many.rows(650..<1_500, as: Int64.self) == Array(rows[(650 * 32)..<(1_500 * 32)]))
     }
 
+    /// A writer's reads of flushed blocks split the same way, buffered rows after them.
+    @Test(arguments: BlockCodec.allCases)
+    func writersReadOnThreadsToo(codec: BlockCodec) throws {
+        let dir = TemporaryDirectory()
+        var synth = TraceSynthesizer(schema: Self.schema, seed: 5)
+        let rows = synth.rows(2_030, as: Int64.self)
+        let writer = try ArchiveWriter.create(at: dir.file("w"), schema: Self.schema, blockRows: 50, codec: codec)
+        writer.decodingThreads = 3
+        try writer.append(rows, at: 0)
+        #expect(writer.flushedCount == 2_000)
+        #expect(try writer.rows(0..<2_030, as: Int64.self) == rows)
+        #expect(try writer.rows(120..<2_020, layers: 2..<6, as: UInt16.self)
+                == LayerRangeReadTests.slice(rows, Self.schema, rows: 120..<2_020, layers: 2..<6).map(UInt16.init))
+        try writer.close()
+    }
+
     @Test func threadsBelowOneMeanOne() throws {
         let dir = TemporaryDirectory()
         let (path, rows) = try Self.archive(dir, codec: .fast)

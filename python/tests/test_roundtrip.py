@@ -221,7 +221,7 @@ def test_default_threads_follow_omp_num_threads(monkeypatch):
 
 
 @pytest.mark.parametrize("codec", ["fast", "compact"])
-def test_appends_encoded_on_threads_write_the_same_bytes(tmp_path, codec):
+def test_writers_on_threads_write_the_same_bytes_and_read_the_same_rows(tmp_path, codec):
     expected = rows(3000, experts=300)
     paths = [tmp_path / f"{threads}.moe" for threads in (1, 3)]
     for path, threads in zip(paths, (1, 3)):
@@ -229,6 +229,7 @@ def test_appends_encoded_on_threads_write_the_same_bytes(tmp_path, codec):
             assert w.threads == threads
             w.append(expected[:1000])
             w.append(expected[1000:])
+            np.testing.assert_array_equal(w.read(dtype=np.int32), expected)  # decoded on as many
     assert paths[0].read_bytes() == paths[1].read_bytes()
     with ea.Writer.open(paths[1], threads=2) as w:
         assert w.threads == 2

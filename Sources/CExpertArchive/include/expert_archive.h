@@ -126,8 +126,9 @@ ea_status ea_writer_append(ea_writer *writer, const void *rows, ea_dtype dtype, 
                            int64_t start, int compare, ea_append_result *result, ea_error *error);
 
 /* Threads a later append of many whole blocks (a prefill, an import) encodes them on, each
- * block with an encoder of its own; the bytes written are the same for any count. 1, the
- * default, encodes on the calling thread alone. `threads` < 1 is refused. */
+ * block with an encoder of its own (the bytes written are the same for any count), and a later
+ * ea_writer_read of many blocks decodes them on, as ea_reader_set_threads. 1, the default,
+ * keeps both on the calling thread. `threads` < 1 is refused. */
 ea_status ea_writer_set_threads(ea_writer *writer, int32_t threads, ea_error *error);
 /* Rows held, buffered ones included; -1 for a NULL writer. */
 int64_t ea_writer_count(const ea_writer *writer);

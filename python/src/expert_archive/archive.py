@@ -338,8 +338,8 @@ class Writer(_RowSource):
     keeps rows already stored (first writer wins) and appends only the uncovered tail;
     truncate() is the only way rows are discarded. flush() makes rows visible to readers,
     sync() durable, close() does both. A writer is a context manager, for one thread at a time.
-    An append of many whole blocks (a prefill, an import) is encoded on `threads` threads (1
-    unless told: a decode step's append never needs more)."""
+    An append of many whole blocks (a prefill, an import) is encoded, and a read of many blocks
+    decoded, on `threads` threads (1 unless told: a decode step's append never needs more)."""
 
     def __init__(self, handle: int, path: PathLike, threads: int = 1) -> None:
         # Use Writer.create or Writer.open.
@@ -397,7 +397,8 @@ class Writer(_RowSource):
     @property
     def threads(self) -> int:
         """Threads an append of many whole blocks is encoded on, each block with an encoder of
-        its own (the bytes written are the same for any count); 1: the calling thread alone."""
+        its own (the bytes written are the same for any count), and a read of many blocks
+        decoded on, as a Reader's; 1: the calling thread alone."""
         return self._threads
 
     @threads.setter

@@ -13,8 +13,9 @@ class since the module was imported. ``install()`` also makes every new sequence
 Same interface and results: ``append``, ``resize``, ``reserve``, ``get_real``, ``__len__``,
 ``__getitem__``, ``clone``, ``copy``; ``get_real()`` returns the rows LMDeploy's returns, in the
 same dtype. Additions: ``experts=`` (the id range, for compact storage), ``path=`` (an archive
-that survives the process; a temporary one when None) and ``append(rows, start_pos=...)``, the
-rule of LMDeploy #4599: rows already stored are kept, only the uncovered tail is appended, and
+that survives the process; a temporary one when None), ``threads=`` (those a prefill is
+encoded and ``get_real()`` decoded on; ``default_threads()`` when None) and
+``append(rows, start_pos=...)``, the rule of LMDeploy #4599: rows already stored are kept, only the uncovered tail is appended, and
 a batch that would leave a gap is refused (``GapError``).
 
 Differences: ``get_real()`` returns a read-only view (LMDeploy's is writable: stored rows are
@@ -30,7 +31,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ..archive import Writer
+from ..archive import Writer, default_threads
 from ..errors import SchemaError
 
 
@@ -50,17 +51,20 @@ class HistoryRouterExperts:
     """The routed experts of one sequence: rows [tokens, layers, topk], indexed by position."""
 
     def __init__(self, expert_ids: Optional[Any] = None, dtype: Any = np.uint16, *,
-                 experts: Optional[int] = None, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
+                 experts: Optional[int] = None, path: Optional[Union[str, "os.PathLike[str]"]] = None,
+                 threads: Optional[int] = None) -> None:
         self.dtype = np.dtype(dtype)
         self.experts = experts if experts is not None else _default_experts(self.dtype)
         self._path = None if path is None else os.fspath(path)
+        # The archive's threads: a prefill encoded, get_real() decoded on them.
+        self.threads = default_threads() if threads is None else threads
         self._writer: Optional[Writer] = None
         # Rows 0..<_cached decoded by get_real(), in a buffer grown by doubling (none until the
         # first get_real: an engine that never calls it keeps only the archive).
         self._cache: Optional[np.ndarray] = None
         self._cached = 0
         if self._path is not None and os.path.exists(self._path):
-            self._writer = Writer.open(self._path)  # resume what an earlier process stored
+            self._writer = Writer.open(self._path, threads=self.threads)  # resume what an earlier process stored
         if expert_ids is not None:
             self.append(expert_ids)
 
@@ -77,11 +81,12 @@ class HistoryRouterExperts:
             handle, path = tempfile.mkstemp(prefix="routed-experts-", suffix=".moe")
             os.close(handle)
             writer = Writer.create(path, layers=rows.shape[1], topk=rows.shape[2], experts=self.experts,
-                                   overwrite=True)
+                                   overwrite=True, threads=self.threads)
             # The temporary archive goes with this object: closed, then removed.
             weakref.finalize(self, _remove, path)
         else:
-            writer = Writer.create(self._path, layers=rows.shape[1], topk=rows.shape[2], experts=self.experts)
+            writer = Writer.create(self._path, layers=rows.shape[1], topk=rows.shape[2], experts=self.experts,
+                                   threads=self.threads)
         self._writer = writer
         return writer
 
@@ -146,7 +151,7 @@ class HistoryRouterExperts:
 
     def clone(self) -> "HistoryRouterExperts":
         """An independent copy (its own temporary archive)."""
-        return type(self)(self.get_real(), dtype=self.dtype, experts=self.experts)
+        return type(self)(self.get_real(), dtype=self.dtype, experts=self.experts, threads=self.threads)
 
     def copy(self) -> "HistoryRouterExperts":
         return self.clone()
