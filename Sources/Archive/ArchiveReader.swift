@@ -29,8 +29,8 @@ public final class ArchiveReader {
     /// have read from this process's resident memory (they stay in the page cache): what a
     /// reader streaming a large archive through a small buffer wants, so that the archive is not
     /// all counted as resident. Off by default: the archive's pages stay mapped, and reading
-    /// them again costs no page faults (dropping and faulting them again took about a quarter
-    /// of a one-layer read's time). ``forEachBlock(in:as:_:)`` and ``verify()`` always drop them.
+    /// them again costs no page faults (faulting them in again costs about a quarter of a
+    /// one-layer read). ``forEachBlock(in:as:_:)`` and ``verify()`` always drop them.
     public var releasesPagesBehind = false
 
     /// The archive's file; nil for a reader over memory.
