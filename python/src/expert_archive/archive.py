@@ -88,6 +88,22 @@ class _RowSource:
     _handle: int
     _error: Error
     _read_function: Any
+    _threads_function: Any
+    _threads: int
+
+    @property
+    def threads(self) -> int:
+        """Threads a read of many blocks is split between, each decoding a contiguous run of at
+        least four blocks into its own part of the output; a Writer's also encode an append of
+        many whole blocks, each with an encoder of its own (the bytes written are the same for
+        any count). 1: the calling thread alone."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads: int) -> None:
+        if self._threads_function(self._handle, int(threads), ctypes.byref(self._error)):
+            _raise(self._error)
+        self._threads = int(threads)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -179,21 +195,10 @@ class Reader(_RowSource):
         self._handle = _opened(handle)
         self._free = weakref.finalize(self, lib.ea_reader_free, self._handle)
         self._read_function = lib.ea_reader_read
+        self._threads_function = lib.ea_reader_set_threads
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
         self.threads = default_threads() if threads is None else threads
-
-    @property
-    def threads(self) -> int:
-        """Threads a read of many blocks is split between, each decoding a contiguous run of at
-        least four blocks into its own part of the output (1: the calling thread alone)."""
-        return self._threads
-
-    @threads.setter
-    def threads(self, threads: int) -> None:
-        if lib.ea_reader_set_threads(self._handle, int(threads), ctypes.byref(self._error)):
-            _raise(self._error)
-        self._threads = int(threads)
 
     def __len__(self) -> int:
         return int(lib.ea_reader_count(self._handle))
@@ -238,6 +243,7 @@ class Reader(_RowSource):
         # The finalizer holds the buffer too: the memory outlives the handle reading it.
         self._free = weakref.finalize(self, _free_memory_reader, self._handle, data)
         self._read_function = lib.ea_reader_read
+        self._threads_function = lib.ea_reader_set_threads
         self.schema = _schema(lib.ea_reader_schema, lib.ea_reader_dense_layers, self._handle, self._error)
         self.metadata = json.loads(_text(lib.ea_reader_metadata, self._handle, self._error))
         self.threads = default_threads() if threads is None else threads
@@ -353,6 +359,7 @@ class Writer(_RowSource):
         self._handle_argument = ctypes.c_void_p(handle)
         self._append_function = lib.ea_writer_append
         self._read_function = lib.ea_writer_read
+        self._threads_function = lib.ea_writer_set_threads
         self.schema = _schema(lib.ea_writer_schema, lib.ea_writer_dense_layers, handle, self._error)
         self.metadata: dict[str, str] = json.loads(_text(lib.ea_writer_metadata, handle, self._error))
         self._shapes = ((self.schema.layers, self.schema.topk), (self.schema.layers * self.schema.topk,))
@@ -393,19 +400,6 @@ class Writer(_RowSource):
         if lib.ea_writer_open(_path_bytes(path), ctypes.byref(handle), ctypes.byref(error)):
             _raise(error)
         return cls(_opened(handle), path, threads)
-
-    @property
-    def threads(self) -> int:
-        """Threads an append of many whole blocks is encoded on, each block with an encoder of
-        its own (the bytes written are the same for any count), and a read of many blocks
-        decoded on, as a Reader's; 1: the calling thread alone."""
-        return self._threads
-
-    @threads.setter
-    def threads(self, threads: int) -> None:
-        if lib.ea_writer_set_threads(self._handle, int(threads), ctypes.byref(self._error)):
-            _raise(self._error)
-        self._threads = int(threads)
 
     def __len__(self) -> int:
         return self._count
