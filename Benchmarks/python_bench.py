@@ -11,8 +11,9 @@
 Figures are the best of several runs.
 
 usage: python_bench.py --tool ARCHIVE_TOOL --bench ARCHIVE_BENCH [--steps N] [--rows N] [--dir DIR]
-(expert_archive importable: Benchmarks/run puts python/src on PYTHONPATH and the release library in
-EXPERT_ARCHIVE_LIBRARY)
+(expert_archive importable: Benchmarks/run installs the package into .venv-test and runs this
+with that venv's python; `PYTHONPATH=python/src EXPERT_ARCHIVE_LIBRARY=...` also works, with the
+decode step's append through ctypes alone)
 """
 from __future__ import annotations
 

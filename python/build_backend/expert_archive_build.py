@@ -1,8 +1,11 @@
 """PEP 517 backend of the expert_archive package.
 
 The package is Python (ctypes) plus libexpert_archive.so, built by SwiftPM from this repository
-(python/ is a folder of it). The wheel is a platform wheel (py3-none-<platform>): the library
-links the Swift runtime statically, so the wheel needs no Swift toolchain where it is installed.
+(python/ is a folder of it). The library links the Swift runtime statically, so the wheel needs
+no Swift toolchain where it is installed. Where this Python's headers and a C compiler are, the
+decode step's append (`_fastappend.c`, no library of its own) is compiled too, and the wheel is
+for this Python (cpXY-cpXY-<platform>); else it is py3-none-<platform> and appends go through
+ctypes alone.
 
 Environment:
   EXPERT_ARCHIVE_LIBRARY  use this already built libexpert_archive.so instead of building one.
@@ -14,9 +17,12 @@ import hashlib
 import os
 import subprocess
 import sys
+import shutil
 import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 NAME = "expert_archive"
 VERSION = "0.1.0"
@@ -41,9 +47,33 @@ def _metadata() -> str:
     )
 
 
+def _compiler() -> Optional[str]:
+    """The C compiler for _fastappend.c, when there is one and this Python's headers."""
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        return None
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
 def _tag() -> str:
     platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    return f"py3-none-{platform}"
+    if _compiler() is None:
+        return f"py3-none-{platform}"
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    return f"{python}-{python}-{platform}"
+
+
+def _fast_append() -> tuple[str, bytes]:
+    """_fastappend.c compiled for this Python: its name in the package and its bytes."""
+    compiler = _compiler()
+    assert compiler is not None
+    name = "_fastappend" + sysconfig.get_config_var("EXT_SUFFIX")
+    with tempfile.TemporaryDirectory() as work:
+        output = Path(work) / name
+        command = [compiler, "-O2", "-shared", "-fPIC", "-Wall", "-Werror",
+                   f"-I{sysconfig.get_paths()['include']}", str(HERE / "src" / NAME / "_fastappend.c"), "-o", str(output)]
+        print(f"{NAME}: {' '.join(command)}", file=sys.stderr)
+        subprocess.run(command, check=True, stdout=sys.stderr)
+        return f"{NAME}/{name}", output.read_bytes()
 
 
 def _wheel_file() -> str:
@@ -70,9 +100,11 @@ def _files() -> list[tuple[str, bytes]]:
     files = []
     package = HERE / "src" / NAME
     for path in sorted(package.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".typed"):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".pyi", ".typed"):
             files.append((f"{NAME}/{path.relative_to(package).as_posix()}", path.read_bytes()))
     files.append((f"{NAME}/libexpert_archive.so", _library().read_bytes()))
+    if _compiler() is not None:
+        files.append(_fast_append())
     header = ROOT / "Sources" / "CExpertArchive" / "include" / "expert_archive.h"
     files.append((f"{NAME}/include/expert_archive.h", header.read_bytes()))
     files.append((f"{DIST_INFO}/METADATA", _metadata().encode()))

@@ -121,7 +121,18 @@ def test_negative_start(archive_path, synced):
     assert len(synced) == 100
 
 
-def test_repeated_decode_steps_are_checked_like_any_append(archive_path, synced):
+@pytest.fixture(params=["compiled", "ctypes"])
+def append_path(request, monkeypatch):
+    """Decode steps through _fastappend (when the package carries it) and through ctypes alone."""
+    from expert_archive import archive
+    if request.param == "ctypes":
+        monkeypatch.setattr(archive, "_fast_append", None)
+    elif archive._fast_append is None:
+        pytest.skip("_fastappend is not compiled here (a package from its sources): the ctypes path only")
+    return request.param
+
+
+def test_repeated_decode_steps_are_checked_like_any_append(archive_path, synced, append_path):
     """One-row appends like the one before take a shorter path (a decode step's): the library
     still checks every id, and rows of another layout still go through the full checks."""
     expected = rows(4, first=100)

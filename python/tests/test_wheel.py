@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
@@ -32,7 +33,11 @@ USE = textwrap.dedent("""
     assert (r.read(layers=slice(4, 8), dtype=np.int32) == rows[:, 4:8]).all()
     h = HistoryRouterExperts(experts=128)
     h.append(rows[:5]); h.append(rows[:9], start_pos=0)
-    assert (h.get_real() == rows[:9]).all() and h.get_real().dtype == np.uint16
+    for row in rows[9:]:
+        h.append(row[None])  # decode steps: through _fastappend when the wheel carries it
+    assert (h.get_real() == rows).all() and h.get_real().dtype == np.uint16
+    from expert_archive import archive
+    assert (archive._fast_append is not None) == FAST, archive._fast_append
     maps = open("/proc/self/maps").read()
     assert "libswiftCore" not in maps and "libdispatch" not in maps, "a toolchain library was loaded"
     print("wheel works:", ea.__file__)
@@ -62,7 +67,15 @@ def test_wheel_in_a_fresh_venv_without_the_toolchain(tmp_path):
                    check=True)
     [wheel] = list(wheels.glob("expert_archive-*.whl"))
     assert not wheel.name.endswith("-any.whl"), "the wheel carries a shared library: a platform wheel"
-    assert "expert_archive/libexpert_archive.so" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "expert_archive/libexpert_archive.so" in names
+    # With this Python's headers and a C compiler the decode step's append is compiled in, and
+    # the wheel is for this Python alone.
+    fast = any(name.startswith("expert_archive/_fastappend.") and name.endswith(".so") for name in names)
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    assert fast == (f"-{python}-{python}-" in wheel.name), wheel.name
+    if (Path(sysconfig.get_paths()["include"]) / "Python.h").exists() and shutil.which("cc"):
+        assert fast, f"{wheel.name} lacks the compiled append"
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -74,6 +87,7 @@ def test_wheel_in_a_fresh_venv_without_the_toolchain(tmp_path):
            if key not in ("LD_LIBRARY_PATH", "PYTHONPATH", "EXPERT_ARCHIVE_LIBRARY")}
     env["PATH"] = without_toolchain(os.environ.get("PATH", ""), toolchain)
     assert shutil.which("swift", path=env["PATH"]) is None
-    done = subprocess.run([str(python), "-c", USE], env=env, cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run([str(python), "-c", f"FAST = {fast}\n" + USE], env=env, cwd=tmp_path, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr
     assert "wheel works" in done.stdout

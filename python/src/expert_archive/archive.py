@@ -7,12 +7,18 @@ import os
 import pickle
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
 from . import _ids
 from ._native import AppendResultStruct, Error, SchemaStruct, lib
+
+_fast_append: Optional[Callable[[tuple[int, ...], object], Optional[int]]]
+try:  # compiled by the package's build where it can be; else the same call goes through ctypes
+    from ._fastappend import append as _fast_append
+except ImportError:
+    _fast_append = None
 from .errors import ArchiveError, ClosedError, InvalidArgumentError, from_status
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -310,6 +316,7 @@ _append_prepared = lib["ea_writer_append"]
 _append_prepared.restype = ctypes.c_int32
 _SIZES = tuple(ctypes.c_size_t(n) for n in range(_STAGE_ROWS + 1))
 _AT_END = ctypes.c_int64(-1)
+_APPEND_ADDRESS: int = ctypes.cast(lib.ea_writer_append, ctypes.c_void_p).value or 0
 _TRUE, _FALSE = ctypes.c_int(1), ctypes.c_int(0)
 
 
@@ -326,13 +333,16 @@ class _Stage:
 
 class _Repeat:
     """The last staged append at the end, made again by a call whose rows have its shape and
-    dtype (a decode step's): where they are copied and the call's arguments, made once."""
+    dtype (a decode step's): the arguments of _fastappend's call, and for ctypes' where the rows
+    are copied and the call's arguments, made once."""
 
-    __slots__ = ("shape", "dtype", "target", "arguments")
+    __slots__ = ("shape", "dtype", "prepared", "target", "arguments")
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, target: np.ndarray, arguments: tuple[Any, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, prepared: tuple[int, ...], target: np.ndarray,
+                 arguments: tuple[Any, ...]) -> None:
         self.shape = shape
         self.dtype = dtype
+        self.prepared = prepared
         self.target = target
         self.arguments = arguments
 
@@ -421,8 +431,11 @@ class Writer(_RowSource):
                 and rows.shape == repeat.shape and rows.dtype is repeat.dtype):
             # A batch like the last one: each check or conversion skipped here costs more than
             # the append itself (the library checks the ids).
-            repeat.target[...] = rows
-            if _append_prepared(*repeat.arguments):
+            status = None if _fast_append is None else _fast_append(repeat.prepared, rows)
+            if status is None:  # no compiled call, or rows not contiguous
+                repeat.target[...] = rows
+                status = _append_prepared(*repeat.arguments)
+            if status:
                 _raise(self._error)
             self._count += self._result.appended
             return
@@ -442,7 +455,9 @@ class Writer(_RowSource):
                          _AT_END if start is None else ctypes.c_int64(start), _TRUE if compare else _FALSE,
                          self._result_reference, self._error_reference)
             if start is None and not compare:
-                self._repeat = _Repeat(shape, array.dtype, target, arguments)
+                prepared = (_APPEND_ADDRESS, self._handle, stage.code.value, stage.flat.strides[0],
+                            ctypes.addressof(self._result), ctypes.addressof(self._error))
+                self._repeat = _Repeat(shape, array.dtype, prepared, target, arguments)
             status = _append_prepared(*arguments)
         else:
             array = _ids.id_array(array, self.schema.layers, self.schema.topk, self.path)
