@@ -117,7 +117,7 @@ public final class ArchiveReader {
         let before = index.rowChanges
         let scanner = SegmentScanner(path: path, schema: schema, blockRows: blockRows,
                                      anchor: current.anchor.map { ($0.anchor, current.anchorOffset($0.slot)) },
-                                     releaseBehind: mapping.release)
+                                     releaseBehind: mapping.releaseBehind)
         let outcome = try scanner.scan(mapping.bytes, logStart: head.logStart, continuing: rewritten ? nil : index)
         source.remap(mapping)
         index = outcome.index

@@ -40,7 +40,7 @@ final class BlockSource {
     /// With `threads` > 1, a range of at least `threads * blocksPerThread` blocks is split into
     /// that many runs of whole blocks, decoded at once into their own parts of `out`. With
     /// `releasingBehind`, the pages of each block read are dropped from this process's resident
-    /// memory once it is done (``Mapping/release(_:)``).
+    /// memory once it is done (``Mapping/releaseBehind(_:)``).
     func read<T: ExpertID>(_ range: Range<Int>, layers: Range<Int>? = nil, from index: SegmentIndex,
                            into out: UnsafeMutablePointer<T>, threads: Int = 1, releasingBehind: Bool = false) throws {
         guard !range.isEmpty else { return }
@@ -112,22 +112,10 @@ final class BlockSource {
             } catch {
                 throw Self.corruption(of: block, error, path: path)
             }
-            if releasingBehind { releaseBehind(block.recordOffset..<block.frameOffset + block.frameLength) }
+            if releasingBehind { mapping.releaseBehind(block.recordOffset..<block.frameOffset + block.frameLength) }
             position = end
         }
     }
-
-    /// Drops the pages of `read`, a block just read, and those of the `lookBehindBytes` before
-    /// it: faulting a block in maps more than its own pages, and so maps again pages of blocks
-    /// before it that were dropped already.
-    private func releaseBehind(_ read: Range<Int>) {
-        mapping.release(max(0, read.lowerBound - Self.lookBehindBytes)..<read.upperBound)
-    }
-
-    /// The most a page fault maps before the faulting page: Linux maps the page cache's pages
-    /// around it, a 64 KiB window, or a whole large folio (at most 2 MiB, a PMD) where the file
-    /// system caches in large folios.
-    static let lookBehindBytes = 2 << 20
 
     /// The bytes of `block`'s frame in the mapping.
     private func frame(of block: BlockInfo) throws -> UnsafeRawBufferPointer {
@@ -146,7 +134,7 @@ final class BlockSource {
                       releasingBehind: Bool) throws {
         guard openFrame != block.frameOffset || contentChecksum else { return }
         if releasingBehind, let previous = openEnd, previous.end == block.recordOffset {
-            releaseBehind(previous.start..<previous.end) // reading front to back
+            mapping.releaseBehind(previous.start..<previous.end) // reading front to back
         }
         openFrame = nil
         openEnd = nil

@@ -240,11 +240,12 @@ final class Mapping {
         self.bytes = bytes
     }
 
-    /// Drops the whole pages of `range` from this process's resident memory (they stay in the
-    /// page cache): a reader going front to back calls it behind itself, so that reading a
-    /// large archive does not count it all as resident.
-    func release(_ range: Range<Int>) {
+    /// Drops the pages of `range`, just read front to back, from this process's resident memory
+    /// (they stay in the page cache), with those a fault may have mapped again behind it
+    /// (``MemoryMap/releaseBehind(_:)``): so that reading a large archive does not count it all
+    /// as resident.
+    func releaseBehind(_ range: Range<Int>) {
         // A borrowed buffer may be private memory, where MADV_DONTNEED would zero the pages.
-        map?.release(range)
+        map?.releaseBehind(range)
     }
 }

@@ -152,7 +152,7 @@ struct SegmentScanner {
     private static func replay(head: Head, mapping: Mapping, path: String) throws -> Replay {
         let scanner = SegmentScanner(path: path, schema: head.header.schema, blockRows: head.header.blockRows,
                                      anchor: head.anchor.map { ($0.anchor, head.anchorOffset($0.slot)) },
-                                     releaseBehind: mapping.release)
+                                     releaseBehind: mapping.releaseBehind)
         let outcome = try scanner.scan(mapping.bytes, logStart: head.logStart)
         return Replay(mapping: mapping, head: head, outcome: outcome)
     }

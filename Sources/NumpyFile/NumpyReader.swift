@@ -190,7 +190,7 @@ public final class NumpyReader {
                     } else {
                         try body(chunk, rows)
                     }
-                    mapping.release(header.dataOffset + bytes.lowerBound..<header.dataOffset + bytes.upperBound)
+                    mapping.releaseBehind(header.dataOffset + bytes.lowerBound..<header.dataOffset + bytes.upperBound)
                 }
             }
         case .stream(let stream):

@@ -47,6 +47,18 @@ package final class MemoryMap {
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
+    /// Drops the pages of `range`, just read front to back, and those of the `lookBehindBytes`
+    /// before it: a fault maps the page cache's pages around the faulting one (a 64 KiB window,
+    /// or a whole large folio where the file system caches in them), and so maps again pages
+    /// behind the reader that were dropped already.
+    package func releaseBehind(_ range: Range<Int>) {
+        release(max(0, range.lowerBound - Self.lookBehindBytes)..<range.upperBound)
+    }
+
+    /// The most a page fault maps before the faulting page: Linux's 64 KiB fault-around window,
+    /// or a large folio of at most 2 MiB (a PMD).
+    package static let lookBehindBytes = 2 << 20
+
     /// Tells the kernel the mapping is read front to back: more read-ahead, pages dropped sooner.
     package func adviseSequential() {
         guard let base = bytes.baseAddress else { return }
