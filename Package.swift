@@ -27,7 +27,8 @@ let package = Package(
         ),
         // A prefetch hint for the codec's gathers, which Swift cannot express (header only).
         .target(name: "CPrefetch"),
-        .target(name: "ExpertCodec", dependencies: ["CLZ4", "CPrefetch"]),
+        .target(name: "CVectorKernels"),
+        .target(name: "ExpertCodec", dependencies: ["CLZ4", "CPrefetch", "CVectorKernels"]),
         // The one layer of file system calls (EINTR, short reads and writes, errors naming path,
         // operation and errno) and the placing of files beside their destination (StagedFile), in the
         // package only: no product exports it but StopRequest.

@@ -1,3 +1,5 @@
+import CVectorKernels
+
 /// Layout 1, "column bit-planes" (spec 1.5): each column at the fixed width as bit planes,
 /// constant, a slot delta, or with a repeat flag bitmap; LZ4 removes the runs of the planes.
 /// Any range of rows decodes alone, touching only its groups of 8 rows.
@@ -226,28 +228,36 @@ private struct ColumnReader<S: PlaneScalar> {
                 previousSlot: UnsafePointer<S>?) throws {
         let rows = places.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
         let place = places.byColumn[c]
+        // A whole column of byte-wide ids goes 64 rows at a time where the CPU can (CVectorKernels).
+        let whole = S.self == UInt8.self && pulls.vectorKernels && range == 0..<rows
+        let bytes = UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt8.self)
         switch place.coding {
         case .constant:
             (out + range.lowerBound).update(repeating: S(truncatingIfNeeded: place.offsetOrValue), count: range.count)
-        case .plain:
-            BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
-            try checkRange(out, range, column: c)
-        case .slotDelta:
-            BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
-            try checkRange(out, range, column: c)
-            addPreviousSlot(previousSlot!, range, to: out)
+        case .plain, .slotDelta:
+            if whole {
+                try checkLargest(ek_load_planes_u8(body(c), width, rows, bytes), column: c)
+            } else {
+                BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
+                try checkRange(out, range, column: c)
+            }
+            if place.coding == .slotDelta { addPreviousSlot(previousSlot!, range, to: out) }
         case .repeat, .repeatSlotDelta:
-            // The stored values of rows `range` are `first..<end`. The layout checked that row 0
-            // is unflagged and counted the column's flags (`kept` is rows minus that count), so
-            // the ends of the column need no bit count: a whole block's range needs none.
             let flags = body(c), kept = Int(place.kept)
-            let first = range.lowerBound == 0 ? 0 : RepeatFlags.nonRepeats(through: range.lowerBound, flags) - 1
-            let end = range.upperBound == rows ? kept
-                : range.count == 1 ? first + 1 : RepeatFlags.nonRepeats(through: range.upperBound - 1, flags)
-            BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
-                           groups: (first >> 3)..<((end + 7) >> 3), into: values)
-            try checkRange(values, first..<end, column: c)
-            RepeatRows.expand(flags: flags, values: values, first: first, range, into: out, pulls: pulls)
+            if whole {
+                try checkLargest(ek_decode_repeats_u8(flags, flags + BitPlanes.planeBytes(rows), width, kept, rows, bytes), column: c)
+            } else {
+                // The stored values of rows `range` are `first..<end`. The layout checked that row 0
+                // is unflagged and counted the column's flags (`kept` is rows minus that count), so
+                // the ends of the column need no bit count: a whole block's range needs none.
+                let first = range.lowerBound == 0 ? 0 : RepeatFlags.nonRepeats(through: range.lowerBound, flags) - 1
+                let end = range.upperBound == rows ? kept
+                    : range.count == 1 ? first + 1 : RepeatFlags.nonRepeats(through: range.upperBound - 1, flags)
+                BitPlanes.load(flags + BitPlanes.planeBytes(rows), count: kept, width: width,
+                               groups: (first >> 3)..<((end + 7) >> 3), into: values)
+                try checkRange(values, first..<end, column: c)
+                RepeatRows.expand(flags: flags, values: values, first: first, range, into: out, pulls: pulls)
+            }
             guard place.coding == .repeatSlotDelta else { return }
             // Each row's stored delta plus the previous slot at that row: right for the unflagged
             // rows. A flagged row then copies the id above it (spec 1.5.5), row `range.lowerBound`
@@ -256,8 +266,18 @@ private struct ColumnReader<S: PlaneScalar> {
             if RepeatFlags.flag(range.lowerBound, flags) == 1 {
                 out[range.lowerBound] = try pointValue(column: c, row: range.lowerBound)
             }
-            RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
+            if whole {
+                ek_fill_flagged_u8(flags, rows, bytes)
+            } else {
+                RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
+            }
         }
+    }
+
+    /// `largest`, the largest stored value of column `c`, must be below `experts`.
+    @inline(__always)
+    private func checkLargest(_ largest: UInt8, column c: Int) throws {
+        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
     }
 
     /// The id of column `c` at row `t`, read from the planes (``PointReader``). Out of line: the

@@ -1,0 +1,41 @@
+#ifndef EXPERT_CVECTORKERNELS_H
+#define EXPERT_CVECTORKERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Kernels of the layout-1 decoder for 64 rows at a time, in AVX-512 (F, BW, VBMI, VBMI2),
+// chosen at run time: the package compiles for baseline x86-64, where the Swift word kernels
+// (RepeatRows) do 8 rows at a time. A column of a whole block is their only input: the Swift
+// kernels keep ranges that start or end inside a block.
+//
+// Bounds: each function reads and writes only the bytes it names, whatever the flags say (loads
+// and stores are masked to them), so a flag bitmap that disagrees with `kept` yields wrong ids
+// in a column the caller has already rejected, never an access out of bounds.
+
+// Whether this CPU and its OS run the kernels below (the OS saves the 512-bit registers).
+// Asked once per process; cheap afterwards.
+bool ek_vector_kernels_available(void);
+
+// The `count` values of `width` (1 ... 8) bit planes (spec 1.5.3) at `planes`, each plane
+// ceil(count / 8) bytes, as bytes. Returns the largest value, for the caller's check against
+// the expert count. Reads planes[0 ..< width * ceil(count / 8)]; writes out[0 ..< count].
+// Only where ek_vector_kernels_available().
+uint8_t ek_load_planes_u8(const uint8_t *planes, size_t width, size_t count, uint8_t *out);
+
+// A repeat column of `rows` rows (spec 1.5.5) from the planes of its `kept` stored values:
+// row 0 takes stored value 0 whatever its flag bit; row t > 0 takes out[t - 1] when bit t of
+// `flags` is set, else the next stored value. The values never go through memory. Returns the
+// largest stored value. Reads flags[0 ..< ceil(rows / 8)] and planes[0 ..< width * ceil(kept / 8)];
+// writes out[0 ..< rows]. Only where ek_vector_kernels_available().
+uint8_t ek_decode_repeats_u8(const uint8_t *flags, const uint8_t *planes, size_t width, size_t kept, size_t rows,
+                             uint8_t *out);
+
+// Every flagged row t of out[1 ..< rows] takes the value of row t - 1, in order (a run of
+// flagged rows takes the row before the run); row 0 stays as it is. Reads
+// flags[0 ..< ceil(rows / 8)]; reads and writes out[0 ..< rows]. Only where
+// ek_vector_kernels_available().
+void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *out);
+
+#endif

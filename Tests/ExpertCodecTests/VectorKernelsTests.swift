@@ -1,0 +1,133 @@
+import CVectorKernels
+import Testing
+import TraceSynth
+@testable import ExpertCodec
+
+/// The 64-row kernels of `CVectorKernels` against the spec's row-by-row decoding (1.5.5), on
+/// buffers of exactly the bytes they may touch (so that AddressSanitizer sees any access past
+/// them), at every row count across the 64-row chunks.
+@Suite(.enabled(if: ek_vector_kernels_available(), "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
+struct VectorKernelsTests {
+    /// Flags of `rows` rows (bit 0 clear): in runs, scattered, none or all.
+    static func flags(_ random: inout SplitMix64, rows: Int) -> [UInt8] {
+        var flags = [UInt8](repeating: 0, count: (rows + 7) / 8)
+        let kind = random.next() % 4
+        for t in 1..<max(rows, 1) {
+            let set = switch kind {
+            case 0: random.next() % 5 != 0
+            case 1: random.next() % 2 == 0
+            case 2: false
+            default: true
+            }
+            if set { flags[t >> 3] |= 1 << UInt8(t & 7) }
+        }
+        return flags
+    }
+
+    static func unflagged(_ flags: [UInt8], rows: Int) -> Int {
+        1 + (1..<max(rows, 1)).reduce(0) { $0 + 1 - RepeatFlags.flag($1, flags) }
+    }
+
+    /// `width` planes of `values` by the spec's definition (1.5.3): exactly their bytes.
+    static func planes(_ values: [UInt8], width: Int) -> [UInt8] {
+        let stride = (values.count + 7) / 8
+        var planes = [UInt8](repeating: 0, count: width * stride)
+        for (i, v) in values.enumerated() {
+            for b in 0..<width where (v >> UInt8(b)) & 1 == 1 { planes[b * stride + i / 8] |= 1 << UInt8(i % 8) }
+        }
+        return planes
+    }
+
+    static func values(_ random: inout SplitMix64, _ count: Int, width: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next() & ((1 << UInt64(width)) - 1)) }
+    }
+
+    /// The rows of a repeat column decoded by the kernel, and its largest stored value.
+    static func decode(_ flags: [UInt8], _ planes: [UInt8], width: Int, kept: Int, rows: Int) -> ([UInt8], UInt8) {
+        var out = [UInt8](repeating: 0xAA, count: rows), largest: UInt8 = 0
+        flags.withUnsafeBufferPointer { f in
+            planes.withUnsafeBufferPointer { p in
+                out.withUnsafeMutableBufferPointer {
+                    largest = ek_decode_repeats_u8(f.baseAddress!, p.baseAddress ?? f.baseAddress!, width, kept, rows, $0.baseAddress!)
+                }
+            }
+        }
+        return (out, largest)
+    }
+
+    @Test func planesLoadAsSpecified() {
+        var random = SplitMix64(seed: 40)
+        for count in Array(1...200) + [255, 256, 257, 1000] {
+            for width in 1...8 {
+                let values = Self.values(&random, count, width: width), planes = Self.planes(values, width: width)
+                var out = [UInt8](repeating: 0xAA, count: count), largest: UInt8 = 0
+                planes.withUnsafeBufferPointer { p in
+                    out.withUnsafeMutableBufferPointer { largest = ek_load_planes_u8(p.baseAddress!, width, count, $0.baseAddress!) }
+                }
+                #expect(out == values, "\(count) values of \(width) bits")
+                #expect(largest == values.max()!, "\(count) values of \(width) bits")
+            }
+        }
+    }
+
+    @Test func repeatsDecodeRowByRow() {
+        var random = SplitMix64(seed: 41)
+        for rows in Array(1...200) + [255, 256, 257, 383, 384, 1000] {
+            for width in [1, 3, 7, 8] {
+                let flags = Self.flags(&random, rows: rows)
+                let values = Self.values(&random, Self.unflagged(flags, rows: rows), width: width)
+                let planes = Self.planes(values, width: width)
+                var expected = [UInt8](), j = -1
+                for t in 0..<rows {
+                    if t == 0 || RepeatFlags.flag(t, flags) == 0 { j += 1 }
+                    expected.append(values[j])
+                }
+                let (out, largest) = Self.decode(flags, planes, width: width, kept: values.count, rows: rows)
+                #expect(out == expected, "\(rows) rows of \(width) bits, flags \(flags)")
+                #expect(largest == values.max()!)
+                // Row 0 takes the first value whatever its flag bit.
+                var setFirst = flags
+                setFirst[0] |= 1
+                #expect(Self.decode(setFirst, planes, width: width, kept: values.count, rows: rows).0 == expected)
+            }
+        }
+    }
+
+    /// Flags that disagree with `kept` read no plane byte past its values (AddressSanitizer
+    /// checks the bounds): with fewer unflagged rows than values, every value still counts for
+    /// the largest; with more, the rows past the values get 0.
+    @Test func repeatsReadNoPlanePastKept() {
+        var random = SplitMix64(seed: 42)
+        for rows in [1, 7, 63, 64, 65, 130, 192, 300] {
+            let kept = (rows + 2) / 3
+            let values = Self.values(&random, kept, width: 7).map { $0 | 1 }
+            let planes = Self.planes(values, width: 7)
+            // No row flagged: more unflagged rows than values.
+            let (out, _) = Self.decode([UInt8](repeating: 0, count: (rows + 7) / 8), planes, width: 7, kept: kept, rows: rows)
+            #expect(Array(out[0..<kept]) == values, "\(rows) rows")
+            #expect(out[kept...].allSatisfy { $0 == 0 }, "\(rows) rows")
+            // Every row flagged: one value used, the largest still found.
+            let (_, largest) = Self.decode([UInt8](repeating: 0xFF, count: (rows + 7) / 8), planes, width: 7, kept: kept, rows: rows)
+            #expect(largest == values.max()!, "\(rows) rows")
+        }
+    }
+
+    @Test func fillMatchesRowByRow() {
+        var random = SplitMix64(seed: 43)
+        for rows in Array(1...200) + [255, 256, 257, 1000] {
+            for _ in 0..<4 {
+                let flags = Self.flags(&random, rows: rows)
+                let ids = (0..<rows).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                var expected = ids
+                for t in 1..<max(rows, 1) where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
+                for first in [flags, flags.enumerated().map { $0.offset == 0 ? $0.element | 1 : $0.element }] {
+                    var out = ids
+                    first.withUnsafeBufferPointer { f in
+                        out.withUnsafeMutableBufferPointer { ek_fill_flagged_u8(f.baseAddress!, rows, $0.baseAddress!) }
+                    }
+                    #expect(out == expected, "\(rows) rows, flags \(first)")
+                }
+            }
+        }
+    }
+}
