@@ -76,8 +76,13 @@ final class BlockSource {
         let perRow = layers.count * decoder.schema.topk
         var position = range.lowerBound
         var blockIndex = index.block(containing: position)
+        let firstBlock = blockIndex
+        defer { decoder.forgetChecksums() }
         while position < range.upperBound {
             let block = index.blocks[blockIndex]
+            if range.count > 1 && (blockIndex - firstBlock) % 4 == 0 {
+                computeChecksums(index.blocks[blockIndex...].prefix(4).prefix { $0.position < range.upperBound }, with: decoder)
+            }
             let end = min(range.upperBound, block.position + block.rows)
             // A one-row read decodes its row while the block is checked.
             try open(block, decodingRow: range.count == 1 ? position - block.position : nil, layers: asked,
@@ -101,7 +106,9 @@ final class BlockSource {
         let layers = asked ?? 0..<decoder.schema.layers
         let perRow = layers.count * decoder.schema.topk
         var position = rows.lowerBound
-        for block in blocks {
+        defer { decoder.forgetChecksums() }
+        for (i, block) in zip(blocks.indices, blocks) {
+            if (i - blocks.startIndex) % 4 == 0 { computeChecksums(blocks[i...].prefix(4), with: decoder) }
             let end = min(rows.upperBound, block.position + block.rows)
             let slice = UnsafeMutableBufferPointer(start: out + (position - rows.lowerBound) * perRow, count: (end - position) * perRow)
             do {
@@ -115,6 +122,14 @@ final class BlockSource {
             if releasingBehind { mapping.releaseBehind(block.recordOffset..<block.frameOffset + block.frameLength) }
             position = end
         }
+    }
+
+    /// Has `decoder` check the frames of the next four `blocks` side by side (when there are
+    /// four, all inside the mapping).
+    private func computeChecksums(_ blocks: ArraySlice<BlockInfo>, with decoder: BlockDecoder) {
+        guard blocks.count == 4 else { return }
+        let frames = blocks.compactMap { try? frame(of: $0) }
+        if frames.count == 4 { decoder.computeChecksums(of: frames) }
     }
 
     /// The bytes of `block`'s frame in the mapping.

@@ -152,9 +152,127 @@ EK_TARGET void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *ou
     }
 }
 
+// Set bits of the `bytes` bytes at `p`.
+EK_TARGET static inline size_t ones(const uint8_t *p, size_t bytes) {
+    size_t total = 0, i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+        uint64_t word;
+        __builtin_memcpy(&word, p + i, 8);
+        total += (size_t)__builtin_popcountll(word);
+    }
+    if (i < bytes) {
+        __m512i tail = _mm512_maskz_loadu_epi8(low_bits(bytes - i), p + i);
+        total += (size_t)__builtin_popcountll((uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(tail)));
+    }
+    return total;
+}
+
+EK_TARGET size_t ek_measure_columns(const uint8_t *payload, size_t size, const uint8_t *codes, size_t count, size_t cursor,
+                                    size_t rows, size_t width, size_t *constants) {
+    size_t plane = (rows + 7) / 8, planes = width * plane, constant = 0;
+    for (size_t c = 0; c < count; c++) {
+        switch (codes[c]) {
+        case 1: // constant: no body
+            constant++;
+            break;
+        case 0: case 2: // plain, slot delta: `width` planes of every row
+            if (size - cursor < planes) return SIZE_MAX;
+            cursor += planes;
+            break;
+        default: { // repeat codings: the flag bitmap, then planes of the unflagged rows
+            if (size - cursor < plane) return SIZE_MAX;
+            size_t kept = rows - ones(payload + cursor, plane), values = width * ((kept + 7) / 8);
+            if (size - cursor - plane < values) return SIZE_MAX;
+            cursor += plane + values;
+        }
+        }
+    }
+    *constants = constant;
+    return cursor;
+}
+
+// XXH32 (the xxHash specification, seed 0).
+enum { prime1 = 0x9E3779B1u, prime2 = 0x85EBCA77u, prime3 = 0xC2B2AE3Du, prime4 = 0x27D4EB2Fu, prime5 = 0x165667B1u };
+
+static inline uint32_t rotl32(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
+
+static inline uint32_t read32(const uint8_t *p) {
+    uint32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return v; // x86 is little-endian, as XXH32 reads its input
+}
+
+// The hash of `length` bytes at `p` whose first `done` bytes (a multiple of 16, 0 when under
+// 16 bytes) went through the four lanes `v`.
+static uint32_t xxh32_finish(const uint32_t v[4], const uint8_t *p, size_t done, size_t length) {
+    uint32_t v1 = v[0], v2 = v[1], v3 = v[2], v4 = v[3];
+    size_t offset = done;
+    uint32_t h;
+    if (length >= 16) {
+        for (; offset + 16 <= length; offset += 16) {
+            v1 = rotl32(v1 + read32(p + offset) * prime2, 13) * prime1;
+            v2 = rotl32(v2 + read32(p + offset + 4) * prime2, 13) * prime1;
+            v3 = rotl32(v3 + read32(p + offset + 8) * prime2, 13) * prime1;
+            v4 = rotl32(v4 + read32(p + offset + 12) * prime2, 13) * prime1;
+        }
+        h = rotl32(v1, 1) + rotl32(v2, 7) + rotl32(v3, 12) + rotl32(v4, 18);
+    } else {
+        h = prime5;
+    }
+    h += (uint32_t)length;
+    for (; offset + 4 <= length; offset += 4) h = rotl32(h + read32(p + offset) * prime3, 17) * prime4;
+    for (; offset < length; offset++) h = rotl32(h + p[offset] * prime5, 11) * prime1;
+    h ^= h >> 15; h *= prime2;
+    h ^= h >> 13; h *= prime3;
+    h ^= h >> 16;
+    return h;
+}
+
+// The stripes all four buffers have run side by side in one register, a buffer's four lanes in
+// each 128-bit quarter: one chain of rounds does the work of four. Each buffer then finishes
+// alone.
+EK_TARGET void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]) {
+    size_t common = SIZE_MAX;
+    for (int k = 0; k < 4; k++) {
+        size_t stripes = lengths[k] / 16;
+        if (stripes < common) common = stripes;
+    }
+    uint32_t lanes[16] __attribute__((aligned(64)));
+    size_t done = 0;
+    if (common > 0) {
+        __m512i v = _mm512_setr_epi32((int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1));
+        const __m512i p1 = _mm512_set1_epi32((int)prime1), p2 = _mm512_set1_epi32((int)prime2);
+        for (size_t s = 0; s < common; s++, done += 16) {
+            __m512i input = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(data[0] + done)));
+            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[1] + done)), 1);
+            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[2] + done)), 2);
+            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[3] + done)), 3);
+            v = _mm512_mullo_epi32(_mm512_rol_epi32(_mm512_add_epi32(v, _mm512_mullo_epi32(input, p2)), 13), p1);
+        }
+        _mm512_store_si512(lanes, v);
+    } else {
+        for (int k = 0; k < 4; k++) {
+            lanes[4 * k] = prime1 + prime2; lanes[4 * k + 1] = prime2; lanes[4 * k + 2] = 0; lanes[4 * k + 3] = 0u - prime1;
+        }
+    }
+    for (int k = 0; k < 4; k++) hashes[k] = xxh32_finish(lanes + 4 * k, data[k], done, lengths[k]);
+}
+
 #else
 
 bool ek_vector_kernels_available(void) { return false; }
+void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]) {
+    (void)data; (void)lengths; (void)hashes;
+    __builtin_trap();
+}
+size_t ek_measure_columns(const uint8_t *payload, size_t size, const uint8_t *codes, size_t count, size_t cursor,
+                          size_t rows, size_t width, size_t *constants) {
+    (void)payload; (void)size; (void)codes; (void)count; (void)cursor; (void)rows; (void)width; (void)constants;
+    __builtin_trap();
+}
 void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *out) {
     (void)flags; (void)rows; (void)out;
     __builtin_trap();

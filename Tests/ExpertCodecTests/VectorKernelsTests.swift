@@ -130,4 +130,51 @@ struct VectorKernelsTests {
             }
         }
     }
+
+    /// Four buffers side by side hash as each alone, whatever their lengths (the shortest ends
+    /// the shared stripes), on buffers of exactly their bytes.
+    @Test func checksumsOfFourMatchXXH32() {
+        var random = SplitMix64(seed: 44)
+        for round in 0..<300 {
+            let lengths = (0..<4).map { _ in round < 50 ? round : Int(random.next() % 3000) }
+            let buffers = lengths.map { n in (0..<n).map { _ in UInt8(truncatingIfNeeded: random.next()) } }
+            let pointers = buffers.map { b in
+                let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(b.count, 1))
+                p.initialize(from: b, count: b.count)
+                return p
+            }
+            defer { pointers.forEach { $0.deallocate() } }
+            var data: [UnsafePointer<UInt8>?] = pointers.map { UnsafePointer($0) }
+            var hashes = [UInt32](repeating: 0, count: 4)
+            ek_xxh32_x4(&data, lengths, &hashes)
+            for k in 0..<4 {
+                #expect(hashes[k] == XXH32.hash(UnsafeRawBufferPointer(start: pointers[k], count: lengths[k])), "lengths \(lengths)")
+            }
+        }
+    }
+
+    /// A block checksum computed ahead is taken once, for the same bytes only; frames that do
+    /// not start like a block's leave nothing behind.
+    @Test func checksumsAheadAreTakenOnce() throws {
+        var random = SplitMix64(seed: 45)
+        let schema = try Schema(layers: 4, topk: 2, experts: 16)
+        let frames = try (0..<4).map { _ in
+            try BlockEncoder(schema: schema).encode((0..<(40 * 8)).map { _ in UInt8(random.next() % 16) })
+        }
+        frames[0].withUnsafeBytes { a in frames[1].withUnsafeBytes { b in
+            frames[2].withUnsafeBytes { c in frames[3].withUnsafeBytes { d in
+                let checksums = DataBlockChecksums()
+                checksums.compute([a, b, c, d])
+                for frame in [a, b, c, d] {
+                    let length = Int(frame.baseAddress!.loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
+                    let block = UnsafeRawBufferPointer(rebasing: frame[19..<(19 + length)])
+                    #expect(checksums.checksum(of: block) == frame.baseAddress!.loadLE(UInt32.self, at: 19 + length))
+                    #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: block.dropLast())) == XXH32.hash(UnsafeRawBufferPointer(rebasing: block.dropLast())))
+                }
+                checksums.compute([a, b, c, UnsafeRawBufferPointer(rebasing: d[0..<18])])
+                let length = Int(a.baseAddress!.loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
+                #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: a[19..<(19 + length)])) == a.baseAddress!.loadLE(UInt32.self, at: 19 + length))
+            } }
+        } }
+    }
 }

@@ -38,4 +38,17 @@ uint8_t ek_decode_repeats_u8(const uint8_t *flags, const uint8_t *planes, size_t
 // ek_vector_kernels_available().
 void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *out);
 
+// Where the bodies of layout-1 columns 0 ..< count end (spec 1.5.5), starting at `cursor` in a
+// payload of `size` bytes of `rows` rows and `width`-bit planes, `codes` their coding bytes
+// (each <= 4, checked before): the offset after the last, or SIZE_MAX when one does not fit
+// (the caller then finds which and why). `constants` counts the constant columns met. Reads
+// `codes[0 ..< count]` and, of `payload`, only flag bitmaps inside `size`. Only where
+// ek_vector_kernels_available().
+size_t ek_measure_columns(const uint8_t *payload, size_t size, const uint8_t *codes, size_t count, size_t cursor,
+                          size_t rows, size_t width, size_t *constants);
+
+// XXH32 with seed 0 (the LZ4 frame checksum) of four buffers at once: hashes[k] of the
+// lengths[k] bytes at data[k]. Reads exactly those bytes. Only where ek_vector_kernels_available().
+void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]);
+
 #endif

@@ -1,3 +1,5 @@
+import CVectorKernels
+
 /// Where one stored column of a checked layout-1 payload lives.
 struct ColumnPlace {
     var coding: ColumnCoding
@@ -30,6 +32,8 @@ final class ColumnPlaces {
     /// (kept only so that the loads stay).
     static let lookAhead = 512
     private var touched: UInt8 = 0
+    /// Whether the columns before a layer range are measured by `ek_measure_columns`.
+    private let vectorKernels = ek_vector_kernels_available()
 
     init(columnCount: Int) {
         self.columnCount = columnCount
@@ -110,8 +114,20 @@ final class ColumnPlaces {
         var previous = 0
         let flagCounter = PrefixBitCounter(bits: rowCount, mark: t &+ 1)
         rows = rowCount // for `points`, which reads the places found so far
-        // The columns before those wanted: only where each ends.
-        for c in 0..<wanted.lowerBound {
+        // The columns before those wanted: only where each ends. With POPCNT (CVectorKernels)
+        // a flag bitmap is counted in a few instructions; the loop below finds why one fails.
+        var measured = 0
+        if vectorKernels && wanted.lowerBound > 0 {
+            var constantsBefore = 0
+            let end = ek_measure_columns(raw.assumingMemoryBound(to: UInt8.self), size, codes, wanted.lowerBound, bodyCursor,
+                                         rowCount, width, &constantsBefore)
+            if end >= 0 { // SIZE_MAX, as Swift sees size_t, is -1
+                bodyCursor = end
+                constantCursor &+= 2 &* constantsBefore
+                measured = wanted.lowerBound
+            }
+        }
+        for c in measured..<wanted.lowerBound {
             switch ColumnCoding(rawValue: codes[c]).unsafelyUnwrapped {
             case .constant:
                 constantCursor &+= 2

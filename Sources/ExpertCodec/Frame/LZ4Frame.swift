@@ -140,8 +140,9 @@ struct LZ4FrameDecoder {
     /// Decompresses the frame's data blocks into `destination` (exactly `header.size` bytes),
     /// each verified by its checksum first; then checks the end mark, the content checksum
     /// (when `contentChecksum`), and that no byte follows the frame.
+    /// A data block's checksum comes from `checksums` when it holds that block's.
     func decompress(_ frame: UnsafeRawBufferPointer, header: Header, into destination: UnsafeMutableRawPointer,
-                    contentChecksum: Bool = true) throws {
+                    contentChecksum: Bool = true, checksums: DataBlockChecksums? = nil) throws {
         let raw = frame.baseAddress!, end = frame.count, size = header.size
         var read = header.length, written = 0
         while true {
@@ -155,7 +156,7 @@ struct LZ4FrameDecoder {
             }
             guard end - read - 4 >= length + 4 else { throw Self.fail("frame ends inside a data block", end) }
             let data = UnsafeRawBufferPointer(start: raw + read + 4, count: length)
-            guard XXH32.hash(data) == raw.loadLE(UInt32.self, at: read + 4 + length) else {
+            guard (checksums?.checksum(of: data) ?? XXH32.hash(data)) == raw.loadLE(UInt32.self, at: read + 4 + length) else {
                 throw Self.fail("wrong data block checksum", read + 4 + length)
             }
             let room = min(size - written, header.blockLimit)
