@@ -152,17 +152,20 @@ EK_TARGET void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *ou
     }
 }
 
-// Set bits of the `bytes` bytes at `p`.
-EK_TARGET static inline size_t ones(const uint8_t *p, size_t bytes) {
-    size_t total = 0, i = 0;
+// Set bits among the first `bits` bits at `p` (bit i is bit i % 8 of byte i / 8): a flag
+// bitmap's padding bits are not counted, as the Swift counters do not (PrefixBitCounter).
+EK_TARGET static inline size_t ones(const uint8_t *p, size_t bits) {
+    size_t total = 0, i = 0, bytes = (bits + 7) / 8;
     for (; i + 8 <= bytes; i += 8) {
         uint64_t word;
         __builtin_memcpy(&word, p + i, 8);
+        if (i + 8 == bytes) word &= low_bits(bits - 8 * i);
         total += (size_t)__builtin_popcountll(word);
     }
     if (i < bytes) {
         __m512i tail = _mm512_maskz_loadu_epi8(low_bits(bytes - i), p + i);
-        total += (size_t)__builtin_popcountll((uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(tail)));
+        uint64_t word = (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(tail)) & low_bits(bits - 8 * i);
+        total += (size_t)__builtin_popcountll(word);
     }
     return total;
 }
@@ -181,7 +184,7 @@ EK_TARGET size_t ek_measure_columns(const uint8_t *payload, size_t size, const u
             break;
         default: { // repeat codings: the flag bitmap, then planes of the unflagged rows
             if (size - cursor < plane) return SIZE_MAX;
-            size_t kept = rows - ones(payload + cursor, plane), values = width * ((kept + 7) / 8);
+            size_t kept = rows - ones(payload + cursor, rows), values = width * ((kept + 7) / 8);
             if (size - cursor - plane < values) return SIZE_MAX;
             cursor += plane + values;
         }

@@ -5,7 +5,9 @@
 public final class BlockDecoder {
     public let schema: Schema
     private let frames = LZ4FrameDecoder()
-    private let checksums = DataBlockChecksums()
+    private let checksums: DataBlockChecksums
+    /// Whether payloads are decoded with ``VectorKernels`` (tests compare both ways).
+    private let vectorKernels: Bool
     private let payload = Scratch()
     /// One reader per layout byte, made when a block of that layout is first opened.
     private var readers = [(any PayloadReader)?](repeating: nil, count: 256)
@@ -20,8 +22,14 @@ public final class BlockDecoder {
     /// One row's ids in column order, for one-row reads.
     private let rowIDs: UnsafeMutablePointer<UInt16>
 
-    public init(schema: Schema) {
+    public convenience init(schema: Schema) {
+        self.init(schema: schema, vectorKernels: VectorKernels.available)
+    }
+
+    init(schema: Schema, vectorKernels: Bool) {
         self.schema = schema
+        self.vectorKernels = vectorKernels
+        checksums = DataBlockChecksums(fourAtOnce: vectorKernels)
         rowIDs = .allocate(capacity: max(1, schema.storedIDsPerRow))
     }
 
@@ -83,7 +91,7 @@ public final class BlockDecoder {
         guard let codec = BlockCodec(layoutByte: layoutByte) else {
             throw CodecError.corruptBlock("unknown block layout \(layoutByte)", offset: 0, inPayload: true)
         }
-        let reader = readers[Int(layoutByte)] ?? codec.layout.makeReader(schema: schema)
+        let reader = readers[Int(layoutByte)] ?? codec.layout.makeReader(schema: schema, vectorKernels: vectorKernels)
         readers[Int(layoutByte)] = reader
         if let expectedRows, Int(UnsafeRawPointer(bytes).loadLE(UInt32.self, at: 4)) != expectedRows {
             // Before a compact block is decoded, which happens as it is checked.

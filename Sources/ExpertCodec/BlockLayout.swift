@@ -15,7 +15,8 @@ protocol BlockLayout: Sendable {
     /// The largest payload of `rows` rows a reader may have to allocate (spec 1.4).
     static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int
     static func makeWriter(schema: Schema) -> any PayloadWriter
-    static func makeReader(schema: Schema) -> any PayloadReader
+    /// `vectorKernels`: whether it may use ``VectorKernels`` (the CPU has them).
+    static func makeReader(schema: Schema, vectorKernels: Bool) -> any PayloadReader
 }
 
 /// Columns of ids: the stored columns of a block, one after the other.

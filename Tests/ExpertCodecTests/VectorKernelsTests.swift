@@ -6,7 +6,7 @@ import TraceSynth
 /// The 64-row kernels of `CVectorKernels` against the spec's row-by-row decoding (1.5.5), on
 /// buffers of exactly the bytes they may touch (so that AddressSanitizer sees any access past
 /// them), at every row count across the 64-row chunks.
-@Suite(.enabled(if: ek_vector_kernels_available(), "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
+@Suite(.enabled(if: VectorKernels.available, "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
 struct VectorKernelsTests {
     /// Flags of `rows` rows (bit 0 clear): in runs, scattered, none or all.
     static func flags(_ random: inout SplitMix64, rows: Int) -> [UInt8] {
@@ -163,7 +163,7 @@ struct VectorKernelsTests {
         }
         frames[0].withUnsafeBytes { a in frames[1].withUnsafeBytes { b in
             frames[2].withUnsafeBytes { c in frames[3].withUnsafeBytes { d in
-                let checksums = DataBlockChecksums()
+                let checksums = DataBlockChecksums(fourAtOnce: true)
                 checksums.compute([a, b, c, d])
                 for frame in [a, b, c, d] {
                     let length = Int(frame.baseAddress!.loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
@@ -176,5 +176,77 @@ struct VectorKernelsTests {
                 #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: a[19..<(19 + length)])) == a.baseAddress!.loadLE(UInt32.self, at: 19 + length))
             } }
         } }
+    }
+}
+
+/// A decoder with ``VectorKernels`` and one without decode the same ids and refuse the same
+/// payloads with the same error, on every shape of byte-wide ids: whole blocks, layer ranges,
+/// rows inside a block, and damaged payloads (checksums made right again).
+@Suite(.enabled(if: VectorKernels.available, "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
+struct VectorKernelsDecodeTests {
+    static let shapes: [(layers: Int, topk: Int, experts: Int, rows: Int)] = [
+        (48, 8, 128, 192), (4, 8, 128, 64), (26, 6, 64, 200), (3, 2, 256, 300), (5, 1, 2, 1000),
+        (2, 3, 7, 65), (61, 8, 256, 13), (6, 4, 100, 129),
+    ]
+
+    enum Outcome: Equatable {
+        case rows([Int16])
+        case error(String)
+    }
+
+    /// What `decoder` makes of `frame`: its rows, or the error's text.
+    static func outcome(_ decoder: BlockDecoder, _ frame: [UInt8], layers: Range<Int>? = nil, rows: Range<Int>? = nil) -> Outcome {
+        do {
+            if layers == nil && rows == nil { return .rows(try decoder.decode(frame, as: Int16.self)) }
+            let count = try frame.withUnsafeBytes { try decoder.open($0, contentChecksum: false, layers: layers) }
+            let layers = layers ?? 0..<decoder.schema.layers, range = rows ?? 0..<count
+            var out = [Int16](repeating: -1, count: range.count * layers.count * decoder.schema.topk)
+            try out.withUnsafeMutableBufferPointer { try decoder.decodeRows(range, layers: layers, into: $0) }
+            return .rows(out)
+        } catch {
+            return .error("\(error)")
+        }
+    }
+
+    @Test(arguments: 0..<shapes.count)
+    func sameIDsBothWays(shape: Int) throws {
+        let (layers, topk, experts, count) = Self.shapes[shape]
+        let schema = try Schema(layers: layers, topk: topk, experts: experts)
+        var synth = TraceSynthesizer(schema: schema, seed: 90 + UInt64(shape))
+        let rows = synth.rows(count, as: Int16.self)
+        let frame = try BlockEncoder(schema: schema).encode(rows)
+        let vector = BlockDecoder(schema: schema, vectorKernels: true), swift = BlockDecoder(schema: schema, vectorKernels: false)
+        #expect(Self.outcome(vector, frame) == .rows(rows))
+        #expect(Self.outcome(swift, frame) == .rows(rows))
+        for range in [0..<layers, 0..<1, (layers - 1)..<layers, (layers / 2)..<layers, 0..<max(1, layers / 4)] {
+            #expect(Self.outcome(vector, frame, layers: range) == Self.outcome(swift, frame, layers: range), "layers \(range)")
+        }
+        for range in [1..<count, 0..<(count - 1), (count / 3)..<(count / 3 + 1)] where !range.isEmpty {
+            #expect(Self.outcome(vector, frame, rows: range) == Self.outcome(swift, frame, rows: range), "rows \(range)")
+        }
+    }
+
+    @Test(arguments: [0, 3, 5, 7])
+    func damagedPayloadsFailAlike(shape: Int) throws {
+        let (layers, topk, experts, count) = Self.shapes[shape]
+        let schema = try Schema(layers: layers, topk: topk, experts: experts)
+        var synth = TraceSynthesizer(schema: schema, seed: 70 + UInt64(shape))
+        let payload = try payloadOf(try BlockEncoder(schema: schema).encode(synth.rows(count, as: Int16.self)))
+        let vector = BlockDecoder(schema: schema, vectorKernels: true), swift = BlockDecoder(schema: schema, vectorKernels: false)
+        var random = SplitMix64(seed: 6)
+        for i in 0..<min(payload.count, 200) {
+            var damaged = payload
+            let at = 12 + Int(random.next() % UInt64(payload.count - 12))
+            damaged[at] = i % 2 == 0 ? damaged[at] ^ (1 << UInt8(random.next() % 8)) : UInt8(truncatingIfNeeded: random.next())
+            let frame = try frameOf(damaged)
+            #expect(Self.outcome(vector, frame) == Self.outcome(swift, frame), "byte \(at)")
+            let range = (layers / 2)..<layers
+            #expect(Self.outcome(vector, frame, layers: range) == Self.outcome(swift, frame, layers: range), "byte \(at), layers \(range)")
+        }
+        for length in stride(from: 12, to: payload.count, by: max(1, payload.count / 100)) {
+            let frame = try frameOf(Array(payload[..<length]))
+            #expect(Self.outcome(vector, frame, layers: (layers - 1)..<layers) == Self.outcome(swift, frame, layers: (layers - 1)..<layers),
+                    "cut at \(length)")
+        }
     }
 }

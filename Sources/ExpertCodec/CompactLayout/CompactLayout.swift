@@ -9,7 +9,7 @@ enum CompactLayout: BlockLayout {
 
     static func maxPayloadBytes(_ schema: Schema, rows: Int) -> Int { CompactFormat.maxPayloadBytes(schema, rows: rows) }
     static func makeWriter(schema: Schema) -> any PayloadWriter { CompactEncoder(schema: schema) }
-    static func makeReader(schema: Schema) -> any PayloadReader { CompactDecoder(schema: schema) }
+    static func makeReader(schema: Schema, vectorKernels: Bool) -> any PayloadReader { CompactDecoder(schema: schema) }
 }
 
 extension CompactEncoder: PayloadWriter {

@@ -33,10 +33,11 @@ final class ColumnPlaces {
     static let lookAhead = 512
     private var touched: UInt8 = 0
     /// Whether the columns before a layer range are measured by `ek_measure_columns`.
-    private let vectorKernels = ek_vector_kernels_available()
+    private let vectorKernels: Bool
 
-    init(columnCount: Int) {
+    init(columnCount: Int, vectorKernels: Bool) {
         self.columnCount = columnCount
+        self.vectorKernels = vectorKernels
         byColumn = .allocate(capacity: max(columnCount, 1))
         byColumn.initialize(repeating: ColumnPlace(coding: .plain, kept: 0, offsetOrValue: 0), count: max(columnCount, 1))
         rowValues = .allocate(capacity: max(columnCount, 1))

@@ -15,7 +15,9 @@ enum FastLayout: BlockLayout {
     }
 
     static func makeWriter(schema: Schema) -> any PayloadWriter { FastPayloadWriter(schema: schema) }
-    static func makeReader(schema: Schema) -> any PayloadReader { FastPayloadReader(schema: schema) }
+    static func makeReader(schema: Schema, vectorKernels: Bool) -> any PayloadReader {
+        FastPayloadReader(schema: schema, vectorKernels: vectorKernels)
+    }
 }
 
 /// Writes layout-1 payloads from columns padded to groups of 8 rows: bytes for ids of at most
@@ -130,10 +132,12 @@ final class FastPayloadReader: PayloadReader {
     private var payload: UnsafeRawPointer?
     private let columns = Scratch(), values = Scratch()
     private let pulls = RepeatPulls.shared
+    private let vectorKernels: Bool
 
-    init(schema: Schema) {
+    init(schema: Schema, vectorKernels: Bool) {
         self.schema = schema
-        places = ColumnPlaces(columnCount: schema.storedIDsPerRow)
+        self.vectorKernels = vectorKernels
+        places = ColumnPlaces(columnCount: schema.storedIDsPerRow, vectorKernels: vectorKernels)
     }
 
     func prepare(_ payload: UnsafeRawBufferPointer, columns: Range<Int>?, decodingRow: Int?) throws -> Int {
@@ -176,7 +180,8 @@ final class FastPayloadReader: PayloadReader {
         // Room for what `BitPlanes.load` writes past a column's last group.
         let cols = columns.reserve(selected.count * padded + BitPlanes.loadSlackIDs, of: S.self)
         let reader = ColumnReader<S>(places: places, payload: payload!, schema: schema,
-                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self), pulls: pulls)
+                                     values: values.reserve(padded + BitPlanes.loadSlackIDs, of: S.self), pulls: pulls,
+                                     vectorKernels: vectorKernels)
         for c in selected {
             // A slot delta's previous slot is in the same layer, so among the columns asked.
             let previousSlot = c % schema.topk == 0 ? nil : UnsafePointer(cols + (c - 1 - first) * padded)
@@ -195,6 +200,8 @@ private struct ColumnReader<S: PlaneScalar> {
     /// Scratch for the stored values of a flagged column.
     let values: UnsafeMutablePointer<S>
     let pulls: RepeatPulls
+    /// Whole columns of byte-wide ids go to ``VectorKernels``.
+    let vectorKernels: Bool
 
     private var width: Int { schema.bitWidth }
     private var experts: Int { schema.experts }
@@ -229,7 +236,7 @@ private struct ColumnReader<S: PlaneScalar> {
         let rows = places.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
         let place = places.byColumn[c]
         // A whole column of byte-wide ids goes 64 rows at a time where the CPU can (CVectorKernels).
-        let whole = S.self == UInt8.self && pulls.vectorKernels && range == 0..<rows
+        let whole = S.self == UInt8.self && vectorKernels && range == 0..<rows
         let bytes = UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt8.self)
         switch place.coding {
         case .constant:

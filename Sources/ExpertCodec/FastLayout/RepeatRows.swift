@@ -1,5 +1,3 @@
-import CVectorKernels
-
 /// The rows of a flagged column (repeat, repeatSlotDelta; spec 1.5.5) from its stored values,
 /// a group of 8 rows at a time.
 enum RepeatRows {
@@ -239,12 +237,8 @@ final class RepeatPulls: @unchecked Sendable {
     /// The 3 masks of `words` for 16-bit rows at `3 * flags` (0xFFFF lanes): a load per round
     /// where widening the byte masks took 5 instructions.
     let lanes: UnsafeMutablePointer<SIMD8<UInt16>>
-    /// Whether whole columns of byte-wide ids go to the 64-row kernels of `CVectorKernels`
-    /// (AVX-512 with VBMI2): asked once here, since the decoder already carries this object.
-    let vectorKernels: Bool
 
     private init() {
-        vectorKernels = ek_vector_kernels_available()
         words = .allocate(capacity: 4 * 256)
         lanes = .allocate(capacity: 3 * 256)
         for flags in 0..<256 {

@@ -14,9 +14,11 @@ final class DataBlockChecksums {
     }
 
     private var entries: [Entry] = []
-    let available = ek_vector_kernels_available()
+    /// Whether `compute` computes anything (``VectorKernels``).
+    private let fourAtOnce: Bool
 
-    init() {
+    init(fourAtOnce: Bool) {
+        self.fourAtOnce = fourAtOnce
         entries.reserveCapacity(4)
     }
 
@@ -25,7 +27,7 @@ final class DataBlockChecksums {
     /// reports it). Forgets the checksums computed before.
     func compute(_ frames: [UnsafeRawBufferPointer]) {
         entries.removeAll(keepingCapacity: true)
-        guard available, frames.count == 4 else { return }
+        guard fourAtOnce, frames.count == 4 else { return }
         for frame in frames {
             // The data block after a block frame's 15-byte header (spec 1.4), if it is whole.
             let header = 15

@@ -1,0 +1,10 @@
+import CVectorKernels
+
+/// The AVX-512 kernels of `CVectorKernels` (whole columns of byte-wide ids 64 rows at a time,
+/// four block checksums side by side, flag bitmaps counted with POPCNT): the package compiles
+/// for baseline x86-64, so they are chosen at run time. Where the CPU lacks them (before AVX-512
+/// VBMI2: Intel Ice Lake, AMD Zen 4) the Swift kernels decode the same ids.
+public enum VectorKernels {
+    /// Whether this CPU and its OS run them.
+    public static let available = ek_vector_kernels_available()
+}
