@@ -152,6 +152,114 @@ EK_TARGET void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *ou
     }
 }
 
+// The same kernels for 16-bit ids (9 to 16 planes), 32 rows at a time.
+
+static const uint16_t shorts_from_one[32] __attribute__((aligned(64))) = {
+     1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16,
+    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
+};
+
+EK_TARGET static inline uint32_t load_flags32(const uint8_t *flags, size_t first, size_t count) {
+    __m512i bytes = _mm512_maskz_loadu_epi8(low_bits((count + 7) / 8), flags + first / 8);
+    return (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(bytes)) & (uint32_t)low_bits(count);
+}
+
+EK_TARGET static inline __m512i spread_rows16(uint32_t unflagged, uint32_t live, __m512i lanes, __m512i table, uint16_t before) {
+    __m512i flagged_rank = _mm512_maskz_expand_epi16(~unflagged & live, lanes);
+    __m512i counts = _mm512_mask_expand_epi16(_mm512_sub_epi16(lanes, flagged_rank), unflagged, lanes);
+    __m512i picked = _mm512_permutexvar_epi16(_mm512_sub_epi16(counts, _mm512_set1_epi16(1)), table);
+    __mmask32 none = _mm512_cmpeq_epi16_mask(counts, _mm512_setzero_si512());
+    return _mm512_mask_mov_epi16(picked, none, _mm512_set1_epi16((short)before));
+}
+
+EK_TARGET static inline uint16_t lane_of16(__m512i x, size_t lane) {
+    __m512i moved = _mm512_permutexvar_epi16(_mm512_set1_epi16((short)lane), x);
+    return (uint16_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(moved));
+}
+
+// Values 32q ..< 32q + 32 of `width` planes of `stride` bytes (zero past the planes), from the
+// 4 bytes of each plane at 4q.
+EK_TARGET static inline __m512i value_chunk16(const uint8_t *planes, size_t width, size_t stride, size_t q) {
+    size_t start = 4 * q, left = stride > start ? stride - start : 0;
+    __m512i values = _mm512_setzero_si512();
+    if (left == 0) return values;
+    __mmask64 bytes = low_bits(left < 4 ? left : 4);
+    for (size_t b = 0; b < width; b++) {
+        __m512i plane = _mm512_maskz_loadu_epi8(bytes, planes + b * stride + start);
+        uint32_t bits = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(plane));
+        values = _mm512_mask_add_epi16(values, bits, values, _mm512_set1_epi16((short)(1u << b)));
+    }
+    return values;
+}
+
+EK_TARGET static inline uint16_t largest_lane16(__m512i x) {
+    __m256i m32 = _mm256_max_epu16(_mm512_castsi512_si256(x), _mm512_extracti64x4_epi64(x, 1));
+    __m128i m = _mm_max_epu16(_mm256_castsi256_si128(m32), _mm256_extracti128_si256(m32, 1));
+    m = _mm_max_epu16(m, _mm_srli_si128(m, 8));
+    m = _mm_max_epu16(m, _mm_srli_si128(m, 4));
+    m = _mm_max_epu16(m, _mm_srli_si128(m, 2));
+    return (uint16_t)_mm_cvtsi128_si32(m);
+}
+
+EK_TARGET uint16_t ek_load_planes_u16(const uint8_t *planes, size_t width, size_t count, uint16_t *out) {
+    size_t stride = (count + 7) / 8;
+    __m512i largest = _mm512_setzero_si512();
+    for (size_t first = 0, q = 0; first < count; first += 32, q++) {
+        __m512i values = value_chunk16(planes, width, stride, q);
+        largest = _mm512_max_epu16(largest, values);
+        _mm512_mask_storeu_epi16(out + first, (__mmask32)low_bits(count - first), values);
+    }
+    return largest_lane16(largest);
+}
+
+EK_TARGET uint16_t ek_decode_repeats_u16(const uint8_t *flags, const uint8_t *planes, size_t width, size_t kept, size_t rows,
+                                         uint16_t *out) {
+    const __m512i lanes = _mm512_load_si512(shorts_from_one);
+    const __m512i from_zero = _mm512_sub_epi16(lanes, _mm512_set1_epi16(1));
+    size_t stride = (kept + 7) / 8, chunks = (kept + 31) / 32;
+    size_t low = 0, made = 2;
+    __m512i low_values = value_chunk16(planes, width, stride, 0), high_values = value_chunk16(planes, width, stride, 1);
+    __m512i largest = _mm512_max_epu16(low_values, high_values);
+    size_t used = 0;
+    uint16_t before = 0;
+    for (size_t first = 0; first < rows; first += 32) {
+        size_t count = rows - first < 32 ? rows - first : 32;
+        uint32_t live = (uint32_t)low_bits(count);
+        uint32_t flagged = load_flags32(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
+        uint32_t unflagged = ~flagged & live;
+        while (used / 32 > low) {
+            low++;
+            low_values = high_values;
+            high_values = made < chunks ? value_chunk16(planes, width, stride, made) : _mm512_setzero_si512();
+            largest = _mm512_max_epu16(largest, high_values);
+            made++;
+        }
+        __m512i from_used = _mm512_add_epi16(from_zero, _mm512_set1_epi16((short)(used % 32)));
+        __m512i table = _mm512_permutex2var_epi16(low_values, from_used, high_values);
+        __m512i rows_out = spread_rows16(unflagged, live, lanes, table, before);
+        _mm512_mask_storeu_epi16(out + first, live, rows_out);
+        before = lane_of16(rows_out, count - 1);
+        used += (size_t)__builtin_popcount(unflagged);
+    }
+    for (; made < chunks; made++) largest = _mm512_max_epu16(largest, value_chunk16(planes, width, stride, made));
+    return largest_lane16(largest);
+}
+
+EK_TARGET void ek_fill_flagged_u16(const uint8_t *flags, size_t rows, uint16_t *out) {
+    const __m512i lanes = _mm512_load_si512(shorts_from_one);
+    uint16_t before = 0;
+    for (size_t first = 0; first < rows; first += 32) {
+        size_t count = rows - first < 32 ? rows - first : 32;
+        uint32_t live = (uint32_t)low_bits(count);
+        uint32_t flagged = load_flags32(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
+        uint32_t unflagged = ~flagged & live;
+        __m512i kept = _mm512_maskz_compress_epi16(unflagged, _mm512_maskz_loadu_epi16(live, out + first));
+        __m512i rows_out = spread_rows16(unflagged, live, lanes, kept, before);
+        _mm512_mask_storeu_epi16(out + first, live, rows_out);
+        before = lane_of16(rows_out, count - 1);
+    }
+}
+
 // Set bits among the first `bits` bits at `p` (bit i is bit i % 8 of byte i / 8): a flag
 // bitmap's padding bits are not counted, as the Swift counters do not (PrefixBitCounter).
 EK_TARGET static inline size_t ones(const uint8_t *p, size_t bits) {
@@ -269,6 +377,19 @@ EK_TARGET void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4]
 bool ek_vector_kernels_available(void) { return false; }
 void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]) {
     (void)data; (void)lengths; (void)hashes;
+    __builtin_trap();
+}
+uint16_t ek_load_planes_u16(const uint8_t *planes, size_t width, size_t count, uint16_t *out) {
+    (void)planes; (void)width; (void)count; (void)out;
+    __builtin_trap();
+}
+uint16_t ek_decode_repeats_u16(const uint8_t *flags, const uint8_t *planes, size_t width, size_t kept, size_t rows,
+                               uint16_t *out) {
+    (void)flags; (void)planes; (void)width; (void)kept; (void)rows; (void)out;
+    __builtin_trap();
+}
+void ek_fill_flagged_u16(const uint8_t *flags, size_t rows, uint16_t *out) {
+    (void)flags; (void)rows; (void)out;
     __builtin_trap();
 }
 size_t ek_measure_columns(const uint8_t *payload, size_t size, const uint8_t *codes, size_t count, size_t cursor,

@@ -3,9 +3,29 @@ import Testing
 import TraceSynth
 @testable import ExpertCodec
 
-/// The 64-row kernels of `CVectorKernels` against the spec's row-by-row decoding (1.5.5), on
-/// buffers of exactly the bytes they may touch (so that AddressSanitizer sees any access past
-/// them), at every row count across the 64-row chunks.
+/// The kernels of `CVectorKernels` for a whole column of ids of one width.
+struct ColumnKernels<S: PlaneScalar>: Sendable {
+    let load: @Sendable (UnsafePointer<UInt8>, Int, Int, UnsafeMutablePointer<S>) -> Int
+    let decodeRepeats: @Sendable (UnsafePointer<UInt8>, UnsafePointer<UInt8>, Int, Int, Int, UnsafeMutablePointer<S>) -> Int
+    let fill: @Sendable (UnsafePointer<UInt8>, Int, UnsafeMutablePointer<S>) -> Void
+    let widths: [Int]
+}
+
+extension ColumnKernels where S == UInt8 {
+    static let bytes = ColumnKernels(load: { Int(ek_load_planes_u8($0, $1, $2, $3)) },
+                                     decodeRepeats: { Int(ek_decode_repeats_u8($0, $1, $2, $3, $4, $5)) },
+                                     fill: { ek_fill_flagged_u8($0, $1, $2) }, widths: [1, 3, 7, 8])
+}
+
+extension ColumnKernels where S == UInt16 {
+    static let shorts = ColumnKernels(load: { Int(ek_load_planes_u16($0, $1, $2, $3)) },
+                                      decodeRepeats: { Int(ek_decode_repeats_u16($0, $1, $2, $3, $4, $5)) },
+                                      fill: { ek_fill_flagged_u16($0, $1, $2) }, widths: [9, 12, 16])
+}
+
+/// The 64-row (byte) and 32-row (16-bit) kernels of `CVectorKernels` against the spec's
+/// row-by-row decoding (1.5.5), on buffers of exactly the bytes they may touch (so that
+/// AddressSanitizer sees any access past them), at every row count across their chunks.
 @Suite(.enabled(if: VectorKernels.available, "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
 struct VectorKernelsTests {
     /// Flags of `rows` rows (bit 0 clear): in runs, scattered, none or all.
@@ -29,68 +49,79 @@ struct VectorKernelsTests {
     }
 
     /// `width` planes of `values` by the spec's definition (1.5.3): exactly their bytes.
-    static func planes(_ values: [UInt8], width: Int) -> [UInt8] {
+    static func planes<S: PlaneScalar>(_ values: [S], width: Int) -> [UInt8] {
         let stride = (values.count + 7) / 8
         var planes = [UInt8](repeating: 0, count: width * stride)
         for (i, v) in values.enumerated() {
-            for b in 0..<width where (v >> UInt8(b)) & 1 == 1 { planes[b * stride + i / 8] |= 1 << UInt8(i % 8) }
+            for b in 0..<width where (v >> S(b)) & 1 == 1 { planes[b * stride + i / 8] |= 1 << UInt8(i % 8) }
         }
         return planes
     }
 
-    static func values(_ random: inout SplitMix64, _ count: Int, width: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next() & ((1 << UInt64(width)) - 1)) }
+    static func values<S: PlaneScalar>(_ random: inout SplitMix64, _ count: Int, width: Int) -> [S] {
+        (0..<count).map { _ in S(truncatingIfNeeded: random.next() & ((1 << UInt64(width)) - 1)) }
     }
 
     /// The rows of a repeat column decoded by the kernel, and its largest stored value.
-    static func decode(_ flags: [UInt8], _ planes: [UInt8], width: Int, kept: Int, rows: Int) -> ([UInt8], UInt8) {
-        var out = [UInt8](repeating: 0xAA, count: rows), largest: UInt8 = 0
+    static func decode<S: PlaneScalar>(_ kernels: ColumnKernels<S>, _ flags: [UInt8], _ planes: [UInt8], width: Int, kept: Int,
+                                       rows: Int) -> ([S], Int) {
+        var out = [S](repeating: 0xAA, count: rows), largest = 0
         flags.withUnsafeBufferPointer { f in
             planes.withUnsafeBufferPointer { p in
                 out.withUnsafeMutableBufferPointer {
-                    largest = ek_decode_repeats_u8(f.baseAddress!, p.baseAddress ?? f.baseAddress!, width, kept, rows, $0.baseAddress!)
+                    largest = kernels.decodeRepeats(f.baseAddress!, p.baseAddress ?? f.baseAddress!, width, kept, rows, $0.baseAddress!)
                 }
             }
         }
         return (out, largest)
     }
 
+    static let rowCounts = Array(1...200) + [255, 256, 257, 383, 384, 1000]
+
     @Test func planesLoadAsSpecified() {
         var random = SplitMix64(seed: 40)
-        for count in Array(1...200) + [255, 256, 257, 1000] {
-            for width in 1...8 {
-                let values = Self.values(&random, count, width: width), planes = Self.planes(values, width: width)
-                var out = [UInt8](repeating: 0xAA, count: count), largest: UInt8 = 0
-                planes.withUnsafeBufferPointer { p in
-                    out.withUnsafeMutableBufferPointer { largest = ek_load_planes_u8(p.baseAddress!, width, count, $0.baseAddress!) }
+        func check<S: PlaneScalar>(_ kernels: ColumnKernels<S>) {
+            for count in Self.rowCounts {
+                for width in kernels.widths {
+                    let values: [S] = Self.values(&random, count, width: width), planes = Self.planes(values, width: width)
+                    var out = [S](repeating: 0xAA, count: count), largest = 0
+                    planes.withUnsafeBufferPointer { p in
+                        out.withUnsafeMutableBufferPointer { largest = kernels.load(p.baseAddress!, width, count, $0.baseAddress!) }
+                    }
+                    #expect(out == values, "\(count) values of \(width) bits")
+                    #expect(largest == Int(values.max()!), "\(count) values of \(width) bits")
                 }
-                #expect(out == values, "\(count) values of \(width) bits")
-                #expect(largest == values.max()!, "\(count) values of \(width) bits")
             }
         }
+        check(ColumnKernels.bytes)
+        check(ColumnKernels.shorts)
     }
 
     @Test func repeatsDecodeRowByRow() {
         var random = SplitMix64(seed: 41)
-        for rows in Array(1...200) + [255, 256, 257, 383, 384, 1000] {
-            for width in [1, 3, 7, 8] {
-                let flags = Self.flags(&random, rows: rows)
-                let values = Self.values(&random, Self.unflagged(flags, rows: rows), width: width)
-                let planes = Self.planes(values, width: width)
-                var expected = [UInt8](), j = -1
-                for t in 0..<rows {
-                    if t == 0 || RepeatFlags.flag(t, flags) == 0 { j += 1 }
-                    expected.append(values[j])
+        func check<S: PlaneScalar>(_ kernels: ColumnKernels<S>) {
+            for rows in Self.rowCounts {
+                for width in kernels.widths {
+                    let flags = Self.flags(&random, rows: rows)
+                    let values: [S] = Self.values(&random, Self.unflagged(flags, rows: rows), width: width)
+                    let planes = Self.planes(values, width: width)
+                    var expected = [S](), j = -1
+                    for t in 0..<rows {
+                        if t == 0 || RepeatFlags.flag(t, flags) == 0 { j += 1 }
+                        expected.append(values[j])
+                    }
+                    let (out, largest) = Self.decode(kernels, flags, planes, width: width, kept: values.count, rows: rows)
+                    #expect(out == expected, "\(rows) rows of \(width) bits, flags \(flags)")
+                    #expect(largest == Int(values.max()!))
+                    // Row 0 takes the first value whatever its flag bit.
+                    var setFirst = flags
+                    setFirst[0] |= 1
+                    #expect(Self.decode(kernels, setFirst, planes, width: width, kept: values.count, rows: rows).0 == expected)
                 }
-                let (out, largest) = Self.decode(flags, planes, width: width, kept: values.count, rows: rows)
-                #expect(out == expected, "\(rows) rows of \(width) bits, flags \(flags)")
-                #expect(largest == values.max()!)
-                // Row 0 takes the first value whatever its flag bit.
-                var setFirst = flags
-                setFirst[0] |= 1
-                #expect(Self.decode(setFirst, planes, width: width, kept: values.count, rows: rows).0 == expected)
             }
         }
+        check(ColumnKernels.bytes)
+        check(ColumnKernels.shorts)
     }
 
     /// Flags that disagree with `kept` read no plane byte past its values (AddressSanitizer
@@ -98,37 +129,45 @@ struct VectorKernelsTests {
     /// the largest; with more, the rows past the values get 0.
     @Test func repeatsReadNoPlanePastKept() {
         var random = SplitMix64(seed: 42)
-        for rows in [1, 7, 63, 64, 65, 130, 192, 300] {
-            let kept = (rows + 2) / 3
-            let values = Self.values(&random, kept, width: 7).map { $0 | 1 }
-            let planes = Self.planes(values, width: 7)
-            // No row flagged: more unflagged rows than values.
-            let (out, _) = Self.decode([UInt8](repeating: 0, count: (rows + 7) / 8), planes, width: 7, kept: kept, rows: rows)
-            #expect(Array(out[0..<kept]) == values, "\(rows) rows")
-            #expect(out[kept...].allSatisfy { $0 == 0 }, "\(rows) rows")
-            // Every row flagged: one value used, the largest still found.
-            let (_, largest) = Self.decode([UInt8](repeating: 0xFF, count: (rows + 7) / 8), planes, width: 7, kept: kept, rows: rows)
-            #expect(largest == values.max()!, "\(rows) rows")
+        func check<S: PlaneScalar>(_ kernels: ColumnKernels<S>) {
+            let width = kernels.widths.last!
+            for rows in [1, 7, 31, 32, 33, 63, 64, 65, 130, 192, 300] {
+                let kept = (rows + 2) / 3
+                let values: [S] = Self.values(&random, kept, width: width).map { $0 | 1 }
+                let planes = Self.planes(values, width: width)
+                // No row flagged: more unflagged rows than values.
+                let (out, _) = Self.decode(kernels, [UInt8](repeating: 0, count: (rows + 7) / 8), planes, width: width, kept: kept, rows: rows)
+                #expect(Array(out[0..<kept]) == values, "\(rows) rows")
+                #expect(out[kept...].allSatisfy { $0 == 0 }, "\(rows) rows")
+                // Every row flagged: one value used, the largest still found.
+                let (_, largest) = Self.decode(kernels, [UInt8](repeating: 0xFF, count: (rows + 7) / 8), planes, width: width,
+                                               kept: kept, rows: rows)
+                #expect(largest == Int(values.max()!), "\(rows) rows")
+            }
         }
+        check(ColumnKernels.bytes)
+        check(ColumnKernels.shorts)
     }
 
     @Test func fillMatchesRowByRow() {
         var random = SplitMix64(seed: 43)
-        for rows in Array(1...200) + [255, 256, 257, 1000] {
-            for _ in 0..<4 {
+        func check<S: PlaneScalar>(_ kernels: ColumnKernels<S>) {
+            for rows in Self.rowCounts {
                 let flags = Self.flags(&random, rows: rows)
-                let ids = (0..<rows).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                let ids = (0..<rows).map { _ in S(truncatingIfNeeded: random.next()) }
                 var expected = ids
                 for t in 1..<max(rows, 1) where RepeatFlags.flag(t, flags) == 1 { expected[t] = expected[t - 1] }
                 for first in [flags, flags.enumerated().map { $0.offset == 0 ? $0.element | 1 : $0.element }] {
                     var out = ids
                     first.withUnsafeBufferPointer { f in
-                        out.withUnsafeMutableBufferPointer { ek_fill_flagged_u8(f.baseAddress!, rows, $0.baseAddress!) }
+                        out.withUnsafeMutableBufferPointer { kernels.fill(f.baseAddress!, rows, $0.baseAddress!) }
                     }
                     #expect(out == expected, "\(rows) rows, flags \(first)")
                 }
             }
         }
+        check(ColumnKernels.bytes)
+        check(ColumnKernels.shorts)
     }
 
     /// Four buffers side by side hash as each alone, whatever their lengths (the shortest ends
@@ -180,27 +219,29 @@ struct VectorKernelsTests {
 }
 
 /// A decoder with ``VectorKernels`` and one without decode the same ids and refuse the same
-/// payloads with the same error, on every shape of byte-wide ids: whole blocks, layer ranges,
+/// payloads with the same error, on every shape of ids: whole blocks, layer ranges,
 /// rows inside a block, and damaged payloads (checksums made right again).
 @Suite(.enabled(if: VectorKernels.available, "this CPU has no AVX-512 VBMI2: the decoder uses the Swift kernels"))
 struct VectorKernelsDecodeTests {
     static let shapes: [(layers: Int, topk: Int, experts: Int, rows: Int)] = [
         (48, 8, 128, 192), (4, 8, 128, 64), (26, 6, 64, 200), (3, 2, 256, 300), (5, 1, 2, 1000),
         (2, 3, 7, 65), (61, 8, 256, 13), (6, 4, 100, 129),
+        // 16-bit ids.
+        (61, 8, 384, 120), (3, 2, 5000, 100), (2, 4, 65536, 70), (4, 2, 300, 33),
     ]
 
     enum Outcome: Equatable {
-        case rows([Int16])
+        case rows([Int32])
         case error(String)
     }
 
     /// What `decoder` makes of `frame`: its rows, or the error's text.
     static func outcome(_ decoder: BlockDecoder, _ frame: [UInt8], layers: Range<Int>? = nil, rows: Range<Int>? = nil) -> Outcome {
         do {
-            if layers == nil && rows == nil { return .rows(try decoder.decode(frame, as: Int16.self)) }
+            if layers == nil && rows == nil { return .rows(try decoder.decode(frame, as: Int32.self)) }
             let count = try frame.withUnsafeBytes { try decoder.open($0, contentChecksum: false, layers: layers) }
             let layers = layers ?? 0..<decoder.schema.layers, range = rows ?? 0..<count
-            var out = [Int16](repeating: -1, count: range.count * layers.count * decoder.schema.topk)
+            var out = [Int32](repeating: -1, count: range.count * layers.count * decoder.schema.topk)
             try out.withUnsafeMutableBufferPointer { try decoder.decodeRows(range, layers: layers, into: $0) }
             return .rows(out)
         } catch {
@@ -213,7 +254,7 @@ struct VectorKernelsDecodeTests {
         let (layers, topk, experts, count) = Self.shapes[shape]
         let schema = try Schema(layers: layers, topk: topk, experts: experts)
         var synth = TraceSynthesizer(schema: schema, seed: 90 + UInt64(shape))
-        let rows = synth.rows(count, as: Int16.self)
+        let rows = synth.rows(count, as: Int32.self)
         let frame = try BlockEncoder(schema: schema).encode(rows)
         let vector = BlockDecoder(schema: schema, vectorKernels: true), swift = BlockDecoder(schema: schema, vectorKernels: false)
         #expect(Self.outcome(vector, frame) == .rows(rows))
@@ -226,12 +267,12 @@ struct VectorKernelsDecodeTests {
         }
     }
 
-    @Test(arguments: [0, 3, 5, 7])
+    @Test(arguments: [0, 3, 5, 7, 8, 11])
     func damagedPayloadsFailAlike(shape: Int) throws {
         let (layers, topk, experts, count) = Self.shapes[shape]
         let schema = try Schema(layers: layers, topk: topk, experts: experts)
         var synth = TraceSynthesizer(schema: schema, seed: 70 + UInt64(shape))
-        let payload = try payloadOf(try BlockEncoder(schema: schema).encode(synth.rows(count, as: Int16.self)))
+        let payload = try payloadOf(try BlockEncoder(schema: schema).encode(synth.rows(count, as: Int32.self)))
         let vector = BlockDecoder(schema: schema, vectorKernels: true), swift = BlockDecoder(schema: schema, vectorKernels: false)
         var random = SplitMix64(seed: 6)
         for i in 0..<min(payload.count, 200) {

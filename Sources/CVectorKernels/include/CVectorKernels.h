@@ -38,6 +38,13 @@ uint8_t ek_decode_repeats_u8(const uint8_t *flags, const uint8_t *planes, size_t
 // ek_vector_kernels_available().
 void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *out);
 
+// The three kernels above for 16-bit ids (9 to 16 planes; 32 rows at a time), with the same
+// bounds in ids: out[0 ..< count] or out[0 ..< rows] 16-bit ids.
+uint16_t ek_load_planes_u16(const uint8_t *planes, size_t width, size_t count, uint16_t *out);
+uint16_t ek_decode_repeats_u16(const uint8_t *flags, const uint8_t *planes, size_t width, size_t kept, size_t rows,
+                               uint16_t *out);
+void ek_fill_flagged_u16(const uint8_t *flags, size_t rows, uint16_t *out);
+
 // Where the bodies of layout-1 columns 0 ..< count end (spec 1.5.5), starting at `cursor` in a
 // payload of `size` bytes of `rows` rows and `width`-bit planes, `codes` their coding bytes
 // (each <= 4, checked before): the offset after the last, or SIZE_MAX when one does not fit

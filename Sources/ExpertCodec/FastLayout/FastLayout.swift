@@ -235,15 +235,14 @@ private struct ColumnReader<S: PlaneScalar> {
                 previousSlot: UnsafePointer<S>?) throws {
         let rows = places.rows, groups = (range.lowerBound >> 3)..<((range.upperBound + 7) >> 3)
         let place = places.byColumn[c]
-        // A whole column of byte-wide ids goes 64 rows at a time where the CPU can (CVectorKernels).
-        let whole = S.self == UInt8.self && vectorKernels && range == 0..<rows
-        let bytes = UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt8.self)
+        // A whole column goes 64 (byte-wide ids) or 32 rows at a time where the CPU can (CVectorKernels).
+        let whole = vectorKernels && range == 0..<rows
         switch place.coding {
         case .constant:
             (out + range.lowerBound).update(repeating: S(truncatingIfNeeded: place.offsetOrValue), count: range.count)
         case .plain, .slotDelta:
             if whole {
-                try checkLargest(ek_load_planes_u8(body(c), width, rows, bytes), column: c)
+                try checkLargest(VectorColumn<S>.load(body(c), width: width, count: rows, into: out), column: c)
             } else {
                 BitPlanes.load(body(c), count: rows, width: width, groups: groups, into: out)
                 try checkRange(out, range, column: c)
@@ -252,7 +251,8 @@ private struct ColumnReader<S: PlaneScalar> {
         case .repeat, .repeatSlotDelta:
             let flags = body(c), kept = Int(place.kept)
             if whole {
-                try checkLargest(ek_decode_repeats_u8(flags, flags + BitPlanes.planeBytes(rows), width, kept, rows, bytes), column: c)
+                try checkLargest(VectorColumn<S>.decodeRepeats(flags, planes: flags + BitPlanes.planeBytes(rows), width: width,
+                                                               kept: kept, rows: rows, into: out), column: c)
             } else {
                 // The stored values of rows `range` are `first..<end`. The layout checked that row 0
                 // is unflagged and counted the column's flags (`kept` is rows minus that count), so
@@ -274,7 +274,7 @@ private struct ColumnReader<S: PlaneScalar> {
                 out[range.lowerBound] = try pointValue(column: c, row: range.lowerBound)
             }
             if whole {
-                ek_fill_flagged_u8(flags, rows, bytes)
+                VectorColumn<S>.fillFlagged(flags, rows: rows, in: out)
             } else {
                 RepeatRows.copyFlagged(flags, rows: (range.lowerBound &+ 1)..<range.upperBound, in: out)
             }
@@ -283,7 +283,7 @@ private struct ColumnReader<S: PlaneScalar> {
 
     /// `largest`, the largest stored value of column `c`, must be below `experts`.
     @inline(__always)
-    private func checkLargest(_ largest: UInt8, column c: Int) throws {
+    private func checkLargest(_ largest: Int, column c: Int) throws {
         if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
     }
 
@@ -300,5 +300,37 @@ private struct ColumnReader<S: PlaneScalar> {
     private func addPreviousSlot(_ previous: UnsafePointer<S>, _ range: Range<Int>, to out: UnsafeMutablePointer<S>) {
         let modulus = S(truncatingIfNeeded: experts)
         for t in range { out[t] = addModulo(out[t], previous[t], modulus) }
+    }
+}
+
+/// The kernels of `CVectorKernels` for a whole column of `S` ids (their bounds are stated there).
+private enum VectorColumn<S: PlaneScalar> {
+    private static func bytes(_ out: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<UInt8> {
+        UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt8.self)
+    }
+
+    private static func shorts(_ out: UnsafeMutablePointer<S>) -> UnsafeMutablePointer<UInt16> {
+        UnsafeMutableRawPointer(out).assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// `count` values of `width` planes into `out[0..<count]`; returns the largest.
+    @inline(__always)
+    static func load(_ planes: UnsafePointer<UInt8>, width: Int, count: Int, into out: UnsafeMutablePointer<S>) -> Int {
+        S.self == UInt8.self ? Int(ek_load_planes_u8(planes, width, count, bytes(out)))
+            : Int(ek_load_planes_u16(planes, width, count, shorts(out)))
+    }
+
+    /// A repeat column of `rows` rows from the planes of its `kept` stored values; returns the largest.
+    @inline(__always)
+    static func decodeRepeats(_ flags: UnsafePointer<UInt8>, planes: UnsafePointer<UInt8>, width: Int, kept: Int, rows: Int,
+                              into out: UnsafeMutablePointer<S>) -> Int {
+        S.self == UInt8.self ? Int(ek_decode_repeats_u8(flags, planes, width, kept, rows, bytes(out)))
+            : Int(ek_decode_repeats_u16(flags, planes, width, kept, rows, shorts(out)))
+    }
+
+    /// Flagged rows of `out[1..<rows]` take the row before them.
+    @inline(__always)
+    static func fillFlagged(_ flags: UnsafePointer<UInt8>, rows: Int, in out: UnsafeMutablePointer<S>) {
+        if S.self == UInt8.self { ek_fill_flagged_u8(flags, rows, bytes(out)) } else { ek_fill_flagged_u16(flags, rows, shorts(out)) }
     }
 }
