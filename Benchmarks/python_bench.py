@@ -47,9 +47,11 @@ def best(runs: int, work) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
-def swift_read(bench: str, path: Path, *layers: str, threads: int = 1) -> tuple[float, float]:
+def swift_read(bench: str, path: Path, *layers: str, threads: int = 1, vector_kernels: bool = True) -> tuple[float, float]:
+    """archive-bench --read-all; without vector_kernels, on the Swift kernels other CPUs run."""
+    env = dict(os.environ, **({} if vector_kernels else {"EXPERT_ARCHIVE_VECTOR_KERNELS": "0"}))
     wall, cpu = subprocess.run([bench, "--read-all", str(path), "--threads", str(threads), *layers], check=True,
-                               capture_output=True, text=True).stdout.split()
+                               capture_output=True, text=True, env=env).stdout.split()
     return float(wall), float(cpu)
 
 
@@ -131,10 +133,15 @@ def main() -> None:
         into_single = best(5, lambda: single.read(out=out))
         swift = swift_read(args.bench, path, threads=r.threads)
         swift_single = swift_read(args.bench, path)
+        # What CPUs without AVX-512 VBMI2 run, in the same run.
+        plain = swift_read(args.bench, path, threads=r.threads, vector_kernels=False)
+        plain_single = swift_read(args.bench, path, vector_kernels=False)
         for name, (wall, cpu) in [("numpy.load of the int32 .npy", load), ("Reader.read(dtype=int32), new array", fresh),
                                   ("Reader.read(out=int32 array)", into), ("Swift ArchiveReader.read (in-process)", swift),
                                   ("Reader.read(out=...), 1 thread", into_single),
-                                  ("Swift ArchiveReader.read, 1 thread", swift_single)]:
+                                  ("Swift ArchiveReader.read, 1 thread", swift_single),
+                                  ("Swift reader, no vector kernels", plain),
+                                  ("Swift reader, no vector kernels, 1 thread", plain_single)]:
             print(f"{name:42s} {wall * 1e3:8.1f} ms  {gib / wall:6.2f} GiB/s of int32   CPU {cpu * 1e3:8.1f} ms  "
                   f"{gib / cpu:6.2f} GiB/s")
         for label, index in (("wall", 0), ("CPU", 1)):
@@ -147,9 +154,11 @@ def main() -> None:
         quarters = [best(5, lambda q=q: single.read(layers=slice(12 * q, 12 * q + 12), out=quarter_out)) for q in range(4)]
         quarter = (sum(q[0] for q in quarters) / 4, sum(q[1] for q in quarters) / 4)
         swift_quarter = swift_read(args.bench, path, "--layers", "12:24")
+        plain_quarter = swift_read(args.bench, path, "--layers", "12:24", vector_kernels=False)
         print(f"{'a quarter of the layers (mean of 4)':42s} {quarter[0] * 1e3:8.1f} ms  = {quarter[0] / into_single[0] * 100:.0f}% "
               f"of all layers, CPU {quarter[1] / into_single[1] * 100:.0f}% (Swift, layers 12..<24: "
-              f"{swift_quarter[0] / swift_single[0] * 100:.0f}%, CPU {swift_quarter[1] / swift_single[1] * 100:.0f}%)")
+              f"{swift_quarter[0] / swift_single[0] * 100:.0f}%, CPU {swift_quarter[1] / swift_single[1] * 100:.0f}%; "
+              f"no vector kernels {plain_quarter[0] / plain_single[0] * 100:.0f}%)")
         del out, quarter_out
     for file in work.iterdir():
         file.unlink()

@@ -80,8 +80,9 @@ final class BlockSource {
         defer { decoder.forgetChecksums() }
         while position < range.upperBound {
             let block = index.blocks[blockIndex]
-            if range.count > 1 && (blockIndex - firstBlock) % 4 == 0 {
-                computeChecksums(index.blocks[blockIndex...].prefix(4).prefix { $0.position < range.upperBound }, with: decoder)
+            if range.count > 1 && (blockIndex - firstBlock) % BlockDecoder.checksumBatch == 0 {
+                computeChecksums(index.blocks[blockIndex...].prefix(BlockDecoder.checksumBatch).prefix { $0.position < range.upperBound },
+                                 with: decoder)
             }
             let end = min(range.upperBound, block.position + block.rows)
             // A one-row read decodes its row while the block is checked.
@@ -108,7 +109,9 @@ final class BlockSource {
         var position = rows.lowerBound
         defer { decoder.forgetChecksums() }
         for (i, block) in zip(blocks.indices, blocks) {
-            if (i - blocks.startIndex) % 4 == 0 { computeChecksums(blocks[i...].prefix(4), with: decoder) }
+            if (i - blocks.startIndex) % BlockDecoder.checksumBatch == 0 {
+                computeChecksums(blocks[i...].prefix(BlockDecoder.checksumBatch), with: decoder)
+            }
             let end = min(rows.upperBound, block.position + block.rows)
             let slice = UnsafeMutableBufferPointer(start: out + (position - rows.lowerBound) * perRow, count: (end - position) * perRow)
             do {
@@ -124,12 +127,12 @@ final class BlockSource {
         }
     }
 
-    /// Has `decoder` check the frames of the next four `blocks` side by side (when there are
-    /// four, all inside the mapping).
+    /// Has `decoder` check the frames of the next `blocks` side by side (when there are
+    /// ``BlockDecoder/checksumBatch``, all inside the mapping).
     private func computeChecksums(_ blocks: ArraySlice<BlockInfo>, with decoder: BlockDecoder) {
-        guard blocks.count == 4 else { return }
+        guard blocks.count == BlockDecoder.checksumBatch else { return }
         let frames = blocks.compactMap { try? frame(of: $0) }
-        if frames.count == 4 { decoder.computeChecksums(of: frames) }
+        if frames.count == BlockDecoder.checksumBatch { decoder.computeChecksums(of: frames) }
     }
 
     /// The bytes of `block`'s frame in the mapping.

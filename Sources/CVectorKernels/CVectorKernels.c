@@ -3,6 +3,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define EK_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,popcnt")))
 
@@ -16,6 +18,9 @@ bool ek_vector_kernels_available(void) {
         known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
             && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
             && __builtin_cpu_supports("popcnt");
+        // EXPERT_ARCHIVE_VECTOR_KERNELS=0 turns them off: to compare, or to rule them out.
+        const char *setting = getenv("EXPERT_ARCHIVE_VECTOR_KERNELS");
+        if (setting != NULL && strcmp(setting, "0") == 0) known = 0;
         atomic_store_explicit(&available, known, memory_order_relaxed);
     }
     return known;
@@ -339,43 +344,66 @@ static uint32_t xxh32_finish(const uint32_t v[4], const uint8_t *p, size_t done,
     return h;
 }
 
-// The stripes all four buffers have run side by side in one register, a buffer's four lanes in
-// each 128-bit quarter: one chain of rounds does the work of four. Each buffer then finishes
-// alone.
-EK_TARGET void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]) {
-    size_t common = SIZE_MAX;
-    for (int k = 0; k < 4; k++) {
-        size_t stripes = lengths[k] / 16;
-        if (stripes < common) common = stripes;
+// One XXH32 round on every lane of `v`: four buffers' four lanes each.
+EK_TARGET static inline __m512i xxh32_round(__m512i v, __m512i input) {
+    const __m512i p1 = _mm512_set1_epi32((int)prime1), p2 = _mm512_set1_epi32((int)prime2);
+    return _mm512_mullo_epi32(_mm512_rol_epi32(_mm512_add_epi32(v, _mm512_mullo_epi32(input, p2)), 13), p1);
+}
+
+// Stripe `s` of four buffers, one per 128-bit quarter; a buffer with no stripe `s` gives zeros
+// and its quarter's bit in `active` is clear.
+EK_TARGET static inline __m512i stripe(const uint8_t *const data[4], const size_t stripes[4], size_t s, __mmask16 *active) {
+    __m512i input = _mm512_setzero_si512();
+    __mmask16 live = 0;
+#define EK_QUARTER(k) \
+    if (s < stripes[k]) { \
+        input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[k] + 16 * s)), k); \
+        live |= (__mmask16)(0xF << (4 * k)); \
     }
-    uint32_t lanes[16] __attribute__((aligned(64)));
-    size_t done = 0;
-    if (common > 0) {
-        __m512i v = _mm512_setr_epi32((int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
-                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
-                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
-                                      (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1));
-        const __m512i p1 = _mm512_set1_epi32((int)prime1), p2 = _mm512_set1_epi32((int)prime2);
-        for (size_t s = 0; s < common; s++, done += 16) {
-            __m512i input = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(data[0] + done)));
-            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[1] + done)), 1);
-            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[2] + done)), 2);
-            input = _mm512_inserti32x4(input, _mm_loadu_si128((const __m128i *)(data[3] + done)), 3);
-            v = _mm512_mullo_epi32(_mm512_rol_epi32(_mm512_add_epi32(v, _mm512_mullo_epi32(input, p2)), 13), p1);
-        }
-        _mm512_store_si512(lanes, v);
-    } else {
-        for (int k = 0; k < 4; k++) {
-            lanes[4 * k] = prime1 + prime2; lanes[4 * k + 1] = prime2; lanes[4 * k + 2] = 0; lanes[4 * k + 3] = 0u - prime1;
-        }
+    EK_QUARTER(0) EK_QUARTER(1) EK_QUARTER(2) EK_QUARTER(3)
+#undef EK_QUARTER
+    *active = live;
+    return input;
+}
+
+// Eight buffers in two registers of four: each register's rounds are one chain of dependent
+// multiplies, and two chains keep the multiplier busy where one waits on it. Every stripe of
+// every buffer runs here (a finished buffer's lanes are left as they are); each buffer's tail
+// of under 16 bytes and its final mix run alone.
+EK_TARGET void ek_xxh32_x8(const uint8_t *const data[8], const size_t lengths[8], uint32_t hashes[8]) {
+    size_t stripes[8], common = SIZE_MAX, most = 0;
+    for (int k = 0; k < 8; k++) {
+        stripes[k] = lengths[k] / 16;
+        if (stripes[k] < common) common = stripes[k];
+        if (stripes[k] > most) most = stripes[k];
     }
-    for (int k = 0; k < 4; k++) hashes[k] = xxh32_finish(lanes + 4 * k, data[k], done, lengths[k]);
+    const __m512i start = _mm512_setr_epi32((int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                            (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                            (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1),
+                                            (int)(prime1 + prime2), (int)prime2, 0, (int)(0u - prime1));
+    __m512i low = start, high = start;
+    size_t s = 0;
+    for (; s < common; s++) {
+        __mmask16 all;
+        low = xxh32_round(low, stripe(data, stripes, s, &all));
+        high = xxh32_round(high, stripe(data + 4, stripes + 4, s, &all));
+    }
+    for (; s < most; s++) {
+        __mmask16 active_low, active_high;
+        __m512i input_low = stripe(data, stripes, s, &active_low), input_high = stripe(data + 4, stripes + 4, s, &active_high);
+        low = _mm512_mask_mov_epi32(low, active_low, xxh32_round(low, input_low));
+        high = _mm512_mask_mov_epi32(high, active_high, xxh32_round(high, input_high));
+    }
+    uint32_t lanes[32] __attribute__((aligned(64)));
+    _mm512_store_si512(lanes, low);
+    _mm512_store_si512(lanes + 16, high);
+    for (int k = 0; k < 8; k++) hashes[k] = xxh32_finish(lanes + 4 * k, data[k], 16 * stripes[k], lengths[k]);
 }
 
 #else
 
 bool ek_vector_kernels_available(void) { return false; }
-void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]) {
+void ek_xxh32_x8(const uint8_t *const data[8], const size_t lengths[8], uint32_t hashes[8]) {
     (void)data; (void)lengths; (void)hashes;
     __builtin_trap();
 }

@@ -29,7 +29,7 @@ public final class BlockDecoder {
     init(schema: Schema, vectorKernels: Bool) {
         self.schema = schema
         self.vectorKernels = vectorKernels
-        checksums = DataBlockChecksums(fourAtOnce: vectorKernels)
+        checksums = DataBlockChecksums(sideBySide: vectorKernels)
         rowIDs = .allocate(capacity: max(1, schema.storedIDsPerRow))
     }
 
@@ -37,6 +37,23 @@ public final class BlockDecoder {
 
     /// Rows of the open block (0 before the first `open`).
     public var rowCount: Int { rows }
+
+    /// Frames whose checksums `computeChecksums` computes side by side.
+    public static let checksumBatch = DataBlockChecksums.batch
+
+    /// Computes, side by side where the CPU can, the checksums of the data blocks of the
+    /// ``checksumBatch`` `frames` that `open` is about to be given, in any order: a read of many
+    /// blocks checks them in a fraction of the time. `open` still compares each with the stored
+    /// checksum; a frame opened later without them is checked as usual. The checksums are of the
+    /// bytes as they are now: call it right before opening them.
+    public func computeChecksums(of frames: [UnsafeRawBufferPointer]) {
+        checksums.compute(frames)
+    }
+
+    /// Forgets the checksums `computeChecksums` found and `open` did not take.
+    public func forgetChecksums() {
+        checksums.clear()
+    }
 
     /// Decompresses and checks one frame, which becomes the open block. Returns its row count.
     /// With `expectedRows`, a block of another size is refused before anything is decompressed
@@ -57,20 +74,6 @@ public final class BlockDecoder {
     /// column codings or kinds, and the columns of those layers; the columns before them only
     /// as far as finding these needs, those after them not. A whole-row read, or `verify`,
     /// checks the rest.
-    /// Computes, four at a time where the CPU can, the checksums of the data blocks of the
-    /// four `frames` that `open` is about to be given, in any order: a read of many blocks
-    /// checks them in a third of the time. `open` still compares each with the stored checksum;
-    /// a frame opened later without them is checked as usual. The checksums are of the bytes as
-    /// they are now: call it right before opening them.
-    public func computeChecksums(of frames: [UnsafeRawBufferPointer]) {
-        checksums.compute(frames)
-    }
-
-    /// Forgets the checksums `computeChecksums` found and `open` did not take.
-    public func forgetChecksums() {
-        checksums.clear()
-    }
-
     @discardableResult
     public func open(_ frame: UnsafeRawBufferPointer, expectedRows: Int? = nil, contentChecksum: Bool = true,
                      decodingRow: Int? = nil, layers: Range<Int>? = nil) throws -> Int {

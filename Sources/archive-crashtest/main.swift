@@ -4,8 +4,12 @@
 //   archive-crashtest write PATH SEED      append deterministic rows forever, printing "opened N"
 //                                          once open, then "synced N" after each completed sync()
 //   archive-crashtest flush PATH SEED ROWS append ROWS rows, flushing often ("flushed N"), then close
-//   archive-crashtest churn PATH SEED ROWS as flush, but every few flushes truncate some rows
-//                                          away (a rollback) and append them again
+//   archive-crashtest churn PATH SEED ROWS [handshake]
+//                                          as flush, but every few flushes truncate some rows
+//                                          away (a rollback) and append them again; with
+//                                          handshake, the first rollback prints "before N" (rows
+//                                          flushed) and "truncated N" (rows after it), each time
+//                                          waiting for a line on standard input before going on
 //   archive-crashtest limit PATH SEED BYTES under a file-size limit of BYTES (RLIMIT_FSIZE), append
 //                                          and sync until a write fails: prints "synced N" after each
 //                                          sync, then "failed after N: ERROR" and exits 3
@@ -72,6 +76,7 @@ do {
         say("closed \(writer.count)")
     case "churn":
         let total = Int(arguments[4])!
+        var handshake = arguments.count > 5 && arguments[5] == "handshake"
         let writer = try openOrCreate(path)
         var generator = SystemRandomNumberGenerator()
         var flushes = 0
@@ -81,9 +86,18 @@ do {
             try writer.flush()
             flushes += 1
             usleep(2000) // paced, so that the reader in the other process sees the steps
-            if flushes % 2 == 0 {
+            if flushes % 2 == 0 && writer.count > 0 {
+                if handshake {
+                    // The reader in the other process sees the rows before the rollback, then after.
+                    say("before \(writer.count)")
+                    _ = readLine()
+                }
                 try writer.truncate(to: max(0, writer.count - Int.random(in: 1...40, using: &generator)))
                 say("truncated \(writer.count)")
+                if handshake {
+                    _ = readLine()
+                    handshake = false
+                }
             }
         }
         try writer.close()

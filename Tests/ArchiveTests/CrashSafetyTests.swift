@@ -12,15 +12,17 @@ func crashTestTool() -> URL {
 }
 
 /// Runs `archive-crashtest` with `arguments`; returns the process (running) and its stdout pipe.
-func launchCrashTest(_ arguments: [String]) throws -> (Process, Pipe) {
-    try launch(crashTestTool().path, arguments)
+func launchCrashTest(_ arguments: [String], input: Pipe? = nil) throws -> (Process, Pipe) {
+    try launch(crashTestTool().path, arguments, input: input)
 }
 
-/// Runs `executable` with `arguments`; returns the process (running) and its stdout pipe.
-func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pipe) {
+/// Runs `executable` with `arguments` (standard input from `input`, if given); returns the
+/// process (running) and its stdout pipe.
+func launch(_ executable: String, _ arguments: [String], input: Pipe? = nil) throws -> (Process, Pipe) {
     let process = Process(), output = Pipe()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
+    if let input { process.standardInput = input }
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     try process.run()
@@ -96,14 +98,30 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
 
     /// The same while the writer also truncates (rolls back) and appends the rows again: every
     /// refresh shows a prefix of the same rows, never a torn or stale record; and a second
-    /// writer meanwhile is refused.
+    /// writer meanwhile is refused. The writer's first rollback waits for the reader to see the
+    /// rows before it and after it (the writer says when: no timing is assumed).
     @Test func readerSeesAConsistentPrefixWhileAnotherProcessTruncates() throws {
         let dir = TemporaryDirectory(), path = dir.file("churned")
         let truth = PositionalRows(schema: crashSchema, seed: 8)
         try ArchiveWriter.create(at: path, schema: crashSchema, blockRows: 16).close()
-        let (process, output) = try launchCrashTest(["churn", path, "8", "6000"])
+        let input = Pipe()
+        let writer = try LineSource(launchCrashTest(["churn", path, "8", "6000", "handshake"], input: input))
+        let process = writer.process
         let reader = try ArchiveReader(path: path)
         var shrinks = 0, refreshes = 0, last = 0, refusedWriters = 0
+        /// The count the writer printed after `prefix`, once the reader sees exactly that many rows.
+        func see(_ prefix: String) throws -> Int {
+            let line = try #require(writer.next { $0.hasPrefix(prefix) }, "the writer said \(writer.said)")
+            let count = try #require(Int(line.dropFirst(prefix.count)))
+            try reader.refresh()
+            #expect(reader.count == count)
+            #expect(try reader.rows(0..<reader.count, as: Int32.self) == truth.rows(0..<reader.count, as: Int32.self))
+            input.fileHandleForWriting.write(Data("\n".utf8))
+            return count
+        }
+        let before = try see("before "), after = try see("truncated ")
+        #expect(after < before, "the rollback took rows away")
+        (shrinks, refreshes, last) = (1, 2, after)
         repeat {
             let running = process.isRunning
             if running && refusedWriters == 0 && reader.count > 0 {
@@ -122,8 +140,7 @@ func launch(_ executable: String, _ arguments: [String]) throws -> (Process, Pip
         } while true
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
-        let lines = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(lines.contains("closed 6000") && lines.contains("truncated"))
+        #expect(writer.next { $0.hasPrefix("closed ") } == "closed 6000")
         try reader.refresh()
         #expect(reader.count == 6000 && refreshes > 1)
         #expect(shrinks > 0, "the reader saw a truncation")

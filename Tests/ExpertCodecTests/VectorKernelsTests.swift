@@ -170,51 +170,63 @@ struct VectorKernelsTests {
         check(ColumnKernels.shorts)
     }
 
-    /// Four buffers side by side hash as each alone, whatever their lengths (the shortest ends
-    /// the shared stripes), on buffers of exactly their bytes.
-    @Test func checksumsOfFourMatchXXH32() {
+    /// Eight buffers side by side hash as each alone, whatever their lengths (some end their
+    /// stripes before others), on buffers of exactly their bytes.
+    @Test func checksumsOfEightMatchXXH32() {
         var random = SplitMix64(seed: 44)
         for round in 0..<300 {
-            let lengths = (0..<4).map { _ in round < 50 ? round : Int(random.next() % 3000) }
-            let buffers = lengths.map { n in (0..<n).map { _ in UInt8(truncatingIfNeeded: random.next()) } }
-            let pointers = buffers.map { b in
-                let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(b.count, 1))
-                p.initialize(from: b, count: b.count)
+            let lengths = (0..<8).map { _ in round < 50 ? round : Int(random.next() % 3000) }
+            let pointers = lengths.map { n in
+                let p = UnsafeMutablePointer<UInt8>.allocate(capacity: max(n, 1))
+                for i in 0..<n { (p + i).initialize(to: UInt8(truncatingIfNeeded: random.next())) }
                 return p
             }
             defer { pointers.forEach { $0.deallocate() } }
             var data: [UnsafePointer<UInt8>?] = pointers.map { UnsafePointer($0) }
-            var hashes = [UInt32](repeating: 0, count: 4)
-            ek_xxh32_x4(&data, lengths, &hashes)
-            for k in 0..<4 {
+            var hashes = [UInt32](repeating: 0, count: 8)
+            ek_xxh32_x8(&data, lengths, &hashes)
+            for k in 0..<8 {
                 #expect(hashes[k] == XXH32.hash(UnsafeRawBufferPointer(start: pointers[k], count: lengths[k])), "lengths \(lengths)")
             }
         }
     }
 
-    /// A block checksum computed ahead is taken once, for the same bytes only; frames that do
-    /// not start like a block's leave nothing behind.
+    /// A block checksum computed ahead is taken once, for the same bytes only; a batch with a
+    /// frame that does not start like a block's leaves nothing behind.
     @Test func checksumsAheadAreTakenOnce() throws {
         var random = SplitMix64(seed: 45)
         let schema = try Schema(layers: 4, topk: 2, experts: 16)
-        let frames = try (0..<4).map { _ in
-            try BlockEncoder(schema: schema).encode((0..<(40 * 8)).map { _ in UInt8(random.next() % 16) })
+        let frames = try (0..<DataBlockChecksums.batch).map { k in
+            let bytes = try BlockEncoder(schema: schema).encode((0..<((40 + k) * 8)).map { _ in UInt8(random.next() % 16) })
+            let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+            frame.copyBytes(from: bytes)
+            return frame
         }
-        frames[0].withUnsafeBytes { a in frames[1].withUnsafeBytes { b in
-            frames[2].withUnsafeBytes { c in frames[3].withUnsafeBytes { d in
-                let checksums = DataBlockChecksums(fourAtOnce: true)
-                checksums.compute([a, b, c, d])
-                for frame in [a, b, c, d] {
-                    let length = Int(frame.baseAddress!.loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
-                    let block = UnsafeRawBufferPointer(rebasing: frame[19..<(19 + length)])
-                    #expect(checksums.checksum(of: block) == frame.baseAddress!.loadLE(UInt32.self, at: 19 + length))
-                    #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: block.dropLast())) == XXH32.hash(UnsafeRawBufferPointer(rebasing: block.dropLast())))
-                }
-                checksums.compute([a, b, c, UnsafeRawBufferPointer(rebasing: d[0..<18])])
-                let length = Int(a.baseAddress!.loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
-                #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: a[19..<(19 + length)])) == a.baseAddress!.loadLE(UInt32.self, at: 19 + length))
-            } }
-        } }
+        defer { frames.forEach { $0.deallocate() } }
+        /// The data block of `frame` and its stored checksum.
+        func block(_ frame: UnsafeMutableRawBufferPointer) -> (UnsafeRawBufferPointer, UInt32) {
+            let length = Int(UnsafeRawPointer(frame.baseAddress!).loadLE(UInt32.self, at: 15) & 0x7FFF_FFFF)
+            return (UnsafeRawBufferPointer(rebasing: frame[19..<(19 + length)]), UnsafeRawPointer(frame.baseAddress!).loadLE(UInt32.self, at: 19 + length))
+        }
+        let checksums = DataBlockChecksums(sideBySide: true)
+        checksums.compute(frames.map { UnsafeRawBufferPointer($0) })
+        for frame in frames {
+            let (data, stored) = block(frame)
+            // Other bytes at the same address: computed, not taken.
+            #expect(checksums.checksum(of: UnsafeRawBufferPointer(rebasing: data.dropLast())) == XXH32.hash(UnsafeRawBufferPointer(rebasing: data.dropLast())))
+            #expect(checksums.checksum(of: data) == stored)
+            // Taken once: the bytes changed now, their checksum is computed.
+            frame[19] ^= 1
+            #expect(checksums.checksum(of: data) == XXH32.hash(data))
+            #expect(checksums.checksum(of: data) != stored)
+            frame[19] ^= 1
+        }
+        let short = UnsafeRawBufferPointer(rebasing: frames[7][0..<18])
+        checksums.compute(frames.dropLast().map { UnsafeRawBufferPointer($0) } + [short])
+        let (data, stored) = block(frames[0])
+        frames[0][19] ^= 1
+        #expect(checksums.checksum(of: data) != stored, "nothing was computed for the batch")
+        frames[0][19] ^= 1
     }
 }
 

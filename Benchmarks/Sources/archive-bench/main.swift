@@ -167,7 +167,7 @@ if onlyAppend { exit(0) }
 // 2. Memory while appending 1M rows in decode-sized batches, then the archive's figures.
 do {
     let writer = try ArchiveWriter.create(at: path, schema: schema, blockRows: blockRows, overwrite: true)
-    print("block rows: \(writer.blockRows)")
+    print("block rows: \(writer.blockRows); decoder kernels: \(VectorKernels.available ? "AVX-512 (CVectorKernels)" : "Swift")")
     var samples: [Double] = []
     let start = now()
     var position = 0

@@ -138,7 +138,8 @@ func measureLZ4(_ trace: Trace, repeats: Int) -> Measurement {
 
 func report(_ trace: Trace, _ rows: [Measurement]) {
     let fixed = Double(trace.int32Bytes) / Double((trace.count * trace.schema.storedIDsPerRow * trace.schema.bitWidth + 7) / 8)
-    print("\n\(trace.name): \(trace.count) rows, \(trace.schema); int32 = \(trace.int32Bytes) bytes; fixed width alone \(String(format: "%.2f", fixed))x")
+    print("\n\(trace.name): \(trace.count) rows, \(trace.schema); int32 = \(trace.int32Bytes) bytes; fixed width alone \(String(format: "%.2f", fixed))x; "
+          + "decoder kernels: \(VectorKernels.available ? "AVX-512" : "Swift")")
     print("method".padding(toLength: 44, withPad: " ", startingAt: 0) + "   bytes      ratio  enc GB/s  dec GB/s")
     let reference = rows.last!
     for m in rows {

@@ -14,8 +14,9 @@
 // and stores are masked to them), so a flag bitmap that disagrees with `kept` yields wrong ids
 // in a column the caller has already rejected, never an access out of bounds.
 
-// Whether this CPU and its OS run the kernels below (the OS saves the 512-bit registers).
-// Asked once per process; cheap afterwards.
+// Whether this CPU and its OS run the kernels below (the OS saves the 512-bit registers), and
+// the environment does not turn them off (EXPERT_ARCHIVE_VECTOR_KERNELS=0). Asked once per
+// process; cheap afterwards.
 bool ek_vector_kernels_available(void);
 
 // The `count` values of `width` (1 ... 8) bit planes (spec 1.5.3) at `planes`, each plane
@@ -54,8 +55,8 @@ void ek_fill_flagged_u16(const uint8_t *flags, size_t rows, uint16_t *out);
 size_t ek_measure_columns(const uint8_t *payload, size_t size, const uint8_t *codes, size_t count, size_t cursor,
                           size_t rows, size_t width, size_t *constants);
 
-// XXH32 with seed 0 (the LZ4 frame checksum) of four buffers at once: hashes[k] of the
+// XXH32 with seed 0 (the LZ4 frame checksum) of eight buffers at once: hashes[k] of the
 // lengths[k] bytes at data[k]. Reads exactly those bytes. Only where ek_vector_kernels_available().
-void ek_xxh32_x4(const uint8_t *const data[4], const size_t lengths[4], uint32_t hashes[4]);
+void ek_xxh32_x8(const uint8_t *const data[8], const size_t lengths[8], uint32_t hashes[8]);
 
 #endif
