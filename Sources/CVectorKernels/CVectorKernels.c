@@ -367,9 +367,10 @@ EK_TARGET static inline __m512i stripe(const uint8_t *const data[4], const size_
 }
 
 // Eight buffers in two registers of four: each register's rounds are one chain of dependent
-// multiplies, and two chains keep the multiplier busy where one waits on it. Every stripe of
-// every buffer runs here (a finished buffer's lanes are left as they are); each buffer's tail
-// of under 16 bytes and its final mix run alone.
+// multiplies, and two chains leave the multiplier less idle when the frames are in cache (from
+// memory, the loads set the pace). Every stripe of every buffer runs here (a finished buffer's
+// lanes are left as they are, so frames of unequal lengths stay in the vectors); each buffer's
+// tail of under 16 bytes and its final mix run alone.
 EK_TARGET void ek_xxh32_x8(const uint8_t *const data[8], const size_t lengths[8], uint32_t hashes[8]) {
     size_t stripes[8], common = SIZE_MAX, most = 0;
     for (int k = 0; k < 8; k++) {
