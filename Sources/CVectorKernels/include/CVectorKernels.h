@@ -5,14 +5,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Kernels of the layout-1 decoder for 64 rows at a time, in AVX-512 (F, BW, VBMI, VBMI2),
-// chosen at run time: the package compiles for baseline x86-64, where the Swift word kernels
-// (RepeatRows) do 8 rows at a time. A column of a whole block is their only input: the Swift
-// kernels keep ranges that start or end inside a block.
+// Kernels of the block decoder in AVX-512 (F, BW, VBMI, VBMI2) and POPCNT, chosen at run time:
+// the package compiles for baseline x86-64, where the Swift word kernels (RepeatRows, BitPlanes)
+// do 8 rows at a time. The column kernels take a column of a whole block, 64 byte-wide or 32
+// 16-bit ids at a time (the Swift kernels keep ranges that start or end inside a block); the
+// others measure columns and compute block checksums.
 //
-// Bounds: each function reads and writes only the bytes it names, whatever the flags say (loads
-// and stores are masked to them), so a flag bitmap that disagrees with `kept` yields wrong ids
-// in a column the caller has already rejected, never an access out of bounds.
+// Bounds: each function reads and writes only the bytes it names, whatever its input says
+// (loads and stores are masked to them), so a flag bitmap that disagrees with `kept` yields
+// wrong ids in a column the caller has already rejected, never an access out of bounds.
 
 // Whether this CPU and its OS run the kernels below (the OS saves the 512-bit registers), and
 // the environment does not turn them off (EXPERT_ARCHIVE_VECTOR_KERNELS=0). Asked once per

@@ -200,7 +200,7 @@ private struct ColumnReader<S: PlaneScalar> {
     /// Scratch for the stored values of a flagged column.
     let values: UnsafeMutablePointer<S>
     let pulls: RepeatPulls
-    /// Whole columns of byte-wide ids go to ``VectorKernels``.
+    /// Whole columns go to ``VectorKernels``.
     let vectorKernels: Bool
 
     private var width: Int { schema.bitWidth }
@@ -221,7 +221,7 @@ private struct ColumnReader<S: PlaneScalar> {
     private func checkRange(_ ids: UnsafePointer<S>, _ range: Range<Int>, column c: Int) throws {
         guard experts < 1 << width else { return }
         let largest = Self.largest(ids, range)
-        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+        if largest >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
     }
 
     private static func largest(_ ids: UnsafePointer<S>, _ range: Range<Int>) -> S {
@@ -284,7 +284,7 @@ private struct ColumnReader<S: PlaneScalar> {
     /// `largest`, the largest stored value of column `c`, must be below `experts`.
     @inline(__always)
     private func checkLargest(_ largest: Int, column c: Int) throws {
-        if Int(largest) >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
+        if largest >= experts { throw fail("stored value \(largest) is not below \(experts)", column: c) }
     }
 
     /// The id of column `c` at row `t`, read from the planes (``PointReader``). Out of line: the
