@@ -18,12 +18,17 @@ final class DataBlockChecksums {
     }
 
     private var entries: [Entry] = []
+    /// The kernel's arguments, kept between batches: no allocation per batch.
+    private var data: [UnsafePointer<UInt8>?] = [], lengths: [Int] = [], hashes: [UInt32]
     /// Whether `compute` computes anything (``VectorKernels``).
     private let sideBySide: Bool
 
     init(sideBySide: Bool) {
         self.sideBySide = sideBySide
         entries.reserveCapacity(Self.batch)
+        data.reserveCapacity(Self.batch)
+        lengths.reserveCapacity(Self.batch)
+        hashes = [UInt32](repeating: 0, count: Self.batch)
     }
 
     /// Computes the checksums of the first data block of each of ``batch`` `frames`, or
@@ -32,7 +37,8 @@ final class DataBlockChecksums {
     func compute(_ frames: [UnsafeRawBufferPointer]) {
         entries.removeAll(keepingCapacity: true)
         guard sideBySide, frames.count == Self.batch else { return }
-        var data = [UnsafePointer<UInt8>?](), lengths = [Int]()
+        data.removeAll(keepingCapacity: true)
+        lengths.removeAll(keepingCapacity: true)
         for frame in frames {
             // The data block after a block frame's 15-byte header (spec 1.4), if it is whole.
             let header = 15
@@ -42,7 +48,6 @@ final class DataBlockChecksums {
             data.append((base + header + 4).assumingMemoryBound(to: UInt8.self))
             lengths.append(length)
         }
-        var hashes = [UInt32](repeating: 0, count: Self.batch)
         ek_xxh32_x8(&data, lengths, &hashes)
         for k in 0..<Self.batch { entries.append(Entry(data: UnsafeRawPointer(data[k]!), length: lengths[k], hash: hashes[k])) }
     }
