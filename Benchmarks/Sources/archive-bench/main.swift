@@ -62,7 +62,14 @@ while let argument = arguments.next() {
 }
 
 if let readAll {
-    let reader = try ArchiveReader(path: readAll)
+    let opened: ArchiveReader
+    do {
+        opened = try ArchiveReader(path: readAll)
+    } catch {
+        FileHandle.standardError.write(Data("archive-bench: \(error)\n".utf8))
+        exit(1)
+    }
+    let reader = opened
     reader.decodingThreads = readThreads
     let layers = readLayers ?? 0..<reader.schema.layers
     var out = [Int32](repeating: 0, count: reader.count * layers.count * reader.schema.topk)
