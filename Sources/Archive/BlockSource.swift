@@ -80,9 +80,8 @@ final class BlockSource {
         defer { decoder.forgetChecksums() }
         while position < range.upperBound {
             let block = index.blocks[blockIndex]
-            if range.count > 1 && (blockIndex - firstBlock) % BlockDecoder.checksumBatch == 0 {
-                computeChecksums(index.blocks[blockIndex...].prefix(BlockDecoder.checksumBatch).prefix { $0.position < range.upperBound },
-                                 with: decoder)
+            if range.count > 1 {
+                computeChecksums(at: blockIndex - firstBlock, of: index.blocks[blockIndex...], before: range.upperBound, with: decoder)
             }
             let end = min(range.upperBound, block.position + block.rows)
             // A one-row read decodes its row while the block is checked.
@@ -109,9 +108,7 @@ final class BlockSource {
         var position = rows.lowerBound
         defer { decoder.forgetChecksums() }
         for (i, block) in zip(blocks.indices, blocks) {
-            if (i - blocks.startIndex) % BlockDecoder.checksumBatch == 0 {
-                computeChecksums(blocks[i...].prefix(BlockDecoder.checksumBatch), with: decoder)
-            }
+            computeChecksums(at: i - blocks.startIndex, of: blocks[i...], with: decoder)
             let end = min(rows.upperBound, block.position + block.rows)
             let slice = UnsafeMutableBufferPointer(start: out + (position - rows.lowerBound) * perRow, count: (end - position) * perRow)
             do {
@@ -127,10 +124,14 @@ final class BlockSource {
         }
     }
 
-    /// Has `decoder` check the frames of the next `blocks` side by side (when there are
-    /// ``BlockDecoder/checksumBatch``, all inside the mapping).
-    private func computeChecksums(_ blocks: ArraySlice<BlockInfo>, with decoder: BlockDecoder) {
-        guard blocks.count == BlockDecoder.checksumBatch else { return }
+    /// At every ``BlockDecoder/checksumBatch``-th block of a read (`offset` from its first),
+    /// has `decoder` check the frames of that many `upcoming` blocks side by side: when there
+    /// are that many starting before row `end`, all inside the mapping.
+    private func computeChecksums(at offset: Int, of upcoming: ArraySlice<BlockInfo>, before end: Int = .max,
+                                  with decoder: BlockDecoder) {
+        guard offset % BlockDecoder.checksumBatch == 0 else { return }
+        let blocks = upcoming.prefix(BlockDecoder.checksumBatch)
+        guard blocks.count == BlockDecoder.checksumBatch, blocks.last!.position < end else { return }
         let frames = blocks.compactMap { try? frame(of: $0) }
         if frames.count == BlockDecoder.checksumBatch { decoder.computeChecksums(of: frames) }
     }

@@ -2,28 +2,20 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EK_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,popcnt")))
 
 bool ek_vector_kernels_available(void) {
+    // EXPERT_ARCHIVE_VECTOR_KERNELS=0 turns them off: to compare, or to rule them out.
+    const char *setting = getenv("EXPERT_ARCHIVE_VECTOR_KERNELS");
+    if (setting != NULL && strcmp(setting, "0") == 0) return false;
     // The builtins check the OS's XSAVE state too (XCR0), not only CPUID.
-    // Threads that ask at once all find the same answer: relaxed order is enough.
-    static _Atomic int available = -1;
-    int known = atomic_load_explicit(&available, memory_order_relaxed);
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-            && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
-            && __builtin_cpu_supports("popcnt");
-        // EXPERT_ARCHIVE_VECTOR_KERNELS=0 turns them off: to compare, or to rule them out.
-        const char *setting = getenv("EXPERT_ARCHIVE_VECTOR_KERNELS");
-        if (setting != NULL && strcmp(setting, "0") == 0) known = 0;
-        atomic_store_explicit(&available, known, memory_order_relaxed);
-    }
-    return known;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2")
+        && __builtin_cpu_supports("popcnt");
 }
 
 static inline uint64_t low_bits(size_t n) { return n >= 64 ? ~UINT64_C(0) : (UINT64_C(1) << n) - 1; }
@@ -36,26 +28,21 @@ static const uint8_t lanes_from_one[64] __attribute__((aligned(64))) = {
     49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64,
 };
 
-// The flags of rows `first ..< first + count` (first a multiple of 64, count <= 64) as bits
+// The flags of rows `first ..< first + count` (first a multiple of 8, count <= 64) as bits
 // 0 ..< count: only the bytes holding them are read.
 EK_TARGET static inline uint64_t load_flags(const uint8_t *flags, size_t first, size_t count) {
     __m512i bytes = _mm512_maskz_loadu_epi8(low_bits((count + 7) / 8), flags + first / 8);
     return (uint64_t)_mm_cvtsi128_si64(_mm512_castsi512_si128(bytes)) & low_bits(count);
 }
 
-// Lane i of the result: how many of lanes 0 ... i are unflagged, without a scan. An unflagged
-// lane's count is its rank among the unflagged lanes plus one, which expanding 1, 2, 3, ... onto
-// them gives; a flagged lane's is i + 1 minus its rank among the flagged ones, found the same way.
-EK_TARGET static inline __m512i unflagged_through(uint64_t unflagged, uint64_t live, __m512i lanes) {
-    __m512i flagged_rank = _mm512_maskz_expand_epi8(~unflagged & live, lanes);
-    __m512i counts = _mm512_sub_epi8(lanes, flagged_rank);
-    return _mm512_mask_expand_epi8(counts, unflagged, lanes);
-}
-
 // Lane i takes table[k - 1], k the unflagged lanes among 0 ... i, or `before` where k is 0: the
-// rows of a chunk from `table`, the values of its unflagged rows in order.
+// rows of a chunk from `table`, the values of its unflagged rows in order. `lanes` holds 1, 2,
+// 3, ...; k comes without a scan: an unflagged lane's is its rank among the unflagged lanes plus
+// one, which expanding `lanes` onto them gives, and a flagged lane's is i + 1 minus its rank
+// among the flagged ones, found the same way.
 EK_TARGET static inline __m512i spread_rows(uint64_t unflagged, uint64_t live, __m512i lanes, __m512i table, uint8_t before) {
-    __m512i counts = unflagged_through(unflagged, live, lanes);
+    __m512i flagged_rank = _mm512_maskz_expand_epi8(~unflagged & live, lanes);
+    __m512i counts = _mm512_mask_expand_epi8(_mm512_sub_epi8(lanes, flagged_rank), unflagged, lanes);
     __m512i picked = _mm512_permutexvar_epi8(_mm512_sub_epi8(counts, _mm512_set1_epi8(1)), table);
     __mmask64 none = _mm512_cmpeq_epi8_mask(counts, _mm512_setzero_si512());
     return _mm512_mask_mov_epi8(picked, none, _mm512_set1_epi8((char)before));
@@ -157,17 +144,12 @@ EK_TARGET void ek_fill_flagged_u8(const uint8_t *flags, size_t rows, uint8_t *ou
     }
 }
 
-// The same kernels for 16-bit ids (9 to 16 planes), 32 rows at a time.
+// The same kernels for 16-bit ids (9 to 16 planes), 32 rows at a time (spread_rows16 as spread_rows).
 
 static const uint16_t shorts_from_one[32] __attribute__((aligned(64))) = {
      1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16,
     17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32,
 };
-
-EK_TARGET static inline uint32_t load_flags32(const uint8_t *flags, size_t first, size_t count) {
-    __m512i bytes = _mm512_maskz_loadu_epi8(low_bits((count + 7) / 8), flags + first / 8);
-    return (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(bytes)) & (uint32_t)low_bits(count);
-}
 
 EK_TARGET static inline __m512i spread_rows16(uint32_t unflagged, uint32_t live, __m512i lanes, __m512i table, uint16_t before) {
     __m512i flagged_rank = _mm512_maskz_expand_epi16(~unflagged & live, lanes);
@@ -230,7 +212,7 @@ EK_TARGET uint16_t ek_decode_repeats_u16(const uint8_t *flags, const uint8_t *pl
     for (size_t first = 0; first < rows; first += 32) {
         size_t count = rows - first < 32 ? rows - first : 32;
         uint32_t live = (uint32_t)low_bits(count);
-        uint32_t flagged = load_flags32(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
+        uint32_t flagged = (uint32_t)load_flags(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
         uint32_t unflagged = ~flagged & live;
         while (used / 32 > low) {
             low++;
@@ -256,7 +238,7 @@ EK_TARGET void ek_fill_flagged_u16(const uint8_t *flags, size_t rows, uint16_t *
     for (size_t first = 0; first < rows; first += 32) {
         size_t count = rows - first < 32 ? rows - first : 32;
         uint32_t live = (uint32_t)low_bits(count);
-        uint32_t flagged = load_flags32(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
+        uint32_t flagged = (uint32_t)load_flags(flags, first, count) & (first == 0 ? ~UINT32_C(1) : ~UINT32_C(0));
         uint32_t unflagged = ~flagged & live;
         __m512i kept = _mm512_maskz_compress_epi16(unflagged, _mm512_maskz_loadu_epi16(live, out + first));
         __m512i rows_out = spread_rows16(unflagged, live, lanes, kept, before);

@@ -16,8 +16,8 @@
 // wrong ids in a column the caller has already rejected, never an access out of bounds.
 
 // Whether this CPU and its OS run the kernels below (the OS saves the 512-bit registers), and
-// the environment does not turn them off (EXPERT_ARCHIVE_VECTOR_KERNELS=0). Asked once per
-// process; cheap afterwards.
+// the environment does not turn them off (EXPERT_ARCHIVE_VECTOR_KERNELS=0). Asks each time:
+// callers keep the answer (ExpertCodec's VectorKernels.available).
 bool ek_vector_kernels_available(void);
 
 // The `count` values of `width` (1 ... 8) bit planes (spec 1.5.3) at `planes`, each plane
